@@ -1,0 +1,5 @@
+import sys
+
+from promptgrad.cli import main
+
+sys.exit(main())

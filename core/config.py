@@ -1,0 +1,135 @@
+"""The resolved configuration of one run: a typed dataclass, validated on creation, saved as TOML.
+
+Every setting of a run lives here, so that `config.toml` in a run folder is enough to trace a result
+back (nanoGPT saves the whole config in each checkpoint for the same reason).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from promptgrad.errors import UserError
+
+BUNDLED_MODEL = "smollm2-135m"
+BUNDLED_DATA = "antonyms"
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    # what to learn
+    model: str = BUNDLED_MODEL
+    data: str = BUNDLED_DATA
+    x_column: str = "x"
+    y_column: str = "y"
+    template: str = "Here are two {prompt} {x} and {y}"
+    prompt_len: int = 4
+    init: str = "random"  # random | vocab | text:<words>
+    baseline_text: str = " antonyms"
+    # how to learn it
+    lr: float = 3e-2
+    schedule: str = "cosine"
+    warmup_steps: int = 10
+    batch_size: int = 32
+    epochs: float = 1.0
+    steps: int = 0  # > 0 overrides epochs
+    train_size: int = 0  # 0: all training pairs
+    test_fraction: float = 0.2
+    seed: int = 0
+    # how often to look at it
+    eval_every: int = 50  # steps; evaluations use eval_size pairs, the final one the whole test set
+    eval_size: int = 256
+    checkpoint_every: int = 100
+    num_predictions: int = 8
+    nearest_k: int = 5
+    # where it runs
+    device: str = "auto"
+    precision: str = "auto"
+    name: str = ""  # run folder name under runs_dir; empty: a timestamp
+    runs_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        from promptgrad.template import Template  # the template knows its own rules
+
+        Template.parse(self.template)
+        if self.prompt_len < 1:
+            raise UserError(f"prompt_len must be at least 1, got {self.prompt_len}", "prompt_len")
+        if not (self.init in ("random", "vocab") or self.init.startswith("text:")):
+            raise UserError(f"init must be random, vocab or text:<words>, got {self.init!r}", "init")
+        if self.init.startswith("text:") and not self.init[5:].strip():
+            raise UserError("init text:<words> needs some words after 'text:', e.g. 'text: antonyms'", "init")
+        if not self.lr > 0:
+            raise UserError(f"lr must be a positive number, got {self.lr}", "lr")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}", "schedule")
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
+        if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs <= 0):
+            raise UserError("set epochs > 0 or steps > 0 (neither may be negative)", "epochs")
+        if self.train_size < 0:
+            raise UserError(f"train_size must be 0 (all) or a positive count, got {self.train_size}", "train_size")
+        if not 0 < self.test_fraction < 1:
+            raise UserError(f"test_fraction must lie between 0 and 1, got {self.test_fraction}", "test_fraction")
+        for name in ("eval_every", "eval_size", "checkpoint_every", "num_predictions", "nearest_k", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}", name)
+        if self.device not in DEVICES:
+            raise UserError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}", "device")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
+        if "/" in self.name or self.name in (".", ".."):
+            raise UserError(f"name must be a plain folder name, got {self.name!r}", "name")
+
+    # ---- conversion -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(known)}", unknown[0])
+        return cls(**{k: coerce(known[k], v) for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: Path) -> None:
+        path.write_text(tomli_w.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"config file {path} is not valid TOML: {e}") from None
+        return cls.from_dict(values)
+
+
+def coerce(field: dataclasses.Field, value: Any) -> Any:
+    """Turn a value from TOML, a form or the command line into the field's type, or say why not."""
+    kind = {int: int, float: float, str: str}.get(type(field.default))
+    if kind is None or isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        if kind is int:
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{field.name} must be {kind.__name__}, got {value!r}", field.name) from None

@@ -1,0 +1,131 @@
+"""The typed events that the training loop yields; the CLI, the TUI and metrics.jsonl all consume them.
+
+Each event is a small frozen dataclass. `to_json` gives the line written to metrics.jsonl and
+`event_from_json` reads it back, which is how a viewer replays a run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """The run is set up: data split, model loaded, run folder made."""
+
+    kind: ClassVar[str] = "started"
+    run_dir: str
+    model: str
+    device: str
+    precision: str
+    n_train: int
+    n_test: int
+    total_steps: int
+    start_step: int  # > 0 when resumed
+    steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    kind: ClassVar[str] = "step"
+    step: int  # 1-based count of optimiser steps done
+    epoch: float
+    loss: float  # training loss of this step's batch (mean cross-entropy per target token)
+    lr: float
+    examples_per_s: float
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class Evaluation(Event):
+    """Test loss and accuracy of one prompt. `prompt` names it: learned, hand-written or untrained."""
+
+    kind: ClassVar[str] = "evaluation"
+    step: int
+    prompt: str
+    test_loss: float
+    accuracy: float  # greedy exact match of the first generated word
+    n_pairs: int
+    best_test_loss: float  # best learned-prompt test loss so far (nan before the first)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    x: str
+    expected: str
+    predicted: str
+    correct: bool
+
+
+@dataclass(frozen=True)
+class Predictions(Event):
+    kind: ClassVar[str] = "predictions"
+    step: int
+    rows: list[Prediction]
+
+
+@dataclass(frozen=True)
+class NearestToken:
+    token: str
+    token_id: int
+    cosine: float
+
+
+@dataclass(frozen=True)
+class NearestTokens(Event):
+    """For each prompt position, the vocabulary tokens closest by cosine similarity."""
+
+    kind: ClassVar[str] = "nearest_tokens"
+    step: int
+    positions: list[list[NearestToken]]
+
+
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    kind: ClassVar[str] = "finished"
+    step: int
+    stopped: bool  # True when the stop signal ended it early
+    test_loss: float
+    accuracy: float
+    prompt_path: str
+
+
+@dataclass(frozen=True)
+class Failed(Event):
+    kind: ClassVar[str] = "failed"
+    step: int
+    message: str
+    user_error: bool  # bad input the user can fix (exit status 2) rather than a runtime failure
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (Started, Step, Evaluation, Predictions, NearestTokens, Checkpoint, Finished, Failed)
+}
+
+
+def event_from_json(obj: dict[str, Any]) -> Event:
+    obj = dict(obj)
+    cls = EVENT_TYPES[obj.pop("event")]
+    if cls is Predictions:
+        obj["rows"] = [Prediction(**r) for r in obj["rows"]]
+    if cls is NearestTokens:
+        obj["positions"] = [[NearestToken(**t) for t in pos] for pos in obj["positions"]]
+    return cls(**obj)

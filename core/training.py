@@ -1,0 +1,196 @@
+"""The training loop, written once: a generator of typed events that the CLI and the TUI both consume.
+
+    for event in train(config, stop=threading.Event()):
+        ...
+
+It loads data and model, evaluates the hand-written and the untrained prompt, then runs Adam on the
+soft prompt alone. Every event is also appended to the run folder's metrics.jsonl. Setting `stop`
+finishes the current step, saves a checkpoint and the prompt, and ends with Finished(stopped=True).
+Errors end the stream with Failed instead of an exception, so a UI consuming it stays up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from promptgrad.config import TrainConfig
+from promptgrad.errors import UserError
+from promptgrad.evaluation import predictions, score_prompt
+from promptgrad.events import Checkpoint, Evaluation, Event, Failed, Finished, NearestTokens, Predictions, Started, Step
+from promptgrad.models import FrozenModel, load_model
+from promptgrad.nearest_tokens import nearest_tokens
+from promptgrad.objective import target_loss
+from promptgrad.pairs import Split, load_pairs, split_pairs
+from promptgrad.precision import DTYPES, resolve_device, resolve_precision
+from promptgrad.run_folder import RunFolder
+from promptgrad.schedule import learning_rate
+from promptgrad.soft_prompt import SoftPrompt
+from promptgrad.template import Template, TemplateEncoder
+
+
+@dataclass
+class Session:
+    """What the loop has set up; shared with `promptgrad eval/predict` so they build it the same way."""
+
+    config: TrainConfig
+    split: Split
+    frozen: FrozenModel
+    encoder: TemplateEncoder
+    precision: str
+
+    def baseline_prompt(self) -> tuple[torch.Tensor, TemplateEncoder]:
+        """The hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
+        ids = self.frozen.tokenizer(self.config.baseline_text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"baseline_text {self.config.baseline_text!r} encodes to no tokens", "baseline_text")
+        with torch.no_grad():
+            vectors = self.frozen.embedding(torch.tensor(ids, device=self.frozen.device)).float()
+        return vectors, TemplateEncoder(self.encoder.template, self.frozen.tokenizer, len(ids))
+
+    @property
+    def eval_batch_size(self) -> int:
+        return max(64, self.config.batch_size * 2)
+
+
+def open_session(config: TrainConfig) -> Session:
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    split = split_pairs(load_pairs(config.data, config.x_column, config.y_column), config.test_fraction, config.seed, config.train_size)
+    frozen = load_model(config.model, device, DTYPES[precision])
+    encoder = TemplateEncoder(Template.parse(config.template), frozen.tokenizer, config.prompt_len)
+    return Session(config, split, frozen, encoder, precision)
+
+
+def prompt_metadata(config: TrainConfig, step: int, precision: str) -> dict[str, str]:
+    return {"model": config.model, "template": config.template, "prompt_len": str(config.prompt_len),
+            "init": config.init, "step": str(step), "precision": precision}
+
+
+def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None) -> Iterator[Event]:
+    """Run (or resume) training, yielding events. `resume` is a run folder; `config` then holds its
+    saved settings with any overrides (more steps, say)."""
+    progress = {"step": 0, "run": None}
+    try:
+        for event in _events(config, stop or threading.Event(), resume, progress):
+            if progress["run"] is not None:
+                progress["run"].append(event)
+            yield event
+    except UserError as e:
+        yield _logged(progress, Failed(progress["step"], str(e), user_error=True))
+    except Exception as e:  # a runtime failure (out of memory, NaN): report it, don't crash the consumer
+        yield _logged(progress, Failed(progress["step"], f"{type(e).__name__}: {e}", user_error=False))
+
+
+def _logged(progress: dict, event: Event) -> Event:
+    if progress["run"] is not None:
+        progress["run"].append(event)
+    return event
+
+
+def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | None, progress: dict) -> Iterator[Event]:
+    run = RunFolder.open(resume) if resume else None
+    checkpoint = run.load_checkpoint() if run else None
+    session = open_session(config)
+    frozen, encoder, split = session.frozen, session.encoder, session.split
+    train_pairs = [encoder.encode(p.x, p.y) for p in split.train]
+    eval_pairs = split.test[: config.eval_size] if config.eval_size else split.test
+    sample_pairs = split.test[: config.num_predictions]
+
+    prompt = SoftPrompt.initial(
+        config.init, config.prompt_len, frozen.embedding.weight, frozen.tokenizer, torch.Generator().manual_seed(config.seed)
+    ).to(frozen.device)
+    optimizer = torch.optim.Adam(prompt.parameters(), lr=config.lr)
+    steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size)
+    total_steps = config.steps or math.ceil(config.epochs * steps_per_epoch)
+    start_step, best = 0, math.inf
+    if checkpoint:
+        if tuple(checkpoint["prompt"].shape) != tuple(prompt.vectors.shape):
+            raise UserError(f"checkpoint prompt has shape {tuple(checkpoint['prompt'].shape)} but the config asks for {tuple(prompt.vectors.shape)}; keep model and prompt_len as they were")
+        with torch.no_grad():
+            prompt.vectors.copy_(checkpoint["prompt"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["rng"])
+        start_step, best = checkpoint["step"], checkpoint["best_test_loss"]
+        run.save_config(config)
+    else:
+        name = config.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+        run = RunFolder.create(config.runs_dir, name, config)
+    progress["run"], progress["step"] = run, start_step
+    yield Started(str(run.path), config.model, str(frozen.device), session.precision, len(split.train), len(split.test),
+                  total_steps, start_step, steps_per_epoch)
+
+    def evaluate(step: int, label: str, vectors: torch.Tensor, pairs, enc: TemplateEncoder = encoder) -> Iterator[Event]:
+        nonlocal best
+        score = score_prompt(frozen, enc, split, pairs, vectors, session.eval_batch_size)
+        if label == "learned":
+            best = min(best, score.test_loss)
+        yield Evaluation(step, label, score.test_loss, score.accuracy, score.n_pairs, best if best < math.inf else math.nan)
+
+    def readout(step: int) -> Iterator[Event]:
+        yield Predictions(step, predictions(frozen, encoder, split, sample_pairs, prompt.vectors))
+        yield NearestTokens(step, nearest_tokens(prompt.vectors, frozen.embedding.weight, frozen.tokenizer, config.nearest_k))
+
+    def save(step: int) -> Iterator[Event]:
+        state = {"step": step, "prompt": prompt.vectors.detach().cpu(), "optimizer": optimizer.state_dict(),
+                 "rng": torch.get_rng_state(), "best_test_loss": best}
+        path = run.save_checkpoint(state)
+        run.save_prompt(prompt.vectors, prompt_metadata(config, step, session.precision))
+        yield Checkpoint(step, str(path))
+
+    if start_step == 0:
+        baseline, baseline_encoder = session.baseline_prompt()
+        yield from evaluate(0, "hand-written", baseline, split.test, baseline_encoder)
+        yield from evaluate(0, "untrained", prompt.vectors, split.test)
+        yield from readout(0)
+
+    started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
+    step = start_step
+    while step < total_steps and not stop.is_set():
+        t0 = time.perf_counter()
+        epoch, k = divmod(step, steps_per_epoch)
+        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
+        batch = encoder.collate([train_pairs[i] for i in order[k * config.batch_size : (k + 1) * config.batch_size]]).to(frozen.device)
+        lr = learning_rate(step, total_steps, config.lr, config.warmup_steps, config.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = target_loss(frozen, batch, prompt.vectors)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"training loss became {loss_value} at step {step + 1}; lower --lr or use --precision fp32")
+        step += 1
+        progress["step"] = step
+        dt = time.perf_counter() - t0
+        step_seconds += dt
+        rate = len(batch.input_ids) / dt
+        examples_per_s = rate if examples_per_s == 0 else 0.9 * examples_per_s + 0.1 * rate
+        yield Step(step, step / steps_per_epoch, loss_value, lr, examples_per_s,
+                   time.perf_counter() - started_at, (total_steps - step) * step_seconds / (step - start_step))
+        if step < total_steps and not stop.is_set():
+            if config.eval_every and step % config.eval_every == 0:
+                yield from evaluate(step, "learned", prompt.vectors, eval_pairs)
+                yield from readout(step)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                yield from save(step)
+
+    if stop.is_set() and step < total_steps:
+        yield from save(step)
+        # no evaluation on the whole test set after a stop: `promptgrad eval RUN` gives it on demand
+        yield Finished(step, True, math.nan, math.nan, str(run.path / "prompt.safetensors"))
+        return
+    final = score_prompt(frozen, encoder, split, split.test, prompt.vectors, session.eval_batch_size)
+    best = min(best, final.test_loss)
+    yield Evaluation(step, "learned", final.test_loss, final.accuracy, final.n_pairs, best)
+    yield from readout(step)
+    yield from save(step)
+    yield Finished(step, False, final.test_loss, final.accuracy, str(run.path / "prompt.safetensors"))

@@ -1,0 +1,1 @@
+"""promptgrad-tui: a Textual app over the promptgrad core's event stream."""
