@@ -1,7 +1,12 @@
 """Evaluation of a prompt on held-out pairs: test loss, greedy accuracy, sample predictions.
 
-Nothing here builds a gradient graph. Accuracy asks the model to continue the context greedily (with
-a KV cache) and compares the first word it writes with the target.
+Nothing here builds a gradient graph. Accuracy is the exact match of the first word the model writes
+when it decodes greedily. That needs no generation loop: greedy decoding writes exactly the target
+word iff, teacher-forced, the argmax at every target position is the target token *and* the argmax
+after the last one does not continue the word (a space, punctuation or end of text follows). So one
+forward pass over context + target gives both the loss and the accuracy. (A greedy output that spells
+the same word with other tokens counts as wrong; BPE rarely does that.) The sample predictions shown to
+people do run real greedy generation, with a KV cache.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import torch
 
 from promptgrad.events import Prediction
 from promptgrad.models import FrozenModel
-from promptgrad.objective import embed_with_prompt, target_loss_sum
-from promptgrad.pairs import Pair, Split
+from promptgrad.objective import embed_with_prompt, summed_cross_entropy, target_logits
+from promptgrad.pairs import Pair
 from promptgrad.template import TemplateEncoder
 
 MAX_NEW_TOKENS = 6  # enough for a word of WordNet's length in BPE tokens; the first word is what counts
@@ -28,14 +33,33 @@ class PromptScore:
     n_pairs: int
 
 
+_word_continuations: dict[int, torch.Tensor] = {}
+
+
+def continues_word(tokenizer) -> torch.Tensor:
+    """Bool [vocab]: does this token, written right after a word, make the word longer?"""
+    key = id(tokenizer)
+    if key not in _word_continuations:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        _word_continuations[key] = torch.tensor([bool(t) and (t[0].isalnum() or t[0] in "-'") for t in texts])
+    return _word_continuations[key]
+
+
 @torch.inference_mode()
-def test_loss(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int) -> float:
-    total, count = 0.0, 0
+def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int) -> PromptScore:
+    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy."""
+    extends = continues_word(frozen.tokenizer).to(frozen.device)
+    total, count, right = 0.0, 0, 0
     for i in range(0, len(pairs), batch_size):
-        batch = encoder.collate([encoder.encode(p.x, p.y) for p in pairs[i : i + batch_size]]).to(frozen.device)
-        s, n = target_loss_sum(frozen, batch, prompt)
+        batch = encoder.collate([encoder.encode(p.x, p.y) for p in pairs[i : i + batch_size]], inputs="score").to(frozen.device)
+        T = batch.target_ids.shape[1]
+        logits = target_logits(frozen, batch, prompt, n_logits=T + 1)
+        s, n = summed_cross_entropy(logits[:, :T], batch)
+        greedy = logits.argmax(-1)
+        spelled = ((greedy[:, :T] == batch.target_ids) | ~batch.target_mask).all(1)
+        right += int((spelled & ~extends[greedy[:, T]]).sum())
         total, count = total + float(s), count + n
-    return total / count
+    return PromptScore(total / count, right / len(pairs), len(pairs))
 
 
 @torch.inference_mode()
@@ -43,7 +67,7 @@ def greedy_words(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], p
     """The first word the model writes after each context, decoding greedily."""
     words: list[str] = []
     for i in range(0, len(xs), batch_size):
-        batch = encoder.collate([encoder.encode(x, "_") for x in xs[i : i + batch_size]], with_target=False).to(frozen.device)
+        batch = encoder.collate([encoder.encode(x, "_") for x in xs[i : i + batch_size]], inputs="context").to(frozen.device)
         attention, positions = batch.attention_mask, batch.position_ids
         out = frozen.model(
             inputs_embeds=embed_with_prompt(frozen, batch, prompt),
@@ -62,12 +86,17 @@ def greedy_words(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], p
                 input_ids=token[:, None],
                 attention_mask=attention,
                 position_ids=positions,
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **reuse_cache(out),
             )
         texts = frozen.tokenizer.batch_decode(torch.stack(generated, 1).tolist(), skip_special_tokens=True)
         words += [first_word(t) for t in texts]
     return words
+
+
+def reuse_cache(out) -> dict:
+    """The KV cache of the previous call as a keyword (transformers 5.2x renamed past_key_values to cache)."""
+    return {"cache": out["cache"]} if "cache" in out else {"past_key_values": out.past_key_values}
 
 
 def first_word(text: str) -> str:
@@ -75,13 +104,6 @@ def first_word(text: str) -> str:
     return match.group(0).lower() if match else ""
 
 
-def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, split: Split, pairs: list[Pair], prompt: torch.Tensor, batch_size: int) -> PromptScore:
-    loss = test_loss(frozen, encoder, pairs, prompt, batch_size)
-    words = greedy_words(frozen, encoder, [p.x for p in pairs], prompt, batch_size)
-    right = sum(split.is_correct(p.x, w) for p, w in zip(pairs, words))
-    return PromptScore(loss, right / len(pairs), len(pairs))
-
-
-def predictions(frozen: FrozenModel, encoder: TemplateEncoder, split: Split, pairs: list[Pair], prompt: torch.Tensor) -> list[Prediction]:
+def predictions(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor) -> list[Prediction]:
     words = greedy_words(frozen, encoder, [p.x for p in pairs], prompt, len(pairs))
-    return [Prediction(p.x, p.y, w, split.is_correct(p.x, w)) for p, w in zip(pairs, words)]
+    return [Prediction(p.x, p.y, w, w == p.y.lower()) for p, w in zip(pairs, words)]

@@ -57,7 +57,7 @@ class Evaluation(Event):
     test_loss: float
     accuracy: float  # greedy exact match of the first generated word
     n_pairs: int
-    best_test_loss: float  # best learned-prompt test loss so far (nan before the first)
+    best_test_loss: float | None  # best learned-prompt test loss so far (None before the first)
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ class Finished(Event):
     kind: ClassVar[str] = "finished"
     step: int
     stopped: bool  # True when the stop signal ended it early
-    test_loss: float
-    accuracy: float
+    test_loss: float | None  # on the whole test set; None when stopped early (`promptgrad eval` gives it)
+    accuracy: float | None
     prompt_path: str
 
 

@@ -21,13 +21,14 @@ def embed_with_prompt(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -
     return tokens.masked_scatter(batch.prompt_mask.unsqueeze(-1), rows)
 
 
-def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-    """Logits [B, T, vocab] predicting each target token (right-aligned, see Batch)."""
+def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor, n_logits: int | None = None) -> torch.Tensor:
+    """Logits [B, n_logits, vocab] of the last columns; by default T, those predicting each target token
+    (right-aligned, see Batch)."""
     out = frozen.model(
         inputs_embeds=embed_with_prompt(frozen, batch, prompt),
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
-        logits_to_keep=batch.target_ids.shape[1],
+        logits_to_keep=n_logits or batch.target_ids.shape[1],
         use_cache=False,
     )
     return out.logits
@@ -35,7 +36,11 @@ def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> to
 
 def target_loss_sum(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the target tokens, and how many tokens it sums."""
-    logits = target_logits(frozen, batch, prompt).float()
+    return summed_cross_entropy(target_logits(frozen, batch, prompt), batch)
+
+
+def summed_cross_entropy(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, int]:
+    logits = logits.float()
     losses = F.cross_entropy(logits.flatten(0, 1), batch.target_ids.flatten(), reduction="none")
     mask = batch.target_mask.flatten()
     return (losses * mask).sum(), int(mask.sum())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -29,11 +29,6 @@ class Pair:
 class Split:
     train: list[Pair]
     test: list[Pair]
-    # every y listed for an x anywhere in the data: a prediction counts as right if it is any of them
-    valid_targets: dict[str, set[str]] = field(default_factory=dict)
-
-    def is_correct(self, x: str, predicted: str) -> bool:
-        return predicted.lower() in self.valid_targets.get(x, set())
 
 
 def bundled_path(name: str) -> Path:
@@ -111,7 +106,4 @@ def split_pairs(pairs: list[Pair], test_fraction: float, seed: int, train_size: 
         raise UserError(f"{len(pairs)} pairs are too few to split into train and test; give more data", "data")
     if train_size:
         train = train[:train_size]
-    valid: dict[str, set[str]] = {}
-    for p in pairs:
-        valid.setdefault(p.x, set()).add(p.y.lower())
-    return Split(train, test, valid)
+    return Split(train, test)

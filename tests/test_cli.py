@@ -1,0 +1,92 @@
+"""The command line: each kind of bad input is one line on stderr, exit status 2, and damages nothing."""
+
+import subprocess
+import sys
+
+import pytest
+
+from promptgrad.cli import main
+
+
+def tiny_args(config, *extra):
+    return ["train", "--model", config.model, "--data", config.data, "--steps", "2", "--batch-size", "4",
+            "--eval-size", "4", "--precision", "fp32", "--runs-dir", config.runs_dir, *extra]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--template", "Here are two {x} and {y}"], "template has no {prompt}"),
+        (["--template", "Here are two {prompt} and {y}"], "template has no {x}"),
+        (["--template", "Here are two {prompt} {x}"], "template has no {y}"),
+        (["--prompt-len", "0"], "prompt_len must be at least 1"),
+        (["--lr", "-0.1"], "lr must be a positive number"),
+        (["--lr", "0"], "lr must be a positive number"),
+        (["--precision", "fp8"], "precision must be"),
+        (["--data", "/nonexistent/pairs.jsonl"], "does not exist"),
+        (["--x-column", "word"], "has no column 'word'"),
+        (["--prompt-len", "four"], "prompt_len must be int"),
+        (["--model", "/nonexistent/model-folder"], "smollm2-135m"),
+        (["--resume", "/tmp"], "is not a run folder"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tiny_config, capsys, extra, message):
+    assert main(tiny_args(tiny_config, *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
+
+
+def test_empty_data_file(tiny_config, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(tiny_args(tiny_config, "--data", str(empty))) == 2
+    assert "holds no pairs" in capsys.readouterr().err
+
+
+def test_bad_input_leaves_an_existing_run_untouched(tiny_config, capsys):
+    assert main(tiny_args(tiny_config, "--name", "keep")) == 0
+    run = f"{tiny_config.runs_dir}/keep"
+    before = {p: open(f"{run}/{p}", "rb").read() for p in ("config.toml", "metrics.jsonl", "prompt.safetensors", "checkpoint.pt")}
+    assert main(tiny_args(tiny_config, "--name", "keep")) == 2  # same name again: refused
+    assert "already exists" in capsys.readouterr().err
+    assert main(["train", "--resume", run, "--prompt-len", "0"]) == 2  # bad override on resume
+    assert main(["train", "--resume", run, "--data", "/nonexistent.jsonl"]) == 2
+    after = {p: open(f"{run}/{p}", "rb").read() for p in before}
+    assert after == before
+
+
+def test_train_eval_predict_nearest(tiny_config, capsys):
+    assert main(tiny_args(tiny_config, "--name", "cli")) == 0
+    out = capsys.readouterr().out
+    assert "hand-written prompt: test loss" in out and "finished at step 2" in out
+    run = f"{tiny_config.runs_dir}/cli"
+    assert main(["eval", run]) == 0
+    out = capsys.readouterr().out
+    assert "learned" in out and "hand-written" in out
+    assert main(["predict", run, "hot", "big"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["nearest", run, "-k", "2"]) == 0
+    assert "cosine" in capsys.readouterr().out
+    assert main(["eval", "/tmp"]) == 2
+
+
+def test_config_file_and_overrides(tiny_config, tmp_path, capsys):
+    config_file = tmp_path / "run.toml"
+    tiny_config.replace(steps=1, name="from-file").save(config_file)
+    assert main(["train", "--config", str(config_file), "--seed", "3"]) == 0
+    from promptgrad.run_folder import RunFolder
+
+    saved = RunFolder.open(f"{tiny_config.runs_dir}/from-file").config()
+    assert saved.seed == 3 and saved.steps == 1 and saved.model == tiny_config.model
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = \n")
+    assert main(["train", "--config", str(bad)]) == 2
+    bad.write_text("learning_rate = 0.1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "unknown setting 'learning_rate'" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs_without_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "promptgrad", "train", "--prompt-len", "0"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "promptgrad: error: prompt_len must be at least 1, got 0"

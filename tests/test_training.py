@@ -1,0 +1,102 @@
+"""The training loop on the small GPT-2: what changes, what never does, and what lands on disk."""
+
+import json
+import threading
+
+import torch
+from safetensors import safe_open
+
+from promptgrad.events import Checkpoint, Evaluation, Finished, NearestTokens, Predictions, Started, Step
+from promptgrad.models import load_model
+from promptgrad.nearest_tokens import nearest_tokens
+from promptgrad.objective import target_loss
+from promptgrad.run_folder import RunFolder
+from promptgrad.soft_prompt import SoftPrompt
+from promptgrad.template import Template, TemplateEncoder
+from promptgrad.training import train
+
+
+def test_only_the_prompt_gets_gradient_and_weights_never_change(tiny_gpt2):
+    frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
+    before = {k: v.clone() for k, v in frozen.model.state_dict().items()}
+    encoder = TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, 4)
+    prompt = SoftPrompt.initial("random", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(prompt.parameters(), lr=0.1)
+    batch = encoder.collate([encoder.encode("hot", "cold"), encoder.encode("big", "small")])
+    start = prompt.vectors.detach().clone()
+    for _ in range(3):
+        optimizer.zero_grad()
+        target_loss(frozen, batch, prompt.vectors).backward()
+        assert prompt.vectors.grad is not None and prompt.vectors.grad.abs().sum() > 0
+        assert all(p.grad is None for p in frozen.model.parameters())
+        optimizer.step()
+    assert not torch.equal(prompt.vectors, start)
+    for k, v in frozen.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_nearest_token_of_a_token_embedding_is_that_token_with_cosine_one(tiny_gpt2):
+    frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
+    ids = frozen.tokenizer(" cold hot", add_special_tokens=False)["input_ids"]
+    prompt = frozen.embedding.weight[ids].detach()
+    result = nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, k=3)
+    for token_id, row in zip(ids, result):
+        assert row[0].token_id == token_id
+        assert abs(row[0].cosine - 1.0) < 1e-4
+        assert row[1].cosine < row[0].cosine
+
+
+def test_init_from_text_repeats_the_text_embeddings(tiny_gpt2):
+    frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
+    ids = frozen.tokenizer(" antonyms", add_special_tokens=False)["input_ids"]
+    prompt = SoftPrompt.initial("text: antonyms", 5, frozen.embedding.weight, frozen.tokenizer, torch.Generator())
+    expected = frozen.embedding.weight[(ids * 5)[:5]]
+    torch.testing.assert_close(prompt.vectors.detach(), expected.detach())
+
+
+def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
+    events = list(train(tiny_config))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Started and kinds[-1] is Finished
+    assert sum(k is Step for k in kinds) == 6
+    for kind in (Evaluation, Predictions, NearestTokens, Checkpoint):
+        assert kind in kinds
+    labels = {e.prompt for e in events if isinstance(e, Evaluation)}
+    assert labels == {"hand-written", "untrained", "learned"}
+    assert len(events[-1 - [type(e) for e in reversed(events)].index(Predictions)].rows) == 3
+
+    run = RunFolder.open(events[0].run_dir)
+    assert {p.name for p in run.path.iterdir()} >= {"config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"}
+    assert run.config() == tiny_config
+    lines = (run.path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == [e.kind for e in events]
+    assert run.events() == events
+    with safe_open(str(run.path / "prompt.safetensors"), "pt") as f:
+        meta = f.metadata()
+        tensor = f.get_tensor("prompt")
+    assert tensor.dtype == torch.float32 and tuple(tensor.shape) == (4, 64)
+    assert meta["model"] == tiny_config.model and meta["template"] == tiny_config.template and meta["prompt_len"] == "4"
+
+
+def test_stop_saves_a_checkpoint_and_resume_continues_to_the_same_prompt(tiny_config, tmp_path):
+    straight = list(train(tiny_config.replace(name="straight", checkpoint_every=0)))
+    assert isinstance(straight[-1], Finished) and not straight[-1].stopped
+
+    stop = threading.Event()
+    stopped = []
+    for event in train(tiny_config.replace(name="interrupted", checkpoint_every=0), stop):
+        stopped.append(event)
+        if isinstance(event, Step) and event.step == 2:
+            stop.set()
+    assert isinstance(stopped[-1], Finished) and stopped[-1].stopped and stopped[-1].step == 2
+    assert any(isinstance(e, Checkpoint) and e.step == 2 for e in stopped)
+
+    folder = RunFolder.open(stopped[0].run_dir)
+    resumed = list(train(folder.config(), resume=folder.path))
+    assert resumed[0].start_step == 2
+    assert [e.step for e in resumed if isinstance(e, Step)] == [3, 4, 5, 6]
+    a, _ = RunFolder.open(straight[0].run_dir).load_prompt()
+    b, _ = folder.load_prompt()
+    torch.testing.assert_close(a, b)
+    steps = [e for e in folder.events() if isinstance(e, Step)]
+    assert [e.step for e in steps] == [1, 2, 3, 4, 5, 6]
