@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
+
+from rich.console import Console
 
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
@@ -94,8 +96,10 @@ def run_train(args: argparse.Namespace) -> int:
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    # under accelerate launch / torchrun only rank 0 reports (and writes the run folder)
+    console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
     try:
-        with TrainingReport() as report:
+        with TrainingReport(console) as report:
             for event in train(config, stop, resume=args.resume):
                 report.show(event)
             return report.exit_status

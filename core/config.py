@@ -21,6 +21,8 @@ BUNDLED_DATA = "antonyms"
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
+MODES = ("soft", "hard")
+METHODS = ("pez", "gcg", "relax")  # hard-prompt search methods, see hard_search.py
 
 
 @dataclass
@@ -39,11 +41,18 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_steps: int = 10
     batch_size: int = 32
-    epochs: float = 1.0
-    steps: int = 0  # > 0 overrides epochs
+    steps: int = 100  # optimiser steps; about 0.6 epoch of the antonyms, which fits 10 minutes on 2 CPU cores
+    epochs: float = 0.0  # > 0: train this many passes over the training pairs instead of `steps`
     train_size: int = 0  # 0: all training pairs
     test_fraction: float = 0.2
     seed: int = 0
+    # soft: learn free vectors; hard: search for real tokens that can be pasted into any API
+    mode: str = "soft"
+    method: str = "gcg"  # hard mode: pez (projected gradient), gcg (greedy coordinate gradient), relax (softmax baseline)
+    topk: int = 256  # gcg: candidate tokens per position, those with the most negative one-hot gradient
+    candidates: int = 512  # gcg: single-token swaps scored by their exact loss each step
+    search_batch_size: int = 8  # hard mode: training pairs per step (gcg scores every candidate on all of them)
+    readable_only: bool = True  # hard mode: only tokens that decode to printable ASCII
     # how often to look at it
     eval_every: int = 50  # steps; evaluations use eval_size pairs, the final one the whole test set
     eval_size: int = 256
@@ -53,6 +62,7 @@ class TrainConfig:
     # where it runs
     device: str = "auto"
     precision: str = "auto"
+    device_map: str = ""  # "auto": split a model too large for one GPU over all visible ones
     name: str = ""  # run folder name under runs_dir; empty: a timestamp
     runs_dir: str = "runs"
 
@@ -75,12 +85,21 @@ class TrainConfig:
             raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}", "schedule")
         if self.batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
-        if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs <= 0):
-            raise UserError("set epochs > 0 or steps > 0 (neither may be negative)", "epochs")
+        if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs == 0):
+            raise UserError("set steps > 0 or epochs > 0 (neither may be negative)", "steps")
         if self.train_size < 0:
             raise UserError(f"train_size must be 0 (all) or a positive count, got {self.train_size}", "train_size")
         if not 0 < self.test_fraction < 1:
             raise UserError(f"test_fraction must lie between 0 and 1, got {self.test_fraction}", "test_fraction")
+        if self.mode not in MODES:
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}", "mode")
+        if self.method not in METHODS:
+            raise UserError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}", "method")
+        for name in ("topk", "candidates", "search_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}", name)
+        if not isinstance(self.readable_only, bool):
+            raise UserError(f"readable_only must be true or false, got {self.readable_only!r}", "readable_only")
         for name in ("eval_every", "eval_size", "checkpoint_every", "num_predictions", "nearest_k", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", name)
@@ -122,6 +141,13 @@ class TrainConfig:
 
 def coerce(field: dataclasses.Field, value: Any) -> Any:
     """Turn a value from TOML, a form or the command line into the field's type, or say why not."""
+    if isinstance(field.default, bool):
+        truth = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (str, int)) and str(value).strip().lower() in truth:
+            return truth[str(value).strip().lower()]
+        raise UserError(f"{field.name} must be true or false, got {value!r}", field.name)
     kind = {int: int, float: float, str: str}.get(type(field.default))
     if kind is None or isinstance(value, kind) and not isinstance(value, bool):
         return value

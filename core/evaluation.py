@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from promptgrad.distributed import Processes
 from promptgrad.events import Prediction
 from promptgrad.models import FrozenModel
 from promptgrad.objective import embed_with_prompt, summed_cross_entropy, target_logits
@@ -46,19 +47,24 @@ def continues_word(tokenizer) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int) -> PromptScore:
-    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy."""
-    extends = continues_word(frozen.tokenizer).to(frozen.device)
+def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
+                 processes: Processes = Processes()) -> PromptScore:
+    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy. Under data
+    parallelism each process scores its share of the pairs and the sums are gathered."""
+    extends = continues_word(frozen.tokenizer)
+    encoded = sorted((encoder.encode(p.x, p.y) for p in pairs), key=lambda e: len(e.context) + len(e.target))
+    encoded = processes.share(encoded)
     total, count, right = 0.0, 0, 0
-    for i in range(0, len(pairs), batch_size):
-        batch = encoder.collate([encoder.encode(p.x, p.y) for p in pairs[i : i + batch_size]], inputs="score").to(frozen.device)
+    for i in range(0, len(encoded), batch_size):  # sorted by length: little padding; sums don't care about order
+        batch = encoder.collate(encoded[i : i + batch_size], inputs="score").to(frozen.device)
         T = batch.target_ids.shape[1]
         logits = target_logits(frozen, batch, prompt, n_logits=T + 1)
         s, n = summed_cross_entropy(logits[:, :T], batch)
         greedy = logits.argmax(-1)
-        spelled = ((greedy[:, :T] == batch.target_ids) | ~batch.target_mask).all(1)
-        right += int((spelled & ~extends[greedy[:, T]]).sum())
+        spelled = ((greedy[:, :T] == batch.target_ids.to(greedy.device)) | ~batch.target_mask.to(greedy.device)).all(1)
+        right += int((spelled.cpu() & ~extends[greedy[:, T].cpu()]).sum())
         total, count = total + float(s), count + n
+    total, count, right = processes.sum([total, count, right], frozen.device)
     return PromptScore(total / count, right / len(pairs), len(pairs))
 
 

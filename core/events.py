@@ -92,6 +92,19 @@ class NearestTokens(Event):
 
 
 @dataclass(frozen=True)
+class HardPromptFound(Event):
+    """Hard mode: a prompt of real tokens better than any before it, judged on a held-out slice of the
+    training pairs (never the test set). `text` is what to paste in place of the template's " {prompt}"."""
+
+    kind: ClassVar[str] = "hard_prompt"
+    step: int
+    ids: list[int]
+    tokens: list[str]  # each position's token as text
+    text: str
+    train_loss: float  # mean cross-entropy per target token on the held-out training pairs
+
+
+@dataclass(frozen=True)
 class Checkpoint(Event):
     kind: ClassVar[str] = "checkpoint"
     step: int
@@ -117,7 +130,8 @@ class Failed(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (Started, Step, Evaluation, Predictions, NearestTokens, Checkpoint, Finished, Failed)
+    cls.kind: cls
+    for cls in (Started, Step, Evaluation, Predictions, NearestTokens, HardPromptFound, Checkpoint, Finished, Failed)
 }
 
 

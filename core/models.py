@@ -78,11 +78,13 @@ def bundled_folder() -> Path:
     return folder
 
 
-def load_model(name: str, device: torch.device, dtype: torch.dtype) -> FrozenModel:
+def load_model(name: str, device: torch.device, dtype: torch.dtype, device_map: str = "") -> FrozenModel:
+    """`device_map` ("auto", "balanced", ...) splits the layers over the visible devices with Accelerate;
+    the prompt then lives on the device of the input embedding."""
     source = bundled_folder() if name == BUNDLED_MODEL else name
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map or None)
     except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
@@ -90,7 +92,10 @@ def load_model(name: str, device: torch.device, dtype: torch.dtype) -> FrozenMod
             f"a local model folder, or the bundled default {BUNDLED_MODEL!r}",
             "model",
         ) from None
-    model.to(device)
+    if device_map:
+        device = model.get_input_embeddings().weight.device
+    else:
+        model.to(device)
     model.eval()  # no dropout: the loss must be a function of the prompt alone
     model.requires_grad_(False)
     return FrozenModel(name, model, tokenizer, device, dtype)

@@ -41,8 +41,9 @@ def target_loss_sum(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> 
 
 def summed_cross_entropy(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, int]:
     logits = logits.float()
-    losses = F.cross_entropy(logits.flatten(0, 1), batch.target_ids.flatten(), reduction="none")
-    mask = batch.target_mask.flatten()
+    # with a model split over devices (device_map) the logits live on the last one
+    losses = F.cross_entropy(logits.flatten(0, 1), batch.target_ids.flatten().to(logits.device), reduction="none")
+    mask = batch.target_mask.flatten().to(logits.device)
     return (losses * mask).sum(), int(mask.sum())
 
 

@@ -15,12 +15,13 @@ from promptgrad.errors import UserError
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """`local_rank` picks this process's GPU under a distributed launcher."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto", "device")
-    return torch.device(device)
+    return torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from promptgrad.config import TrainConfig
+from promptgrad.distributed import Processes, processes
 from promptgrad.errors import UserError
 from promptgrad.evaluation import predictions, score_prompt
 from promptgrad.events import Checkpoint, Evaluation, Event, Failed, Finished, NearestTokens, Predictions, Started, Step
 from promptgrad.models import FrozenModel, load_model
 from promptgrad.nearest_tokens import nearest_tokens
-from promptgrad.objective import target_loss
+from promptgrad.objective import target_loss_sum
 from promptgrad.pairs import Split, load_pairs, split_pairs
 from promptgrad.precision import DTYPES, resolve_device, resolve_precision
 from promptgrad.run_folder import RunFolder
@@ -45,6 +46,7 @@ class Session:
     frozen: FrozenModel
     encoder: TemplateEncoder
     precision: str
+    processes: Processes = Processes()
 
     def baseline_prompt(self) -> tuple[torch.Tensor, TemplateEncoder]:
         """The hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
@@ -62,16 +64,34 @@ class Session:
 
 def open_session(config: TrainConfig) -> Session:
     device = resolve_device(config.device)
+    group = processes(device.type)
+    if group.active and config.batch_size < group.world_size:
+        raise UserError(f"batch_size {config.batch_size} is smaller than the {group.world_size} processes sharing it", "batch_size")
+    device = resolve_device(config.device, group.local_rank)
     precision = resolve_precision(config.precision, device)
     split = split_pairs(load_pairs(config.data, config.x_column, config.y_column), config.test_fraction, config.seed, config.train_size)
-    frozen = load_model(config.model, device, DTYPES[precision])
+    frozen = load_model(config.model, device, DTYPES[precision], config.device_map)
     encoder = TemplateEncoder(Template.parse(config.template), frozen.tokenizer, config.prompt_len)
-    return Session(config, split, frozen, encoder, precision)
+    return Session(config, split, frozen, encoder, precision, group)
 
 
 def prompt_metadata(config: TrainConfig, step: int, precision: str) -> dict[str, str]:
     return {"model": config.model, "template": config.template, "prompt_len": str(config.prompt_len),
             "init": config.init, "step": str(step), "precision": precision}
+
+
+def epoch_batches(pairs: list, config: TrainConfig, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: a seeded shuffle, then within windows of 16 batches, examples of
+    similar length together (less padding), then the batches shuffled again. A pure function of
+    (seed, epoch), so a resumed run sees exactly the batches it would have seen."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(pairs), generator=generator).tolist()
+    window = config.batch_size * 16
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: len(pairs[i].context) + len(pairs[i].target))
+        batches += [chunk[j : j + config.batch_size] for j in range(0, len(chunk), config.batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None) -> Iterator[Event]:
@@ -99,7 +119,7 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
     run = RunFolder.open(resume) if resume else None
     checkpoint = run.load_checkpoint() if run else None
     session = open_session(config)
-    frozen, encoder, split = session.frozen, session.encoder, session.split
+    frozen, encoder, split, group = session.frozen, session.encoder, session.split, session.processes
     train_pairs = [encoder.encode(p.x, p.y) for p in split.train]
     eval_pairs = split.test[: config.eval_size] if config.eval_size else split.test
     sample_pairs = split.test[: config.num_predictions]
@@ -109,7 +129,7 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
     ).to(frozen.device)
     optimizer = torch.optim.Adam(prompt.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size)
-    total_steps = config.steps or math.ceil(config.epochs * steps_per_epoch)
+    total_steps = math.ceil(config.epochs * steps_per_epoch) if config.epochs else config.steps
     start_step, best = 0, math.inf
     if checkpoint:
         if tuple(checkpoint["prompt"].shape) != tuple(prompt.vectors.shape):
@@ -119,26 +139,33 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
         optimizer.load_state_dict(checkpoint["optimizer"])
         torch.set_rng_state(checkpoint["rng"])
         start_step, best = checkpoint["step"], checkpoint["best_test_loss"]
-        run.save_config(config)
-    else:
+        if group.is_main:
+            run.save_config(config)
+    elif group.is_main:
         name = config.name or datetime.now().strftime("%Y%m%d-%H%M%S")
         run = RunFolder.create(config.runs_dir, name, config)
+    if not group.is_main:  # only rank 0 writes the run folder; the others compute and stay quiet
+        run = None
     progress["run"], progress["step"] = run, start_step
-    yield Started(str(run.path), config.model, str(frozen.device), session.precision, len(split.train), len(split.test),
+    yield Started(str(run.path) if run else "", config.model, str(frozen.device), session.precision, len(split.train), len(split.test),
                   total_steps, start_step, steps_per_epoch)
 
     def evaluate(step: int, label: str, vectors: torch.Tensor, pairs, enc: TemplateEncoder = encoder) -> Iterator[Event]:
         nonlocal best
-        score = score_prompt(frozen, enc, pairs, vectors, session.eval_batch_size)
+        score = score_prompt(frozen, enc, pairs, vectors, session.eval_batch_size, group)
         if label == "learned":
             best = min(best, score.test_loss)
         yield Evaluation(step, label, score.test_loss, score.accuracy, score.n_pairs, best if best < math.inf else None)
 
     def readout(step: int) -> Iterator[Event]:
+        if not group.is_main:
+            return
         yield Predictions(step, predictions(frozen, encoder, sample_pairs, prompt.vectors))
         yield NearestTokens(step, nearest_tokens(prompt.vectors, frozen.embedding.weight, frozen.tokenizer, config.nearest_k))
 
     def save(step: int) -> Iterator[Event]:
+        if not group.is_main:
+            return
         state = {"step": step, "prompt": prompt.vectors.detach().cpu(), "optimizer": optimizer.state_dict(),
                  "rng": torch.get_rng_state(), "best_test_loss": best}
         path = run.save_checkpoint(state)
@@ -152,45 +179,52 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
         yield from readout(0)
 
     started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
-    step = start_step
-    while step < total_steps and not stop.is_set():
+    step, batches_epoch = start_step, -1
+    stopping = group.any(stop.is_set(), frozen.device)
+    while step < total_steps and not stopping:
         t0 = time.perf_counter()
         epoch, k = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
-        batch = encoder.collate([train_pairs[i] for i in order[k * config.batch_size : (k + 1) * config.batch_size]]).to(frozen.device)
+        if epoch != batches_epoch:
+            batches, batches_epoch = epoch_batches(train_pairs, config, epoch), epoch
+        batch = encoder.collate([train_pairs[i] for i in group.share(batches[k])]).to(frozen.device)
         lr = learning_rate(step, total_steps, config.lr, config.warmup_steps, config.schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = target_loss(frozen, batch, prompt.vectors)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+        loss_sum, n_tokens = target_loss_sum(frozen, batch, prompt.vectors)
+        # divide by the tokens of the whole global batch, so that summing the processes' gradients
+        # gives exactly the gradient of the mean loss a single process would compute
+        (global_tokens,) = group.sum([n_tokens], frozen.device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss_sum / global_tokens).backward()
+        group.sum_(prompt.vectors.grad)
         optimizer.step()
-        loss_value = loss.item()
+        (loss_value,) = group.sum([loss_sum.item() / global_tokens], frozen.device)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"training loss became {loss_value} at step {step + 1}; lower --lr or use --precision fp32")
         step += 1
         progress["step"] = step
         dt = time.perf_counter() - t0
         step_seconds += dt
-        rate = len(batch.input_ids) / dt
+        rate = len(batch.input_ids) * group.world_size / dt
         examples_per_s = rate if examples_per_s == 0 else 0.9 * examples_per_s + 0.1 * rate
         yield Step(step, step / steps_per_epoch, loss_value, lr, examples_per_s,
                    time.perf_counter() - started_at, (total_steps - step) * step_seconds / (step - start_step))
-        if step < total_steps and not stop.is_set():
+        stopping = group.any(stop.is_set(), frozen.device)  # all processes agree, or collectives would hang
+        if step < total_steps and not stopping:
             if config.eval_every and step % config.eval_every == 0:
                 yield from evaluate(step, "learned", prompt.vectors, eval_pairs)
                 yield from readout(step)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 yield from save(step)
 
-    if stop.is_set() and step < total_steps:
+    if stopping and step < total_steps:
         yield from save(step)
         # no evaluation on the whole test set after a stop: `promptgrad eval RUN` gives it on demand
-        yield Finished(step, True, None, None, str(run.path / "prompt.safetensors"))
+        yield Finished(step, True, None, None, str(run.path / "prompt.safetensors") if run else "")
         return
-    final = score_prompt(frozen, encoder, split.test, prompt.vectors, session.eval_batch_size)
+    final = score_prompt(frozen, encoder, split.test, prompt.vectors, session.eval_batch_size, group)
     best = min(best, final.test_loss)
     yield Evaluation(step, "learned", final.test_loss, final.accuracy, final.n_pairs, best)
     yield from readout(step)
     yield from save(step)
-    yield Finished(step, False, final.test_loss, final.accuracy, str(run.path / "prompt.safetensors"))
+    yield Finished(step, False, final.test_loss, final.accuracy, str(run.path / "prompt.safetensors") if run else "")

@@ -1,0 +1,38 @@
+"""Data parallelism: 2 processes on gloo learn the same prompt as 1 process with the same global batch."""
+
+import subprocess
+import sys
+
+import torch
+
+from promptgrad.models import load_model
+from promptgrad.run_folder import RunFolder
+from promptgrad.soft_prompt import SoftPrompt
+
+
+def test_two_processes_learn_the_same_prompt_as_one(tiny_gpt2, tiny_data, tmp_path):
+    common = ["train", "--model", tiny_gpt2, "--data", tiny_data, "--steps", "5", "--batch-size", "6",
+              "--eval-every", "2", "--eval-size", "4", "--checkpoint-every", "0", "--precision", "fp32",
+              "--device", "cpu", "--lr", "0.05", "--name", "run"]
+    single = subprocess.run([sys.executable, "-m", "promptgrad", *common, "--runs-dir", str(tmp_path / "single")],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+         "-m", "promptgrad", *common, "--runs-dir", str(tmp_path / "parallel")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+
+    one, _ = RunFolder.open(tmp_path / "single" / "run").load_prompt()
+    two, _ = RunFolder.open(tmp_path / "parallel" / "run").load_prompt()
+    frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
+    start = SoftPrompt.initial("random", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator().manual_seed(0)).vectors
+    assert not torch.allclose(one, start)  # it learned something, so equality below means something
+    torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-5)
+    # only rank 0 wrote: exactly one run folder, and its metrics match the single run's evaluations
+    assert [p.name for p in (tmp_path / "parallel").iterdir()] == ["run"]
+    evals = lambda folder: [(e.step, e.prompt, round(e.test_loss, 4), e.n_pairs)
+                            for e in RunFolder.open(folder).events() if e.kind == "evaluation"]
+    assert evals(tmp_path / "parallel" / "run") == evals(tmp_path / "single" / "run")
+    assert launched.stdout.count("finished at step 5") == 1  # one report, from rank 0
