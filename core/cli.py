@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"default: {field.default!r}")
 
     ev = commands.add_parser("eval", help="test loss and accuracy of a run's prompt beside the hand-written one")
-    ev.add_argument("run", type=Path)
+    ev.add_argument("run", type=Path, nargs="+", help="one run folder, or several on the same data (soft and hard, say)")
     predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
     predict.add_argument("run", type=Path)
     predict.add_argument("words", nargs="+")
@@ -123,25 +123,56 @@ def open_run(path: Path):
     return session, prompt.to(session.frozen.device)
 
 
+SAME_TEST_PAIRS = ("model", "data", "x_column", "y_column", "test_fraction", "seed")  # settings that fix the test split
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    """Test loss and accuracy, on the same test pairs, of each run's prompt (soft vectors, or the tokens of
+    a hard prompt when its metadata has `hard_prompt_ids`) beside the hand-written one. `args.run` is one
+    run folder or a list of them (say a soft and a hard run of the same model and data)."""
+    import json
+
+    import torch
     from rich.table import Table
+    from rich.text import Text
 
     from promptgrad.evaluation import score_prompt
+    from promptgrad.run_folder import RunFolder
+    from promptgrad.template import Template, TemplateEncoder
 
-    session, prompt = open_run(args.run)
-    test = session.split.test
+    paths = args.run if isinstance(args.run, list) else [args.run]
+    session, _ = open_run(paths[0])
+    frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
+    rows = []
+    for path in paths:
+        run = RunFolder.open(path)
+        config = run.config()
+        differs = [k for k in SAME_TEST_PAIRS if getattr(config, k) != getattr(session.config, k)]
+        if differs:
+            raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
+        prompt, metadata = run.load_prompt()
+        if "hard_prompt_ids" in metadata:  # the tokens themselves, as pasting the text would give them
+            ids = json.loads(metadata["hard_prompt_ids"])
+            with torch.no_grad():
+                prompt = frozen.embedding(torch.tensor(ids, device=frozen.device)).float()
+            name = f"hard ({metadata.get('method', '?')}) {metadata['hard_prompt_text']!r}"
+        else:
+            name = "soft (learned vectors)"
+        encoder = TemplateEncoder(Template.parse(config.template), frozen.tokenizer, prompt.shape[0])
+        score = score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size)
+        rows.append((name + (f"  [{path}]" if len(paths) > 1 else ""), score))
     baseline, baseline_encoder = session.baseline_prompt()
-    rows = [
-        ("learned", score_prompt(session.frozen, session.encoder, test, prompt, session.eval_batch_size)),
-        (f"hand-written {session.config.baseline_text!r}", score_prompt(session.frozen, baseline_encoder, test, baseline, session.eval_batch_size)),
-    ]
-    table = Table(title=f"{args.run}: {len(test)} test pairs never trained on")
+    rows.append((f"hand-written {session.config.baseline_text!r}", score_prompt(frozen, baseline_encoder, test, baseline, batch_size)))
+    where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
+    table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on"))
     for column in ("prompt", "test loss", "accuracy"):
         table.add_column(column)
     for name, score in rows:
-        table.add_row(name, f"{score.test_loss:.4f}", f"{score.accuracy:.1%}")
-    Console().print(table)
+        table.add_row(Text(name), f"{score.test_loss:.4f}", f"{score.accuracy:.1%}")  # Text: a prompt may hold "[...]"
+    console = Console()
+    if not console.is_terminal:  # piped or logged: don't fold a prompt's text over lines
+        console.width = max(console.width, 120)
+    console.print(table)
     return 0
 
 

@@ -34,16 +34,15 @@ class PromptScore:
     n_pairs: int
 
 
-_word_continuations: dict[int, torch.Tensor] = {}
-
-
 def continues_word(tokenizer) -> torch.Tensor:
-    """Bool [vocab]: does this token, written right after a word, make the word longer?"""
-    key = id(tokenizer)
-    if key not in _word_continuations:
+    """Bool [vocab]: does this token, written right after a word, make the word longer? (Computed once
+    per tokenizer and kept on it.)"""
+    table = getattr(tokenizer, "_promptgrad_continues_word", None)
+    if table is None:
         texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        _word_continuations[key] = torch.tensor([bool(t) and (t[0].isalnum() or t[0] in "-'") for t in texts])
-    return _word_continuations[key]
+        table = torch.tensor([bool(t) and (t[0].isalnum() or t[0] in "-'") for t in texts])
+        tokenizer._promptgrad_continues_word = table
+    return table
 
 
 @torch.inference_mode()
@@ -111,5 +110,7 @@ def first_word(text: str) -> str:
 
 
 def predictions(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor) -> list[Prediction]:
+    if not pairs:
+        return []
     words = greedy_words(frozen, encoder, [p.x for p in pairs], prompt, len(pairs))
     return [Prediction(p.x, p.y, w, w == p.y.lower()) for p, w in zip(pairs, words)]

@@ -9,6 +9,7 @@ import math
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -27,7 +28,9 @@ def nearest_table(positions: list[list[NearestToken]]) -> Table:
 
 class TrainingReport:
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=False)
+        self.console = console or Console()
+        if not self.console.is_terminal:
+            self.console.width = 200  # a log file (nohup): don't wrap lines at 80 columns
         self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -67,6 +70,9 @@ class TrainingReport:
             self.say("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows))
         elif kind == "nearest_tokens":
             self.say("  nearest: " + " | ".join(", ".join(f"{t.token!r} {t.cosine:.2f}" for t in pos[:3]) for pos in event.positions))
+        elif kind == "hard_prompt":
+            self.say(escape(f"step {event.step}: best hard prompt {event.text!r} {event.ids} "  # the text may hold "[...]"
+                            f"(loss {event.train_loss:.4f} on held-out training pairs)"))
         elif kind == "checkpoint":
             pass
         elif kind == "finished":

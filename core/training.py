@@ -97,6 +97,11 @@ def epoch_batches(pairs: list, config: TrainConfig, epoch: int) -> list[list[int
 def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None) -> Iterator[Event]:
     """Run (or resume) training, yielding events. `resume` is a run folder; `config` then holds its
     saved settings with any overrides (more steps, say)."""
+    if config.mode == "hard":  # discrete search has its own loop over the same events
+        from promptgrad.hard_search import search
+
+        yield from search(config, stop, resume)
+        return
     progress = {"step": 0, "run": None}
     try:
         for event in _events(config, stop or threading.Event(), resume, progress):
@@ -132,6 +137,8 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
     total_steps = math.ceil(config.epochs * steps_per_epoch) if config.epochs else config.steps
     start_step, best = 0, math.inf
     if checkpoint:
+        if checkpoint.get("mode", "soft") != "soft" or "prompt" not in checkpoint:
+            raise UserError(f"{resume} holds a discrete-prompt checkpoint; resume it with --mode hard")
         if tuple(checkpoint["prompt"].shape) != tuple(prompt.vectors.shape):
             raise UserError(f"checkpoint prompt has shape {tuple(checkpoint['prompt'].shape)} but the config asks for {tuple(prompt.vectors.shape)}; keep model and prompt_len as they were")
         with torch.no_grad():

@@ -1,0 +1,114 @@
+"""GCG, greedy coordinate gradient (Zou et al. 2023; AutoPrompt and ARCA are relatives):
+gradients propose, exact losses decide.
+
+One step on a batch of training pairs:
+1. the gradient of the batch loss with respect to the one-hot token matrix at the prompt positions
+   (the embedding gradient times the embedding table: the same numbers without a [P, vocab] forward);
+2. at each position, the top-k allowed tokens by negative gradient (the current token left out);
+3. `candidates` prompts that each swap one position for one of those tokens, spread evenly over the
+   positions; duplicates and prompts that fail the round trip are dropped;
+4. the exact loss of every candidate on the same batch, many candidates to a forward pass, no graph;
+5. the best candidate is kept only if its loss is not above the current prompt's on that batch, so a
+   step never makes the batch loss worse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from promptgrad.models import FrozenModel
+from promptgrad.objective import target_logits, target_loss
+from promptgrad.projection import Projection, RoundTrip
+from promptgrad.template import Batch
+
+ROWS_PER_FORWARD = 512  # sequences (candidates x pairs) scored in one forward pass
+
+
+@dataclass(frozen=True)
+class GCGStep:
+    ids: list[int]  # the prompt kept
+    loss: float  # its loss on the step's batch
+    previous_loss: float  # the loss of the prompt the step started from, on the same batch
+    n_candidates: int  # candidates scored after filtering
+
+
+def token_gradient(frozen: FrozenModel, batch: Batch, projection: Projection, ids: list[int]) -> torch.Tensor:
+    """d loss / d one-hot [P, vocab] at the prompt `ids`."""
+    vectors = projection.rows(ids).requires_grad_(True)
+    target_loss(frozen, batch, vectors).backward()
+    return vectors.grad @ projection.table.float().T
+
+
+def top_tokens(gradient: torch.Tensor, ids: list[int], allowed: torch.Tensor, k: int) -> torch.Tensor:
+    """[P, k] token ids per position, most promising (most negative gradient) first."""
+    scores = (-gradient).masked_fill(~allowed.to(gradient.device), -torch.inf)
+    scores[torch.arange(len(ids)), torch.tensor(ids)] = -torch.inf
+    k = min(k, int(allowed.sum()) - 1)
+    return scores.topk(k, dim=-1).indices
+
+
+def sample_candidates(ids: list[int], top: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """[<= n, P] distinct single-swap prompts: position i % P for the i-th, token drawn from that position's top-k."""
+    top = top.cpu()
+    positions = torch.arange(n) % len(ids)
+    choices = torch.randint(top.shape[1], (n,), generator=generator)
+    candidates = torch.tensor(ids).repeat(n, 1)
+    candidates[torch.arange(n), positions] = top[positions, choices]
+    return torch.unique(candidates, dim=0)
+
+
+@torch.inference_mode()
+def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, candidates: torch.Tensor,
+                     rows_per_forward: int = ROWS_PER_FORWARD) -> torch.Tensor:
+    """[C] mean cross-entropy per target token of each candidate prompt [C, P] on the whole batch."""
+    B = batch.input_ids.shape[0]
+    per_forward = max(1, rows_per_forward // B)
+    mask = batch.target_mask.flatten()
+    losses = []
+    for chunk in candidates.split(per_forward):
+        c = len(chunk)
+        repeated = Batch(*(t.repeat(c, 1) for t in vars(batch).values()))  # candidate-major: c blocks of B rows
+        prompts = projection.rows(chunk.flatten()).view(c, len(chunk[0]), -1).repeat_interleave(B, dim=0)
+        logits = target_logits(frozen, repeated, prompts).float()
+        per_token = F.cross_entropy(logits.flatten(0, 1), repeated.target_ids.flatten().to(logits.device), reduction="none")
+        per_token = per_token.view(c, -1) * mask.to(logits.device)
+        losses.append((per_token.sum(-1) / mask.sum()).cpu())
+    return torch.cat(losses)
+
+
+class GCG:
+    def __init__(self, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor, round_trip: RoundTrip,
+                 ids: list[int], topk: int, candidates: int, generator: torch.Generator):
+        self.frozen, self.projection, self.allowed, self.round_trip = frozen, projection, allowed, round_trip
+        self.ids = list(ids)
+        self.topk, self.candidates, self.generator = topk, candidates, generator
+
+    def search_step(self, batch: Batch) -> GCGStep:
+        gradient = token_gradient(self.frozen, batch, self.projection, self.ids)
+        top = top_tokens(gradient, self.ids, self.allowed, self.topk)
+        candidates = sample_candidates(self.ids, top, self.candidates, self.generator)
+        candidates = candidates[self.round_trip(candidates)]
+        # the current prompt is scored in the same pass, so the comparison is exact on this batch
+        losses = candidate_losses(self.frozen, batch, self.projection, torch.cat([torch.tensor([self.ids]), candidates]))
+        current = float(losses[0])
+        if len(candidates) and float(losses[1:].min()) <= current:
+            best = int(losses[1:].argmin())
+            self.ids, kept = candidates[best].tolist(), float(losses[1 + best])
+        else:
+            kept = current
+        return GCGStep(list(self.ids), kept, current, len(candidates))
+
+    def step(self, batch: Batch, lr: float) -> float:
+        """One search step (GCG has no learning rate); returns the kept prompt's loss on `batch`."""
+        return self.search_step(batch).loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ids": list(self.ids), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ids = list(state["ids"])
+        self.generator.set_state(state["generator"])
