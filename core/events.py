@@ -7,7 +7,7 @@ Each event is a small frozen dataclass. `to_json` gives the line written to metr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 

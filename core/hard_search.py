@@ -29,7 +29,7 @@ import torch
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.evaluation import predictions, score_prompt
-from promptgrad.events import (Checkpoint, Evaluation, Event, Failed, Finished, HardPromptFound, NearestTokens,
+from promptgrad.events import (Checkpoint, Evaluation, Event, Finished, HardPromptFound, NearestTokens,
                                Predictions, Started, Step)
 from promptgrad.gcg import GCG
 from promptgrad.models import FrozenModel
@@ -40,7 +40,7 @@ from promptgrad.relax import Relaxation
 from promptgrad.run_folder import RunFolder
 from promptgrad.schedule import learning_rate
 from promptgrad.soft_prompt import SoftPrompt
-from promptgrad.training import Session, epoch_batches, open_session, prompt_metadata
+from promptgrad.training import Session, epoch_batches, logged_events, open_session, prompt_metadata
 
 HOLDOUT_PAIRS = 64  # training pairs set aside to choose the best prompt (at most a fifth of them)
 ROUND_TRIP_INPUTS = 3  # inputs in whose contexts a prompt must survive decode -> encode
@@ -50,20 +50,7 @@ REPAIR_TRIES = 200
 def search(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None) -> Iterator[Event]:
     """Run (or resume) a hard-prompt search, yielding events; every event is also appended to the run
     folder's metrics.jsonl, and errors end the stream with Failed, as in training.train."""
-    progress = {"step": 0, "run": None}
-
-    def logged(event: Event) -> Event:
-        if progress["run"] is not None:
-            progress["run"].append(event)
-        return event
-
-    try:
-        for event in _events(config, stop or threading.Event(), resume, progress):
-            yield logged(event)
-    except UserError as e:
-        yield logged(Failed(progress["step"], str(e), user_error=True))
-    except Exception as e:  # a runtime failure: report it, don't crash the consumer
-        yield logged(Failed(progress["step"], f"{type(e).__name__}: {e}", user_error=False))
+    yield from logged_events(lambda progress: _events(config, stop or threading.Event(), resume, progress))
 
 
 def start_ids(session: Session, projection: Projection, allowed: torch.Tensor, round_trip: RoundTrip,

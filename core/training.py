@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,22 +102,27 @@ def train(config: TrainConfig, stop: threading.Event | None = None, resume: str 
 
         yield from search(config, stop, resume)
         return
+    yield from logged_events(lambda progress: _events(config, stop or threading.Event(), resume, progress))
+
+
+def logged_events(events: Callable[[dict], Iterator[Event]]) -> Iterator[Event]:
+    """Pass a loop's events on, append each to the run folder's metrics.jsonl once the loop has set
+    `progress["run"]`, and turn any error into a final Failed event, so a UI consuming it stays up.
+    Shared by the soft loop here and the discrete search (hard_search.py)."""
     progress = {"step": 0, "run": None}
+
+    def logged(event: Event) -> Event:
+        if progress["run"] is not None:
+            progress["run"].append(event)
+        return event
+
     try:
-        for event in _events(config, stop or threading.Event(), resume, progress):
-            if progress["run"] is not None:
-                progress["run"].append(event)
-            yield event
+        for event in events(progress):
+            yield logged(event)
     except UserError as e:
-        yield _logged(progress, Failed(progress["step"], str(e), user_error=True))
+        yield logged(Failed(progress["step"], str(e), user_error=True))
     except Exception as e:  # a runtime failure (out of memory, NaN): report it, don't crash the consumer
-        yield _logged(progress, Failed(progress["step"], f"{type(e).__name__}: {e}", user_error=False))
-
-
-def _logged(progress: dict, event: Event) -> Event:
-    if progress["run"] is not None:
-        progress["run"].append(event)
-    return event
+        yield logged(Failed(progress["step"], f"{type(e).__name__}: {e}", user_error=False))
 
 
 def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | None, progress: dict) -> Iterator[Event]:
