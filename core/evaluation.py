@@ -21,6 +21,7 @@ from promptgrad.events import Prediction
 from promptgrad.models import FrozenModel
 from promptgrad.objective import embed_with_prompt, summed_cross_entropy, target_logits
 from promptgrad.pairs import Pair
+from promptgrad.prefix_cache import model_inputs
 from promptgrad.template import TemplateEncoder
 
 MAX_NEW_TOKENS = 6  # enough for a word of WordNet's length in BPE tokens; the first word is what counts
@@ -74,13 +75,7 @@ def greedy_words(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], p
     for i in range(0, len(xs), batch_size):
         batch = encoder.collate([encoder.encode(x, "_") for x in xs[i : i + batch_size]], inputs="context").to(frozen.device)
         attention, positions = batch.attention_mask, batch.position_ids
-        out = frozen.model(
-            inputs_embeds=embed_with_prompt(frozen, batch, prompt),
-            attention_mask=attention,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out = frozen.model(**model_inputs(frozen, batch, embed_with_prompt(frozen, batch, prompt)), use_cache=True, logits_to_keep=1)
         generated = []
         for _ in range(MAX_NEW_TOKENS):
             token = out.logits[:, -1].argmax(-1)

@@ -71,7 +71,7 @@ def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, 
     losses = []
     for chunk in candidates.split(per_forward):
         c = len(chunk)
-        repeated = Batch(*(t.repeat(c, 1) for t in vars(batch).values()))  # candidate-major: c blocks of B rows
+        repeated = batch.map(lambda t: t.repeat(c, 1))  # candidate-major: c blocks of B rows
         prompts = projection.rows(chunk.flatten()).view(c, len(chunk[0]), -1).repeat_interleave(B, dim=0)
         logits = target_logits(frozen, repeated, prompts).float()
         per_token = F.cross_entropy(logits.flatten(0, 1), repeated.target_ids.flatten().to(logits.device), reduction="none")

@@ -1,8 +1,9 @@
 """The objective: cross-entropy of the target tokens given a template with prompt vectors spliced in.
 
 This is the one forward pass that training, evaluation and the baselines share. The model computes
-logits only for the last T columns (the target positions, thanks to left padding), in the frozen
-model's dtype; the loss itself is taken in fp32.
+logits only for the last T columns (the target positions: every row ends in the same column), in the
+frozen model's dtype, and starts after the template's cached constant prefix; the loss itself is taken
+in fp32.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from promptgrad.models import FrozenModel
+from promptgrad.prefix_cache import model_inputs
 from promptgrad.template import Batch
 
 
@@ -24,13 +26,13 @@ def embed_with_prompt(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -
 def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor, n_logits: int | None = None) -> torch.Tensor:
     """Logits [B, n_logits, vocab] of the last columns; by default T, those predicting each target token
     (right-aligned, see Batch)."""
-    out = frozen.model(
-        inputs_embeds=embed_with_prompt(frozen, batch, prompt),
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        logits_to_keep=n_logits or batch.target_ids.shape[1],
-        use_cache=False,
-    )
+    inputs = model_inputs(frozen, batch, embed_with_prompt(frozen, batch, prompt))
+    width = inputs["inputs_embeds"].shape[1]
+    # positions as a tensor, not a count: transformers then gathers those hidden states into a contiguous
+    # tensor, and the vocabulary projection is one plain matrix product; with a count it slices a view
+    # and the projection (forward and backward) falls back to a batched product ~10x slower on CPU
+    keep = torch.arange(width - (n_logits or batch.target_ids.shape[1]), width, device=batch.input_ids.device)
+    out = frozen.model(**inputs, logits_to_keep=keep, use_cache=False)
     return out.logits
 
 

@@ -7,9 +7,12 @@ baseline " antonyms" (with its own space) does. Text after `{y}` is ignored: a c
 target cannot depend on it.
 
 Every sequence is encoded as `context` (everything before `{y}`, with the prompt positions marked) and
-`target` (the tokens of " y"). Batches are padded on the *left* so that all sequences end in the same
-column: the target tokens are then the last columns, and the model computes logits for those columns
-only (`logits_to_keep`), never for the whole vocabulary at every position.
+`target` (the tokens of " y"). Batches are padded so that all sequences end in the same column: the
+target tokens are then the last columns, and the model computes logits for those columns only
+(`logits_to_keep`), never for the whole vocabulary at every position. The padding goes right after the
+template's constant prefix (the tokens before the first slot, "Here are two"), not before it: every row
+then starts with the same `prefix_len` columns, whose keys and values the model computes once and
+reuses (prefix_cache.py). Position ids skip the padding, so a row reads exactly as it would unpadded.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class EncodedPair:
 
 @dataclass
 class Batch:
-    """A left-padded batch. `input_ids` has the prompt positions marked by `prompt_mask`."""
+    """A padded batch (see the module's docstring). `input_ids` has the prompt positions marked by `prompt_mask`."""
 
     input_ids: torch.Tensor  # [B, L]
     attention_mask: torch.Tensor  # [B, L]
@@ -63,9 +66,14 @@ class Batch:
     prompt_mask: torch.Tensor  # [B, L] bool
     target_ids: torch.Tensor  # [B, T], right-aligned with the last T columns of the inputs
     target_mask: torch.Tensor  # [B, T] bool
+    prefix_len: int = 0  # leading columns that hold the same tokens in every row, none of them padding
+
+    def map(self, f) -> Batch:
+        """The batch with `f` applied to each of its tensors."""
+        return Batch(*(f(t) for t in vars(self).values() if isinstance(t, torch.Tensor)), prefix_len=self.prefix_len)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in vars(self).values()))
+        return self.map(lambda t: t.to(device))
 
 
 class TemplateEncoder:
@@ -80,16 +88,20 @@ class TemplateEncoder:
         # Llama-style tokenizers expect a BOS token first; GPT-2's does not add one
         with_special = tokenizer("a")["input_ids"]
         self.bos = [with_special[0]] if len(with_special) > 1 and with_special[0] == tokenizer.bos_token_id else []
+        self.prefix_len = len(self.encode("x", "y").context) - len(self.encode("x", "y", after_prefix=True).context)
 
     def tokens(self, text: str) -> list[int]:
         if text not in self._cache:
             self._cache[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._cache[text]
 
-    def encode(self, x: str, y: str) -> EncodedPair:
-        context = list(self.bos)
+    def encode(self, x: str, y: str, after_prefix: bool = False) -> EncodedPair:
+        """The pair's ids; `after_prefix` leaves out the constant prefix (BOS and the text before the first slot)."""
+        context = [] if after_prefix else list(self.bos)
         pieces = self.template.before_y
         for i, piece in enumerate(pieces):
+            if after_prefix and i == 0 and piece not in ("{prompt}", "{x}"):
+                continue
             nxt = pieces[i + 1] if i + 1 < len(pieces) else None
             if nxt in ("{prompt}", "{x}") and piece.endswith(" "):
                 piece = piece[:-1]  # the space before a slot belongs to the slot
@@ -106,9 +118,9 @@ class TemplateEncoder:
         return EncodedPair(context, target)
 
     def collate(self, pairs: list[EncodedPair], inputs: str = "train") -> Batch:
-        """Left-padded inputs: "train" is context + target[:-1] (each column predicts the next target
-        token), "score" adds the last target token (one more column predicts what follows the target),
-        "context" is the context alone (for generation)."""
+        """Inputs padded after the prefix: "train" is context + target[:-1] (each column predicts the
+        next target token), "score" adds the last target token (one more column predicts what follows
+        the target), "context" is the context alone (for generation)."""
         seqs = {
             "train": lambda p: p.context + p.target[:-1],
             "score": lambda p: p.context + p.target,
@@ -122,12 +134,13 @@ class TemplateEncoder:
         attention = torch.zeros((B, width), dtype=torch.long)
         target_ids = torch.full((B, t_width), self.pad_id, dtype=torch.long)
         target_mask = torch.zeros((B, t_width), dtype=torch.bool)
+        p = self.prefix_len
         for i, (seq, pair) in enumerate(zip(seqs, pairs)):
-            input_ids[i, width - len(seq) :] = torch.tensor(seq)
-            attention[i, width - len(seq) :] = 1
+            input_ids[i, :p], input_ids[i, width - len(seq) + p :] = torch.tensor(seq[:p]), torch.tensor(seq[p:])
+            attention[i, :p] = attention[i, width - len(seq) + p :] = 1
             target_ids[i, t_width - len(pair.target) :] = torch.tensor(pair.target)
             target_mask[i, t_width - len(pair.target) :] = True
         prompt_mask = input_ids == PROMPT_PLACEHOLDER
         input_ids[prompt_mask] = self.pad_id
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        return Batch(input_ids, attention, position_ids, prompt_mask, target_ids, target_mask)
+        return Batch(input_ids, attention, position_ids, prompt_mask, target_ids, target_mask, p)

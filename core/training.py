@@ -34,7 +34,7 @@ from promptgrad.precision import DTYPES, resolve_device, resolve_precision
 from promptgrad.run_folder import RunFolder
 from promptgrad.schedule import learning_rate
 from promptgrad.soft_prompt import SoftPrompt
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.template import Batch, Template, TemplateEncoder
 
 
 @dataclass
@@ -92,6 +92,22 @@ def epoch_batches(pairs: list, config: TrainConfig, epoch: int) -> list[list[int
         chunk = sorted(order[start : start + window], key=lambda i: len(pairs[i].context) + len(pairs[i].target))
         batches += [chunk[j : j + config.batch_size] for j in range(0, len(chunk), config.batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def training_step(frozen: FrozenModel, batch: Batch, vectors: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  group: Processes = Processes()) -> float:
+    """One Adam step on the prompt for one (per-process share of a) batch; returns the batch's mean loss.
+    The benchmarks time exactly this function."""
+    loss_sum, n_tokens = target_loss_sum(frozen, batch, vectors)
+    # divide by the tokens of the whole global batch, so that summing the processes' gradients
+    # gives exactly the gradient of the mean loss a single process would compute
+    (global_tokens,) = group.sum([n_tokens], frozen.device)
+    optimizer.zero_grad(set_to_none=True)
+    (loss_sum / global_tokens).backward()
+    group.sum_(vectors.grad)
+    optimizer.step()
+    (loss_value,) = group.sum([loss_sum.item() / global_tokens], frozen.device)
+    return loss_value
 
 
 def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None) -> Iterator[Event]:
@@ -202,15 +218,7 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
         lr = learning_rate(step, total_steps, config.lr, config.warmup_steps, config.schedule)
         for param_group in optimizer.param_groups:
             param_group["lr"] = lr
-        loss_sum, n_tokens = target_loss_sum(frozen, batch, prompt.vectors)
-        # divide by the tokens of the whole global batch, so that summing the processes' gradients
-        # gives exactly the gradient of the mean loss a single process would compute
-        (global_tokens,) = group.sum([n_tokens], frozen.device)
-        optimizer.zero_grad(set_to_none=True)
-        (loss_sum / global_tokens).backward()
-        group.sum_(prompt.vectors.grad)
-        optimizer.step()
-        (loss_value,) = group.sum([loss_sum.item() / global_tokens], frozen.device)
+        loss_value = training_step(frozen, batch, prompt.vectors, optimizer, group)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"training loss became {loss_value} at step {step + 1}; lower --lr or use --precision fp32")
         step += 1

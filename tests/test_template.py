@@ -72,3 +72,32 @@ def test_loss_counts_only_target_tokens(frozen):
         total += out.loss.item() * len(p.target)
         count += len(p.target)
     assert ours.item() == pytest.approx(total / count, rel=1e-4)
+
+
+def test_cached_prefix_gives_the_same_loss_gradient_and_predictions(frozen):
+    """The constant prefix ("Here are two") is computed once and reused (prefix_cache.py): the loss and the
+    prompt's gradient are those of feeding every column, and so are greedy predictions."""
+    import dataclasses
+
+    from promptgrad.evaluation import greedy_words
+
+    encoder = TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, prompt_len=2)
+    assert encoder.prefix_len == len(frozen.tokenizer("Here are two")["input_ids"]) == 3
+    batch = encoder.collate([encoder.encode("hot", "cold"), encoder.encode("extraordinarily", "ordinarily")])
+    assert batch.prefix_len == 3 and (batch.input_ids[:, :3] == batch.input_ids[0, :3]).all() and batch.attention_mask[:, :3].all()
+    prompt = torch.randn(2, frozen.hidden_size, requires_grad=True)
+    grads = []
+    for b in (batch, dataclasses.replace(batch, prefix_len=0)):
+        loss = target_loss(frozen, b, prompt)
+        (grad,) = torch.autograd.grad(loss, prompt)
+        grads.append((loss.detach(), grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-6)
+    assert frozen._prefix_caches  # the cache was really used
+
+    front = TemplateEncoder(Template.parse("{prompt} {x} and {y}"), frozen.tokenizer, prompt_len=2)
+    assert front.prefix_len == 0  # nothing constant before the prompt: nothing to cache
+    xs = ["hot", "big", "extraordinarily"]
+    cached = greedy_words(frozen, encoder, xs, prompt.detach(), 8)
+    encoder.prefix_len = 0
+    assert greedy_words(frozen, encoder, xs, prompt.detach(), 8) == cached

@@ -1,0 +1,270 @@
+"""The training loops the benchmarks compare, each behind the same small interface.
+
+- `PromptgradLoop`: promptgrad's own step (`promptgrad.training.training_step`): weights held once in the
+  compute dtype, fp32 master prompt, left padding so only the target columns get logits, batches grouped
+  by length (`epoch_batches`).
+- `OriginalLoop`: a faithful re-implementation of the original experiment's loop: fp32 weights, each
+  batch right-padded to its longest sequence, the prompt spliced in per example, Hugging Face's
+  `labels=` loss (full-vocabulary logits at every position), optionally under `torch.autocast`, plain
+  shuffled batches.
+- `PeftLoop`: Hugging Face PEFT's prompt tuning (`PromptTuningConfig`), which can only put the prompt in
+  front of the text: "{prompt}Here are two {x} and {y}"; also fp32 weights with optional autocast.
+
+Every loop starts from the same initial prompt and trains it with Adam; `vectors()` gives the learned
+prompt so all are scored by the same fp32 scorer (`promptgrad.evaluation.score_prompt`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+
+from promptgrad.config import TrainConfig
+from promptgrad.models import FrozenModel
+from promptgrad.pairs import Split
+from promptgrad.soft_prompt import SoftPrompt
+from promptgrad.template import PROMPT_PLACEHOLDER, EncodedPair, Template, TemplateEncoder
+from promptgrad.training import epoch_batches, training_step
+
+FRONT = "{prompt}"  # PEFT's only place for the prompt
+
+
+@dataclass
+class Problem:
+    """What every variant shares: the fp32 model, the data split, the template and the initial prompt."""
+
+    fp32: FrozenModel
+    split: Split
+    template: str
+    initial: torch.Tensor  # [P, hidden] fp32
+    batch_size: int
+    seed: int
+
+    def encoder(self, template: str | None = None) -> TemplateEncoder:
+        return TemplateEncoder(Template.parse(template or self.template), self.fp32.tokenizer, self.initial.shape[0])
+
+    def shuffled_batches(self, n_pairs: int, epoch: int) -> list[list[int]]:
+        """A plain seeded shuffle cut into batches, as the original loop did (no length grouping)."""
+        order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)).tolist()
+        return [order[i : i + self.batch_size] for i in range(0, n_pairs, self.batch_size)]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Loop:
+    """`step(k, lr)` trains on the k-th batch (epochs wrap); `vectors()` is the current prompt."""
+
+    name: str
+    scoring_template: str
+
+    def step(self, k: int, lr: float) -> float:
+        raise NotImplementedError
+
+    def forward_backward(self, k: int) -> None:
+        """The step's model work without the update (warm-up and FLOP counting)."""
+        raise NotImplementedError
+
+    def vectors(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_examples(self, k: int) -> int:
+        raise NotImplementedError
+
+
+class PromptgradLoop(Loop):
+    def __init__(self, problem: Problem, frozen: FrozenModel, name: str = "promptgrad"):
+        self.name, self.scoring_template = name, problem.template
+        self.frozen = frozen
+        self.encoder = TemplateEncoder(Template.parse(problem.template), frozen.tokenizer, problem.initial.shape[0])
+        self.pairs = [self.encoder.encode(p.x, p.y) for p in problem.split.train]
+        self.config = TrainConfig(batch_size=problem.batch_size, seed=problem.seed)
+        self.prompt = SoftPrompt(problem.initial.clone()).to(frozen.device)
+        self.optimizer = torch.optim.Adam(self.prompt.parameters(), lr=1.0)
+        self.steps_per_epoch = -(-len(self.pairs) // problem.batch_size)
+        self._batches: dict[int, list[list[int]]] = {}
+
+    def _batch(self, k: int):
+        epoch, i = divmod(k, self.steps_per_epoch)
+        if epoch not in self._batches:
+            self._batches = {epoch: epoch_batches(self.pairs, self.config, epoch)}
+        return self.encoder.collate([self.pairs[j] for j in self._batches[epoch][i]]).to(self.frozen.device)
+
+    def batch_examples(self, k: int) -> int:
+        return len(self._batch(k).input_ids)
+
+    def step(self, k: int, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return training_step(self.frozen, self._batch(k), self.prompt.vectors, self.optimizer)
+
+    def forward_backward(self, k: int) -> None:
+        from promptgrad.objective import target_loss
+
+        target_loss(self.frozen, self._batch(k), self.prompt.vectors).backward()
+        self.prompt.vectors.grad = None
+
+    def vectors(self) -> torch.Tensor:
+        return self.prompt.vectors.detach().float()
+
+
+class PaddedLoop(Loop):
+    """Shared by the original loop and PEFT: right padding, `labels=` loss, optional autocast."""
+
+    def __init__(self, problem: Problem, autocast: torch.dtype | None, template: str):
+        self.problem, self.autocast = problem, autocast
+        self.frozen = problem.fp32
+        self.device = self.frozen.device
+        encoder = problem.encoder(template)
+        self.pairs = [encoder.encode(p.x, p.y) for p in problem.split.train]
+        self.pad_id = encoder.pad_id
+        self.steps_per_epoch = -(-len(self.pairs) // problem.batch_size)
+
+    def _indices(self, k: int) -> list[int]:
+        epoch, i = divmod(k, self.steps_per_epoch)
+        return self.problem.shuffled_batches(len(self.pairs), epoch)[i]
+
+    def batch_examples(self, k: int) -> int:
+        return len(self._indices(k))
+
+    def _padded(self, k: int, keep_placeholder: bool):
+        seqs, labels = [], []
+        for j in self._indices(k):
+            pair: EncodedPair = self.pairs[j]
+            context = pair.context if keep_placeholder else [t for t in pair.context if t != PROMPT_PLACEHOLDER]
+            seqs.append(context + pair.target)
+            labels.append([-100] * len(context) + pair.target)
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        lab = torch.full((len(seqs), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, (s, l) in enumerate(zip(seqs, labels)):
+            ids[i, : len(s)], lab[i, : len(l)], mask[i, : len(s)] = torch.tensor(s), torch.tensor(l), 1
+        return ids.to(self.device), lab.to(self.device), mask.to(self.device)
+
+    def _autocast(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def _loss(self, k: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step(self, k: int, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(k)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def forward_backward(self, k: int) -> None:
+        self._loss(k).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class OriginalLoop(PaddedLoop):
+    def __init__(self, problem: Problem, autocast: torch.dtype | None, name: str):
+        super().__init__(problem, autocast, problem.template)
+        self.name, self.scoring_template = name, problem.template
+        self.prompt = torch.nn.Parameter(problem.initial.clone().to(self.device))
+        self.optimizer = torch.optim.Adam([self.prompt], lr=1.0)
+
+    def _loss(self, k: int) -> torch.Tensor:
+        ids, labels, mask = self._padded(k, keep_placeholder=True)
+        embedding = self.frozen.embedding
+        rows = []
+        for seq in ids:  # the original built each example's embeddings by concatenation
+            at = int((seq == PROMPT_PLACEHOLDER).nonzero()[0])
+            P = self.prompt.shape[0]
+            rows.append(torch.cat([embedding(seq[:at]), self.prompt, embedding(seq[at + P :])]))
+        with self._autocast():
+            out = self.frozen.model(inputs_embeds=torch.stack(rows), attention_mask=mask, labels=labels, use_cache=False)
+        return out.loss.float()
+
+    def vectors(self) -> torch.Tensor:
+        return self.prompt.detach().float()
+
+
+class PeftLoop(PaddedLoop):
+    def __init__(self, problem: Problem, autocast: torch.dtype | None, name: str):
+        from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+        front = FRONT + problem.template.replace("{prompt}", "").replace("  ", " ").strip()
+        super().__init__(problem, autocast, front)
+        self.name, self.scoring_template = name, front
+        # a private copy: PEFT wraps the model it is given
+        model = copy.deepcopy(problem.fp32.model)
+        config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=problem.initial.shape[0],
+                                    prompt_tuning_init=PromptTuningInit.RANDOM)
+        self.model = get_peft_model(model, config)
+        table = self.model.prompt_encoder["default"].embedding.weight
+        with torch.no_grad():
+            table.copy_(problem.initial.to(table))
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=1.0)
+        self.model.train(False)
+
+    def _loss(self, k: int) -> torch.Tensor:
+        ids, labels, mask = self._padded(k, keep_placeholder=False)
+        with self._autocast():
+            out = self.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False)
+        return out.loss.float()
+
+    def vectors(self) -> torch.Tensor:
+        return self.model.prompt_encoder["default"].embedding.weight.detach().float()
+
+
+def timed_steps(loop: Loop, steps: int, lr_at, device: torch.device) -> tuple[float, int, list[float]]:
+    """Run `steps` steps after one untimed warm-up forward/backward; return seconds, examples, losses."""
+    loop.forward_backward(0)
+    synchronize(device)
+    seconds, examples, losses = 0.0, 0, []
+    for k in range(steps):
+        t0 = time.perf_counter()
+        losses.append(loop.step(k, lr_at(k)))
+        synchronize(device)
+        seconds += time.perf_counter() - t0
+        examples += loop.batch_examples(k)
+    return seconds, examples, losses
+
+
+def counted_flops(loop: Loop, steps: int) -> int:
+    """FLOPs the model work of these steps executes (matrix products and attention, as counted by
+    torch.utils.flop_counter), padding included. The count does not depend on the dtype."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        for k in range(steps):
+            loop.forward_backward(k)
+    return counter.get_total_flops()
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, reps: int = 3) -> float:
+    """Best measured FLOP/s of a plain matrix product on this device and dtype, over a few shapes: the
+    transformer's own (a batch of tokens times a 576 x 1536 MLP weight) and square ones."""
+    shapes = [(256, 576, 1536), (512, 576, 1536), (1024, 1024, 1024)]
+    if device.type == "cuda":
+        shapes += [(4096, 4096, 4096), (8192, 8192, 8192)]
+    best = 0.0
+    for n, k, m in shapes:
+        a = torch.randn(n, k, device=device, dtype=dtype)
+        weight = torch.randn(m, k, device=device, dtype=dtype)
+        b = weight.T.contiguous()
+        # both layouts: a Linear layer multiplies by its [out, in] weight transposed, and on some CPUs
+        # only that layout has a fast bf16 kernel
+        for product in (lambda: a @ weight.T, lambda: a @ b):
+            product()
+            synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                product()
+            synchronize(device)
+            best = max(best, 2 * n * k * m * reps / (time.perf_counter() - t0))
+    return best
