@@ -1,23 +1,25 @@
 """The training loops the benchmarks compare, each behind the same small interface.
 
 - `PromptgradLoop`: promptgrad's own step (`promptgrad.training.training_step`): weights held once in the
-  compute dtype, fp32 master prompt, left padding so only the target columns get logits, batches grouped
-  by length (`epoch_batches`).
+  compute dtype, fp32 master prompt, rows aligned at their end so only the target columns get logits,
+  the template's constant prefix computed once (prefix_cache.py).
 - `OriginalLoop`: a faithful re-implementation of the original experiment's loop: fp32 weights, each
   batch right-padded to its longest sequence, the prompt spliced in per example, Hugging Face's
-  `labels=` loss (full-vocabulary logits at every position), optionally under `torch.autocast`, plain
-  shuffled batches.
+  `labels=` loss (full-vocabulary logits at every position), optionally under `torch.autocast`.
 - `PeftLoop`: Hugging Face PEFT's prompt tuning (`PromptTuningConfig`), which can only put the prompt in
   front of the text: "{prompt}Here are two {x} and {y}"; also fp32 weights with optional autocast.
 
-Every loop starts from the same initial prompt and trains it with Adam; `vectors()` gives the learned
-prompt so all are scored by the same fp32 scorer (`promptgrad.evaluation.score_prompt`).
+Every loop starts from the same initial prompt and trains it with Adam on the same batches (the
+examples of each step are the same for all; PEFT's rows just lack the prompt in the middle);
+`vectors()` gives the learned prompt so all are scored by the same fp32 scorer
+(`promptgrad.evaluation.score_prompt`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -47,10 +49,15 @@ class Problem:
     def encoder(self, template: str | None = None) -> TemplateEncoder:
         return TemplateEncoder(Template.parse(template or self.template), self.fp32.tokenizer, self.initial.shape[0])
 
-    def shuffled_batches(self, n_pairs: int, epoch: int) -> list[list[int]]:
-        """A plain seeded shuffle cut into batches, as the original loop did (no length grouping)."""
-        order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)).tolist()
-        return [order[i : i + self.batch_size] for i in range(0, n_pairs, self.batch_size)]
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The batches (indices into split.train) every loop trains on: promptgrad's (a seeded shuffle,
+        similar lengths grouped). All variants see the same examples at every step, so their test losses
+        differ only by how they compute; the original loop, which shuffled plainly, gets promptgrad's
+        lower padding for free."""
+        if not hasattr(self, "_encoded"):
+            encoder = self.encoder()
+            self._encoded = [encoder.encode(p.x, p.y) for p in self.split.train]
+        return epoch_batches(self._encoded, TrainConfig(batch_size=self.batch_size, seed=self.seed), epoch)
 
 
 def synchronize(device: torch.device) -> None:
@@ -79,12 +86,12 @@ class Loop:
 
 
 class PromptgradLoop(Loop):
-    def __init__(self, problem: Problem, frozen: FrozenModel, name: str = "promptgrad"):
+    def __init__(self, problem: Problem, frozen: FrozenModel, name: str = "promptgrad", prefix_cache: bool = True):
         self.name, self.scoring_template = name, problem.template
-        self.frozen = frozen
+        self.frozen, self.prefix_cache = frozen, prefix_cache
         self.encoder = TemplateEncoder(Template.parse(problem.template), frozen.tokenizer, problem.initial.shape[0])
         self.pairs = [self.encoder.encode(p.x, p.y) for p in problem.split.train]
-        self.config = TrainConfig(batch_size=problem.batch_size, seed=problem.seed)
+        self.problem = problem
         self.prompt = SoftPrompt(problem.initial.clone()).to(frozen.device)
         self.optimizer = torch.optim.Adam(self.prompt.parameters(), lr=1.0)
         self.steps_per_epoch = -(-len(self.pairs) // problem.batch_size)
@@ -93,8 +100,9 @@ class PromptgradLoop(Loop):
     def _batch(self, k: int):
         epoch, i = divmod(k, self.steps_per_epoch)
         if epoch not in self._batches:
-            self._batches = {epoch: epoch_batches(self.pairs, self.config, epoch)}
-        return self.encoder.collate([self.pairs[j] for j in self._batches[epoch][i]]).to(self.frozen.device)
+            self._batches = {epoch: self.problem.batches(epoch)}
+        batch = self.encoder.collate([self.pairs[j] for j in self._batches[epoch][i]]).to(self.frozen.device)
+        return batch if self.prefix_cache else dataclasses.replace(batch, prefix_len=0)  # an ablation: every column fed
 
     def batch_examples(self, k: int) -> int:
         return len(self._batch(k).input_ids)
@@ -124,11 +132,14 @@ class PaddedLoop(Loop):
         encoder = problem.encoder(template)
         self.pairs = [encoder.encode(p.x, p.y) for p in problem.split.train]
         self.pad_id = encoder.pad_id
+        self._batches: dict[int, list[list[int]]] = {}
         self.steps_per_epoch = -(-len(self.pairs) // problem.batch_size)
 
     def _indices(self, k: int) -> list[int]:
         epoch, i = divmod(k, self.steps_per_epoch)
-        return self.problem.shuffled_batches(len(self.pairs), epoch)[i]
+        if epoch not in self._batches:
+            self._batches = {epoch: self.problem.batches(epoch)}
+        return self._batches[epoch][i]
 
     def batch_examples(self, k: int) -> int:
         return len(self._indices(k))

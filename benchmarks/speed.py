@@ -5,7 +5,8 @@
   original-bf16     the same under torch.autocast(bfloat16), as the original ran
   peft-fp32         Hugging Face PEFT prompt tuning (prompt in front of the text), fp32
   peft-bf16         the same under torch.autocast(bfloat16)
-  (promptgrad-fp32, promptgrad-bf16: promptgrad with its precision forced; add them with --variants)
+  (promptgrad-fp32, promptgrad-bf16: promptgrad with its precision forced; promptgrad-noprefix: without
+  the cached template prefix, an ablation; add them with --variants)
 
 For each: examples/s over the timed steps (one untimed warm-up pass first), the ratio promptgrad/variant,
 the test loss and greedy accuracy of the prompt it learned (all scored by the same fp32 scorer on the same
@@ -43,7 +44,7 @@ from promptgrad.schedule import learning_rate  # noqa: E402
 from promptgrad.soft_prompt import SoftPrompt  # noqa: E402
 from promptgrad.template import Template, TemplateEncoder  # noqa: E402
 
-ALL = ["promptgrad", "promptgrad-fp32", "promptgrad-bf16", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
+ALL = ["promptgrad", "promptgrad-fp32", "promptgrad-bf16", "promptgrad-noprefix", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
 DEFAULT = ["promptgrad", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
 
 
@@ -84,8 +85,9 @@ def build(variant: str, problem: Problem, auto_precision: str) -> tuple[Loop, st
     """The loop for a variant, and its compute dtype's name."""
     kind, _, precision = variant.partition("-")
     if kind == "promptgrad":
-        precision = precision or auto_precision
-        return PromptgradLoop(problem, with_dtype(problem.fp32, DTYPES[precision]), variant), precision
+        cached = precision != "noprefix"
+        precision = precision if precision in DTYPES else auto_precision
+        return PromptgradLoop(problem, with_dtype(problem.fp32, DTYPES[precision]), variant, cached), precision
     autocast = torch.bfloat16 if precision == "bf16" else None
     cls = OriginalLoop if kind == "original" else PeftLoop
     return cls(problem, autocast, variant), precision
@@ -121,10 +123,12 @@ def main(argv=None) -> None:
     results, flops = [], {}
     for variant in args.variants:
         loop, precision = build(variant, problem, auto_precision)
-        kind = variant.partition("-")[0]
+        kind = variant if variant == "promptgrad-noprefix" else variant.partition("-")[0]
         if not args.no_flops and kind not in flops:
-            counter = loop if precision == "fp32" else build(f"{kind}-fp32", problem, auto_precision)[0]
-            flops[kind] = counted_flops(counter, args.steps)  # same batches in any dtype: count once, in fp32
+            # the same work in any dtype: count it once, in fp32 where the device only emulates bf16
+            fast = precision == "fp32" or device.type == "cuda"
+            counter = loop if fast else build(f"{kind}-fp32", problem, auto_precision)[0]
+            flops[kind] = counted_flops(counter, args.steps)
         print(f"{variant}: training {args.steps} steps ...", flush=True)
         t0 = time.perf_counter()
         seconds, examples, losses = timed_steps(loop, args.steps, lr_at, device)

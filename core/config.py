@@ -51,6 +51,8 @@ class TrainConfig:
     method: str = "gcg"  # hard mode: pez (projected gradient), gcg (greedy coordinate gradient), relax (softmax baseline)
     topk: int = 256  # gcg: candidate tokens per position, those with the most negative one-hot gradient
     candidates: int = 512  # gcg: single-token swaps scored by their exact loss each step
+    rescore: int = 0  # gcg: >0 screens the candidates on a quarter of the batch, re-scores this many best on all of it
+    patience: int = 0  # gcg: after this many steps without a better held-out prompt, go on from the best one (0: never)
     search_batch_size: int = 8  # hard mode: training pairs per step (gcg scores every candidate on all of them)
     readable_only: bool = True  # hard mode: only tokens that decode to printable ASCII
     # how often to look at it
@@ -98,6 +100,10 @@ class TrainConfig:
         for name in ("topk", "candidates", "search_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}", name)
+        if self.patience < 0:
+            raise UserError(f"patience must be 0 (never) or a positive count of steps, got {self.patience}", "patience")
+        if self.rescore < 0:
+            raise UserError(f"rescore must be 0 (off) or a positive count, got {self.rescore}", "rescore")
         if not isinstance(self.readable_only, bool):
             raise UserError(f"readable_only must be true or false, got {self.readable_only!r}", "readable_only")
         for name in ("eval_every", "eval_size", "checkpoint_every", "num_predictions", "nearest_k", "warmup_steps"):

@@ -8,6 +8,8 @@ One step on a batch of training pairs:
 3. `candidates` prompts that each swap one position for one of those tokens, spread evenly over the
    positions; duplicates and prompts that fail the round trip are dropped;
 4. the exact loss of every candidate on the same batch, many candidates to a forward pass, no graph;
+   or, with `rescore` R > 0, every candidate on a quarter of the batch (a screen), then only the R best
+   on all of it: many candidates explored, the choice still made on the whole batch;
 5. the best candidate is kept only if its loss is not above the current prompt's on that batch, so a
    step never makes the batch loss worse.
 """
@@ -82,16 +84,20 @@ def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, 
 
 class GCG:
     def __init__(self, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor, round_trip: RoundTrip,
-                 ids: list[int], topk: int, candidates: int, generator: torch.Generator):
+                 ids: list[int], topk: int, candidates: int, generator: torch.Generator, rescore: int = 0):
         self.frozen, self.projection, self.allowed, self.round_trip = frozen, projection, allowed, round_trip
         self.ids = list(ids)
-        self.topk, self.candidates, self.generator = topk, candidates, generator
+        self.topk, self.candidates, self.generator, self.rescore = topk, candidates, generator, rescore
 
     def search_step(self, batch: Batch) -> GCGStep:
         gradient = token_gradient(self.frozen, batch, self.projection, self.ids)
         top = top_tokens(gradient, self.ids, self.allowed, self.topk)
         candidates = sample_candidates(self.ids, top, self.candidates, self.generator)
         candidates = candidates[self.round_trip(candidates)]
+        B = batch.input_ids.shape[0]
+        if self.rescore and len(candidates) > self.rescore and B > 1:
+            screen = batch.map(lambda t: t[: max(1, B // 4)])
+            candidates = candidates[candidate_losses(self.frozen, screen, self.projection, candidates).argsort()[: self.rescore]]
         # the current prompt is scored in the same pass, so the comparison is exact on this batch
         losses = candidate_losses(self.frozen, batch, self.projection, torch.cat([torch.tensor([self.ids]), candidates]))
         current = float(losses[0])
@@ -101,6 +107,10 @@ class GCG:
         else:
             kept = current
         return GCGStep(list(self.ids), kept, current, len(candidates))
+
+    def restart(self, ids: list[int]) -> None:
+        """Go on from `ids` (the search loop's best prompt so far, after it stalled)."""
+        self.ids = list(ids)
 
     def step(self, batch: Batch, lr: float) -> float:
         """One search step (GCG has no learning rate); returns the kept prompt's loss on `batch`."""

@@ -80,7 +80,7 @@ def make_method(config: TrainConfig, frozen: FrozenModel, projection: Projection
     if config.method == "pez":
         return PEZ(frozen, projection, vectors, config.lr)
     if config.method == "gcg":
-        return GCG(frozen, projection, allowed, round_trip, ids, config.topk, config.candidates, generator)
+        return GCG(frozen, projection, allowed, round_trip, ids, config.topk, config.candidates, generator, config.rescore)
     return Relaxation(frozen, projection, allowed, ids, config.lr)
 
 
@@ -154,7 +154,7 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
 
     def save(step: int) -> Iterator[Event]:
         state = {"mode": "hard", "method": config.method, "step": step, "method_state": method.state_dict(),
-                 "best_ids": list(best_ids), "best_train_loss": best_loss, "best_test_loss": best_test,
+                 "best_ids": list(best_ids), "best_train_loss": best_loss, "best_test_loss": best_test, "since_best": since_best,
                  "rng": torch.get_rng_state()}
         path = run.save_checkpoint(state)
         metadata = {**prompt_metadata(config, step, session.precision), "mode": "hard", "method": config.method,
@@ -172,6 +172,7 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
 
     started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
     step, batches_epoch = start_step, -1
+    since_best = checkpoint.get("since_best", 0) if checkpoint else 0
     while step < total_steps and not stop.is_set():
         t0 = time.perf_counter()
         epoch, k = divmod(step, steps_per_epoch)
@@ -188,6 +189,11 @@ def _events(config: TrainConfig, stop: threading.Event, resume: str | Path | Non
         improved = False
         if tuple(proposal) not in held_out and round_trip([proposal])[0] and holdout_loss(proposal) < best_loss:
             best_ids, best_loss, improved = proposal, holdout_loss(proposal), True
+        since_best = 0 if improved else since_best + 1
+        if config.patience and since_best >= config.patience and hasattr(method, "restart"):
+            # a search that wandered off for `patience` steps goes on from the best prompt instead
+            method.restart(best_ids)
+            since_best = 0
         dt = time.perf_counter() - t0
         step_seconds += dt
         rate = len(batch.input_ids) / dt

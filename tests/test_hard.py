@@ -117,9 +117,11 @@ def test_round_trip_rejects_a_token_pair_that_merges(setup):
 
 # ---- the methods ------------------------------------------------------------------------------
 
-def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup):
+@pytest.mark.parametrize("rescore", [0, 4])
+def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup, rescore):
+    """Also when candidates are screened on part of the batch and only the best few re-scored on all of it."""
     gcg = GCG(setup.session.frozen, setup.projection, setup.allowed, setup.round_trip, setup.ids,
-              topk=16, candidates=24, generator=torch.Generator().manual_seed(0))
+              topk=16, candidates=24, generator=torch.Generator().manual_seed(0), rescore=rescore)
     for _ in range(3):
         before = list(gcg.ids)
         step = gcg.search_step(setup.batch)
@@ -127,7 +129,7 @@ def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup):
         assert setup.loss(step.ids) <= setup.loss(before) + 1e-5
         assert sum(a != b for a, b in zip(before, step.ids)) <= 1  # one swap at most
         assert setup.round_trip([step.ids])[0] and setup.allowed[step.ids].all()
-    assert step.n_candidates > 0
+        assert step.n_candidates == 4 if rescore else step.n_candidates > 4
 
 
 def test_pez_and_gcg_lower_the_loss_from_their_start(setup):
@@ -223,7 +225,8 @@ def test_stop_and_resume_continue_the_same_search(tiny_config):
     "changes, message",
     [({"mode": "discrete"}, "mode must be one of soft, hard"), ({"method": "adam"}, "method must be one of pez, gcg, relax"),
      ({"topk": 0}, "topk must be at least 1"), ({"candidates": -1}, "candidates must be at least 1"),
-     ({"search_batch_size": 0}, "search_batch_size must be at least 1"), ({"readable_only": "maybe"}, "readable_only must be true or false")],
+     ({"search_batch_size": 0}, "search_batch_size must be at least 1"), ({"rescore": -2}, "rescore must be 0"), ({"patience": -1}, "patience must be 0"),
+     ({"readable_only": "maybe"}, "readable_only must be true or false")],
 )
 def test_bad_hard_settings_are_user_errors(changes, message):
     with pytest.raises(UserError, match=message):
@@ -233,3 +236,16 @@ def test_bad_hard_settings_are_user_errors(changes, message):
 def test_readable_only_reads_true_and_false_from_text():
     assert TrainConfig().replace(readable_only="false").readable_only is False
     assert TrainConfig.from_dict({"readable_only": "True"}).readable_only is True
+
+
+def test_a_stalled_gcg_search_goes_on_from_the_best_prompt(tiny_config, monkeypatch):
+    restarts = []
+    monkeypatch.setattr(GCG, "restart", lambda self, ids: (restarts.append(list(ids)), setattr(self, "ids", list(ids))))
+    events = list(search(hard_config(tiny_config, name="patient", steps=6, patience=1, eval_every=0, checkpoint_every=0)))
+    assert isinstance(events[-1], Finished)
+    found = [e for e in events if isinstance(e, HardPromptFound)]
+    steps_found = {e.step for e in found}
+    # every step that found nothing better sends the search back to the best prompt found until then
+    assert len(restarts) == 6 - len(steps_found - {0})
+    assert all(ids in [e.ids for e in found] for ids in restarts)
+    assert restarts[-1] == found[-1].ids or 6 in steps_found

@@ -31,6 +31,8 @@ HINTS = {  # short: each sits under its input, in 27 columns on a wide screen
     "method": "hard mode only",
     "topk": "gcg only",
     "candidates": "gcg only",
+    "rescore": "gcg only",
+    "patience": "gcg only",
     "device_map": "auto: split over all GPUs",
     "name": "empty: a timestamp",
 }
