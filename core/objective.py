@@ -30,7 +30,7 @@ def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor, n_log
     width = inputs["inputs_embeds"].shape[1]
     # positions as a tensor, not a count: transformers then gathers those hidden states into a contiguous
     # tensor, and the vocabulary projection is one plain matrix product; with a count it slices a view
-    # and the projection (forward and backward) falls back to a batched product ~10x slower on CPU
+    # and the projection (forward and backward) falls back to a much slower batched product on CPU
     keep = torch.arange(width - (n_logits or batch.target_ids.shape[1]), width, device=batch.input_ids.device)
     out = frozen.model(**inputs, logits_to_keep=keep, use_cache=False)
     return out.logits
