@@ -65,3 +65,10 @@ def test_time_to_quality_reports_each_recipe(tiny_gpt2, bench_data, tmp_path):
     assert ours["steps"] == 100 and not ours["reached"]  # promptgrad's default job length
     for baseline in report["results"][1:]:
         assert baseline["train_seconds"] >= 0.5 * ours["train_seconds"] and not baseline["reached"]
+
+
+def test_profile_step_lists_the_costliest_operators_of_both_loops(tiny_gpt2, bench_data):
+    done = run("profile_step.py", "--model", tiny_gpt2, "--data", bench_data, "--batch-size", "4", "--steps", "2", "--rows", "5")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "promptgrad: 2 steps of 4 pairs" in done.stdout and "original-fp32: 2 steps of 4 pairs" in done.stdout
+    assert done.stdout.count("aten::mm") >= 2  # matrix products lead both tables
