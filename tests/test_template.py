@@ -36,7 +36,7 @@ def test_prompt_lands_exactly_at_its_slot(frozen, template, expected_text):
     assert pair.context == before_ids + [-1, -1, -1] + after_ids
     assert pair.target == frozen.tokenizer(" cold", add_special_tokens=False)["input_ids"]
 
-    # the prompt vectors land at those positions in the embedded batch, left padding or not
+    # the prompt vectors land at those positions in the embedded batch, padded rows or not
     pairs = [pair, encoder.encode("extraordinarily", "ordinarily")]
     batch = encoder.collate(pairs)
     prompt = torch.randn(3, frozen.hidden_size)
