@@ -21,7 +21,7 @@ from promptgrad.events import Prediction
 from promptgrad.models import FrozenModel
 from promptgrad.objective import embed_with_prompt, summed_cross_entropy, target_logits
 from promptgrad.pairs import Pair
-from promptgrad.prefix_cache import model_inputs
+from promptgrad.prefix_cache import model_inputs, reuse_cache
 from promptgrad.template import TemplateEncoder
 
 MAX_NEW_TOKENS = 6  # enough for a word of WordNet's length in BPE tokens; the first word is what counts
@@ -92,11 +92,6 @@ def greedy_words(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], p
         texts = frozen.tokenizer.batch_decode(torch.stack(generated, 1).tolist(), skip_special_tokens=True)
         words += [first_word(t) for t in texts]
     return words
-
-
-def reuse_cache(out) -> dict:
-    """The KV cache of the previous call as a keyword (transformers 5.2x renamed past_key_values to cache)."""
-    return {"cache": out["cache"]} if "cache" in out else {"past_key_values": out.past_key_values}
 
 
 def first_word(text: str) -> str:

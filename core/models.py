@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +30,8 @@ class FrozenModel:
     tokenizer: object
     device: torch.device
     dtype: torch.dtype
+    # keys/values of template prefixes, by their token ids (prefix_cache.py); valid because nothing changes the weights
+    _prefix_caches: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def embedding(self) -> torch.nn.Embedding:

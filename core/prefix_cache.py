@@ -10,16 +10,16 @@ candidate (a quarter of the sequence for the default template) and gives the sam
 from __future__ import annotations
 
 import copy
-import inspect
 
 import torch
 
 from promptgrad.template import Batch
 
 
-def cache_keyword(model: torch.nn.Module) -> str:
-    """transformers 5.2x renamed the forward argument past_key_values to cache."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+def reuse_cache(out) -> dict:
+    """The KV cache a forward pass returned, as the keyword that feeds it back in (transformers 5.2x
+    renamed past_key_values to cache, in the output and the arguments alike)."""
+    return {"cache": out["cache"]} if "cache" in out else {"past_key_values": out.past_key_values}
 
 
 def model_inputs(frozen, batch: Batch, embeds: torch.Tensor) -> dict:
@@ -32,20 +32,20 @@ def model_inputs(frozen, batch: Batch, embeds: torch.Tensor) -> dict:
         "inputs_embeds": embeds[:, p:],
         "attention_mask": batch.attention_mask,  # the mask covers the cached columns too
         "position_ids": batch.position_ids[:, p:],
-        cache_keyword(frozen.model): prefix_cache(frozen, batch.input_ids[0, :p], embeds.shape[0]),
+        **prefix_cache(frozen, batch.input_ids[0, :p], embeds.shape[0]),
     }
 
 
-def prefix_cache(frozen, prefix_ids: torch.Tensor, batch_size: int):
-    """A fresh cache holding the prefix's keys and values for `batch_size` rows (fresh because the
-    forward pass appends to the cache it is given)."""
-    caches = frozen.__dict__.setdefault("_prefix_caches", {})
+def prefix_cache(frozen, prefix_ids: torch.Tensor, batch_size: int) -> dict:
+    """The keyword argument holding a fresh cache of the prefix's keys and values for `batch_size` rows
+    (fresh because the forward pass appends to the cache it is given)."""
     key = tuple(prefix_ids.tolist())
-    if key not in caches:
+    if key not in frozen._prefix_caches:
         # plain tensors even when called under inference_mode, so training can use them later
         with torch.inference_mode(False), torch.no_grad():
             out = frozen.model(input_ids=prefix_ids[None].clone(), use_cache=True)
-        caches[key] = out["cache"] if "cache" in out else out.past_key_values
-    cache = copy.deepcopy(caches[key])
+        frozen._prefix_caches[key] = reuse_cache(out)
+    ((keyword, cache),) = frozen._prefix_caches[key].items()
+    cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(batch_size)
-    return cache
+    return {keyword: cache}
