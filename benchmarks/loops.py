@@ -21,13 +21,16 @@ import contextlib
 import copy
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
 from promptgrad.config import TrainConfig
-from promptgrad.models import FrozenModel
-from promptgrad.pairs import Split
+from promptgrad.evaluation import PromptScore, score_prompt
+from promptgrad.models import FrozenModel, load_model
+from promptgrad.objective import target_loss
+from promptgrad.pairs import Split, load_pairs, split_pairs
 from promptgrad.soft_prompt import SoftPrompt
 from promptgrad.template import PROMPT_PLACEHOLDER, EncodedPair, Template, TemplateEncoder
 from promptgrad.training import epoch_batches, training_step
@@ -37,7 +40,8 @@ FRONT = "{prompt}"  # PEFT's only place for the prompt
 
 @dataclass
 class Problem:
-    """What every variant shares: the fp32 model, the data split, the template and the initial prompt."""
+    """What every variant shares: the fp32 model, the data split, the template, the initial prompt, and
+    the batches every loop trains on."""
 
     fp32: FrozenModel
     split: Split
@@ -45,19 +49,42 @@ class Problem:
     initial: torch.Tensor  # [P, hidden] fp32
     batch_size: int
     seed: int
+    _epoch: dict[int, list[list[int]]] = field(default_factory=dict, init=False, repr=False)  # the current epoch's batches
+
+    @staticmethod
+    def load(model: str, data: str, template: str, prompt_len: int, batch_size: int, seed: int, device: torch.device) -> Problem:
+        """The model in fp32, the seeded split promptgrad makes, and promptgrad's random mean/std init."""
+        fp32 = load_model(model, device, torch.float32)
+        split = split_pairs(load_pairs(data), TrainConfig().test_fraction, seed)
+        initial = SoftPrompt.initial("random", prompt_len, fp32.embedding.weight, fp32.tokenizer,
+                                     torch.Generator().manual_seed(seed)).vectors.detach()
+        return Problem(fp32, split, template, initial, batch_size, seed)
 
     def encoder(self, template: str | None = None) -> TemplateEncoder:
         return TemplateEncoder(Template.parse(template or self.template), self.fp32.tokenizer, self.initial.shape[0])
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        """The batches (indices into split.train) every loop trains on: promptgrad's (a seeded shuffle,
-        similar lengths grouped). All variants see the same examples at every step, so their test losses
-        differ only by how they compute; the original loop, which shuffled plainly, gets promptgrad's
-        lower padding for free."""
-        if not hasattr(self, "_encoded"):
-            encoder = self.encoder()
-            self._encoded = [encoder.encode(p.x, p.y) for p in self.split.train]
-        return epoch_batches(self._encoded, TrainConfig(batch_size=self.batch_size, seed=self.seed), epoch)
+    @cached_property
+    def encoded(self) -> list[EncodedPair]:
+        """The training pairs under the template."""
+        encoder = self.encoder()
+        return [encoder.encode(p.x, p.y) for p in self.split.train]
+
+    def batch(self, k: int) -> list[int]:
+        """The k-th batch (indices into split.train; epochs wrap) every loop trains on: promptgrad's (a
+        seeded shuffle, similar lengths grouped). All variants see the same examples at every step, so
+        their test losses differ only by how they compute; the original loop, which shuffled plainly,
+        gets promptgrad's lower padding for free."""
+        epoch, i = divmod(k, -(-len(self.encoded) // self.batch_size))
+        if epoch not in self._epoch:
+            self._epoch.clear()
+            self._epoch[epoch] = epoch_batches(self.encoded, TrainConfig(batch_size=self.batch_size, seed=self.seed), epoch)
+        return self._epoch[epoch][i]
+
+    def hand_written(self, text: str, pairs: list) -> PromptScore:
+        """The score of the hand-written prompt `text` in the template, on `pairs`."""
+        ids = self.fp32.tokenizer(text, add_special_tokens=False)["input_ids"]
+        encoder = TemplateEncoder(Template.parse(self.template), self.fp32.tokenizer, len(ids))
+        return score_prompt(self.fp32, encoder, pairs, self.fp32.embedding.weight[ids].detach(), 64)
 
 
 def synchronize(device: torch.device) -> None:
@@ -88,24 +115,17 @@ class Loop:
 class PromptgradLoop(Loop):
     def __init__(self, problem: Problem, frozen: FrozenModel, name: str = "promptgrad", prefix_cache: bool = True):
         self.name, self.scoring_template = name, problem.template
-        self.frozen, self.prefix_cache = frozen, prefix_cache
-        self.encoder = TemplateEncoder(Template.parse(problem.template), frozen.tokenizer, problem.initial.shape[0])
-        self.pairs = [self.encoder.encode(p.x, p.y) for p in problem.split.train]
-        self.problem = problem
+        self.problem, self.frozen, self.prefix_cache = problem, frozen, prefix_cache
+        self.encoder = problem.encoder()
         self.prompt = SoftPrompt(problem.initial.clone()).to(frozen.device)
         self.optimizer = torch.optim.Adam(self.prompt.parameters(), lr=1.0)
-        self.steps_per_epoch = -(-len(self.pairs) // problem.batch_size)
-        self._batches: dict[int, list[list[int]]] = {}
 
     def _batch(self, k: int):
-        epoch, i = divmod(k, self.steps_per_epoch)
-        if epoch not in self._batches:
-            self._batches = {epoch: self.problem.batches(epoch)}
-        batch = self.encoder.collate([self.pairs[j] for j in self._batches[epoch][i]]).to(self.frozen.device)
+        batch = self.encoder.collate([self.problem.encoded[j] for j in self.problem.batch(k)]).to(self.frozen.device)
         return batch if self.prefix_cache else dataclasses.replace(batch, prefix_len=0)  # an ablation: every column fed
 
     def batch_examples(self, k: int) -> int:
-        return len(self._batch(k).input_ids)
+        return len(self.problem.batch(k))
 
     def step(self, k: int, lr: float) -> float:
         for group in self.optimizer.param_groups:
@@ -113,8 +133,6 @@ class PromptgradLoop(Loop):
         return training_step(self.frozen, self._batch(k), self.prompt.vectors, self.optimizer)
 
     def forward_backward(self, k: int) -> None:
-        from promptgrad.objective import target_loss
-
         target_loss(self.frozen, self._batch(k), self.prompt.vectors).backward()
         self.prompt.vectors.grad = None
 
@@ -132,21 +150,13 @@ class PaddedLoop(Loop):
         encoder = problem.encoder(template)
         self.pairs = [encoder.encode(p.x, p.y) for p in problem.split.train]
         self.pad_id = encoder.pad_id
-        self._batches: dict[int, list[list[int]]] = {}
-        self.steps_per_epoch = -(-len(self.pairs) // problem.batch_size)
-
-    def _indices(self, k: int) -> list[int]:
-        epoch, i = divmod(k, self.steps_per_epoch)
-        if epoch not in self._batches:
-            self._batches = {epoch: self.problem.batches(epoch)}
-        return self._batches[epoch][i]
 
     def batch_examples(self, k: int) -> int:
-        return len(self._indices(k))
+        return len(self.problem.batch(k))
 
     def _padded(self, k: int, keep_placeholder: bool):
         seqs, labels = [], []
-        for j in self._indices(k):
+        for j in self.problem.batch(k):
             pair: EncodedPair = self.pairs[j]
             context = pair.context if keep_placeholder else [t for t in pair.context if t != PROMPT_PLACEHOLDER]
             seqs.append(context + pair.target)

@@ -18,10 +18,7 @@ from loops import OriginalLoop, Problem, PromptgradLoop  # noqa: E402
 
 from promptgrad.cli import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.models import load_model  # noqa: E402
-from promptgrad.pairs import load_pairs, split_pairs  # noqa: E402
 from promptgrad.precision import resolve_device  # noqa: E402
-from promptgrad.soft_prompt import SoftPrompt  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -35,13 +32,9 @@ def main(argv=None) -> None:
     quiet_libraries()
     defaults = TrainConfig()
     device = resolve_device("auto")
-    fp32 = load_model(args.model, device, torch.float32)
-    split = split_pairs(load_pairs(args.data), defaults.test_fraction, defaults.seed)
-    initial = SoftPrompt.initial("random", defaults.prompt_len, fp32.embedding.weight, fp32.tokenizer,
-                                 torch.Generator().manual_seed(defaults.seed)).vectors.detach()
-    problem = Problem(fp32, split, defaults.template, initial, args.batch_size, defaults.seed)
+    problem = Problem.load(args.model, args.data, defaults.template, defaults.prompt_len, args.batch_size, defaults.seed, device)
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    for loop in (PromptgradLoop(problem, fp32), OriginalLoop(problem, None, "original-fp32")):
+    for loop in (PromptgradLoop(problem, problem.fp32), OriginalLoop(problem, None, "original-fp32")):
         loop.forward_backward(0)  # warm-up
         with torch.profiler.profile(activities=activities) as profile:
             for k in range(args.steps):

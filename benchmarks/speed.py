@@ -37,12 +37,9 @@ from loops import Loop, OriginalLoop, PeftLoop, Problem, PromptgradLoop, counted
 from promptgrad.cli import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.evaluation import score_prompt  # noqa: E402
-from promptgrad.models import FrozenModel, load_model  # noqa: E402
-from promptgrad.pairs import load_pairs, split_pairs  # noqa: E402
+from promptgrad.models import FrozenModel  # noqa: E402
 from promptgrad.precision import DTYPES, resolve_device, resolve_precision  # noqa: E402
 from promptgrad.schedule import learning_rate  # noqa: E402
-from promptgrad.soft_prompt import SoftPrompt  # noqa: E402
-from promptgrad.template import Template, TemplateEncoder  # noqa: E402
 
 ALL = ["promptgrad", "promptgrad-fp32", "promptgrad-bf16", "promptgrad-noprefix", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
 DEFAULT = ["promptgrad", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
@@ -99,12 +96,9 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     auto_precision = resolve_precision("auto", device)
     torch.manual_seed(args.seed)
-    fp32 = load_model(args.model, device, torch.float32)
-    split = split_pairs(load_pairs(args.data), 0.2, args.seed)
-    initial = SoftPrompt.initial("random", args.prompt_len, fp32.embedding.weight, fp32.tokenizer,
-                                 torch.Generator().manual_seed(args.seed)).vectors.detach()
-    problem = Problem(fp32, split, args.template, initial, args.batch_size, args.seed)
-    test = split.test[: args.test_pairs]
+    problem = Problem.load(args.model, args.data, args.template, args.prompt_len, args.batch_size, args.seed, device)
+    fp32, initial = problem.fp32, problem.initial
+    test = problem.split.test[: args.test_pairs]
     lr_at = lambda k: learning_rate(k, args.steps, args.lr, args.warmup_steps, "cosine")  # noqa: E731
     print(f"model {args.model} on {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
           f"torch {torch.__version__}; batch {args.batch_size}, {args.steps} timed steps, lr {args.lr}; "
@@ -113,9 +107,7 @@ def main(argv=None) -> None:
     peaks = {name: matmul_peak(device, DTYPES[name]) for name in ("fp32", "bf16")}
     print("matrix-product peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()), flush=True)
 
-    hand_ids = fp32.tokenizer(" antonyms", add_special_tokens=False)["input_ids"]
-    hand = score_prompt(fp32, TemplateEncoder(Template.parse(args.template), fp32.tokenizer, len(hand_ids)), test,
-                        fp32.embedding.weight[hand_ids].detach(), 64)
+    hand = problem.hand_written(" antonyms", test)
     untrained = score_prompt(fp32, problem.encoder(), test, initial, 64)
     print(f"hand-written ' antonyms': test loss {hand.test_loss:.4f}, accuracy {hand.accuracy:.1%}; "
           f"untrained prompt: {untrained.test_loss:.4f}, {untrained.accuracy:.1%}", flush=True)

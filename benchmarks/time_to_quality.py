@@ -20,6 +20,7 @@ shows the ratio is at least that factor.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -33,13 +34,9 @@ from loops import OriginalLoop, Problem, PromptgradLoop, synchronize  # noqa: E4
 
 from promptgrad.cli import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.evaluation import score_prompt  # noqa: E402
-from promptgrad.models import load_model  # noqa: E402
-from promptgrad.pairs import load_pairs, split_pairs  # noqa: E402
+from promptgrad.evaluation import PromptScore, score_prompt  # noqa: E402
 from promptgrad.precision import DTYPES, resolve_device, resolve_precision  # noqa: E402
 from promptgrad.schedule import learning_rate  # noqa: E402
-from promptgrad.soft_prompt import SoftPrompt  # noqa: E402
-from promptgrad.template import Template, TemplateEncoder  # noqa: E402
 
 from speed import with_dtype  # noqa: E402
 
@@ -65,21 +62,16 @@ def main(argv=None) -> None:
     defaults = TrainConfig()
     device = resolve_device(args.device)
     precision = resolve_precision(defaults.precision, device)
-    fp32 = load_model(args.model, device, torch.float32)
-    split = split_pairs(load_pairs(args.data), defaults.test_fraction, defaults.seed)
-    test = split.test[: args.test_pairs]
-    initial = SoftPrompt.initial("random", defaults.prompt_len, fp32.embedding.weight, fp32.tokenizer,
-                                 torch.Generator().manual_seed(defaults.seed)).vectors.detach()
-    hand_ids = fp32.tokenizer(defaults.baseline_text, add_special_tokens=False)["input_ids"]
-    hand = score_prompt(fp32, TemplateEncoder(Template.parse(defaults.template), fp32.tokenizer, len(hand_ids)), test,
-                        fp32.embedding.weight[hand_ids].detach(), 64)
+    problem = Problem.load(args.model, args.data, defaults.template, defaults.prompt_len, defaults.batch_size, defaults.seed, device)
+    fp32 = problem.fp32
+    test = problem.split.test[: args.test_pairs]
+    hand = problem.hand_written(defaults.baseline_text, test)
     target = (1 - args.target) * hand.test_loss
     print(f"model {args.model} on {device}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "
           f"target {target:.4f} ({args.target:.0%} below)", flush=True)
 
-    def score(loop) -> float:
-        enc = TemplateEncoder(Template.parse(loop.scoring_template), fp32.tokenizer, defaults.prompt_len)
-        return score_prompt(fp32, enc, test, loop.vectors().to(device), 64)
+    def score(loop) -> PromptScore:
+        return score_prompt(fp32, problem.encoder(loop.scoring_template), test, loop.vectors().to(device), 64)
 
     def run(loop, lr_at, max_steps: int | None, budget_s: float | None, eval_at) -> dict:
         """Train until the target is met (checked when eval_at(step, seconds) says so) or out of steps/time."""
@@ -106,8 +98,7 @@ def main(argv=None) -> None:
                             "examples_per_s": examples / seconds, "test_loss": s.test_loss, "accuracy": s.accuracy,
                             "curve": curve}
 
-    ours = PromptgradLoop(Problem(fp32, split, defaults.template, initial, defaults.batch_size, defaults.seed),
-                          with_dtype(fp32, DTYPES[precision]), f"promptgrad ({precision})")
+    ours = PromptgradLoop(problem, with_dtype(fp32, DTYPES[precision]), f"promptgrad ({precision})")
     print(f"{ours.name}: lr {defaults.lr} {defaults.schedule}, warm-up {defaults.warmup_steps}, batch {defaults.batch_size}, "
           f"{defaults.steps} steps", flush=True)
     mine = run(ours, lambda k: learning_rate(k, defaults.steps, defaults.lr, defaults.warmup_steps, defaults.schedule),
@@ -119,7 +110,7 @@ def main(argv=None) -> None:
     budget = args.budget_factor * mine["train_seconds"]
     for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
         autocast = torch.bfloat16 if name.endswith("bf16") else None
-        loop = OriginalLoop(Problem(fp32, split, defaults.template, initial, 64, defaults.seed), autocast, name)
+        loop = OriginalLoop(dataclasses.replace(problem, batch_size=64), autocast, name)
         print(f"{name}: lr 1e-3 constant, batch 64, budget {budget:.0f} s of training "
               f"({args.budget_factor:g} x promptgrad's {mine['train_seconds']:.0f} s)", flush=True)
         results.append(run(loop, lambda k: 1e-3, None, budget, lambda step, since: since >= budget / args.baseline_evals))
