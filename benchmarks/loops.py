@@ -33,7 +33,8 @@ from promptgrad.objective import target_loss
 from promptgrad.pairs import Split, load_pairs, split_pairs
 from promptgrad.soft_prompt import SoftPrompt
 from promptgrad.template import PROMPT_PLACEHOLDER, EncodedPair, Template, TemplateEncoder
-from promptgrad.training import epoch_batches, training_step
+from promptgrad.learner import training_step
+from promptgrad.training import epoch_batches
 
 FRONT = "{prompt}"  # PEFT's only place for the prompt
 
@@ -77,7 +78,7 @@ class Problem:
         epoch, i = divmod(k, -(-len(self.encoded) // self.batch_size))
         if epoch not in self._epoch:
             self._epoch.clear()
-            self._epoch[epoch] = epoch_batches(self.encoded, TrainConfig(batch_size=self.batch_size, seed=self.seed), epoch)
+            self._epoch[epoch] = epoch_batches(self.encoded, self.batch_size, self.seed, epoch)
         return self._epoch[epoch][i]
 
     def hand_written(self, text: str, pairs: list) -> PromptScore:

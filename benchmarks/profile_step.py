@@ -18,7 +18,7 @@ from loops import OriginalLoop, Problem, PromptgradLoop  # noqa: E402
 
 from promptgrad.cli import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.precision import resolve_device  # noqa: E402
+from promptgrad.precision import cpu_description, resolve_device  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -33,6 +33,8 @@ def main(argv=None) -> None:
     defaults = TrainConfig()
     device = resolve_device("auto")
     problem = Problem.load(args.model, args.data, defaults.template, defaults.prompt_len, args.batch_size, defaults.seed, device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+    print(f"model {args.model} on {device} ({where}), torch {torch.__version__}, fp32")
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
     for loop in (PromptgradLoop(problem, problem.fp32), OriginalLoop(problem, None, "original-fp32")):
         loop.forward_backward(0)  # warm-up

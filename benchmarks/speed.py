@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from promptgrad.cli import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.evaluation import score_prompt  # noqa: E402
 from promptgrad.models import FrozenModel  # noqa: E402
-from promptgrad.precision import DTYPES, resolve_device, resolve_precision  # noqa: E402
+from promptgrad.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
 from promptgrad.schedule import learning_rate  # noqa: E402
 
 ALL = ["promptgrad", "promptgrad-fp32", "promptgrad-bf16", "promptgrad-noprefix", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
@@ -94,15 +93,17 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     quiet_libraries()
     device = resolve_device(args.device)
-    auto_precision = resolve_precision("auto", device)
     torch.manual_seed(args.seed)
     problem = Problem.load(args.model, args.data, args.template, args.prompt_len, args.batch_size, args.seed, device)
+    auto = choose_precision("auto", device, problem.fp32.hidden_size)
+    auto_precision = auto.precision
     fp32, initial = problem.fp32, problem.initial
     test = problem.split.test[: args.test_pairs]
     lr_at = lambda k: learning_rate(k, args.steps, args.lr, args.warmup_steps, "cosine")  # noqa: E731
-    print(f"model {args.model} on {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+    print(f"model {args.model} on {device} ({where}), "
           f"torch {torch.__version__}; batch {args.batch_size}, {args.steps} timed steps, lr {args.lr}; "
-          f"scored on {len(test)} test pairs; promptgrad's auto precision here: {auto_precision}", flush=True)
+          f"scored on {len(test)} test pairs; promptgrad's auto precision here: {auto_precision} ({auto.reason})", flush=True)
 
     peaks = {name: matmul_peak(device, DTYPES[name]) for name in ("fp32", "bf16")}
     print("matrix-product peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()), flush=True)

@@ -35,7 +35,7 @@ from loops import OriginalLoop, Problem, PromptgradLoop, synchronize  # noqa: E4
 from promptgrad.cli import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.evaluation import PromptScore, score_prompt  # noqa: E402
-from promptgrad.precision import DTYPES, resolve_device, resolve_precision  # noqa: E402
+from promptgrad.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
 from promptgrad.schedule import learning_rate  # noqa: E402
 
 from speed import with_dtype  # noqa: E402
@@ -61,13 +61,14 @@ def main(argv=None) -> None:
     quiet_libraries()
     defaults = TrainConfig()
     device = resolve_device(args.device)
-    precision = resolve_precision(defaults.precision, device)
     problem = Problem.load(args.model, args.data, defaults.template, defaults.prompt_len, defaults.batch_size, defaults.seed, device)
+    precision = choose_precision(defaults.precision, device, problem.fp32.hidden_size).precision
     fp32 = problem.fp32
     test = problem.split.test[: args.test_pairs]
     hand = problem.hand_written(defaults.baseline_text, test)
     target = (1 - args.target) * hand.test_loss
-    print(f"model {args.model} on {device}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+    print(f"model {args.model} on {device} ({where}); promptgrad's auto precision here: {precision}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "
           f"target {target:.4f} ({args.target:.0%} below)", flush=True)
 
     def score(loop) -> PromptScore:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -71,52 +70,57 @@ def main(argv: list[str] | None = None) -> int:
 # ---- train ------------------------------------------------------------------------------------
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings: a run folder's (on --resume) or a config file's or the defaults, then the flags."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     if args.resume:
         from promptgrad.run_folder import RunFolder
 
         base = RunFolder.open(args.resume).config()
+        if args.config:
+            raise UserError("give either --resume RUN (its settings come from the run folder) or --config FILE, not both")
     else:
         base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if "steps" in overrides and "epochs" not in overrides:
+        overrides["epochs"] = 0  # --steps N means N steps, even where the base counted epochs
     return TrainConfig.from_dict({**base.to_dict(), **overrides})
 
 
 def run_train(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     quiet_libraries()
-    from promptgrad.training import train
     from promptgrad.report import TrainingReport
+    from promptgrad.signals import detach_from_terminal, stop_on_signals
+    from promptgrad.training import train
 
     stop = threading.Event()
 
-    def on_interrupt(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+    def on_signal(name: str) -> None:
+        print(f"\n{name}: stopping after this step and saving a checkpoint (ctrl+c again aborts)...", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     # under accelerate launch / torchrun only rank 0 reports (and writes the run folder)
     console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
-    try:
-        with TrainingReport(console) as report:
-            for event in train(config, stop, resume=args.resume):
+    with stop_on_signals(stop, on_signal), TrainingReport(console) as report:
+        for event in train(config, stop, resume=args.resume):
+            try:
                 report.show(event)
-            return report.exit_status
-    finally:
-        signal.signal(signal.SIGINT, previous)
+            except OSError:  # the terminal went away (EIO, EPIPE) before its SIGHUP: carry on without it
+                detach_from_terminal()
+        return report.exit_status
 
 
 # ---- eval, predict, nearest -------------------------------------------------------------------
 
 def open_run(path: Path):
+    """A run's session, built with the precision the run recorded, and its prompt."""
     from promptgrad.run_folder import RunFolder
-    from promptgrad.training import open_session
+    from promptgrad.session import open_session
 
     run = RunFolder.open(path)
-    prompt, _ = run.load_prompt()
+    prompt, metadata = run.load_prompt()
     quiet_libraries()
     config = run.config()
+    if config.precision == "auto":  # a folder from before precision was recorded in config.toml
+        config = config.replace(precision=metadata.get("precision", "auto"))
     session = open_session(config)
     if prompt.shape[0] != config.prompt_len:
         raise UserError(f"{run.path}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {config.prompt_len}")
@@ -164,7 +168,7 @@ def run_eval(args: argparse.Namespace) -> int:
     baseline, baseline_encoder = session.baseline_prompt()
     rows.append((f"hand-written {session.config.baseline_text!r}", score_prompt(frozen, baseline_encoder, test, baseline, batch_size)))
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
-    table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on"))
+    table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on, computed in {session.precision.precision}"))
     for column in ("prompt", "test loss", "accuracy"):
         table.add_column(column)
     for name, score in rows:

@@ -7,6 +7,7 @@ back (nanoGPT saves the whole config in each checkpoint for the same reason).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,6 +24,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
 MODES = ("soft", "hard")
 METHODS = ("pez", "gcg", "relax")  # hard-prompt search methods, see hard_search.py
+MAX_LR = 10.0
+# what a run *is*: the same data split, batches, model, precision and search; resume refuses to change them
+RUN_DEFINING = ("model", "data", "x_column", "y_column", "template", "prompt_len", "init", "baseline_text", "seed",
+                "test_fraction", "train_size", "batch_size", "lr", "schedule", "warmup_steps", "precision", "mode", "method",
+                "topk", "candidates", "rescore", "patience", "search_batch_size", "readable_only")
 
 
 @dataclass
@@ -34,7 +40,7 @@ class TrainConfig:
     y_column: str = "y"
     template: str = "Here are two {prompt} {x} and {y}"
     prompt_len: int = 4
-    init: str = "random"  # random | vocab | text:<words>
+    init: str = "random"  # random | vocab | text:<words> | run:<run folder> (start from another run's prompt)
     baseline_text: str = " antonyms"
     # how to learn it
     lr: float = 3e-2
@@ -58,7 +64,8 @@ class TrainConfig:
     # how often to look at it
     eval_every: int = 50  # steps; evaluations use eval_size pairs, the final one the whole test set
     eval_size: int = 256
-    checkpoint_every: int = 100
+    checkpoint_every: int = 100  # steps; 0: only at the end (and on a stop)
+    checkpoint_minutes: float = 5.0  # also checkpoint when this long has passed since the last one; 0: never
     num_predictions: int = 8
     nearest_k: int = 5
     # where it runs
@@ -77,12 +84,15 @@ class TrainConfig:
         Template.parse(self.template)
         if self.prompt_len < 1:
             raise UserError(f"prompt_len must be at least 1, got {self.prompt_len}", "prompt_len")
-        if not (self.init in ("random", "vocab") or self.init.startswith("text:")):
-            raise UserError(f"init must be random, vocab or text:<words>, got {self.init!r}", "init")
+        if not (self.init in ("random", "vocab") or self.init.startswith(("text:", "run:"))):
+            raise UserError(f"init must be random, vocab, text:<words> or run:<run folder>, got {self.init!r}", "init")
         if self.init.startswith("text:") and not self.init[5:].strip():
             raise UserError("init text:<words> needs some words after 'text:', e.g. 'text: antonyms'", "init")
-        if not self.lr > 0:
-            raise UserError(f"lr must be a positive number, got {self.lr}", "lr")
+        if self.init.startswith("run:") and not self.init[4:].strip():
+            raise UserError("init run:<folder> needs a run folder after 'run:', e.g. 'run:runs/first'", "init")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise UserError(f"lr must be a number above 0 and at most {MAX_LR:g} (prompt vectors are of size ~1; "
+                            f"the defaults use 0.03), got {self.lr}", "lr")
         if self.schedule not in SCHEDULES:
             raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}", "schedule")
         if self.batch_size < 1:
@@ -109,6 +119,11 @@ class TrainConfig:
         for name in ("eval_every", "eval_size", "checkpoint_every", "num_predictions", "nearest_k", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", name)
+        if not (math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0):
+            raise UserError(f"checkpoint_minutes must be 0 (never) or a positive number of minutes, got {self.checkpoint_minutes}",
+                            "checkpoint_minutes")
+        if not (math.isfinite(self.epochs) and math.isfinite(self.test_fraction)):
+            raise UserError("epochs and test_fraction must be finite numbers", "epochs")
         if self.device not in DEVICES:
             raise UserError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}", "device")
         if self.precision not in PRECISIONS:
@@ -131,8 +146,24 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
+    def dumps(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
     def save(self, path: Path) -> None:
-        path.write_text(tomli_w.dumps(self.to_dict()))
+        path.write_text(self.dumps())
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return math.ceil(self.epochs * steps_per_epoch) if self.epochs else self.steps
+
+    def check_resumable_as(self, saved: TrainConfig, where: str) -> None:
+        """A resumed run keeps the settings that define it; say which one differs, if any."""
+        for name in RUN_DEFINING:
+            mine, theirs = getattr(self, name), getattr(saved, name)
+            if name == "precision" and mine == "auto":
+                continue  # auto means: whatever the run resolved it to
+            if mine != theirs:
+                raise UserError(f"{name} is {theirs!r} in {where}, not {mine!r}: a resumed run keeps the settings that "
+                                f"define it; to change {name}, start a new run from this one's prompt (init run:{where})", name)
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

@@ -12,6 +12,7 @@ people do run real greedy generation, with a KV cache.
 from __future__ import annotations
 
 import re
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
@@ -46,26 +47,41 @@ def continues_word(tokenizer) -> torch.Tensor:
     return table
 
 
-@torch.inference_mode()
-def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
-                 processes: Processes = Processes()) -> PromptScore:
-    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy. Under data
-    parallelism each process scores its share of the pairs and the sums are gathered."""
-    extends = continues_word(frozen.tokenizer)
+def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
+            processes: Processes = Processes()) -> Generator[tuple[int, int], None, PromptScore]:
+    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy, as a generator
+    that yields (pairs done, pairs in all) after each batch and returns the PromptScore, so that a caller
+    can show progress and stop between batches. Under data parallelism each process scores its share of
+    the pairs and the sums are gathered. The sums stay on the device until the end: one host sync."""
+    extends = continues_word(frozen.tokenizer).to(frozen.device)
     encoded = sorted((encoder.encode(p.x, p.y) for p in pairs), key=lambda e: len(e.context) + len(e.target))
     encoded = processes.share(encoded)
-    total, count, right = 0.0, 0, 0
+    sums = torch.zeros(3, dtype=torch.float64, device=frozen.device)  # loss, target tokens, right
     for i in range(0, len(encoded), batch_size):  # sorted by length: little padding; sums don't care about order
-        batch = encoder.collate(encoded[i : i + batch_size], inputs="score").to(frozen.device)
-        T = batch.target_ids.shape[1]
-        logits = target_logits(frozen, batch, prompt, n_logits=T + 1)
-        s, n = summed_cross_entropy(logits[:, :T], batch)
-        greedy = logits.argmax(-1)
-        spelled = ((greedy[:, :T] == batch.target_ids.to(greedy.device)) | ~batch.target_mask.to(greedy.device)).all(1)
-        right += int((spelled.cpu() & ~extends[greedy[:, T].cpu()]).sum())
-        total, count = total + float(s), count + n
-    total, count, right = processes.sum([total, count, right], frozen.device)
+        with torch.inference_mode():
+            batch = encoder.collate(encoded[i : i + batch_size], inputs="score").to(frozen.device)
+            T = batch.target_ids.shape[1]
+            logits = target_logits(frozen, batch, prompt, n_logits=T + 1)
+            s, n = summed_cross_entropy(logits[:, :T], batch)
+            greedy = logits.argmax(-1)
+            spelled = ((greedy[:, :T] == batch.target_ids.to(greedy.device)) | ~batch.target_mask.to(greedy.device)).all(1)
+            right = (spelled & ~extends.to(greedy.device)[greedy[:, T]]).sum()
+            sums += torch.stack([s.double(), n.double(), right.double()]).to(sums.device)
+        yield min(len(encoded), i + batch_size) * max(1, processes.world_size), len(pairs)
+    processes.sum_(sums)
+    total, count, right = sums.tolist()
     return PromptScore(total / count, right / len(pairs), len(pairs))
+
+
+def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
+                 processes: Processes = Processes()) -> PromptScore:
+    """`scoring` run to the end, for callers that need no progress."""
+    steps = scoring(frozen, encoder, pairs, prompt, batch_size, processes)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 @torch.inference_mode()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 @dataclass(frozen=True)
 class Event:
     kind: ClassVar[str] = "event"
+    logged: ClassVar[bool] = True  # written to metrics.jsonl (Progress is only shown)
 
     def to_json(self) -> dict[str, Any]:
         return {"event": self.kind, **dataclasses.asdict(self)}
@@ -33,6 +34,20 @@ class Started(Event):
     total_steps: int
     start_step: int  # > 0 when resumed
     steps_per_epoch: int
+    precision_reason: str = ""  # why this precision (precision.py); the concrete value is in config.toml
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Work between steps that takes a while (loading the model, scoring prompts): what it is, and how
+    far it has got (`total` 0: no count). Shown by the CLI and the TUI, not written to metrics.jsonl."""
+
+    kind: ClassVar[str] = "progress"
+    logged: ClassVar[bool] = False
+    step: int
+    task: str
+    done: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,18 @@ class HardPromptFound(Event):
 
 
 @dataclass(frozen=True)
+class Extended(Event):
+    """A resumed run was given another length; from `step` the learning rate decays from `lr` to zero
+    at `total_steps` (schedule.py), so it never jumps up."""
+
+    kind: ClassVar[str] = "extended"
+    step: int
+    previous_total_steps: int
+    total_steps: int
+    lr: float
+
+
+@dataclass(frozen=True)
 class Checkpoint(Event):
     kind: ClassVar[str] = "checkpoint"
     step: int
@@ -127,11 +154,12 @@ class Failed(Event):
     step: int
     message: str
     user_error: bool  # bad input the user can fix (exit status 2) rather than a runtime failure
+    traceback: str = ""  # a bug's full traceback (also in the run folder's traceback.txt); empty for user errors
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Started, Step, Evaluation, Predictions, NearestTokens, HardPromptFound, Checkpoint, Finished, Failed)
+    for cls in (Started, Progress, Step, Evaluation, Predictions, NearestTokens, HardPromptFound, Extended, Checkpoint, Finished, Failed)
 }
 
 

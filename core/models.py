@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from promptgrad.config import BUNDLED_MODEL
 from promptgrad.errors import UserError
@@ -80,20 +81,82 @@ def bundled_folder() -> Path:
     return folder
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can this machine open a connection to the Hugging Face hub? (Asked once per process.)"""
+    global _HUB_REACHABLE
+    if _HUB_REACHABLE is None:
+        from urllib.parse import urlparse
+
+        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB_REACHABLE = True
+        except OSError:
+            _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
+_HUB_REACHABLE: bool | None = None
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or name.endswith("/")
+
+
+def model_source(name: str) -> str:
+    """Where `name` loads from: the bundled model's cache folder, a local folder, or a hub id. A path that
+    does not exist and a hub id this machine cannot reach (and has not cached) are said at once."""
+    if name == BUNDLED_MODEL:
+        return str(bundled_folder())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"model {name!r} is a file; give a model folder (with config.json), a Hugging Face id, "
+                            f"or the bundled default {BUNDLED_MODEL!r}", "model")
+        return str(path)
+    if looks_like_path(name):
+        raise UserError(f"model folder {name} does not exist; give a model folder, a Hugging Face id, "
+                        f"or the bundled default {BUNDLED_MODEL!r}", "model")
+    return name
+
+
+def local_only(source: str) -> bool:
+    """Load from the local cache only: a local folder, or a hub id where the hub cannot be reached
+    (transformers would retry it for about a minute before failing)."""
+    return Path(source).exists() or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()
+
+
+def load_error(name: str, e: Exception) -> UserError:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not Path(name).expanduser().exists() and name != BUNDLED_MODEL and local_only(name):
+        reason = "the Hugging Face hub cannot be reached from here and the model is not in the local cache"
+    return UserError(f"cannot load model {name!r} ({reason[:160]}); give a Hugging Face id reachable from here, "
+                     f"a local model folder, or the bundled default {BUNDLED_MODEL!r}", "model")
+
+
+def hidden_size(name: str) -> int:
+    """The model's embedding width, read from its config without loading the weights."""
+    source = model_source(name)
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only(source))
+    except (OSError, ValueError) as e:
+        raise load_error(name, e) from None
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    return 0
+
+
 def load_model(name: str, device: torch.device, dtype: torch.dtype, device_map: str = "") -> FrozenModel:
     """`device_map` ("auto", "balanced", ...) splits the layers over the visible devices with Accelerate;
     the prompt then lives on the device of the input embedding."""
-    source = bundled_folder() if name == BUNDLED_MODEL else name
+    source = model_source(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map or None)
+        offline = local_only(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map or None, local_files_only=offline)
     except (OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"cannot load model {name!r} ({reason[:160]}); give a Hugging Face id reachable from here, "
-            f"a local model folder, or the bundled default {BUNDLED_MODEL!r}",
-            "model",
-        ) from None
+        raise load_error(name, e) from None
     if device_map:
         device = model.get_input_embeddings().weight.device
     else:

@@ -36,17 +36,18 @@ def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor, n_log
     return out.logits
 
 
-def target_loss_sum(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the target tokens, and how many tokens it sums."""
+def target_loss_sum(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over the target tokens, and how many tokens it sums (both tensors on the
+    logits' device: turning either into a Python number would wait for the GPU)."""
     return summed_cross_entropy(target_logits(frozen, batch, prompt), batch)
 
 
-def summed_cross_entropy(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, int]:
+def summed_cross_entropy(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     logits = logits.float()
     # with a model split over devices (device_map) the logits live on the last one
     losses = F.cross_entropy(logits.flatten(0, 1), batch.target_ids.flatten().to(logits.device), reduction="none")
     mask = batch.target_mask.flatten().to(logits.device)
-    return (losses * mask).sum(), int(mask.sum())
+    return (losses * mask).sum(), mask.sum()
 
 
 def target_loss(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:

@@ -68,14 +68,26 @@ def read_local(path: Path) -> list[dict]:
     if path.suffix == ".csv":
         return list(csv.DictReader(text.splitlines()))
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        return json.loads(text)
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"data file {path} is not valid JSON (line {e.lineno}: {e.msg})", "data") from None
+        for number, row in enumerate(rows, 1):
+            if not isinstance(row, dict):
+                raise UserError(f"data file {path} item {number} is {json.dumps(row)[:40]}, not an object like "
+                                f'{{"x": "hot", "y": "cold"}}', "data")
+        return rows
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(f"data file {path} line {number} is not JSON; each line must be one object", "data") from None
+            if not isinstance(row, dict):
+                raise UserError(f"data file {path} line {number} is {line.strip()[:40]}, not an object like "
+                                f'{{"x": "hot", "y": "cold"}}', "data")
+            rows.append(row)
     return rows
 
 
@@ -92,18 +104,21 @@ def read_hub(name: str) -> list[dict]:
 
 def split_pairs(pairs: list[Pair], test_fraction: float, seed: int, train_size: int = 0) -> Split:
     """Seeded split in which a pair and its reverse (hot->cold, cold->hot) always fall on the same side."""
+    distinct = list(dict.fromkeys(pairs))  # de-duplicated, order kept
     groups: dict[frozenset[str], list[Pair]] = {}
-    for p in dict.fromkeys(pairs):  # de-duplicated, order kept
+    for p in distinct:
         groups.setdefault(frozenset((p.x.lower(), p.y.lower())), []).append(p)
     keys = sorted(groups, key=lambda k: sorted(k))
     random.Random(seed).shuffle(keys)
-    n_test_target = round(test_fraction * len(pairs))
+    n_test_target = round(test_fraction * len(distinct))
     test: list[Pair] = []
     train: list[Pair] = []
     for key in keys:
         (test if len(test) < n_test_target else train).extend(groups[key])
     if not train or not test:
-        raise UserError(f"{len(pairs)} pairs are too few to split into train and test; give more data", "data")
+        repeated = f" ({len(pairs)} rows with duplicates removed)" if len(distinct) < len(pairs) else ""
+        raise UserError(f"{len(distinct)} distinct pairs{repeated} are too few to split into train and test "
+                        f"(a pair and its reverse stay on one side); give more data", "data")
     if train_size:
         train = train[:train_size]
     return Split(train, test)

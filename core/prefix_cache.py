@@ -32,18 +32,18 @@ def model_inputs(frozen, batch: Batch, embeds: torch.Tensor) -> dict:
         "inputs_embeds": embeds[:, p:],
         "attention_mask": batch.attention_mask,  # the mask covers the cached columns too
         "position_ids": batch.position_ids[:, p:],
-        **prefix_cache(frozen, batch.input_ids[0, :p], embeds.shape[0]),
+        **prefix_cache(frozen, batch.prefix_ids or tuple(batch.input_ids[0, :p].tolist()), embeds.shape[0]),
     }
 
 
-def prefix_cache(frozen, prefix_ids: torch.Tensor, batch_size: int) -> dict:
+def prefix_cache(frozen, prefix_ids: tuple[int, ...], batch_size: int) -> dict:
     """The keyword argument holding a fresh cache of the prefix's keys and values for `batch_size` rows
     (fresh because the forward pass appends to the cache it is given)."""
-    key = tuple(prefix_ids.tolist())
+    key = tuple(prefix_ids)
     if key not in frozen._prefix_caches:
         # plain tensors even when called under inference_mode, so training can use them later
         with torch.inference_mode(False), torch.no_grad():
-            out = frozen.model(input_ids=prefix_ids[None].clone(), use_cache=True)
+            out = frozen.model(input_ids=torch.tensor([key], device=frozen.device), use_cache=True)
         frozen._prefix_caches[key] = reuse_cache(out)
     ((keyword, cache),) = frozen._prefix_caches[key].items()
     cache = copy.deepcopy(cache)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from promptgrad.events import Event, NearestToken
 
@@ -22,7 +25,7 @@ def nearest_table(positions: list[list[NearestToken]]) -> Table:
     for i in range(len(positions[0]) if positions else 0):
         table.add_column(f"#{i + 1}")
     for p, tokens in enumerate(positions):
-        table.add_row(str(p), *(f"{t.token!r} {t.cosine:.2f}" for t in tokens))
+        table.add_row(str(p), *(Text(f"{t.token!r} {t.cosine:.2f}") for t in tokens))  # Text: tokens may hold "[...]"
     return table
 
 
@@ -49,36 +52,57 @@ class TrainingReport:
         self.progress.__exit__(*exc)
 
     def say(self, text: str) -> None:
+        """Print a line; `text` is rich markup, so anything from data or the model must be escaped first."""
         (self.progress.console if self.live else self.console).print(text, highlight=False)
 
     def show(self, event: Event) -> None:
         kind = event.kind
         if kind == "started":
             self.total = event.total_steps
-            self.say(f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}), "
-                     f"{event.n_train} training / {event.n_test} test pairs, {event.total_steps} steps"
-                     + (f", resuming at step {event.start_step}" if event.start_step else ""))
+            self.say(escape(f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}: {event.precision_reason}), "
+                            f"{event.n_train} training / {event.n_test} test pairs, {event.total_steps} steps"
+                            + (f", resuming at step {event.start_step}" if event.start_step else "")))
+            if self.task is not None:
+                self.progress.remove_task(self.task)
             self.task = self.progress.add_task("training", total=event.total_steps, completed=event.start_step, loss=math.nan, rate=0.0)
+        elif kind == "progress":
+            if self.task is None:
+                self.task = self.progress.add_task("starting", total=None, loss=math.nan, rate=0.0)
+            count = f" {event.done}/{event.total}" if event.total else ""
+            self.progress.update(self.task, description=escape(event.task + count))
+            if not self.live and event.total == 0:
+                self.say(escape(event.task + "..."))
         elif kind == "step":
-            self.progress.update(self.task, completed=event.step, loss=event.loss, rate=event.examples_per_s)
+            self.progress.update(self.task, description="training", completed=event.step, loss=event.loss, rate=event.examples_per_s)
             if not self.live and (event.step % max(1, self.total // 20) == 0):
                 self.say(f"step {event.step}/{self.total} loss {event.loss:.4f} {event.examples_per_s:.1f} ex/s eta {event.eta_s:.0f}s")
+        elif kind == "extended":
+            self.say(f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
+                     f"the learning rate decays from {event.lr:.3g} to 0 by step {event.total_steps}")
         elif kind == "evaluation":
-            self.say(f"step {event.step}: {event.prompt} prompt: test loss {event.test_loss:.4f}, "
-                     f"accuracy {event.accuracy:.1%} on {event.n_pairs} test pairs")
+            self.say(escape(f"step {event.step}: {event.prompt} prompt: test loss {event.test_loss:.4f}, "
+                            f"accuracy {event.accuracy:.1%} on {event.n_pairs} test pairs"))
         elif kind == "predictions":
-            self.say("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows))
+            self.say(escape("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows)))
         elif kind == "nearest_tokens":
-            self.say("  nearest: " + " | ".join(", ".join(f"{t.token!r} {t.cosine:.2f}" for t in pos[:3]) for pos in event.positions))
+            self.say(escape("  nearest: " + " | ".join(", ".join(f"{t.token!r} {t.cosine:.2f}" for t in pos[:3]) for pos in event.positions)))
         elif kind == "hard_prompt":
-            self.say(escape(f"step {event.step}: best hard prompt {event.text!r} {event.ids} "  # the text may hold "[...]"
+            self.say(escape(f"step {event.step}: best hard prompt {event.text!r} {event.ids} "
                             f"(loss {event.train_loss:.4f} on held-out training pairs)"))
         elif kind == "checkpoint":
             pass
         elif kind == "finished":
             how = "stopped" if event.stopped else "finished"
             result = "" if event.test_loss is None else f": test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}"
-            self.say(f"{how} at step {event.step}{result}; prompt saved to {event.prompt_path}")
+            resume = "; resume with: promptgrad train --resume " + str(Path(event.prompt_path).parent) if event.stopped and event.prompt_path else ""
+            self.say(escape(f"{how} at step {event.step}{result}; prompt saved to {event.prompt_path}{resume}"))
         elif kind == "failed":
-            print(f"promptgrad: error: {event.message}", file=sys.stderr)
+            message = event.message
+            if event.traceback and "traceback in" not in message:  # no run folder to keep it: keep it here
+                with tempfile.NamedTemporaryFile("w", prefix="promptgrad-traceback-", suffix=".txt", delete=False) as f:
+                    f.write(event.traceback)
+                message += f"; traceback in {f.name}"
+            if event.traceback:
+                message += " (this is a bug in promptgrad; please report it with the traceback)"
+            print(f"promptgrad: error: {message}", file=sys.stderr)
             self.exit_status = 2 if event.user_error else 1

@@ -2,7 +2,8 @@
 
 They are kept as an fp32 master copy, whatever precision the frozen model computes in, so that small
 Adam updates are not rounded away; the forward pass casts them to the compute dtype. Initialisations
-follow PEFT's prompt-tuning ones: random (the original experiment's), vocabulary rows, or a text.
+follow PEFT's prompt-tuning ones: random (the original experiment's), vocabulary rows, or a text; and
+`run:<folder>` starts from the prompt another run learned (to train it on under other settings).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class SoftPrompt(torch.nn.Module):
 
     @staticmethod
     def initial(init: str, prompt_len: int, embedding: torch.Tensor, tokenizer, generator: torch.Generator) -> SoftPrompt:
-        """`init` is random | vocab | text:<words>; `embedding` is the frozen [vocab, hidden] table."""
+        """`init` is random | vocab | text:<words> | run:<folder>; `embedding` is the frozen [vocab, hidden] table."""
         table = embedding.detach().float()
         if init == "random":
             # "in-distribution" noise: each dimension gets the table's own mean and standard deviation
@@ -40,4 +41,12 @@ class SoftPrompt(torch.nn.Module):
                 raise UserError(f"init text {init[5:]!r} encodes to no tokens", "init")
             ids = (ids * prompt_len)[:prompt_len]  # repeat or truncate to the prompt length, as PEFT does
             return SoftPrompt(table[ids])
-        raise UserError(f"init must be random, vocab or text:<words>, got {init!r}", "init")
+        if init.startswith("run:"):
+            from promptgrad.run_folder import load_prompt
+
+            vectors, _ = load_prompt(init[4:].strip())
+            if tuple(vectors.shape) != (prompt_len, table.shape[1]):
+                raise UserError(f"the prompt in {init[4:].strip()} has shape {tuple(vectors.shape)}, but this run needs "
+                                f"({prompt_len}, {table.shape[1]}): the same model and prompt_len", "init")
+            return SoftPrompt(vectors.to(table.device))
+        raise UserError(f"init must be random, vocab, text:<words> or run:<folder>, got {init!r}", "init")

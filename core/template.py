@@ -67,10 +67,12 @@ class Batch:
     target_ids: torch.Tensor  # [B, T], right-aligned with the last T columns of the inputs
     target_mask: torch.Tensor  # [B, T] bool
     prefix_len: int = 0  # leading columns that hold the same tokens in every row, none of them padding
+    prefix_ids: tuple[int, ...] = ()  # those tokens, kept on the host: reading them off a GPU tensor would sync
 
     def map(self, f) -> Batch:
         """The batch with `f` applied to each of its tensors."""
-        return Batch(*(f(t) for t in vars(self).values() if isinstance(t, torch.Tensor)), prefix_len=self.prefix_len)
+        return Batch(*(f(t) for t in vars(self).values() if isinstance(t, torch.Tensor)), prefix_len=self.prefix_len,
+                     prefix_ids=self.prefix_ids)
 
     def to(self, device: torch.device | str) -> Batch:
         return self.map(lambda t: t.to(device))
@@ -143,4 +145,4 @@ class TemplateEncoder:
         prompt_mask = input_ids == PROMPT_PLACEHOLDER
         input_ids[prompt_mask] = self.pad_id
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        return Batch(input_ids, attention, position_ids, prompt_mask, target_ids, target_mask, p)
+        return Batch(input_ids, attention, position_ids, prompt_mask, target_ids, target_mask, p, tuple(seqs[0][:p]))

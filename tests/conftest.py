@@ -59,3 +59,8 @@ def tiny_config(tiny_gpt2, tiny_data, tmp_path):
     return TrainConfig(model=tiny_gpt2, data=tiny_data, steps=6, batch_size=4, eval_every=3, eval_size=8,
                        checkpoint_every=3, num_predictions=3, nearest_k=3, lr=1e-2, precision="fp32", device="cpu",
                        name="tiny", runs_dir=str(tmp_path / "runs"))
+
+
+def logged(events) -> list:
+    """The events a run logs to metrics.jsonl: all but the Progress ones, which are only shown."""
+    return [e for e in events if e.logged]

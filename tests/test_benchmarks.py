@@ -60,7 +60,12 @@ def test_time_to_quality_reports_each_recipe(tiny_gpt2, bench_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     recipes = [r["recipe"] for r in report["results"]]
-    assert recipes == ["promptgrad (fp32)", "original-bf16", "original-fp32"]
+    import torch
+
+    from promptgrad.precision import choose_precision
+
+    auto = choose_precision("auto", torch.device("cpu"), 64).precision  # the tiny model's width; depends on this CPU
+    assert recipes == [f"promptgrad ({auto})", "original-bf16", "original-fp32"]
     ours = report["results"][0]
     assert ours["steps"] == 100 and not ours["reached"]  # promptgrad's default job length
     for baseline in report["results"][1:]:

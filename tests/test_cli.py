@@ -1,7 +1,9 @@
 """The command line: each kind of bad input is one line on stderr, exit status 2, and damages nothing."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +22,12 @@ def tiny_args(config, *extra):
         (["--template", "Here are two {prompt} and {y}"], "template has no {x}"),
         (["--template", "Here are two {prompt} {x}"], "template has no {y}"),
         (["--prompt-len", "0"], "prompt_len must be at least 1"),
-        (["--lr", "-0.1"], "lr must be a positive number"),
-        (["--lr", "0"], "lr must be a positive number"),
+        (["--lr", "-0.1"], "lr must be a number above 0"),
+        (["--lr", "0"], "lr must be a number above 0"),
+        (["--lr", "inf"], "lr must be a number above 0 and at most 10"),
+        (["--lr", "nan"], "lr must be a number above 0 and at most 10"),
+        (["--lr", "1e6"], "lr must be a number above 0 and at most 10"),
+        (["--checkpoint-minutes", "-1"], "checkpoint_minutes must be 0"),
         (["--precision", "fp8"], "precision must be"),
         (["--data", "/nonexistent/pairs.jsonl"], "does not exist"),
         (["--x-column", "word"], "has no column 'word'"),
@@ -90,3 +96,47 @@ def test_module_entry_point_runs_without_a_traceback():
     result = subprocess.run([sys.executable, "-m", "promptgrad", "train", "--prompt-len", "0"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "promptgrad: error: prompt_len must be at least 1, got 0"
+
+
+def test_data_lines_that_are_not_objects_are_named_by_number(tiny_config, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": "hot", "y": "cold"}\n5\n')
+    assert main(tiny_args(tiny_config, "--data", str(bad))) == 2
+    assert "line 2 is 5, not an object" in capsys.readouterr().err
+
+
+def test_too_few_pairs_are_counted_after_removing_duplicates(tiny_config, tmp_path, capsys):
+    repeated = tmp_path / "repeated.jsonl"
+    repeated.write_text('{"x": "hot", "y": "cold"}\n' * 10)
+    assert main(tiny_args(tiny_config, "--data", str(repeated))) == 2
+    assert "1 distinct pairs (10 rows with duplicates removed) are too few" in capsys.readouterr().err
+
+
+def test_data_text_is_shown_literally_never_as_markup(tiny_config, tmp_path, capsys):
+    from conftest import TINY_PAIRS
+
+    data = tmp_path / "markup.jsonl"
+    rows = [(f"[/oops]{x}", f"[bold]{y}") for x, y in TINY_PAIRS]  # whichever land in the test set, they have markup
+    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in rows))
+    assert main(tiny_args(tiny_config, "--data", str(data), "--num-predictions", "2")) == 0
+    out = capsys.readouterr().out
+    assert "  [/oops]" in out  # the predictions line shows the input as it is
+
+
+def test_a_non_finite_loss_ends_the_run_without_saving_that_prompt(tiny_config, monkeypatch, capsys):
+    import torch
+
+    import promptgrad.learner
+
+    real = promptgrad.learner.target_loss_sum
+
+    def poisoned(frozen, batch, vectors):
+        total, count = real(frozen, batch, vectors)
+        return total * torch.tensor(float("nan")), count
+
+    monkeypatch.setattr(promptgrad.learner, "target_loss_sum", poisoned)
+    assert main(tiny_args(tiny_config, "--name", "nan")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "became nan at step 1" in err[0] and "not saved" in err[0], err
+    assert "precision fp32" not in err[0]  # the run is fp32 already: no such advice
+    assert not (Path(tiny_config.runs_dir) / "nan" / "prompt.safetensors").exists()

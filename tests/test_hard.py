@@ -11,19 +11,21 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from conftest import logged
 from promptgrad.cli import main
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step, event_from_json
 from promptgrad.gcg import GCG
-from promptgrad.hard_search import search, start_ids
+from promptgrad.hard_search import start_ids
 from promptgrad.objective import target_loss
 from promptgrad.pez import PEZ
 from promptgrad.projection import Projection, RoundTrip, allowed_tokens, token_texts
 from promptgrad.relax import Relaxation
 from promptgrad.run_folder import RunFolder
 from promptgrad.template import Batch
-from promptgrad.training import Session, open_session
+from promptgrad.session import Session, open_session
+from promptgrad.training import train as search
 
 
 @dataclass
@@ -66,7 +68,7 @@ def setup(tiny_gpt2, tmp_path_factory) -> Setup:
     allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], readable_only=True)
     projection = Projection(frozen.embedding.weight, allowed)
     round_trip = RoundTrip(encoder, [p.x for p in session.split.train[:3]])
-    vectors, ids = start_ids(session, projection, allowed, round_trip, torch.Generator().manual_seed(0))
+    vectors, ids = start_ids(session.config, frozen, projection, allowed, round_trip, torch.Generator().manual_seed(0))
     batch = encoder.collate([encoder.encode(p.x, p.y) for p in session.split.train[:4]])
     return Setup(session, allowed, projection, round_trip, ids, vectors, batch)
 
@@ -166,7 +168,7 @@ def hard_config(tiny_config, **changes) -> TrainConfig:
 
 
 def test_a_hard_run_reports_its_prompt_and_saves_ids_and_text(setup, tiny_config, capsys):
-    events = list(search(hard_config(tiny_config, name="gcg")))
+    events = logged(search(hard_config(tiny_config, name="gcg")))
     assert isinstance(events[0], Started) and isinstance(events[-1], Finished) and not events[-1].stopped
     assert [e.step for e in events if isinstance(e, Step)] == [1, 2, 3]
     assert {e.prompt for e in events if isinstance(e, Evaluation)} == {"hand-written", "untrained", "learned"}
@@ -194,31 +196,31 @@ def test_a_hard_run_reports_its_prompt_and_saves_ids_and_text(setup, tiny_config
 
 @pytest.mark.parametrize("method", ["pez", "relax"])
 def test_pez_and_relax_runs_finish(tiny_config, method):
-    events = list(search(hard_config(tiny_config, name=method, method=method, steps=2, lr=0.1)))
+    events = logged(search(hard_config(tiny_config, name=method, method=method, steps=2, lr=0.1)))
     assert isinstance(events[-1], Finished) and not events[-1].stopped, events[-1]
     assert any(isinstance(e, HardPromptFound) for e in events)
 
 
 def test_stop_and_resume_continue_the_same_search(tiny_config):
     settings = dict(steps=4, checkpoint_every=0, eval_every=0, num_predictions=1)
-    straight = list(search(hard_config(tiny_config, name="straight", **settings)))
+    straight = logged(search(hard_config(tiny_config, name="straight", **settings)))
     stop = threading.Event()
     stopped = []
     for event in search(hard_config(tiny_config, name="interrupted", **settings), stop):
-        stopped.append(event)
+        stopped += logged([event])
         if isinstance(event, Step) and event.step == 2:
             stop.set()
     assert isinstance(stopped[-1], Finished) and stopped[-1].stopped and stopped[-1].step == 2
     folder = RunFolder.open(stopped[0].run_dir)
-    resumed = list(search(folder.config(), resume=folder.path))
+    resumed = logged(search(folder.config(), resume=folder.path))
     assert resumed[0].start_step == 2 and [e.step for e in resumed if isinstance(e, Step)] == [3, 4]
     assert resumed[-1].test_loss == straight[-1].test_loss
     _, a = RunFolder.open(straight[0].run_dir).load_prompt()
     _, b = folder.load_prompt()
     assert a["hard_prompt_ids"] == b["hard_prompt_ids"]
     # a hard checkpoint does not resume as another method
-    failed = list(search(folder.config().replace(method="pez"), resume=folder.path))
-    assert failed[-1].kind == "failed" and failed[-1].user_error and "hard gcg checkpoint" in failed[-1].message
+    failed = logged(search(folder.config().replace(method="pez"), resume=folder.path))
+    assert failed[-1].kind == "failed" and failed[-1].user_error and "method is 'gcg'" in failed[-1].message
 
 
 @pytest.mark.parametrize(
@@ -241,7 +243,7 @@ def test_readable_only_reads_true_and_false_from_text():
 def test_a_stalled_gcg_search_goes_on_from_the_best_prompt(tiny_config, monkeypatch):
     restarts = []
     monkeypatch.setattr(GCG, "restart", lambda self, ids: (restarts.append(list(ids)), setattr(self, "ids", list(ids))))
-    events = list(search(hard_config(tiny_config, name="patient", steps=6, patience=1, eval_every=0, checkpoint_every=0)))
+    events = logged(search(hard_config(tiny_config, name="patient", steps=6, patience=1, eval_every=0, checkpoint_every=0)))
     assert isinstance(events[-1], Finished)
     found = [e for e in events if isinstance(e, HardPromptFound)]
     steps_found = {e.step for e in found}

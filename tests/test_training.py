@@ -4,6 +4,7 @@ import json
 import threading
 
 import torch
+from conftest import logged
 from safetensors import safe_open
 
 from promptgrad.events import Checkpoint, Evaluation, Finished, NearestTokens, Predictions, Started, Step
@@ -55,7 +56,7 @@ def test_init_from_text_repeats_the_text_embeddings(tiny_gpt2):
 
 
 def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
-    events = list(train(tiny_config))
+    events = logged(train(tiny_config))
     kinds = [type(e) for e in events]
     assert kinds[0] is Started and kinds[-1] is Finished
     assert sum(k is Step for k in kinds) == 6
@@ -79,20 +80,20 @@ def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
 
 
 def test_stop_saves_a_checkpoint_and_resume_continues_to_the_same_prompt(tiny_config, tmp_path):
-    straight = list(train(tiny_config.replace(name="straight", checkpoint_every=0)))
+    straight = logged(train(tiny_config.replace(name="straight", checkpoint_every=0)))
     assert isinstance(straight[-1], Finished) and not straight[-1].stopped
 
     stop = threading.Event()
     stopped = []
     for event in train(tiny_config.replace(name="interrupted", checkpoint_every=0), stop):
-        stopped.append(event)
+        stopped += logged([event])
         if isinstance(event, Step) and event.step == 2:
             stop.set()
     assert isinstance(stopped[-1], Finished) and stopped[-1].stopped and stopped[-1].step == 2
     assert any(isinstance(e, Checkpoint) and e.step == 2 for e in stopped)
 
     folder = RunFolder.open(stopped[0].run_dir)
-    resumed = list(train(folder.config(), resume=folder.path))
+    resumed = logged(train(folder.config(), resume=folder.path))
     assert resumed[0].start_step == 2
     assert [e.step for e in resumed if isinstance(e, Step)] == [3, 4, 5, 6]
     a, _ = RunFolder.open(straight[0].run_dir).load_prompt()

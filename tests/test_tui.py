@@ -198,6 +198,34 @@ def test_failing_run_notifies_and_app_stays_usable(tiny_config, tmp_path):
     run_async(scenario())
 
 
+def test_a_pickle_payload_in_a_checkpoint_does_not_run_on_resume(tiny_config, tmp_path):
+    import threading
+
+    from test_run_folder import Payload
+
+    stop = threading.Event()
+    for event in train(tiny_config.replace(checkpoint_every=0), stop):
+        stop.set()
+    run_dir = Path(tiny_config.runs_dir) / tiny_config.name
+    marker = tmp_path / "pwned"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "rng": Payload(marker)}, run_dir / "checkpoint.pt")
+
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.main_screen
+            await pilot.press("ctrl+g")
+            app.screen.query_one("#path").value = str(run_dir)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "failed" in str(screen.status.line()), what="the resume to fail")
+            errors = [n for n in notifications(app) if n.severity == "error"]
+            assert errors and "holds more than tensors and plain data" in errors[-1].message
+
+    run_async(scenario())
+    assert not marker.exists()
+
+
 def test_open_run_folder_by_keys_and_export(tiny_config, tmp_path):
     run_dir = finished_run(tiny_config)
 

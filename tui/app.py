@@ -13,10 +13,13 @@ and the screen redraws the chart and the status line on a timer, not per event.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
+import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from textual import events, work
@@ -34,8 +37,9 @@ from promptgrad.errors import UserError
 from promptgrad.events import (Evaluation, Event, Failed, Finished, HardPromptFound, NearestTokens, Predictions,
                                Started, Step)
 from promptgrad.run_folder import PROMPT, RunFolder
+from promptgrad.signals import detach_from_terminal
 from promptgrad.training import train
-from promptgrad_tui.dialogs import HelpScreen, PathPrompt
+from promptgrad_tui.dialogs import ErrorScreen, HelpScreen, PathPrompt
 from promptgrad_tui.messages import RunEvents
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.loss_chart import LossChart
@@ -69,6 +73,8 @@ class MainScreen(Screen):
         super().__init__()
         self.initial_config, self.initial_view = config, view
         self.stop_event = threading.Event()
+        self.training_ended = threading.Event()
+        self.training_ended.set()
         self.quit_when_stopped = False
         self.followed: RunFolder | None = None
         self.followed_count = 0
@@ -186,15 +192,19 @@ class MainScreen(Screen):
         worker = get_current_worker()
         batch: list[Event] = []
         posted = time.monotonic()
-        for event in train(config, stop, resume=resume):
-            if worker.is_cancelled:  # the app is closing: finish the step and save, as a stop does
-                stop.set()
-            batch.append(event)
-            if not isinstance(event, Step) or time.monotonic() - posted >= POST_SECONDS:
+        self.training_ended.clear()
+        try:
+            for event in train(config, stop, resume=resume):
+                if worker.is_cancelled:  # the app is closing: finish the step and save, as a stop does
+                    stop.set()
+                batch.append(event)
+                if not isinstance(event, Step) or time.monotonic() - posted >= POST_SECONDS:
+                    self.post_message(RunEvents(batch, live=True))
+                    batch, posted = [], time.monotonic()
+            if batch:
                 self.post_message(RunEvents(batch, live=True))
-                batch, posted = [], time.monotonic()
-        if batch:
-            self.post_message(RunEvents(batch, live=True))
+        finally:
+            self.training_ended.set()  # main() waits for this after the app has closed
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "train" or not event.worker.is_finished:
@@ -202,7 +212,8 @@ class MainScreen(Screen):
         self.running = False
         if event.state == WorkerState.ERROR:  # train() reports its own errors; this is a bug here
             error = event.worker.error
-            self.notify(f"{type(error).__name__}: {error}", title="The training thread crashed", severity="error")
+            text = "".join(traceback.format_exception(error))
+            self.app.push_screen(ErrorScreen("The training thread crashed", f"{type(error).__name__}: {error}", text))
             self.status.set_phase("crashed")
         if self.quit_when_stopped:
             self.app.exit()
@@ -316,7 +327,9 @@ class MainScreen(Screen):
                 self.notify(f"{score}prompt saved to {event.prompt_path}", title="Run finished", timeout=10)
         elif isinstance(event, Failed):
             self.status.set_phase("failed" + ("" if live else " (viewing)"))
-            if live:
+            if live and event.traceback:  # a bug: the whole traceback, kept on screen until dismissed
+                self.app.push_screen(ErrorScreen("The run failed: a bug in promptgrad", event.message, event.traceback))
+            elif live:
                 self.notify(event.message, title="Run failed", severity="error", timeout=15)
         # other kinds (a newer core may add some) are not shown
 
@@ -374,6 +387,21 @@ class PromptgradApp(App):
     def get_default_screen(self) -> Screen:
         return self.main_screen
 
+    def on_mount(self) -> None:
+        # SIGTERM (kill, a scheduler) and SIGHUP (the SSH session dropped) stop a run the way ctrl+t
+        # does: finish the step, save a checkpoint; then the app quits
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(signum, self.on_stop_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals
+                pass
+
+    def on_stop_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            detach_from_terminal()  # the terminal is gone: drawing to it would fail
+        self.run_worker(self.action_quit(), name="quit on signal")
+
     async def action_quit(self) -> None:
         """Quitting during a run stops it (finish the step, save a checkpoint) and then quits."""
         screen = self.main_screen
@@ -400,7 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"promptgrad-tui: error: {e}", file=sys.stderr)
         return 2
     quiet_libraries()  # a library writing to the terminal would scribble over the screen
-    PromptgradApp(config, args.run_dir).run()
+    app = PromptgradApp(config, args.run_dir)
+    app.run()
+    if not app.main_screen.training_ended.is_set():  # closed mid-run: the run finishes its step and saves
+        app.main_screen.stop_event.set()
+        print("promptgrad-tui: waiting for the run to finish its step and save a checkpoint...", file=sys.stderr)
+        app.main_screen.training_ended.wait()
     return 0
 
 

@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from rich.text import Text
 from textual.widgets import Input, Markdown, Static
 
 
@@ -29,6 +30,24 @@ class PathPrompt(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ErrorScreen(ModalScreen[None]):
+    """A failure that must not fade: its message and, for a bug, the whole traceback, until escape."""
+
+    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close")]
+
+    def __init__(self, title: str, message: str, details: str = "") -> None:
+        super().__init__()
+        self.title_text, self.message, self.details = title, message, details
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="error") as box:
+            box.border_title = self.title_text
+            yield Static(Text(self.message), classes="error-message")
+            if self.details:
+                yield Static(Text(self.details), classes="error-details")
+            yield Static("escape closes this; the traceback is also in the run folder's traceback.txt", classes="dialog-hint")
 
 
 HELP = """\

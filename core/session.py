@@ -1,0 +1,60 @@
+"""What a run sets up before it learns anything: device, precision, data split, frozen model, encoder.
+
+Training, `promptgrad eval`, `predict` and `nearest` all build it here, so they build it the same way:
+in particular with the precision the run recorded, never a new decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from promptgrad.config import TrainConfig
+from promptgrad.distributed import Processes, processes
+from promptgrad.errors import UserError
+from promptgrad.models import FrozenModel, hidden_size, load_model
+from promptgrad.pairs import Split, load_pairs, split_pairs
+from promptgrad.precision import DTYPES, PrecisionChoice, choose_precision, resolve_device
+from promptgrad.template import Template, TemplateEncoder
+
+
+@dataclass
+class Session:
+    config: TrainConfig
+    split: Split
+    frozen: FrozenModel
+    encoder: TemplateEncoder
+    precision: PrecisionChoice
+    processes: Processes = Processes()
+
+    def baseline_prompt(self) -> tuple[torch.Tensor, TemplateEncoder]:
+        """The hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
+        ids = self.frozen.tokenizer(self.config.baseline_text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"baseline_text {self.config.baseline_text!r} encodes to no tokens", "baseline_text")
+        with torch.no_grad():
+            vectors = self.frozen.embedding(torch.tensor(ids, device=self.frozen.device)).float()
+        return vectors, TemplateEncoder(self.encoder.template, self.frozen.tokenizer, len(ids))
+
+    @property
+    def eval_batch_size(self) -> int:
+        return max(64, self.config.batch_size * 2)
+
+
+def open_session(config: TrainConfig) -> Session:
+    """Data first (a bad file fails before minutes of model loading), then precision, then the model.
+    `config.precision` auto is decided here; a run folder's config holds the decided value."""
+    device = resolve_device(config.device)
+    group = processes(device.type)
+    if group.active and config.batch_size < group.world_size:
+        raise UserError(f"batch_size {config.batch_size} is smaller than the {group.world_size} processes sharing it", "batch_size")
+    device = resolve_device(config.device, group.local_rank)
+    split = split_pairs(load_pairs(config.data, config.x_column, config.y_column), config.test_fraction, config.seed, config.train_size)
+    choice = choose_precision(config.precision, device, hidden_size(config.model) if config.precision == "auto" else 0)
+    if group.any(choice.precision == "fp32", device) and choice.precision != "fp32":
+        # every process must compute alike: fp32 if any of them would not choose bf16
+        choice = PrecisionChoice("fp32", choice.reason + ", but another process chose fp32")
+    frozen = load_model(config.model, device, DTYPES[choice.precision], config.device_map)
+    encoder = TemplateEncoder(Template.parse(config.template), frozen.tokenizer, config.prompt_len)
+    return Session(config, split, frozen, encoder, choice, group)

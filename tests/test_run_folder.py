@@ -1,0 +1,133 @@
+"""A run folder is safe to open and hard to damage: checkpoints are data only, damaged files and a full
+disk are one line each, a bug keeps its traceback, and resume cuts metrics.jsonl back to one history."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import logged
+
+from promptgrad.cli import main
+from promptgrad.errors import UserError
+from promptgrad.events import Finished, Step
+from promptgrad.run_folder import RunFolder
+from promptgrad.training import train
+
+
+def one_line_error(capsys, code: int, expected: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0] and "Traceback" not in err[0], (code, err)
+    return err[0]
+
+
+@pytest.fixture()
+def stopped_run(tiny_config) -> Path:
+    """A run stopped after 3 of 6 steps, with its checkpoint."""
+    import threading
+
+    stop = threading.Event()
+    for event in train(tiny_config.replace(name="stopped", checkpoint_every=0), stop):
+        if isinstance(event, Step) and event.step == 3:
+            stop.set()
+    assert isinstance(event, Finished) and event.stopped
+    return Path(tiny_config.runs_dir) / "stopped"
+
+
+class Payload:
+    """What a crafted checkpoint could carry: unpickling it would run `touch`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_payload_in_a_checkpoint_never_runs(stopped_run, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    state = torch.load(stopped_run / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "rng": Payload(marker)}, stopped_run / "checkpoint.pt")
+    one_line_error(capsys, main(["train", "--resume", str(stopped_run)]), "holds more than tensors and plain data")
+    assert main(["eval", str(stopped_run)]) == 0  # eval reads the prompt (safetensors), never the checkpoint
+    assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_or_prompt_is_one_line(stopped_run, capsys):
+    checkpoint = stopped_run / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    one_line_error(capsys, main(["train", "--resume", str(stopped_run)]), "checkpoint.pt is damaged")
+    prompt = stopped_run / "prompt.safetensors"
+    prompt.write_bytes(prompt.read_bytes()[:-40])
+    for command in (["eval", str(stopped_run)], ["nearest", str(stopped_run)], ["predict", str(stopped_run), "hot"]):
+        one_line_error(capsys, main(command), "prompt.safetensors is damaged")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(stopped_run, capsys):
+    # the checkpoint's temporary file is the kernel's /dev/full: writing it fails with ENOSPC, for real
+    tmp = stopped_run / f".checkpoint.pt.tmp{os.getpid()}"
+    tmp.symlink_to("/dev/full")
+    before = (stopped_run / "checkpoint.pt").read_bytes()
+    one_line_error(capsys, main(["train", "--resume", str(stopped_run)]), "no space left on the device")
+    assert not tmp.exists() and not tmp.is_symlink()
+    assert (stopped_run / "checkpoint.pt").read_bytes() == before  # the last good checkpoint is intact
+
+
+def test_a_bug_keeps_its_traceback_in_the_run_folder(tiny_config, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        return [][0]  # an IndexError deep in a readout
+
+    monkeypatch.setattr("promptgrad.training.nearest_tokens", broken)
+    code = main(["train", "--config", str(save(tiny_config, "bug")), "--name", "bug"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "IndexError" in err[0] and "traceback.txt" in err[0], err
+    text = (Path(tiny_config.runs_dir) / "bug" / "traceback.txt").read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text
+    failed = RunFolder.open(Path(tiny_config.runs_dir) / "bug").events()[-1]
+    assert failed.kind == "failed" and not failed.user_error and "in broken" in failed.traceback
+
+
+def save(config, name: str) -> Path:
+    path = Path(config.runs_dir).parent / f"{name}.toml"
+    config.replace(name=name).save(path)
+    return path
+
+
+def test_resume_cuts_metrics_back_to_the_checkpoint_and_to_whole_lines(stopped_run):
+    metrics = stopped_run / "metrics.jsonl"
+    text = metrics.read_text()
+    # what a kill -9 can leave: events past the checkpoint, the last one cut off mid-line
+    metrics.write_text(text + json.dumps({"event": "step", "step": 4, "epoch": 0.8, "loss": 1.0, "lr": 0.01,
+                                          "examples_per_s": 1.0, "elapsed_s": 1.0, "eta_s": 1.0}) + "\n" + '{"event": "st')
+    events = logged(train(RunFolder.open(stopped_run).config(), resume=stopped_run))
+    assert isinstance(events[-1], Finished) and not events[-1].stopped
+    lines = metrics.read_text().splitlines()
+    kinds = [json.loads(line)["event"] for line in lines]  # every line whole
+    steps = [json.loads(line)["step"] for line in lines if json.loads(line)["event"] == "step"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert kinds.count("finished") == 1 and kinds.count("started") == 2
+
+
+def test_a_stray_lock_file_without_a_process_does_not_block(stopped_run):
+    (stopped_run / ".lock").write_text("process 999999 (gone)")  # a kill -9 leaves the file, not the lock
+    events = logged(train(RunFolder.open(stopped_run).config(), resume=stopped_run))
+    assert isinstance(events[-1], Finished) and not events[-1].stopped
+
+
+def test_a_failed_start_leaves_no_empty_folder(tiny_config):
+    events = list(train(tiny_config.replace(name="nodata", data="/nonexistent/pairs.jsonl")))
+    assert events[-1].kind == "failed" and events[-1].user_error
+    assert not (Path(tiny_config.runs_dir) / "nodata").exists()
+
+
+def test_load_prompt_refuses_non_finite_values(tmp_path):
+    from safetensors.torch import save_file
+
+    from promptgrad.run_folder import load_prompt
+
+    save_file({"prompt": torch.tensor([[1.0, float("nan")]])}, str(tmp_path / "prompt.safetensors"))
+    with pytest.raises(UserError, match="non-finite"):
+        load_prompt(tmp_path / "prompt.safetensors")
