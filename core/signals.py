@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,21 +22,26 @@ NAMES = {signal.SIGINT: "ctrl+c", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIG
 
 
 def detach_from_terminal() -> None:
-    """Point stdin, stdout and stderr at /dev/null where they are a terminal that has gone away."""
+    """Point stdin, stdout and stderr at /dev/null where they are a terminal (a character device). A
+    terminal that has hung up no longer says it is one (isatty fails with EIO), so the test is the file's
+    kind: pipes and files (nohup's log, a test's capture) are kept."""
     null = os.open(os.devnull, os.O_RDWR)
+    devnull = os.fstat(null).st_rdev
     for fd in (0, 1, 2):
         try:
-            if os.isatty(fd):
-                os.dup2(null, fd)
+            status = os.fstat(fd)
         except OSError:
-            os.dup2(null, fd)  # the terminal is already unusable
+            continue
+        if stat.S_ISCHR(status.st_mode) and status.st_rdev != devnull:
+            os.dup2(null, fd)
     os.close(null)
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event, on_signal: Callable[[str], None] = lambda name: None,
-                    abort_on_second_interrupt: bool = True) -> Iterator[None]:
-    """While inside, SIGINT, SIGTERM and SIGHUP set `stop` (and call `on_signal` with the signal's name).
+def on_signals(callback: Callable[[int], None], signals: tuple[int, ...] = tuple(NAMES)) -> Iterator[None]:
+    """While inside, each of `signals` calls `callback(signum)` on the main thread (a hangup first points
+    the standard streams at /dev/null). The handlers stay until the block ends, so a repeated hangup
+    (the shell that dies with the terminal sends another) never falls back to the default of dying.
     Only the main thread may install handlers; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -44,15 +50,10 @@ def stop_on_signals(stop: threading.Event, on_signal: Callable[[str], None] = la
     def handler(signum, frame):
         if signum == signal.SIGHUP:
             detach_from_terminal()
-        if signum == signal.SIGINT and stop.is_set() and abort_on_second_interrupt:
-            raise KeyboardInterrupt
-        first = not stop.is_set()
-        stop.set()
-        if first:
-            on_signal(NAMES.get(signum, str(signum)))
+        callback(signum)
 
     previous = {}
-    for signum in NAMES:
+    for signum in signals:
         if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
             continue  # nohup: a hangup must not stop the run
         previous[signum] = signal.signal(signum, handler)
@@ -61,3 +62,19 @@ def stop_on_signals(stop: threading.Event, on_signal: Callable[[str], None] = la
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, on_signal: Callable[[str], None] = lambda name: None) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP set `stop` (the first one also calls `on_signal` with its name); a
+    second ctrl+c aborts at once with KeyboardInterrupt."""
+
+    def callback(signum: int) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        if not stop.is_set():
+            stop.set()
+            on_signal(NAMES.get(signum, str(signum)))
+
+    with on_signals(callback):
+        yield

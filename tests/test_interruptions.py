@@ -125,17 +125,27 @@ def test_cli_interrupted_then_resumed_ends_as_if_never_interrupted(run_config, u
     assert_same_as_uninterrupted(run, uninterrupted)
 
 
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited (it is not our child, so a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
 def test_tui_stops_cleanly_when_its_terminal_hangs_up(run_config, uninterrupted):
-    """promptgrad-tui on a pseudo-terminal, as over SSH: ctrl+r starts the run; then the terminal goes
-    away (the master side closes and the process gets SIGHUP, as when an SSH session drops)."""
+    """promptgrad-tui on a pseudo-terminal under a shell, as in tmux or over SSH: ctrl+r starts the run;
+    then the terminal goes away: the master side closes, the shell (the session leader) dies of its
+    SIGHUP, and the kernel hangs the terminal up for the app too (its writes then fail with EIO, and
+    it no longer even reads as a terminal) and sends it SIGHUP and SIGCONT."""
     name = "tui-hangup"
     run = runs_dir(run_config) / name
     config = run_config.with_name("tui.toml")
     config.write_text(run_config.read_text().replace('name = ""', f'name = "{name}"'))
     pid, fd = pty.fork()
-    if pid == 0:  # the child: the app on the pseudo-terminal
+    if pid == 0:  # the child: a shell on the pseudo-terminal, running the app
         os.environ.update(SLOW_STEP_SECONDS="0.3", OMP_NUM_THREADS="1", TERM="xterm-256color")
-        os.execv(sys.executable, [sys.executable, ENTRY, "tui", "--config", str(config)])
+        os.execv("/bin/sh", ["sh", "-c", f"'{sys.executable}' '{ENTRY}' tui --config '{config}'; exit $?"])
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     screen = bytearray()
 
@@ -149,35 +159,29 @@ def test_tui_stops_cleanly_when_its_terminal_hangs_up(run_config, uninterrupted)
                 return
             screen.extend(data)
 
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    status = None
-
-    def alive() -> bool:
-        nonlocal status
-        if status is None:
-            done, code = os.waitpid(pid, os.WNOHANG)
-            status = code if done else None
-        return status is None
-
+    threading.Thread(target=drain, daemon=True).start()
+    app = None
     try:
         deadline = time.monotonic() + 60
         while b"Configuration" not in screen and time.monotonic() < deadline:
             time.sleep(0.1)
         assert b"Configuration" in screen, "the app did not draw"
         os.write(fd, b"\x12")  # ctrl+r
-        wait_for_step(run, 4, alive)
-        os.close(fd)  # the terminal goes away ...
-        os.kill(pid, signal.SIGHUP)  # ... and the session's process gets its hangup
-        deadline = time.monotonic() + 120
-        while alive() and time.monotonic() < deadline:
+        wait_for_step(run, 4, lambda: os.waitpid(pid, os.WNOHANG) == (0, 0))
+        app = int((run / ".lock").read_text().split()[1])  # "process PID (...)": the app, the shell's child
+        os.close(fd)  # the terminal goes away
+        deadline = time.monotonic() + 60
+        while not process_gone(app) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert status is not None, "the app did not exit after SIGHUP"
+        assert process_gone(app), "the app did not exit after its terminal hung up"
     finally:
-        if alive():
+        if app and not process_gone(app):
+            os.kill(app, signal.SIGKILL)
+        try:
             os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, status
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
     last = logged(run)[-1]
     assert last["event"] == "finished" and last["stopped"] and 4 <= last["step"] < STEPS, last
     resumed = resume(run)

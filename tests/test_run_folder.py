@@ -131,3 +131,11 @@ def test_load_prompt_refuses_non_finite_values(tmp_path):
     save_file({"prompt": torch.tensor([[1.0, float("nan")]])}, str(tmp_path / "prompt.safetensors"))
     with pytest.raises(UserError, match="non-finite"):
         load_prompt(tmp_path / "prompt.safetensors")
+
+
+def test_checkpoints_also_come_on_a_time_interval(tiny_config):
+    from promptgrad.events import Checkpoint
+
+    events = logged(train(tiny_config.replace(name="timed", checkpoint_every=0, eval_every=0, checkpoint_minutes=1e-9)))
+    # every step outlasts a nanosecond-scale interval: a checkpoint after each, and the final one
+    assert [e.step for e in events if isinstance(e, Checkpoint)] == [1, 2, 3, 4, 5, 6]

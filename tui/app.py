@@ -37,7 +37,7 @@ from promptgrad.errors import UserError
 from promptgrad.events import (Evaluation, Event, Failed, Finished, HardPromptFound, NearestTokens, Predictions,
                                Started, Step)
 from promptgrad.run_folder import PROMPT, RunFolder
-from promptgrad.signals import detach_from_terminal
+from promptgrad.signals import on_signals
 from promptgrad.training import train
 from promptgrad_tui.dialogs import ErrorScreen, HelpScreen, PathPrompt
 from promptgrad_tui.messages import RunEvents
@@ -388,19 +388,16 @@ class PromptgradApp(App):
         return self.main_screen
 
     def on_mount(self) -> None:
-        # SIGTERM (kill, a scheduler) and SIGHUP (the SSH session dropped) stop a run the way ctrl+t
-        # does: finish the step, save a checkpoint; then the app quits
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            try:
-                loop.add_signal_handler(signum, self.on_stop_signal, signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals
-                pass
+        self.loop = asyncio.get_running_loop()
 
     def on_stop_signal(self, signum: int) -> None:
-        if signum == signal.SIGHUP:
-            detach_from_terminal()  # the terminal is gone: drawing to it would fail
-        self.run_worker(self.action_quit(), name="quit on signal")
+        """SIGTERM (kill, a scheduler) or SIGHUP (the SSH session dropped; the terminal is already detached):
+        stop the run the way ctrl+t does, finish the step and save, then quit. Called by the signal
+        handler on the main thread, so it only hands the work to the event loop."""
+        self.main_screen.stop_event.set()
+        loop = getattr(self, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: self.run_worker(self.action_quit(), name="quit on signal"))
 
     async def action_quit(self) -> None:
         """Quitting during a run stops it (finish the step, save a checkpoint) and then quits."""
@@ -429,11 +426,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     quiet_libraries()  # a library writing to the terminal would scribble over the screen
     app = PromptgradApp(config, args.run_dir)
-    app.run()
-    if not app.main_screen.training_ended.is_set():  # closed mid-run: the run finishes its step and saves
-        app.main_screen.stop_event.set()
-        print("promptgrad-tui: waiting for the run to finish its step and save a checkpoint...", file=sys.stderr)
-        app.main_screen.training_ended.wait()
+    # handlers of our own, not the event loop's: those fall back to the default (die) when the loop
+    # closes, and a dropped SSH session can deliver a second SIGHUP while the run is still saving
+    with on_signals(app.on_stop_signal, (signal.SIGTERM, signal.SIGHUP)):
+        app.run()
+        if not app.main_screen.training_ended.is_set():  # closed mid-run: the run finishes its step and saves
+            app.main_screen.stop_event.set()
+            print("promptgrad-tui: waiting for the run to finish its step and save a checkpoint...", file=sys.stderr)
+            app.main_screen.training_ended.wait()
     return 0
 
 
