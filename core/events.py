@@ -155,6 +155,7 @@ class Failed(Event):
     message: str
     user_error: bool  # bad input the user can fix (exit status 2) rather than a runtime failure
     traceback: str = ""  # a bug's full traceback (also in the run folder's traceback.txt); empty for user errors
+    field: str = ""  # the setting at fault, for a user error that names one (a form flags it)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

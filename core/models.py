@@ -87,9 +87,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if _HUB_REACHABLE is None:
         from urllib.parse import urlparse
 
-        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+        url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        port = url.port or (80 if url.scheme == "http" else 443)
         try:
-            socket.create_connection((host, 443), timeout=timeout).close()
+            socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
             _HUB_REACHABLE = True
         except OSError:
             _HUB_REACHABLE = False

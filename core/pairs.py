@@ -48,7 +48,7 @@ def load_pairs(source: str, x_column: str = "x", y_column: str = "y") -> list[Pa
     if missing:
         raise UserError(
             f"data {where} has no column {missing[0]!r} (its columns: {', '.join(map(str, rows[0]))}); "
-            f"name the right ones with --x-column/--y-column",
+            f"name the right ones in the settings x_column and y_column",
             "data",
         )
     pairs = []

@@ -238,6 +238,76 @@ class RunFolder:
         return path
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """One line about a run folder, read from its files without loading any model."""
+
+    path: Path
+    name: str
+    state: str  # running | finished | stopped | failed | started | empty
+    step: int
+    total_steps: int
+    best_test_loss: float | None
+    final_test_loss: float | None  # on the whole test set, once finished
+    model: str
+    mode: str
+    modified: float  # seconds since the epoch, of metrics.jsonl (or config.toml)
+
+
+def is_locked(path: Path) -> bool:
+    """Is some process writing this run folder now?"""
+    lock = path / LOCK
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we may have taken
+    return False
+
+
+def summarize(path: Path) -> RunSummary:
+    run = RunFolder.open(path)
+    try:
+        config = run.config()
+        model, mode = config.model, config.mode
+    except UserError:
+        model, mode = "?", "?"
+    state, step, total, best, final = "empty", 0, 0, None, None
+    for event in run.events():
+        kind = event.kind
+        if kind == "started":
+            state, total, step = "started", event.total_steps, event.start_step
+        elif kind == "step":
+            step = event.step
+        elif kind == "extended":
+            total = event.total_steps
+        elif kind == "evaluation" and event.prompt == "learned":
+            best = event.best_test_loss
+        elif kind == "finished":
+            state, step = ("stopped" if event.stopped else "finished"), event.step
+            final = event.test_loss
+        elif kind == "failed":
+            state = "failed"
+    if is_locked(run.path):
+        state = "running"
+    metrics = run.path / METRICS
+    modified = (metrics if metrics.exists() else run.path / CONFIG).stat().st_mtime
+    return RunSummary(run.path, run.path.name, state, step, total, best, final, model, mode, modified)
+
+
+def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+    """Every run folder under `runs_dir`, newest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [summarize(p) for p in root.iterdir() if (p / CONFIG).is_file()]
+    return sorted(runs, key=lambda r: r.modified, reverse=True)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's state, on the CPU whatever device wrote it; plain data only, never code."""
     if not path.is_file():

@@ -20,6 +20,7 @@ Soft prompts (Adam on vectors) and hard prompts (PEZ, GCG, relax) run through th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -40,6 +41,7 @@ from promptgrad.learner import Learner, NonFinite, SoftLearner, training_step  #
 from promptgrad.nearest_tokens import nearest_tokens
 from promptgrad.pairs import Pair
 from promptgrad.precision import resolve_device
+from promptgrad.probe import Probe
 from promptgrad.run_folder import PROMPT, RunFolder, load_checkpoint
 from promptgrad.schedule import Schedule
 from promptgrad.session import Session, open_session
@@ -53,10 +55,12 @@ class StopRequested(Exception):
     """The stop signal arrived between the batches of an evaluation."""
 
 
-def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None) -> Iterator[Event]:
+def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None,
+          probe: Probe | None = None) -> Iterator[Event]:
     """Run (or resume) training, yielding events. `resume` is a run folder; `config` then holds its saved
-    settings with any overrides: more steps, other evaluation or checkpoint intervals, another device."""
-    return TrainingRun(config, stop or threading.Event(), resume).events()
+    settings with any overrides: more steps, other evaluation or checkpoint intervals, another device.
+    `probe` (probe.py), if given, lets another thread try the prompt while the run goes on."""
+    return TrainingRun(config, stop or threading.Event(), resume, probe).events()
 
 
 def epoch_batches(pairs: list, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -93,8 +97,8 @@ def make_learner(session: Session) -> Learner:
 
 
 class TrainingRun:
-    def __init__(self, config: TrainConfig, stop: threading.Event, resume: str | Path | None):
-        self.config, self.stop, self.resume = config, stop, resume
+    def __init__(self, config: TrainConfig, stop: threading.Event, resume: str | Path | None, probe: Probe | None = None):
+        self.config, self.stop, self.resume, self.probe = config, stop, resume, probe
         self.run: RunFolder | None = None  # the folder this process writes (rank 0 only)
         self.step = 0
         self.best = math.inf  # best test loss of the learned prompt so far
@@ -107,12 +111,12 @@ class TrainingRun:
         try:
             yield from self._events()
         except UserError as e:
-            yield self.emit(Failed(self.step, str(e), user_error=True))
+            yield self.emit(Failed(self.step, str(e), user_error=True, field=e.field or ""))
         except NonFinite as e:
             bf16 = getattr(self, "session", None) is not None and self.session.precision.precision == "bf16"
             advice = f"lower lr (it is {self.config.lr:g})" + (" or use precision fp32" if bf16 else "")
             yield self.emit(Failed(self.step, f"{e}; the prompt was not saved (the last checkpoint is intact); {advice}",
-                                   user_error=True))
+                                   user_error=True, field="lr"))
         except Exception as e:  # a bug or a runtime failure (out of memory): keep its traceback, keep the consumer up
             text = traceback.format_exc()
             where = ""
@@ -193,6 +197,9 @@ class TrainingRun:
                 self.run.truncate_metrics(checkpoint.get("metrics_bytes"), self.step)
         if self.run:
             self.run.save_config(config)
+        if self.probe:
+            self.probe.attach(session, learner.prompt, lambda: self.step)
+        prompt_lock = self.probe.lock if self.probe else contextlib.nullcontext()
         start_step = self.step
         yield self.emit(Started(str(self.run.path) if self.run else "", config.model, str(frozen.device), precision,
                                 len(split.train), len(split.test), total, start_step, steps_per_epoch, session.precision.reason))
@@ -260,8 +267,9 @@ class TrainingRun:
                 rows = batches[k]
                 batch = self.collate(encoder, learner.pairs, rows, group, frozen.device)
                 lr = schedule.at(self.step)
-                loss, found = learner.step(batch, lr, self.step + 1)
-                self.step += 1
+                with prompt_lock:  # a probe never copies a prompt half-updated
+                    loss, found = learner.step(batch, lr, self.step + 1)
+                    self.step += 1
                 dt = time.perf_counter() - t0
                 step_seconds += dt
                 rate = len(rows) / dt

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +19,12 @@ from promptgrad.events import Finished
 from promptgrad.run_folder import RunFolder
 from promptgrad.training import train
 from promptgrad_tui.app import PromptgradApp, main
-from promptgrad_tui.dialogs import PathPrompt
-from textual.widgets import Input
+from promptgrad_tui.browser import RunBrowser
+from promptgrad_tui.dialogs import ConfirmScreen, HelpScreen, MessageLogScreen, PathPrompt, StepsDialog
+from textual.widgets import DataTable, Input, Tabs
+
+from promptgrad.events import Started, Step
+from promptgrad_tui.widgets.status import StatusLine
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,8 +103,10 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
             assert "stopped" in str(screen.status.line())
             assert screen.check_action("start", ()) is True
 
-            await pilot.press("ctrl+g")  # resume: the prompt offers the run just stopped
-            assert isinstance(app.screen, PathPrompt)
+            await pilot.press("ctrl+g")  # resume: the browser offers the run just stopped, then how far
+            assert isinstance(app.screen, RunBrowser)
+            await pilot.press("enter")
+            assert isinstance(app.screen, StepsDialog)
             await pilot.press("enter")
             await wait_for(pilot, lambda: screen.chart.steps and screen.chart.steps[-1] > last.step + 1,
                            what="the resumed run to go on")
@@ -212,12 +219,12 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run_on_resume(tiny_config, tm
     torch.save({**state, "rng": Payload(marker)}, run_dir / "checkpoint.pt")
 
     async def scenario():
-        app = PromptgradApp()
+        app = PromptgradApp(tiny_config)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.main_screen
             await pilot.press("ctrl+g")
-            app.screen.query_one("#path").value = str(run_dir)
-            await pilot.press("enter")
+            assert isinstance(app.screen, RunBrowser)
+            await pilot.press("enter", "enter")  # the one run, then its own length
             await wait_for(pilot, lambda: "failed" in str(screen.status.line()), what="the resume to fail")
             errors = [n for n in notifications(app) if n.severity == "error"]
             assert errors and "holds more than tensors and plain data" in errors[-1].message
@@ -230,12 +237,12 @@ def test_open_run_folder_by_keys_and_export(tiny_config, tmp_path):
     run_dir = finished_run(tiny_config)
 
     async def scenario():
-        app = PromptgradApp()
+        app = PromptgradApp(tiny_config)
         async with app.run_test(size=(160, 48)) as pilot:
             screen = app.main_screen
             assert screen.check_action("export", ()) is False
             await pilot.press("ctrl+o")
-            app.screen.query_one("#path").value = str(run_dir)
+            assert isinstance(app.screen, RunBrowser)
             await pilot.press("enter")
             await wait_for(pilot, lambda: screen.nearest.row_count, what="the run to show")
             assert len(screen.chart.steps) == tiny_config.steps and screen.chart.test_steps
@@ -306,3 +313,301 @@ def test_main_screen_snapshot(snap_compare, size):
             field.cursor_blink = False
 
     assert snap_compare(PromptgradApp(), terminal_size=size, run_before=steady_cursor)
+
+
+# ---- the cockpit: each numbered item of the issue "promptgrad-tui as the cockpit" ----------------
+def test_1_long_phases_say_what_they_do_with_a_count_and_stop_acts_in_them(tiny_config):
+    from promptgrad.events import Progress
+
+    status_line = StatusLine()
+    status_line.apply(Progress(0, "scoring the hand-written prompt", 64, 256))
+    assert "scoring the hand-written prompt 64/256" in str(status_line.line(80))
+    # a stop asked for while the baselines are being scored ends the run before any step, with a checkpoint
+    stop = threading.Event()
+    seen = []
+    for event in train(tiny_config.replace(name="stop-early", eval_size=8), stop):
+        seen.append(event)
+        if isinstance(event, Progress) and event.total:
+            stop.set()
+    assert isinstance(seen[-1], Finished) and seen[-1].stopped and seen[-1].step == 0
+    assert not any(isinstance(e, Step) for e in seen)
+
+
+def test_2_ctrl_n_pressed_quickly_keeps_tab_pane_and_cursor_in_step():
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.main_screen
+            for presses in range(1, 21):
+                await pilot.press("ctrl+n")  # no pause between presses
+                if presses in (7, 20):
+                    await pilot.pause()
+                    await pilot.pause()
+                    shown = [name for name in ("config", "chart", "predictions", "nearest")
+                             if screen.query_one(f"#{name}").region.height]
+                    assert shown == [screen.pane], (presses, shown, screen.pane)
+                    assert screen.query_one(Tabs).active == f"tab-{screen.pane}"
+                    assert screen.query_one(f"#{screen.pane}") in (app.focused, *app.focused.ancestors)
+            assert screen.pane == ("config", "chart", "predictions", "nearest")[20 % 4]
+
+    run_async(scenario())
+
+
+def test_3_a_failure_keeps_its_reason_on_screen_and_flags_its_field(tiny_config, tmp_path):
+    config = tiny_config.replace(data=str(tmp_path / "missing.jsonl"))
+
+    async def scenario():
+        app = PromptgradApp(config)
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.main_screen
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: not screen.running, what="the run to fail")
+            app.clear_notifications()  # as when the toasts have faded
+            await pilot.pause()
+            banner = screen.query_one("#failure")
+            assert banner.display and "missing.jsonl" in str(banner.render())
+            assert screen.form.config_fields["data"].has_class("-invalid")
+            assert any("missing.jsonl" in m.text and m.severity == "error" for m in app.messages)
+            assert all("--" not in m.text for m in app.messages)  # the TUI's messages speak of fields, not flags
+            await pilot.press("ctrl+l")
+            assert isinstance(app.screen, MessageLogScreen)
+            await pilot.press("escape")
+
+    run_async(scenario())
+
+
+def test_4_ctrl_r_asks_before_clearing_a_run_on_screen_and_never_collides(tiny_config):
+    run_dir = finished_run(tiny_config)
+
+    async def scenario():
+        app = PromptgradApp(tiny_config, run_dir=str(run_dir))
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.main_screen
+            await wait_for(pilot, lambda: screen.chart.steps, what="the run to show")
+            assert screen.form.config_fields["name"].value == ""  # viewing leaves no name that would collide
+            await pilot.press("ctrl+r")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")
+            assert screen.chart.steps and not screen.running  # nothing cleared
+            screen.form.config_fields["name"].value = tiny_config.name  # a folder that exists
+            await pilot.press("ctrl+r")
+            assert not isinstance(app.screen, ConfirmScreen) and not screen.running
+            assert screen.form.config_fields["name"].has_class("-invalid") and screen.chart.steps
+
+    run_async(scenario())
+
+
+def test_5_a_finished_run_is_extended_from_its_step_with_one_final_record(tiny_config):
+    run_dir = finished_run(tiny_config.replace(warmup_steps=1))
+
+    async def scenario():
+        app = PromptgradApp(tiny_config)
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.main_screen
+            await pilot.press("ctrl+g")
+            await pilot.press("enter")  # the only run
+            dialog = app.screen
+            assert isinstance(dialog, StepsDialog)
+            dialog.query_one("#steps", Input).value = "6"
+            await pilot.press("enter")  # not more than it had: said in the dialog
+            assert isinstance(app.screen, StepsDialog) and "at least 7" in str(dialog.query_one("#steps-error").render())
+            dialog.query_one("#steps", Input).value = "9"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not screen.running and "finished" in str(screen.status.line()), what="the extension")
+            assert screen.chart.steps == list(range(1, 10))
+
+    run_async(scenario())
+    history = RunFolder.open(run_dir).events()
+    assert [e.step for e in history if isinstance(e, Finished)] == [9]
+    assert [e.start_step for e in history if e.kind == "started"] == [0, 6]
+
+
+def test_6_the_chart_is_readable_without_colour(tiny_config):
+    run_dir = finished_run(tiny_config.replace(eval_size=4, eval_every=2))
+
+    async def scenario():
+        app = PromptgradApp(run_dir=str(run_dir))
+        async with app.run_test(size=(100, 40)) as pilot:
+            chart = app.main_screen.chart
+            await wait_for(pilot, lambda: len(chart.steps) == tiny_config.steps, what="the run to show")
+            curves = chart.curves
+            assert curves.untrained is not None and curves.hand_written is not None
+            assert curves.subset_steps == [2, 4] and curves.full_steps == [tiny_config.steps]  # apart
+            legend = str(chart.legend())
+            for label in ("train", "train EMA", "test (subset)", "test (all pairs)", "hand-written", "untrained"):
+                assert label in legend
+            from promptgrad_tui.widgets.loss_chart import EMA, FULL, HAND, SUBSET, TRAIN, UNTRAINED
+
+            assert len({series[0] for series in (TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED)}) == 6  # distinct markers
+            app.main_screen.show_pane("chart")
+            await pilot.pause()
+            chart.stale = True
+            chart.redraw()
+            await pilot.pause()
+            screen_text = app.export_screenshot()
+            assert "nats/token" in screen_text and "step" in screen_text  # both axes labelled
+
+    run_async(scenario())
+
+
+@pytest.mark.parametrize("width", [100, 130, 160])
+def test_7_the_predicted_word_is_never_cut_and_the_status_line_fits(tiny_config, width):
+    from promptgrad.events import Prediction, Predictions
+
+    long = [Prediction("incomprehensibility", "comprehensibility", "misunderstandingness", False)] * 3
+
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(width, 40)) as pilot:
+            screen = app.main_screen
+            screen.show_pane("predictions")
+            await pilot.pause()
+            screen.predictions.show(Predictions(3, long))
+            await pilot.pause()
+            table = screen.predictions.table
+            assert str(table.get_cell_at((0, 2))) == "misunderstandingness"
+            predicted = list(table.columns.values())[2]
+            assert sum(c.get_render_width(table) for c in table.columns.values()) <= table.size.width
+            assert predicted.get_render_width(table) >= len("misunderstandingness") + 2
+            screen.status.apply(Started("runs/20261130-120000", "m", "cpu", "fp32", 5000, 1292, 100000, 0, 157, ""))
+            assert screen.status.line(80).cell_len <= 80
+
+    run_async(scenario())
+
+
+def test_8_path_prompts_complete_and_export_asks_before_overwriting(tiny_config, tmp_path):
+    run_dir = finished_run(tiny_config)
+    existing = tmp_path / "existing.safetensors"
+    existing.write_bytes(b"keep me")
+
+    async def scenario():
+        app = PromptgradApp(tiny_config, run_dir=str(run_dir))
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("ctrl+y")
+            prompt = app.screen
+            assert isinstance(prompt, PathPrompt)
+            field = prompt.query_one("#path", Input)
+            assert field.value == ""  # nothing pre-filled to type over
+            field.value = str(tmp_path / "exist")
+            await pilot.press("tab")
+            assert field.value == str(existing)  # completed
+            await pilot.press("enter")
+            assert isinstance(app.screen, ConfirmScreen)  # it exists: asked first
+            await pilot.press("n")
+            assert existing.read_bytes() == b"keep me"
+            await pilot.press("ctrl+y")
+            app.screen.query_one("#path", Input).value = str(tmp_path / "no" / "such" / "folder" / "p.safetensors")
+            await pilot.press("enter")
+            assert any("does not exist" in m.text and m.severity == "error" for m in app.messages)
+
+    run_async(scenario())
+
+
+def test_9_a_model_path_that_does_not_exist_is_flagged_at_once():
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(100, 40)) as pilot:
+            form = app.main_screen.form
+            form.config_fields["model"].value = "/tmp/nope/model"
+            await pilot.pause()
+            assert form.config_fields["model"].has_class("-invalid")
+            assert "does not exist" in str(form.error)
+
+    run_async(scenario())
+
+
+def test_10_the_form_is_locked_during_a_run(tiny_config):
+    async def scenario():
+        app = PromptgradApp(tiny_config.replace(steps=5000, checkpoint_every=0))
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = app.main_screen
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: screen.chart.steps, what="a step")
+            assert screen.form.disabled and "locked" in str(screen.form.border_title)
+            assert all(field.control.is_disabled for field in screen.form.config_fields.values())
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: not screen.running, what="the stop")
+            assert not screen.form.disabled
+
+    run_async(scenario())
+
+
+def test_11_question_mark_help_q_quit_and_the_command_palette():
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.main_screen
+            await pilot.pause()
+            await pilot.press("?")  # the cursor is in a text field: ? is typed there, not a command
+            assert not isinstance(app.screen, HelpScreen)
+            screen.show_pane("chart")
+            await pilot.pause()
+            await pilot.press("?")
+            assert isinstance(app.screen, HelpScreen)
+            assert "escape" in str(app.screen.query_one("Markdown")._markdown).lower()
+            await pilot.press("escape")
+            titles = [command.title for command in app.get_system_commands(screen)]
+            for title in ("Start a run", "Stop the run", "Resume or extend a run", "Browse runs", "Try an input",
+                          "Export the prompt", "Messages", "Help"):
+                assert title in titles
+            await pilot.press("ctrl+p")
+            assert type(app.screen).__name__ == "CommandPalette"
+            await pilot.press("escape")
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    run_async(scenario())
+
+
+def test_the_probe_answers_during_a_run(tiny_config):
+    async def scenario():
+        app = PromptgradApp(tiny_config.replace(steps=5000, checkpoint_every=0))
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = app.main_screen
+            await pilot.press("f2")
+            await pilot.pause()
+            await pilot.press(*"hot", "enter")
+            answer = screen.query_one("#probe-answer")
+            assert "nothing to try yet" in str(answer.render())
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: len(screen.chart.steps) >= 2, what="steps")
+            await pilot.press("f2")
+            await pilot.pause()
+            field = screen.query_one("#probe-input", Input)
+            field.value = "cold"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "learned:" in str(answer.render()), what="the probe's answer")
+            assert screen.running  # it answered while the run went on
+            assert "hand-written:" in str(answer.render()) and "prompt of step" in str(answer.render())
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: not screen.running, what="the stop")
+
+    run_async(scenario())
+
+
+def test_the_browser_opens_a_run_and_overlays_two_others(tiny_config):
+    for name in ("first", "second", "third"):
+        finished_run(tiny_config.replace(name=name, seed=len(name)))
+
+    async def scenario():
+        app = PromptgradApp(tiny_config)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = app.main_screen
+            await pilot.press("ctrl+o")
+            browser = app.screen
+            assert isinstance(browser, RunBrowser) and len(browser.shown) == 3
+            await pilot.press(*"sec")  # type to filter
+            assert [r.name for r in browser.shown] == ["second"]
+            await pilot.press("space")  # mark it for the chart
+            await pilot.press("backspace", "backspace", "backspace")
+            browser.query_one(DataTable).move_cursor(row=[r.name for r in browser.shown].index("third"))
+            await pilot.press("space")
+            browser.query_one(DataTable).move_cursor(row=[r.name for r in browser.shown].index("first"))
+            await pilot.press("enter")  # open "first", compare with the two marked
+            await wait_for(pilot, lambda: len(screen.chart.steps) == tiny_config.steps, what="the run to show")
+            assert screen.run_dir.endswith("first")
+            assert set(screen.chart.overlays) == {"second", "third"}
+            assert all(len(c.steps) == tiny_config.steps for c in screen.chart.overlays.values())
+            assert "second" in str(screen.chart.legend()) and "third" in str(screen.chart.legend())
+
+    run_async(scenario())

@@ -4,10 +4,11 @@
     promptgrad-tui runs/NAME            view a run folder (followed while another process writes it)
     promptgrad-tui --config run.toml    pre-fill the form from a config file
 
-The main screen has four panes: configuration, loss chart, predictions, nearest tokens; side by side on
-a wide terminal, one at a time with tabs on a narrow one. Training runs in a thread worker that
-iterates the core's `train()` and posts its events as `RunEvents`; the worker never touches a widget,
-and the screen redraws the chart and the status line on a timer, not per event.
+The main screen has four panes: configuration, loss chart, predictions (with the probe box), nearest
+tokens; side by side on a wide terminal, one at a time with tabs on a narrow one. Training runs in a
+thread worker that iterates the core's `train()` and posts its events as `RunEvents`; the worker never
+touches a widget, and the screen redraws the chart and the status line on a timer, not per event.
+Every message the app shows is also kept in a log (ctrl+l).
 """
 
 from __future__ import annotations
@@ -20,37 +21,43 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 from textual import events, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Container
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Tab, Tabs
+from textual.widgets import Footer, Input, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from promptgrad.cli import quiet_libraries
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
-from promptgrad.events import (Evaluation, Event, Failed, Finished, HardPromptFound, NearestTokens, Predictions,
-                               Started, Step)
-from promptgrad.run_folder import PROMPT, RunFolder
+from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens,
+                               Predictions, Progress, Started, Step)
+from promptgrad.probe import Probe, ProbeAnswer
+from promptgrad.run_folder import PROMPT, RunFolder, is_locked, summarize
 from promptgrad.signals import on_signals
 from promptgrad.training import train
-from promptgrad_tui.dialogs import ErrorScreen, HelpScreen, PathPrompt
-from promptgrad_tui.messages import RunEvents
+from promptgrad_tui.browser import BrowserChoice, RunBrowser
+from promptgrad_tui.dialogs import (ConfirmScreen, ErrorScreen, HelpScreen, LoggedMessage, MessageLogScreen, PathPrompt,
+                                    StepsDialog)
+from promptgrad_tui.messages import ProbeAnswered, RunEvents
 from promptgrad_tui.widgets.config_form import ConfigForm
-from promptgrad_tui.widgets.loss_chart import LossChart
+from promptgrad_tui.widgets.loss_chart import Curves, LossChart
 from promptgrad_tui.widgets.nearest import NearestTable
-from promptgrad_tui.widgets.predictions import PredictionsTable
+from promptgrad_tui.widgets.predictions import PredictionsPane, ProbeAsked
 from promptgrad_tui.widgets.status import StatusLine
 
 PANES = {"config": "Config", "chart": "Loss", "predictions": "Predictions", "nearest": "Nearest"}
 REDRAW_SECONDS = 0.3  # chart and status line redraw at most this often
 POST_SECONDS = 0.25  # the worker batches Step events arriving faster than this into one message
 FOLLOW_SECONDS = 1.0  # how often a viewed run folder is checked for new events
+MAX_OVERLAYS = 5
+WIDE = 120  # columns from which the four panes stand side by side
 
 
 class MainScreen(Screen):
@@ -58,12 +65,17 @@ class MainScreen(Screen):
         Binding("ctrl+r", "start", "Start"),
         Binding("ctrl+t", "stop", "Stop"),
         Binding("ctrl+g", "resume", "Resume"),
-        Binding("ctrl+o", "open_run", "Open run"),
-        Binding("ctrl+y", "export", "Export"),
+        Binding("ctrl+b", "branch", "Branch", show=False),
+        Binding("ctrl+o", "browse", "Runs"),
+        Binding("f2", "probe", "Try", show=False),
+        Binding("ctrl+y", "export", "Export", show=False),
         Binding("ctrl+n", "next_pane", "Pane"),
+        Binding("ctrl+l", "messages", "Log"),
         Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("q", "quit", "Quit", show=False),
     ]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
 
     running = reactive(False, bindings=True)  # a training worker is alive; Start waits for it to end
     run_dir: reactive[str | None] = reactive(None, bindings=True)  # the run shown: trained here or viewed
@@ -80,14 +92,17 @@ class MainScreen(Screen):
         self.followed_count = 0
         self.followed_stamp: tuple[int, int] | None = None
         self.follow_timer = None
+        self.probe: Probe | None = None  # attached to the model of the run trained here
+        self.compared: tuple[str, ...] = ()  # run folders overlaid on the chart
 
     def compose(self) -> ComposeResult:
         yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), id="pane-tabs")
         with Container(id="panes"):
             yield ConfigForm(self.initial_config, id="config", classes="pane")
             yield LossChart(id="chart", classes="pane")
-            yield PredictionsTable(id="predictions", classes="pane")
+            yield PredictionsPane(id="predictions", classes="pane")
             yield NearestTable(id="nearest", classes="pane")
+        yield Static("", id="failure")
         yield StatusLine(id="status")
         yield Footer()
 
@@ -111,8 +126,8 @@ class MainScreen(Screen):
         return self.query_one(LossChart)
 
     @property
-    def predictions(self) -> PredictionsTable:
-        return self.query_one(PredictionsTable)
+    def predictions(self) -> PredictionsPane:
+        return self.query_one(PredictionsPane)
 
     @property
     def nearest(self) -> NearestTable:
@@ -122,41 +137,73 @@ class MainScreen(Screen):
     def status(self) -> StatusLine:
         return self.query_one(StatusLine)
 
+    def say(self, text: str, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
+        self.app.notify(text, title=title, severity=severity, timeout=timeout)
+
     # ---- which keys apply now -------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start":
             return None if self.running else True  # shown greyed out until the run has really ended
         if action == "stop":
             return (None if self.stop_event.is_set() else True) if self.running else False
-        if action in ("resume", "open_run"):
-            return not self.running
+        if action in ("resume", "browse", "branch"):
+            return None if self.running else True
         if action == "export":
             return self.run_dir is not None
         return True
 
     # ---- panes ----------------------------------------------------------------------------------
     def watch_pane(self, pane: str) -> None:
+        self.show_panes()
+        tabs = self.query_one(Tabs)
+        with self.prevent(Tabs.TabActivated):  # set from here: no echo that could undo a later switch
+            tabs.active = f"tab-{pane}"
+
+    def show_panes(self) -> None:
+        """All four panes on a wide screen, the current one on a narrow one. Set as inline display, not as
+        a CSS class: a class change makes Textual restyle every widget in the pane (the form has hundreds),
+        which took half a second a key press."""
+        narrow = self.size.width < WIDE
         for name in PANES:
-            self.query_one(f"#{name}").set_class(name == pane, "-current")
-        self.query_one(Tabs).active = f"tab-{pane}"
+            self.query_one(f"#{name}").display = not narrow or name == self.pane
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.show_panes()
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab is not None and event.tab.id:
-            self.pane = event.tab.id.removeprefix("tab-")
+            self.show_pane(event.tab.id.removeprefix("tab-"))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        """Tab moving the cursor into another pane makes that pane the current one (for ctrl+n)."""
+        """Tab moving the cursor into another pane makes that pane the current one (for ctrl+n), and
+        its border the accented one."""
         for name in PANES:
-            if self.query_one(f"#{name}") in (event.widget, *event.widget.ancestors):
+            pane = self.query_one(f"#{name}")
+            has_cursor = pane in (event.widget, *event.widget.ancestors)
+            if has_cursor:
                 self.pane = name
+            # inline styles, not a class: a class change restyles every widget inside the pane
+            pane.styles.border = ("round", self.app.theme_variables["accent"] if has_cursor else "#555555")
+            pane.styles.border_title_color = self.app.theme_variables["accent"] if has_cursor else None
+
+    def pane_focus_target(self, pane: str):
+        widget = self.query_one(f"#{pane}")
+        if isinstance(widget, ConfigForm):
+            return next(iter(widget.config_fields.values())).control
+        if isinstance(widget, PredictionsPane):
+            return widget.table
+        return widget
 
     def show_pane(self, pane: str, focus: bool = True) -> None:
         self.pane = pane
         if focus:
-            widget = self.query_one(f"#{pane}")
-            if isinstance(widget, ConfigForm):
-                widget = next(iter(widget.config_fields.values())).control
-            self.call_after_refresh(widget.focus)
+            target = self.pane_focus_target(pane)
+
+            def focus_if_still_current() -> None:  # a later switch may have come first: then it wins
+                if self.pane == pane:
+                    target.focus()
+
+            self.call_after_refresh(focus_if_still_current)
 
     def action_next_pane(self) -> None:
         names = list(PANES)
@@ -165,36 +212,68 @@ class MainScreen(Screen):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
 
+    def action_messages(self) -> None:
+        self.app.push_screen(MessageLogScreen(self.app.messages))
+
+    def action_quit(self) -> None:
+        self.run_worker(self.app.action_quit(), name="quit")
+
+    def action_probe(self) -> None:
+        if self.size.width < WIDE:
+            self.pane = "predictions"
+        self.call_after_refresh(self.query_one("#probe-input", Input).focus)
+
     # ---- training -------------------------------------------------------------------------------
     def action_start(self) -> None:
         if self.running:
             return
         config = self.form.check()
         if config is None:
-            self.notify(str(self.form.error), title="Fix the configuration first", severity="error")
+            self.say(str(self.form.error), title="Fix the configuration first", severity="error")
             self.show_pane("config", focus=False)
             self.form.focus_error()
             return
+        existing = Path(config.runs_dir) / config.name
+        if config.name and (existing / "config.toml").exists():  # say so before clearing anything
+            message = (f"run folder {existing} exists: change the name field (empty gives a timestamp), "
+                       f"or resume and extend that run with ctrl+g")
+            self.form.flag("name", message)
+            self.say(message, title="Cannot start", severity="error")
+            self.show_pane("config", focus=False)
+            self.form.config_fields["name"].control.focus()
+            return
+        if self.run_dir is not None:  # a run is on screen: starting another clears the view
+            question = f"Start a new run? The view of {self.run_dir} is cleared (the folder stays on disk)."
+            self.app.push_screen(ConfirmScreen("Start a new run", question),
+                                 lambda yes: self.start_new(config) if yes else None)
+            return
+        self.start_new(config)
+
+    def start_new(self, config: TrainConfig) -> None:
+        self.stop_following()
         self.reset_panes(config.name)
         self.begin(config, resume=None)
 
     def begin(self, config: TrainConfig, resume: str | None) -> None:
         self.stop_following()
         self.stop_event = threading.Event()
+        self.probe = Probe()
         self.running = True
+        self.form.set_locked(True)
+        self.show_failure(None)
         self.status.set_phase("starting")
-        if self.has_class("-narrow"):
+        if self.size.width < WIDE:
             self.show_pane("chart")
-        self.train_in_thread(config, resume, self.stop_event)
+        self.train_in_thread(config, resume, self.stop_event, self.probe)
 
     @work(thread=True, exclusive=True, group="train", name="train", exit_on_error=False)
-    def train_in_thread(self, config: TrainConfig, resume: str | None, stop: threading.Event) -> None:
+    def train_in_thread(self, config: TrainConfig, resume: str | None, stop: threading.Event, probe: Probe) -> None:
         worker = get_current_worker()
         batch: list[Event] = []
         posted = time.monotonic()
         self.training_ended.clear()
         try:
-            for event in train(config, stop, resume=resume):
+            for event in train(config, stop, resume=resume, probe=probe):
                 if worker.is_cancelled:  # the app is closing: finish the step and save, as a stop does
                     stop.set()
                 batch.append(event)
@@ -210,6 +289,7 @@ class MainScreen(Screen):
         if event.worker.group != "train" or not event.worker.is_finished:
             return
         self.running = False
+        self.form.set_locked(False)
         if event.state == WorkerState.ERROR:  # train() reports its own errors; this is a bug here
             error = event.worker.error
             text = "".join(traceback.format_exception(error))
@@ -223,20 +303,48 @@ class MainScreen(Screen):
             self.stop_event.set()
             self.status.set_phase("stopping")
             self.refresh_bindings()
-            self.notify("Stopping: finishing this step and saving a checkpoint")
+            self.say("Stopping: finishing this step (or evaluation batch) and saving a checkpoint")
+
+    # ---- resume, extend, branch -----------------------------------------------------------------
+    @property
+    def runs_dir(self) -> str:
+        value = self.form.config_fields["runs_dir"].value
+        return value or "runs"
 
     def action_resume(self) -> None:
-        prompt = PathPrompt("Resume a run", "a run folder with a checkpoint.pt", self.run_dir or "runs/")
-        self.app.push_screen(prompt, self.resume_run)
+        browser = RunBrowser(self.runs_dir, "Resume or extend a run · enter picks it", self.run_dir, self.compared)
+        self.app.push_screen(browser, self.ask_steps)
 
-    def resume_run(self, path: str | None) -> None:
-        if not path or self.running:
+    def ask_steps(self, choice: BrowserChoice | None) -> None:
+        if choice is None or choice.path is None or self.running:
+            return
+        try:
+            summary = summarize(Path(choice.path))
+            folder = RunFolder.open(choice.path)
+            folder.config()
+        except UserError as e:
+            self.say(str(e), title="Cannot resume", severity="error")
+            return
+        if summary.state == "running":
+            self.say(f"{choice.path} is being written by another process; open it with ctrl+o to watch it",
+                     title="Cannot resume", severity="error")
+            return
+        if not (folder.path / "checkpoint.pt").exists():
+            self.say(f"{choice.path} has no checkpoint to resume from (it stopped before its first one); "
+                     f"start a new run instead", title="Cannot resume", severity="error")
+            return
+        dialog = StepsDialog(folder.path.name, summary.step, summary.total_steps or folder.config().steps,
+                             summary.state == "finished")
+        self.app.push_screen(dialog, lambda steps: self.resume_run(str(folder.path), steps))
+
+    def resume_run(self, path: str, steps: int | None) -> None:
+        if steps is None or self.running:
             return
         try:
             folder = RunFolder.open(path)
-            config = folder.config()
+            config = folder.config().replace(steps=steps, epochs=0)
         except UserError as e:
-            self.notify(str(e), title="Cannot resume", severity="error")
+            self.say(str(e), title="Cannot resume", severity="error")
             return
         self.stop_following()
         self.reset_panes(folder.path.name)
@@ -244,24 +352,64 @@ class MainScreen(Screen):
         self.replay(folder.events(), live=False)  # the history so far; the worker continues it
         self.begin(config, resume=str(folder.path))
 
-    # ---- viewing a run folder -------------------------------------------------------------------
-    def action_open_run(self) -> None:
-        prompt = PathPrompt("Open a run folder", "its curves and tables are shown, and followed while it is written",
-                            self.run_dir or "runs/")
-        self.app.push_screen(prompt, self.view_run)
+    def action_branch(self) -> None:
+        """A new run that starts from the shown run's prompt: the form gets its settings, init run:<it>
+        and an empty name; change what you like, then ctrl+r."""
+        if self.run_dir is None:
+            self.say("Open a run first (ctrl+o): a branch starts from the prompt of the run on screen",
+                     title="Nothing to branch from", severity="warning")
+            return
+        if not (Path(self.run_dir) / PROMPT).is_file():
+            self.say(f"{self.run_dir} has saved no prompt yet", title="Nothing to branch from", severity="warning")
+            return
+        self.form.config_fields["init"].value = f"run:{self.run_dir}"
+        self.form.config_fields["name"].value = ""
+        self.form.check()
+        self.show_pane("config")
+        self.say(f"The form starts a new run from the prompt of {self.run_dir}: change any setting, then ctrl+r",
+                 title="Branch")
+
+    # ---- viewing and comparing run folders ------------------------------------------------------
+    def action_browse(self) -> None:
+        browser = RunBrowser(self.runs_dir, "Runs · enter opens one · space marks runs to compare", self.run_dir,
+                             self.compared)
+        self.app.push_screen(browser, self.browsed)
+
+    def browsed(self, choice: BrowserChoice | None) -> None:
+        if choice is None:
+            return
+        self.compare(choice.compare)
+        if choice.path is not None and not self.running:
+            self.view_run(choice.path)
+
+    def compare(self, paths: tuple[str, ...]) -> None:
+        paths = tuple(p for p in paths if p != self.run_dir)[:MAX_OVERLAYS]
+        self.compared = paths
+        overlays = {}
+        for path in paths:
+            try:
+                overlays[Path(path).name] = Curves.of(RunFolder.open(path).events())
+            except UserError:
+                continue
+        self.chart.set_overlays(overlays)
+        if overlays:
+            self.say(f"Overlaid on the chart: {', '.join(overlays)}", title="Compare")
 
     def view_run(self, path: str | None) -> None:
         if not path or self.running:
             return
+        candidate = Path(path).expanduser()
+        if not (candidate / "config.toml").exists() and (Path(self.runs_dir) / path / "config.toml").exists():
+            candidate = Path(self.runs_dir) / path  # a bare name means a folder under runs/
         try:
-            folder = RunFolder.open(path)
+            folder = RunFolder.open(candidate)
         except UserError as e:
-            self.notify(str(e), title="Cannot open", severity="error")
+            self.say(str(e), title="Cannot open", severity="error")
             return
         self.stop_following()
         self.reset_panes(folder.path.name)
         try:
-            self.form.load(folder.config())
+            self.form.load(folder.config().replace(name=""))  # its settings; no name, so ctrl+r makes a new run
         except UserError:
             pass  # a config from another version: the curves are still worth showing
         self.run_dir = str(folder.path)
@@ -283,13 +431,41 @@ class MainScreen(Screen):
             return
         self.followed_stamp = stamp
         events = self.followed.events()
+        if len(events) < self.followed_count:  # a resume cut the file back: read it again from the start
+            self.reset_panes(self.followed.path.name)
+            self.run_dir, self.followed_count = str(self.followed.path), 0
         new, self.followed_count = events[self.followed_count :], len(events)
         self.replay(new, live=False)
+        if is_locked(self.followed.path) and not self.running:
+            self.status.set_phase("viewing (being written)")
 
     def stop_following(self) -> None:
         if self.follow_timer is not None:
             self.follow_timer.stop()
         self.followed, self.follow_timer = None, None
+
+    # ---- the probe box --------------------------------------------------------------------------
+    def on_probe_asked(self, message: ProbeAsked) -> None:
+        box = self.predictions.probe
+        if self.probe is None or not self.probe.ready:
+            box.failed("nothing to try yet: start a run (ctrl+r) or resume one (ctrl+g); the model loads with it")
+            return
+        box.waiting(message.text)
+        self.ask_probe(self.probe, message.text)
+
+    @work(thread=True, exclusive=True, group="probe", name="probe", exit_on_error=False)
+    def ask_probe(self, probe: Probe, text: str) -> None:
+        try:
+            self.post_message(ProbeAnswered(probe.ask(text), None))
+        except UserError as e:
+            self.post_message(ProbeAnswered(None, str(e)))
+
+    def on_probe_answered(self, message: ProbeAnswered) -> None:
+        box = self.predictions.probe
+        if message.answer is not None:
+            box.show(message.answer)
+        else:
+            box.failed(message.error or "")
 
     # ---- events to panes ------------------------------------------------------------------------
     def on_run_events(self, message: RunEvents) -> None:
@@ -301,16 +477,16 @@ class MainScreen(Screen):
 
     def apply(self, event: Event, live: bool) -> None:
         self.status.apply(event)
+        if isinstance(event, (Started, Step, Evaluation, Extended)):
+            self.chart.add(event)
         if isinstance(event, Started):
             self.run_dir = event.run_dir
-            self.chart.total_steps = event.total_steps
-            if event.start_step:  # resumed: steps logged after the checkpoint are done again
-                self.chart.truncate(event.start_step)
             self.status.set_phase("running" if live else "viewing")
-        elif isinstance(event, Step):
-            self.chart.add_step(event.step, event.loss)
-        elif isinstance(event, Evaluation):
-            self.chart.add_evaluation(event)
+        elif isinstance(event, Progress):
+            self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)
+        elif isinstance(event, Extended) and live:
+            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; the learning rate "
+                     f"decays from {event.lr:.3g} to 0 by step {event.total_steps}", title="Run extended")
         elif isinstance(event, Predictions):
             self.predictions.show(event)
         elif isinstance(event, NearestTokens):
@@ -320,18 +496,29 @@ class MainScreen(Screen):
         elif isinstance(event, Finished):
             self.status.set_phase(("stopped" if event.stopped else "finished") + ("" if live else " (viewing)"))
             if live and event.stopped:
-                self.notify(f"Stopped at step {event.step}; checkpoint saved in {self.run_dir} (ctrl+g resumes it)")
+                self.say(f"Stopped at step {event.step}; checkpoint saved in {self.run_dir} (ctrl+g resumes it)")
             elif live:
-                score = "" if event.test_loss is None else (
-                    f"test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}; ")
-                self.notify(f"{score}prompt saved to {event.prompt_path}", title="Run finished", timeout=10)
+                score = "" if event.test_loss is None else f"test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}; "
+                self.say(f"{score}prompt saved to {event.prompt_path}", title="Run finished", timeout=10)
         elif isinstance(event, Failed):
             self.status.set_phase("failed" + ("" if live else " (viewing)"))
-            if live and event.traceback:  # a bug: the whole traceback, kept on screen until dismissed
-                self.app.push_screen(ErrorScreen("The run failed: a bug in promptgrad", event.message, event.traceback))
-            elif live:
-                self.notify(event.message, title="Run failed", severity="error", timeout=15)
+            if live:
+                self.show_failure(event)
+                if event.traceback:  # a bug: the whole traceback, kept on screen until dismissed
+                    self.app.push_screen(ErrorScreen("The run failed: a bug in promptgrad", event.message, event.traceback))
+                else:
+                    self.say(event.message, title="Run failed", severity="error", timeout=15)
+                if event.field:
+                    self.form.flag(event.field, event.message)
         # other kinds (a newer core may add some) are not shown
+
+    def show_failure(self, event: Failed | None) -> None:
+        """A failed run's reason stays under the panes until the next run starts."""
+        banner = self.query_one("#failure", Static)
+        banner.display = event is not None
+        if event is not None:
+            where = f" (field {event.field} is flagged in the form)" if event.field else ""
+            banner.update(f"Run failed: {event.message}{where} · ctrl+l: all messages")
 
     def reset_panes(self, name: str = "") -> None:
         self.chart.reset()
@@ -349,40 +536,49 @@ class MainScreen(Screen):
         if self.run_dir is None:
             return
         source = Path(self.run_dir) / PROMPT
-        prompt = PathPrompt("Export the learned prompt",
-                            f"copy {source} to this file or folder; empty: show where it is")
+        prompt = PathPrompt("Export the learned prompt", f"copy {source} to this file or folder; empty: show where it is",
+                            placeholder=f"~/{Path(self.run_dir).name}-{PROMPT}")
         self.app.push_screen(prompt, lambda target: self.export_prompt(source, target))
 
-    def export_prompt(self, source: Path, target: str | None) -> None:
+    def export_prompt(self, source: Path, target: str | None, overwrite: bool = False) -> None:
         if target is None:
             return
         if not source.is_file():
-            self.notify(f"{source} does not exist yet: a run writes it at each checkpoint and at the end",
-                        title="No prompt to export", severity="error")
+            self.say(f"{source} does not exist yet: a run writes it at each checkpoint and at the end",
+                     title="No prompt to export", severity="error")
             return
         if not target:
-            self.notify(f"The learned prompt is {source.resolve()}", title="Prompt", timeout=15)
+            self.say(f"The learned prompt is {source.resolve()}", title="Prompt", timeout=15)
             return
         destination = Path(target).expanduser()
         if destination.is_dir():
             destination = destination / f"{source.parent.name}-{PROMPT}"
+        if not destination.parent.is_dir():
+            self.say(f"folder {destination.parent} does not exist; make it first or pick another",
+                     title="Export failed", severity="error")
+            return
+        if destination.exists() and not overwrite:
+            question = f"{destination} exists. Overwrite it with the prompt of {source.parent.name}?"
+            self.app.push_screen(ConfirmScreen("Overwrite?", question),
+                                 lambda yes: self.export_prompt(source, target, overwrite=True) if yes else None)
+            return
         try:
             shutil.copyfile(source, destination)
         except OSError as e:
-            self.notify(str(e), title="Export failed", severity="error")
+            self.say(f"cannot write {destination}: {e.strerror or e}", title="Export failed", severity="error")
             return
-        self.notify(f"Exported the prompt to {destination}", title="Prompt exported")
+        self.say(f"Exported the prompt to {destination}", title="Prompt exported")
 
 
 class PromptgradApp(App):
     CSS_PATH = "promptgrad.tcss"
     TITLE = "promptgrad"
-    ENABLE_COMMAND_PALETTE = False
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(self, config: TrainConfig | None = None, run_dir: str | None = None) -> None:
         super().__init__()
         self.main_screen = MainScreen(config, run_dir)
+        self.messages: list[LoggedMessage] = []
 
     def get_default_screen(self) -> Screen:
         return self.main_screen
@@ -390,14 +586,28 @@ class PromptgradApp(App):
     def on_mount(self) -> None:
         self.loop = asyncio.get_running_loop()
 
-    def on_stop_signal(self, signum: int) -> None:
-        """SIGTERM (kill, a scheduler) or SIGHUP (the SSH session dropped; the terminal is already detached):
-        stop the run the way ctrl+t does, finish the step and save, then quit. Called by the signal
-        handler on the main thread, so it only hands the work to the event loop."""
-        self.main_screen.stop_event.set()
-        loop = getattr(self, "loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(lambda: self.run_worker(self.action_quit(), name="quit on signal"))
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every message is kept in the log (ctrl+l), and shown as it is: never read as markup."""
+        self.messages.append(LoggedMessage(time.time(), severity, title, message))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        main = self.main_screen
+        for title, help_text, callback in (
+            ("Start a run", "ctrl+r: with the configuration in the form", main.action_start),
+            ("Stop the run", "ctrl+t: finish the step, save a checkpoint", main.action_stop),
+            ("Resume or extend a run", "ctrl+g: pick a run folder, then how many steps", main.action_resume),
+            ("Branch from the shown run", "ctrl+b: a new run starting from its prompt", main.action_branch),
+            ("Browse runs", "ctrl+o: open a run, mark runs to compare on the chart", main.action_browse),
+            ("Try an input", "f2: the learned prompt's answer beside the hand-written one's", main.action_probe),
+            ("Export the prompt", "ctrl+y: copy prompt.safetensors", main.action_export),
+            ("Next pane", "ctrl+n", main.action_next_pane),
+            ("Messages", "ctrl+l: every message with its time", main.action_messages),
+            ("Help", "f1 or ?: keys and panes", main.action_help),
+        ):
+            yield SystemCommand(title, help_text, callback)
 
     async def action_quit(self) -> None:
         """Quitting during a run stops it (finish the step, save a checkpoint) and then quits."""
@@ -409,6 +619,15 @@ class PromptgradApp(App):
             return
         screen.stop_event.set()
         self.exit()
+
+    def on_stop_signal(self, signum: int) -> None:
+        """SIGTERM (kill, a scheduler) or SIGHUP (the SSH session dropped; the terminal is already detached):
+        stop the run the way ctrl+t does, finish the step and save, then quit. Called by the signal
+        handler on the main thread, so it only hands the work to the event loop."""
+        self.main_screen.stop_event.set()
+        loop = getattr(self, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: self.run_worker(self.action_quit(), name="quit on signal"))
 
 
 def main(argv: list[str] | None = None) -> int:

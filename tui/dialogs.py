@@ -1,35 +1,167 @@
-"""The two modal screens: a one-line path prompt (open, resume, export) and the help text."""
+"""The modal screens: a path prompt that completes, a yes/no question, how far to take a resumed run,
+the message log, a failure that must not fade, and the help text. Each closes with escape."""
 
 from __future__ import annotations
 
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from rich.text import Text
+from textual.suggester import Suggester
 from textual.widgets import Input, Markdown, Static
 
 
+class PathSuggester(Suggester):
+    """Completes a path from the folder it is in: `runs/li` -> `runs/live/`. Relative paths are taken
+    from `base` first (runs/), then from the working folder."""
+
+    def __init__(self, base: str = "") -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.base = base
+
+    async def get_suggestion(self, value: str) -> str | None:
+        return complete_path(value, self.base)
+
+
+def complete_path(value: str, base: str = "") -> str | None:
+    """`value` completed with the first entry of its folder that starts like it (a folder gets its /)."""
+    typed = Path(value).expanduser()
+    folder, stem = (typed, "") if (not value or value.endswith("/")) else (typed.parent, typed.name)
+    for root in ([Path(base)] if base and not typed.is_absolute() else []) + [Path(".")]:
+        where = folder if folder.is_absolute() else root / folder
+        try:
+            names = sorted(n for n in os.listdir(where) if n.startswith(stem) and not n.startswith("."))
+        except OSError:
+            continue
+        if names:
+            return value[: len(value) - len(stem)] + names[0] + ("/" if (where / names[0]).is_dir() else "")
+    return None
+
+
 class PathPrompt(ModalScreen[str | None]):
-    """Ask for a path; dismiss with what was typed (enter) or None (escape)."""
+    """Ask for a path; tab completes it; dismiss with what was typed (enter) or None (escape)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("tab", "complete", "Complete", priority=True)]
 
-    def __init__(self, title: str, hint: str, value: str = "") -> None:
+    def __init__(self, title: str, hint: str, value: str = "", placeholder: str = "", base: str = "") -> None:
         super().__init__()
-        self.title_text, self.hint, self.value = title, hint, value
+        self.title_text, self.hint, self.value, self.placeholder, self.base = title, hint, value, placeholder, base
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
             dialog.border_title = self.title_text
-            yield Input(self.value, id="path")
-            yield Static(self.hint + "  (enter: ok, escape: cancel)", classes="dialog-hint")
+            yield Input(self.value, placeholder=self.placeholder, suggester=PathSuggester(self.base), id="path")
+            yield Static(self.hint, classes="dialog-hint")
+            yield Static("tab completes · enter: ok · escape: cancel", classes="dialog-hint")
+            yield Static("", id="path-error", classes="dialog-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
 
+    def action_complete(self) -> None:
+        field = self.query_one(Input)
+        suggestion = complete_path(field.value, self.base)
+        if suggestion:
+            field.value = suggestion
+            field.cursor_position = len(suggestion)
+
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question: y or enter says yes, n or escape says no."""
+
+    BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, title: str, question: str) -> None:
+        super().__init__()
+        self.title_text, self.question = title, question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = self.title_text
+            yield Static(Text(self.question))
+            yield Static("y / enter: yes · n / escape: no", classes="dialog-hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class StepsDialog(ModalScreen[int | None]):
+    """How far a resumed run should go: its own total, or more (an extension), never below where it is."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run: str, step: int, total: int, finished: bool) -> None:
+        super().__init__()
+        self.run, self.step, self.total, self.finished = run, step, total, finished
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = f"Resume {self.run}"
+            where = "finished" if self.finished else "stopped"
+            yield Static(f"{where} at step {self.step} of {self.total}. Go on to step:")
+            suggested = self.total if not self.finished else self.total * 2
+            yield Input(str(suggested), id="steps", type="integer")
+            yield Static("more steps than it had extend it: the learning rate goes on decaying from where it is, "
+                         "it never jumps up · enter: resume · escape: cancel", classes="dialog-hint")
+            yield Static("", id="steps-error", classes="dialog-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        try:
+            steps = int(event.value)
+        except ValueError:
+            steps = -1
+        lowest = self.step + 1 if self.finished else self.step
+        if steps < max(1, lowest):
+            reason = "it has finished" if self.finished else "it is there already"
+            self.query_one("#steps-error", Static).update(f"give at least {max(1, lowest)} steps: {reason} at step {self.step}")
+            return
+        self.dismiss(steps)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class LoggedMessage:
+    at: float
+    severity: str
+    title: str
+    text: str
+
+    def line(self) -> Text:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
+        mark = {"error": "ERROR", "warning": "warn "}.get(self.severity, "info ")
+        return Text.assemble((f"{stamp} {mark} ", "dim"), (f"{self.title}: " if self.title else "", "bold"), self.text)
+
+
+class MessageLogScreen(ModalScreen[None]):
+    """Every message the app has shown, with its time, newest last."""
+
+    BINDINGS = [Binding("escape,ctrl+l,q", "dismiss", "Close")]
+
+    def __init__(self, messages: list[LoggedMessage]) -> None:
+        super().__init__()
+        self.messages = list(messages)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="messages") as box:
+            box.border_title = f"Messages ({len(self.messages)}) · escape closes"
+            if not self.messages:
+                yield Static("No messages yet.", classes="dialog-hint")
+            for message in self.messages:
+                yield Static(message.line(), classes=f"message -{message.severity}")
+
+    def on_mount(self) -> None:
+        self.query_one("#messages").scroll_end(animate=False)
 
 
 class ErrorScreen(ModalScreen[None]):
@@ -43,44 +175,55 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="error") as box:
-            box.border_title = self.title_text
+            box.border_title = self.title_text + " · escape closes"
             yield Static(Text(self.message), classes="error-message")
             if self.details:
                 yield Static(Text(self.details), classes="error-details")
-            yield Static("escape closes this; the traceback is also in the run folder's traceback.txt", classes="dialog-hint")
+            yield Static("the traceback is also in the run folder's traceback.txt; ctrl+l lists all messages",
+                         classes="dialog-hint")
 
 
 HELP = """\
 # promptgrad-tui
 
-Learns a soft prompt for a frozen language model and shows it learning.
+Learns a prompt for a frozen language model and shows it learning. **escape**, **?** or **f1** closes this help.
 
 | key | does |
 |---|---|
-| **ctrl+r** | start a run with the configuration in the form |
+| **ctrl+r** | start a run with the configuration in the form (asks first if a run is on screen) |
 | **ctrl+t** | stop the run: finish the step, save a checkpoint |
-| **ctrl+g** | resume a run folder from its checkpoint |
-| **ctrl+o** | open a run folder to view (follows it while another process writes it) |
+| **ctrl+g** | resume or extend a run folder (pick it, then how many steps) |
+| **ctrl+b** | branch: a new run that starts from the shown run's prompt (init run:…) |
+| **ctrl+o** | browse runs/: open one to view, **space** marks runs to overlay on the chart |
+| **f2** | try an input with the prompt being learned, beside the hand-written one |
 | **ctrl+y** | export the learned prompt (prompt.safetensors) |
 | **ctrl+n** | next pane; **tab** / **shift+tab** move between fields |
-| **f1** | this help |
-| **ctrl+q** | quit (stops a run cleanly first) |
+| **ctrl+l** | the message log: every message, with its time |
+| **ctrl+p** | the command palette: every action by name |
+| **f1**, **?** | this help (? where the cursor is not in a text field) |
+| **ctrl+q**, **q** | quit (q where the cursor is not in a text field); a run is stopped cleanly first |
 
 **Configuration**: every setting of a run; a bad value is flagged under its field and blocks the start.
-The model field completes smollm2-135m and gpt2 … gpt2-xl (press **→** to accept) and takes any
-Hugging Face id or local path.
+It is locked while a run goes on. The model field completes smollm2-135m and gpt2 … gpt2-xl (press **→**)
+and takes any Hugging Face id or local path; a path that does not exist is flagged at once.
 
-**Loss**: training loss per step (grey) and its moving average, test loss at each evaluation,
-and the hand-written prompt's test loss as a reference line: below it, the learned prompt wins.
+**Loss**: training loss per step (·) and its moving average (line), test loss on the evaluation subset
+(o) and on the whole test set at the end (@), the hand-written prompt's (-) and the untrained prompt's
+(~) test loss; runs marked in the browser are overlaid (x, +, *). Below the hand-written line, the
+learned prompt wins.
 
-**Predictions**: the fixed test pairs and what the model answers with the prompt so far.
+**Predictions**: fixed test pairs and what the model answers with the prompt so far; the box under
+them tries any input you type, while training goes on, without changing the run.
 
-**Nearest tokens**: for each prompt position, the vocabulary tokens closest by cosine similarity.
+**Nearest tokens**: for each prompt position, the vocabulary tokens closest by cosine similarity
+(scroll sideways with ← → when they do not all fit).
+
+A run stops cleanly on SIGTERM or SIGHUP (a dropped SSH session) too; resume it with ctrl+g.
 """
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):

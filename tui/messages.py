@@ -1,7 +1,7 @@
 """The messages the app's parts send each other; each is a small dataclass.
 
-The training thread and the run-folder poller never touch widgets: they hand the core's events to the
-main screen as `RunEvents`, and the screen updates the panes on the UI thread.
+The training thread, the probe thread and the run-folder poller never touch widgets: they hand what
+they have to the main screen as messages, and the screen updates the panes on the UI thread.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from promptgrad.events import Event
+from promptgrad.probe import ProbeAnswer
 
 
 @dataclass
@@ -20,3 +21,10 @@ class RunEvents(Message):
     events: list[Event]
     live: bool  # True: this app is running the training; False: replaying or following a run folder
 
+
+@dataclass
+class ProbeAnswered(Message):
+    """What the probe made of an input (or why it could not answer)."""
+
+    answer: ProbeAnswer | None
+    error: str | None

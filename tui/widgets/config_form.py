@@ -7,6 +7,7 @@ flagged beside its field with exactly the message the command line would print.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -15,6 +16,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from promptgrad.config import DEVICES, METHODS, MODES, PRECISIONS, SCHEDULES, TrainConfig
 from promptgrad.errors import UserError
+from promptgrad.models import looks_like_path
 
 MODEL_CHOICES = ("smollm2-135m", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 # closed sets are a Select (true/false for every bool field); everything else is an Input
@@ -25,7 +27,7 @@ SUGGESTIONS = {"model": MODEL_CHOICES, "data": ("antonyms",), "init": ("random",
 HINTS = {  # short: each sits under its input, in 27 columns on a wide screen
     "model": "gpt2…gpt2-xl, id or path",
     "data": "antonyms, a file or dataset",
-    "init": "random, vocab, text:<words>",
+    "init": "random, vocab, text:…, run:<folder>",
     "epochs": "> 0: replaces steps",
     "train_size": "0: all training pairs",
     "method": "hard mode only",
@@ -35,6 +37,7 @@ HINTS = {  # short: each sits under its input, in 27 columns on a wide screen
     "patience": "gcg only",
     "device_map": "auto: split over all GPUs",
     "name": "empty: a timestamp",
+    "checkpoint_minutes": "0: by steps only",
 }
 SECTIONS = {"model": "What to learn", "lr": "How to learn it", "mode": "Soft or hard prompt",
             "eval_every": "How often to look", "device": "Where it runs"}
@@ -76,7 +79,11 @@ class ConfigField(Vertical):
 
     @value.setter
     def value(self, value: object) -> None:
-        self.control.value = as_choice(value) if isinstance(self.control, Select) else str(value)
+        if isinstance(self.control, Select):
+            self.control.value = as_choice(value)
+        else:
+            self.control.value = str(value)
+            self.control.cursor_position = 0  # show a long value from its start, not its end
 
     def show_error(self, message: str | None) -> None:
         self.set_class(message is not None, "-invalid")
@@ -115,6 +122,8 @@ class ConfigForm(VerticalScroll):
         """The config the form describes, or None with the offending field flagged and `self.error` set."""
         try:
             config = TrainConfig.from_dict(self.values())
+            if looks_like_path(config.model) and not Path(config.model).expanduser().exists():
+                raise UserError(f"model folder {config.model} does not exist", "model")
             self.error = None
         except UserError as e:
             config, self.error = None, e
@@ -124,6 +133,16 @@ class ConfigForm(VerticalScroll):
                 field.show_error(str(self.error) if name == flagged else None)
         self.set_class(self.error is not None, "-invalid")
         return config
+
+    def flag(self, field: str, message: str) -> None:
+        """Flag a field with an error found outside the form (by the run: a missing data file, say)."""
+        if field in self.config_fields:
+            self.config_fields[field].show_error(message)
+
+    def set_locked(self, locked: bool) -> None:
+        """Visibly locked while a run goes on: edits then could not change it."""
+        self.disabled = locked
+        self.border_title = "Configuration · locked during the run" if locked else "Configuration"
 
     def focus_error(self) -> None:
         if self.error and self.error.field in self.config_fields:

@@ -1,18 +1,33 @@
-"""The loss chart: training loss per step (raw and smoothed), test loss at each evaluation of the
-learned prompt, and the hand-written prompt's test loss as a reference line.
+"""The loss chart: training loss per step (raw and smoothed), the learned prompt's test loss on the
+evaluation subset and on the whole test set, the hand-written and the untrained prompt's test loss as
+reference lines, and other runs overlaid for comparison.
 
-Events only append to the series and mark the chart stale; the screen calls `redraw()` on a timer, so a
-fast run costs one plot every few tenths of a second however many steps arrive.
+Readable without colour: every series has its own marker character, and the legend sits in a line of
+its own above the plot, never on the data. Events only append to the series and mark the chart stale;
+the screen calls `redraw()` on a timer, so a fast run costs one plot every few tenths of a second.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from promptgrad.events import Evaluation
+from promptgrad.events import Evaluation, Event, Extended, Started, Step
 
 SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss
 MAX_POINTS = 600  # more points than this are thinned before plotting; a terminal shows far fewer
+# series: (marker, colour, legend text); markers are ASCII so that LANG=C terminals show them too
+TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
+    ("o", "orange", "test (subset)"), ("@", "red", "test (all pairs)"), ("-", "green", "hand-written"), \
+    ("~", "magenta", "untrained")
+OVERLAY_MARKERS = ("x", "+", "*", "%", "&")
+RICH = {"gray": "grey50", "orange": "dark_orange", "teal": "dark_cyan"}  # plotext colour names rich spells otherwise
+OVERLAY_COLORS = ("blue", "yellow", "white", "violet", "teal")
 
 
 def thinned(xs: list[float], ys: list[float], limit: int = MAX_POINTS) -> tuple[list[float], list[float]]:
@@ -22,67 +37,149 @@ def thinned(xs: list[float], ys: list[float], limit: int = MAX_POINTS) -> tuple[
     return xs[::stride] + xs[-1:], ys[::stride] + ys[-1:]
 
 
-class LossChart(PlotextPlot):
+@dataclass
+class Curves:
+    """What one run contributes to the chart."""
+
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    subset_steps: list[int] = field(default_factory=list)  # the learned prompt on the evaluation subset
+    subset_loss: list[float] = field(default_factory=list)
+    full_steps: list[int] = field(default_factory=list)  # ... and on the whole test set
+    full_loss: list[float] = field(default_factory=list)
+    hand_written: float | None = None  # on the whole test set once measured there, else on the subset
+    untrained: float | None = None
+    n_test: int = 0  # pairs in the whole test set (from the Started event)
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self.n_test = event.n_test
+            if event.start_step:  # resumed: the steps logged after its checkpoint are done again
+                self.truncate(event.start_step)
+        elif isinstance(event, Step):
+            if self.steps and event.step <= self.steps[-1]:
+                self.truncate(event.step - 1)
+            average = event.loss if not self.smoothed else SMOOTHING * self.smoothed[-1] + (1 - SMOOTHING) * event.loss
+            self.steps.append(event.step)
+            self.train_loss.append(event.loss)
+            self.smoothed.append(average)
+        elif isinstance(event, Evaluation) and event.test_loss is not None:
+            whole = event.n_pairs == self.n_test
+            if event.prompt == "hand-written" and (self.hand_written is None or whole):
+                self.hand_written = event.test_loss
+            elif event.prompt == "untrained" and (self.untrained is None or whole):
+                self.untrained = event.test_loss
+            elif event.prompt == "learned":
+                steps, losses = (self.full_steps, self.full_loss) if whole else (self.subset_steps, self.subset_loss)
+                steps.append(event.step)
+                losses.append(event.test_loss)
+
+    def truncate(self, step: int) -> None:
+        """Forget everything after `step`: a resumed run goes on from its checkpoint."""
+        for xs, *ys in ((self.steps, self.train_loss, self.smoothed), (self.subset_steps, self.subset_loss),
+                        (self.full_steps, self.full_loss)):
+            keep = sum(1 for s in xs if s <= step)
+            for series in (xs, *ys):
+                del series[keep:]
+
+    @staticmethod
+    def of(events: list[Event]) -> Curves:
+        curves = Curves()
+        for event in events:
+            curves.add(event)
+        return curves
+
+
+class LossChart(Vertical):
+    """The chart pane: a one-line legend, then the plot."""
+
     can_focus = True
     BORDER_TITLE = "Loss"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.overlays: dict[str, Curves] = {}
         self.reset()
 
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="legend")
+        yield PlotextPlot()
+
     def reset(self) -> None:
-        self.steps: list[int] = []
-        self.train_loss: list[float] = []
-        self.smoothed: list[float] = []
-        self.test_steps: list[int] = []
-        self.test_loss: list[float] = []
-        self.hand_written: float | None = None
+        self.curves = Curves()
         self.total_steps = 0
         self.stale = True
 
-    def add_step(self, step: int, loss: float) -> None:
-        if self.steps and step <= self.steps[-1]:  # a resumed run repeats the steps after its checkpoint
-            self.truncate(step - 1)
-        average = loss if not self.smoothed else SMOOTHING * self.smoothed[-1] + (1 - SMOOTHING) * loss
-        self.steps.append(step)
-        self.train_loss.append(loss)
-        self.smoothed.append(average)
-        self.stale = True
+    # the run's own series, as the screen and the tests read them
+    @property
+    def steps(self) -> list[int]:
+        return self.curves.steps
 
-    def add_evaluation(self, event: Evaluation) -> None:
-        if event.test_loss is None:
-            return
-        if event.prompt == "hand-written":
-            self.hand_written = event.test_loss
-        elif event.prompt == "learned":
-            self.test_steps.append(event.step)
-            self.test_loss.append(event.test_loss)
+    @property
+    def test_steps(self) -> list[int]:
+        return self.curves.subset_steps + self.curves.full_steps
+
+    @property
+    def hand_written(self) -> float | None:
+        return self.curves.hand_written
+
+    def add(self, event: Event) -> None:
+        self.curves.add(event)
+        if isinstance(event, (Started, Extended)):
+            self.total_steps = event.total_steps
         self.stale = True
 
     def truncate(self, step: int) -> None:
-        """Forget everything after `step`: a resumed run goes on from its checkpoint."""
-        keep = sum(1 for s in self.steps if s <= step)
-        del self.steps[keep:], self.train_loss[keep:], self.smoothed[keep:]
-        keep = sum(1 for s in self.test_steps if s <= step)
-        del self.test_steps[keep:], self.test_loss[keep:]
+        self.curves.truncate(step)
         self.stale = True
 
+    def set_overlays(self, overlays: dict[str, Curves]) -> None:
+        self.overlays = overlays
+        self.stale = True
+
+    def legend(self) -> Text:
+        parts: list[tuple[str, str] | str] = []
+        c = self.curves
+        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps),
+                 (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
+        for (marker, colour, label), present in shown:
+            if present:
+                parts += [("━" if marker == "braille" else marker * 2, RICH.get(colour, colour)), f" {label}  "]
+        for i, name in enumerate(self.overlays):
+            colour = OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
+            parts += [(OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)] * 2, RICH.get(colour, colour)), f" {name}  "]
+        return Text.assemble(*parts) if parts else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
+
     def redraw(self) -> None:
-        if not self.stale:
+        if not self.stale or not self.is_mounted:
             return
         self.stale = False
-        plt = self.plt
+        self.query_one(".legend", Static).update(self.legend())
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
         plt.clear_data()
         plt.xlabel("step")
-        right = max([self.total_steps, 1, *self.steps[-1:], *self.test_steps[-1:]])
+        plt.ylabel("loss (nats/token)")
+        c = self.curves
+        others = list(self.overlays.values())
+        right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:],
+                     *(o.steps[-1] for o in others if o.steps)])
         plt.xlim(0, right)
-        if self.steps:
-            xs, ys = thinned(self.steps, self.train_loss)
-            plt.plot(xs, ys, label="train", color="gray", marker="braille")
-            xs, ys = thinned(self.steps, self.smoothed)
-            plt.plot(xs, ys, label="train (EMA)", color="cyan", marker="braille")
-        if self.test_steps:
-            plt.plot(self.test_steps, self.test_loss, label="test", color="orange", marker="dot")
-        if self.hand_written is not None:
-            plt.plot([0, right], [self.hand_written] * 2, label="hand-written", color="green", marker="braille")
-        self.refresh()
+        for i, other in enumerate(others):
+            marker, colour = OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)], OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
+            if other.steps:
+                plt.plot(*thinned(other.steps, other.smoothed), marker=marker, color=colour)
+            if other.subset_steps or other.full_steps:
+                plt.scatter(other.subset_steps + other.full_steps, other.subset_loss + other.full_loss, marker=marker, color=colour)
+        if c.steps:
+            plt.scatter(*thinned(c.steps, c.train_loss), marker=TRAIN[0], color=TRAIN[1])
+            plt.plot(*thinned(c.steps, c.smoothed), marker=EMA[0], color=EMA[1])
+        if c.subset_steps:
+            plt.scatter(c.subset_steps, c.subset_loss, marker=SUBSET[0], color=SUBSET[1])
+        if c.full_steps:
+            plt.scatter(c.full_steps, c.full_loss, marker=FULL[0], color=FULL[1])
+        for (marker, colour, _), value in ((HAND, c.hand_written), (UNTRAINED, c.untrained)):
+            if value is not None:
+                plt.plot([0, right], [value, value], marker=marker, color=colour)
+        plot.refresh()

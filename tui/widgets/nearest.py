@@ -28,14 +28,24 @@ class NearestTable(DataTable):
         self.border_title = "Nearest tokens"
         self.border_subtitle = ""
 
+    def on_mount(self) -> None:
+        self.event: NearestTokens | None = None
+
+    def on_resize(self) -> None:
+        if getattr(self, "event", None) is not None:
+            self.show(self.event)
+
     def show(self, event: NearestTokens) -> None:
+        self.event = event
         k = max((len(tokens) for tokens in event.positions), default=0)
         rows = [
             [Text(str(position)), *(Text.assemble(visible(t.token), (f" {t.cosine:.2f}", "dim")) for t in tokens)]
             for position, tokens in enumerate(event.positions)
         ]
         set_table(self, ["pos", *(f"#{i + 1}" for i in range(k))], rows)
-        self.border_title = f"Nearest tokens · step {event.step} · cosine"
+        needed = sum(column.get_render_width(self) for column in self.columns.values())
+        more = " · ←→ more" if needed > self.size.width - 1 else ""  # the table scrolls sideways
+        self.border_title = f"Nearest · step {event.step} · cosine{more}"
 
     def show_hard_prompt(self, event: HardPromptFound) -> None:
         self.border_subtitle = f"hard prompt {event.text!r} · step {event.step} · loss {event.train_loss:.3f}"

@@ -1,4 +1,5 @@
-"""The status line: what the run is and how far it has got, in one or two lines."""
+"""The status line: what the run is doing and how far it has got, in one line that fits 80 columns;
+and, under it when a run has failed, the reason, kept until the next run starts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
-from promptgrad.events import Evaluation, Event, Failed, Finished, Started, Step
+from promptgrad.events import Evaluation, Event, Extended, Failed, Finished, Progress, Started, Step
 
 
 def duration(seconds: float | None) -> str:
@@ -26,8 +27,9 @@ class StatusLine(Static):
 
     def reset(self, phase: str = "ready", name: str = "") -> None:
         self.phase, self.run_name = phase, name
+        self.doing = ""  # what a long phase is doing ("scoring the hand-written prompt 64/256")
         self.step = self.total_steps = 0
-        self.epoch = self.examples_per_s = 0.0
+        self.examples_per_s = 0.0
         self.eta_s = math.nan
         self.device = self.precision = ""
         self.best_test_loss: float | None = None
@@ -37,40 +39,52 @@ class StatusLine(Static):
         self.phase, self.stale = phase, True
 
     def apply(self, event: Event) -> None:
-        if isinstance(event, Started):
+        if isinstance(event, Progress):
+            self.doing = f"{event.task} {event.done}/{event.total}" if event.total else f"{event.task}…"
+        elif isinstance(event, Started):
             self.run_name = Path(event.run_dir).name
             self.total_steps, self.step = event.total_steps, event.start_step
             self.device, self.precision = event.device, event.precision
+            self.doing = ""
+        elif isinstance(event, Extended):
+            self.total_steps = event.total_steps
         elif isinstance(event, Step):
-            self.step, self.epoch, self.eta_s = event.step, event.epoch, event.eta_s
-            self.examples_per_s = event.examples_per_s
-        elif isinstance(event, Evaluation) and event.prompt == "learned" and event.best_test_loss is not None:
-            self.best_test_loss = event.best_test_loss
+            self.step, self.eta_s, self.examples_per_s, self.doing = event.step, event.eta_s, event.examples_per_s, ""
+        elif isinstance(event, Evaluation):
+            self.doing = ""
+            if event.prompt == "learned" and event.best_test_loss is not None:
+                self.best_test_loss = event.best_test_loss
         elif isinstance(event, Finished):
-            self.step, self.eta_s = event.step, 0.0
+            self.step, self.eta_s, self.doing = event.step, 0.0, ""
         elif isinstance(event, Failed):
-            self.step = max(self.step, event.step)
+            self.step, self.doing = max(self.step, event.step), ""
         self.stale = True
 
     def redraw(self) -> None:
         if self.stale:
             self.stale = False
-            self.update(self.line())
+            self.update(self.line(max(40, self.size.width or 80)))
 
-    def line(self) -> Text:
-        parts: list[str | tuple[str, str]] = [(self.phase, "bold")]
-        if self.run_name:
-            parts.append((f" {self.run_name}", "bold"))
-        if self.total_steps:
-            best = "–" if self.best_test_loss is None else f"{self.best_test_loss:.4f}"
-            parts += [
-                f" │ step {self.step}/{self.total_steps}",
-                f" │ epoch {self.epoch:.2f}",
-                f" │ {self.examples_per_s:.1f} ex/s",
-                f" │ ETA {duration(self.eta_s)}",
-                f" │ {self.device}/{self.precision}",
-                f" │ best test loss {best}",
-            ]
-        elif self.phase == "ready":
-            parts.append((" │ ctrl+r starts a run with this configuration │ f1 help", "dim"))
-        return Text.assemble(*parts)
+    def line(self, width: int = 80) -> Text:
+        """The line, fitted to `width`: less important parts go first, the run's name is shortened last."""
+        head = [(self.phase, "bold")]
+        if self.doing:
+            return Text.assemble(*head, " ", self.doing)[:width]
+        if not self.total_steps:
+            hint = " │ ctrl+r starts a run · ctrl+o opens one · ? help" if self.phase == "ready" else ""
+            return Text.assemble(*head, (f" {self.run_name}" if self.run_name else "", "bold"), (hint, "dim"))[:width]
+        best = "–" if self.best_test_loss is None else f"{self.best_test_loss:.4f}"
+        parts = [f"step {self.step}/{self.total_steps}", f"{self.examples_per_s:.1f} ex/s", f"ETA {duration(self.eta_s)}",
+                 f"{self.device}/{self.precision}", f"best test {best}"]
+        optional = [3, 1, 2]  # dropped in this order when the line is too long: device, speed, ETA
+        name = self.run_name
+        while True:
+            text = Text.assemble(*head, (f" {name}" if name else "", "bold"), *(f" │ {p}" for p in parts if p))
+            if text.cell_len <= width:
+                return text
+            if optional:
+                parts[optional.pop(0)] = ""
+            elif len(name) > 8:
+                name = name[:7] + "…"
+            else:
+                return text[:width]

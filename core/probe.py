@@ -1,0 +1,61 @@
+"""Try the prompt being learned on any input, while the run goes on, without disturbing it.
+
+    probe = Probe()
+    for event in train(config, stop, probe=probe):   # the loop attaches its model and prompt
+        ...
+    probe.ask("hot")   # from any thread: ProbeAnswer(x="hot", learned="cold", hand_written="hot", step=40)
+
+`ask` decodes greedily (no randomness, so the run's RNG stream is untouched), under inference mode
+(no graph), with a copy of the prompt taken under the lock the loop holds while it updates the prompt
+(so a copy is never half old, half new, and the run's own prompt is never written). The run's results
+are therefore the same with or without probing (tests/test_probe.py checks it bit for bit). After the
+run ends, the probe keeps the model and the final prompt, so asking goes on working.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from promptgrad.errors import UserError
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    x: str
+    learned: str  # the first word the model writes with the learned prompt
+    hand_written: str  # ... and with the hand-written one
+    step: int  # the step whose prompt answered
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held by the training loop while it changes the prompt
+        self._attached: tuple | None = None
+
+    def attach(self, session, prompt: Callable[[], torch.Tensor], step: Callable[[], int]) -> None:
+        baseline, baseline_encoder = session.baseline_prompt()
+        self._attached = (session, prompt, step, baseline, baseline_encoder)
+
+    @property
+    def ready(self) -> bool:
+        return self._attached is not None
+
+    def ask(self, x: str) -> ProbeAnswer:
+        from promptgrad.evaluation import greedy_words
+
+        if self._attached is None:
+            raise UserError("there is no prompt to try yet: start or resume a run first")
+        x = x.strip()
+        if not x:
+            raise UserError("type an input to try, such as hot")
+        session, prompt, step, baseline, baseline_encoder = self._attached
+        with self.lock:
+            vectors, at = prompt().detach().clone(), step()
+        frozen = session.frozen
+        learned = greedy_words(frozen, session.encoder, [x], vectors, 1)[0]
+        hand = greedy_words(frozen, baseline_encoder, [x], baseline, 1)[0]
+        return ProbeAnswer(x, learned, hand, at)
