@@ -54,8 +54,11 @@ class Problem:
 
     @staticmethod
     def load(model: str, data: str, template: str, prompt_len: int, batch_size: int, seed: int, device: torch.device) -> Problem:
-        """The model in fp32, the seeded split promptgrad makes, and promptgrad's random mean/std init."""
-        fp32 = load_model(model, device, torch.float32)
+        """The model in fp32 (`shape:NAME`: random weights of that shape, shapes.py), the seeded split
+        promptgrad makes, and promptgrad's random mean/std init."""
+        from shapes import is_shape, shape_model
+
+        fp32 = shape_model(model, device) if is_shape(model) else load_model(model, device, torch.float32)
         split = split_pairs(load_pairs(data), TrainConfig().test_fraction, seed)
         initial = SoftPrompt.initial("random", prompt_len, fp32.embedding.weight, fp32.tokenizer,
                                      torch.Generator().manual_seed(seed)).vectors.detach()

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loops import OriginalLoop, Problem, PromptgradLoop  # noqa: E402
 
-from promptgrad.cli import quiet_libraries  # noqa: E402
+from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.precision import cpu_description, resolve_device  # noqa: E402
 

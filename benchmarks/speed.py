@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 
 from loops import Loop, OriginalLoop, PeftLoop, Problem, PromptgradLoop, counted_flops, matmul_peak, timed_steps  # noqa: E402
 
-from promptgrad.cli import quiet_libraries  # noqa: E402
+from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.evaluation import score_prompt  # noqa: E402
 from promptgrad.models import FrozenModel  # noqa: E402

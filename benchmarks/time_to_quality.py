@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loops import OriginalLoop, Problem, PromptgradLoop, synchronize  # noqa: E402
 
-from promptgrad.cli import quiet_libraries  # noqa: E402
+from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.evaluation import PromptScore, score_prompt  # noqa: E402
 from promptgrad.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402

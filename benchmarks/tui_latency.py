@@ -73,18 +73,23 @@ class Terminal:
         return at
 
     def wait_for(self, pattern: str, since: float, timeout: float) -> float:
-        """When text matching `pattern` (a regular expression) first appeared in what the app wrote after `since`."""
+        """When text matching `pattern` (a regular expression) first appeared in what the app wrote after
+        `since`. Each chunk is searched once (with the end of the one before, for matches across two), so
+        the waiting takes little CPU from the app it measures."""
         needle, deadline = re.compile(pattern.encode()), time.monotonic() + timeout
+        done, tail = 0, b""
         while time.monotonic() < deadline:
             with self.lock:
-                seen = b""
-                for at, data in self.chunks:
-                    if at >= since:
-                        seen += data
-                        if needle.search(seen):
-                            return at
-            time.sleep(0.002)
-        raise TimeoutError(f"{text!r} did not appear within {timeout} s")
+                fresh = self.chunks[done:]
+            for at, data in fresh:
+                done += 1
+                if at < since:
+                    continue
+                if needle.search(tail + data):
+                    return at
+                tail = (tail + data)[-256:]
+            time.sleep(0.005)
+        raise TimeoutError(f"{pattern!r} did not appear within {timeout} s")
 
     def close(self) -> None:
         try:
@@ -107,7 +112,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", default=BUNDLED_MODEL)
     p.add_argument("--data", default="antonyms")
     p.add_argument("--size", default="100x30", help="COLUMNSxROWS; below 120 columns the panes are tabs")
-    p.add_argument("--presses", type=int, default=20)
+    p.add_argument("--presses", type=int, default=100)
     p.add_argument("--steps", type=int, default=400, help="long enough to outlast the measurement")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
@@ -122,7 +127,7 @@ def main(argv=None) -> None:
         terminal.wait_for("Configuration", 0, timeout=120)
         time.sleep(1.0)
         started = terminal.type(b"\x12")  # ctrl+r
-        first_eval = terminal.wait_for("hand-written", started, timeout=300) - started  # its legend entry
+        first_eval = terminal.wait_for(" hand-written  ", started, timeout=300) - started  # its legend entry
         first_step = terminal.wait_for(r"step [1-9][0-9]*/", started, timeout=600) - started  # the first the screen shows
         time.sleep(2.0)
         pane = "chart" if columns < 120 else "config"  # a narrow screen shows the chart once a run starts
@@ -132,17 +137,21 @@ def main(argv=None) -> None:
             pressed = terminal.type(b"\x0e")  # ctrl+n
             latencies.append(terminal.wait_for(TITLES[pane], pressed, timeout=30) - pressed)
             time.sleep(0.3 + random.random() * 0.4)  # presses at a person's pace, not in step with the redraw timer
+        with terminal.lock:
+            shown = re.findall(rb"([0-9]+\.[0-9]) ex/s", b"".join(data for at, data in terminal.chunks if at >= pressed - 5))
+        rate = float(shown[-1]) if shown else float("nan")  # what the status line said at the end: training speed meanwhile
     finally:
         terminal.close()
     figures = {"cpu": cpu_description(), "model": args.model, "size": args.size, "first_evaluation_s": first_eval,
                "first_step_s": first_step, "key_latency_ms": {"median": 1000 * statistics.median(latencies),
                                                                "p95": 1000 * percentile(latencies, 0.95),
-                                                               "max": 1000 * max(latencies), "n": len(latencies)}}
+                                                               "max": 1000 * max(latencies), "n": len(latencies)},
+               "examples_per_s_during": rate}
     print(f"promptgrad-tui on {figures['cpu']}, model {args.model}, terminal {args.size}")
     print(f"ctrl+r -> first point on the chart (hand-written prompt's loss): {first_eval:.1f} s; -> first step: {first_step:.1f} s")
     k = figures["key_latency_ms"]
     print(f"ctrl+n -> new pane on screen, during training, {k['n']} presses: median {k['median']:.0f} ms, "
-          f"p95 {k['p95']:.0f} ms, max {k['max']:.0f} ms")
+          f"p95 {k['p95']:.0f} ms, max {k['max']:.0f} ms; training went on at {rate:.1f} examples/s")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 

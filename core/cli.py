@@ -17,23 +17,12 @@ from rich.console import Console
 
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
+from promptgrad.quiet import quiet_libraries
 
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse prints usage over several lines; we say what was wrong
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def quiet_libraries() -> None:
-    """Keep the terminal for our own output: no per-tensor loading bars or deprecation chatter."""
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
 def build_parser() -> argparse.ArgumentParser:

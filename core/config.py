@@ -13,8 +13,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from promptgrad.errors import UserError
 
 BUNDLED_MODEL = "smollm2-135m"
@@ -147,6 +145,8 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
     def dumps(self) -> str:
+        import tomli_w  # only writing needs it (a GPU box running the benchmarks from a copied tree may lack it)
+
         return tomli_w.dumps(self.to_dict())
 
     def save(self, path: Path) -> None:

@@ -27,7 +27,8 @@ from promptgrad.objective import target_logits, target_loss
 from promptgrad.projection import Projection, RoundTrip
 from promptgrad.template import Batch
 
-ROWS_PER_FORWARD = 512  # sequences (candidates x pairs) scored in one forward pass
+# sequences (candidates x pairs) first tried in one forward pass: a GPU takes many more than a CPU needs
+ROWS_PER_FORWARD = {"cpu": 512, "cuda": 8192}
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,31 @@ def sample_candidates(ids: list[int], top: torch.Tensor, n: int, generator: torc
     return torch.unique(candidates, dim=0)
 
 
-@torch.inference_mode()
 def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, candidates: torch.Tensor,
-                     rows_per_forward: int = ROWS_PER_FORWARD) -> torch.Tensor:
-    """[C] mean cross-entropy per target token of each candidate prompt [C, P] on the whole batch."""
+                     rows_per_forward: int | None = None) -> torch.Tensor:
+    """[C] mean cross-entropy per target token of each candidate prompt [C, P] on the whole batch.
+    As many (candidate, pair) rows go into one forward pass as fit: from ROWS_PER_FORWARD for the device,
+    halved on running out of GPU memory (nanoGCG does the same with accelerate's find_executable_batch_size,
+    which also empties the cache before every call: too costly once a step), and the size that fitted is
+    where the next step starts."""
+    rows = rows_per_forward or frozen.rows_per_forward or ROWS_PER_FORWARD.get(frozen.device.type, 512)
+    while True:
+        try:
+            losses = _candidate_losses(frozen, batch, projection, candidates, rows)
+        except torch.OutOfMemoryError:
+            if rows <= batch.input_ids.shape[0]:
+                raise
+            rows //= 2
+            torch.cuda.empty_cache()
+            continue
+        if rows_per_forward is None:
+            frozen.rows_per_forward = rows
+        return losses
+
+
+@torch.inference_mode()
+def _candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, candidates: torch.Tensor,
+                      rows_per_forward: int) -> torch.Tensor:
     B = batch.input_ids.shape[0]
     per_forward = max(1, rows_per_forward // B)
     mask = batch.target_mask.flatten()
@@ -78,8 +100,8 @@ def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, 
         logits = target_logits(frozen, repeated, prompts).float()
         per_token = F.cross_entropy(logits.flatten(0, 1), repeated.target_ids.flatten().to(logits.device), reduction="none")
         per_token = per_token.view(c, -1) * mask.to(logits.device)
-        losses.append((per_token.sum(-1) / mask.sum()).cpu())
-    return torch.cat(losses)
+        losses.append(per_token.sum(-1) / mask.sum())
+    return torch.cat(losses).cpu()  # one copy back, after every chunk
 
 
 class GCG:

@@ -54,10 +54,11 @@ class Learner(Protocol):
 
 
 def training_step(frozen: FrozenModel, batch: Batch, vectors: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  group: Processes = Processes()) -> float:
+                  group: Processes = Processes(), report: bool = True) -> float | torch.Tensor:
     """One Adam step on the prompt for one (per-process share of a) batch; returns the batch's mean loss,
-    which is NaN if the loss *or the updated prompt* is not finite. Exactly one host-device sync: the
-    returned number. The benchmarks time exactly this function."""
+    which is NaN if the loss *or the updated prompt* is not finite. One host-device sync, the returned
+    number; with `report=False` none: the loss stays a tensor on the device (tests/test_gpu_check.py counts
+    them). The benchmarks time exactly this function."""
     if batch.input_ids.shape[0]:
         loss_sum, n_tokens = target_loss_sum(frozen, batch, vectors)
     else:  # a short last batch left this process no rows: it adds nothing but joins the collectives
@@ -71,10 +72,11 @@ def training_step(frozen: FrozenModel, batch: Batch, vectors: torch.Tensor, opti
     loss.backward()
     group.sum_(vectors.grad)
     optimizer.step()
-    report = loss.detach().to(vectors.device)
-    group.sum_(report)
+    reported = loss.detach().to(vectors.device)
+    group.sum_(reported)
     # inf * 0 and nan * 0 are nan: a prompt that went non-finite poisons the reported loss, at no extra sync
-    return (report + vectors.detach().sum() * 0.0).item()
+    loss_and_prompt = reported + vectors.detach().sum() * 0.0
+    return loss_and_prompt.item() if report else loss_and_prompt
 
 
 class SoftLearner:

@@ -33,6 +33,7 @@ class FrozenModel:
     dtype: torch.dtype
     # keys/values of template prefixes, by their token ids (prefix_cache.py); valid because nothing changes the weights
     _prefix_caches: dict = field(default_factory=dict, repr=False, compare=False)
+    rows_per_forward: int = 0  # how many candidate rows fitted into one forward pass last time (gcg.py); 0: not tried yet
 
     @property
     def embedding(self) -> torch.nn.Embedding:

@@ -17,10 +17,15 @@ from promptgrad.template import Batch
 
 
 def embed_with_prompt(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-    """Token embeddings of the batch with the prompt's [P, hidden] vectors at its marked positions."""
+    """Token embeddings of the batch with the prompt's vectors at its marked positions: `prompt` is
+    [P, hidden] for every row, or [B, P, hidden] for one prompt per row (the discrete search's candidates).
+    A gather by position, not masked_scatter: nothing here waits for the GPU to count the mask."""
     tokens = frozen.embedding(batch.input_ids)
-    rows = prompt.to(tokens.dtype).expand(batch.input_ids.shape[0], -1, -1)
-    return tokens.masked_scatter(batch.prompt_mask.unsqueeze(-1), rows)
+    B, L, H = tokens.shape
+    rows = prompt.to(tokens.dtype).expand(B, -1, -1)
+    position = (batch.prompt_mask.cumsum(-1) - 1).clamp(min=0)  # the j-th prompt position of its row -> j
+    spliced = torch.gather(rows, 1, position.unsqueeze(-1).expand(B, L, H))
+    return torch.where(batch.prompt_mask.unsqueeze(-1), spliced, tokens)
 
 
 def target_logits(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor, n_logits: int | None = None) -> torch.Tensor:

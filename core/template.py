@@ -75,6 +75,8 @@ class Batch:
                      prefix_ids=self.prefix_ids)
 
     def to(self, device: torch.device | str) -> Batch:
+        if torch.device(device).type == "cuda":  # from page-locked memory, without waiting for the copy
+            return self.map(lambda t: t.pin_memory().to(device, non_blocking=True))
         return self.map(lambda t: t.to(device))
 
 

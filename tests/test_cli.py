@@ -140,3 +140,19 @@ def test_a_non_finite_loss_ends_the_run_without_saving_that_prompt(tiny_config, 
     assert len(err) == 1 and "became nan at step 1" in err[0] and "not saved" in err[0], err
     assert "precision fp32" not in err[0]  # the run is fp32 already: no such advice
     assert not (Path(tiny_config.runs_dir) / "nan" / "prompt.safetensors").exists()
+
+
+def test_a_hub_id_this_machine_cannot_reach_is_one_clear_line_within_seconds(tiny_config, monkeypatch, capsys):
+    import time
+
+    import promptgrad.models
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the hub is unreachable
+    monkeypatch.setattr(promptgrad.models, "_HUB_REACHABLE", None)
+    started = time.monotonic()
+    assert main(tiny_args(tiny_config, "--model", "smollm2-135")) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be reached from here and the model is not in the local cache" in err[0], err
+    assert main(tiny_args(tiny_config, "--model", "/tmp/nope/model")) == 2  # a path: said without trying the hub
+    assert "model folder /tmp/nope/model does not exist" in capsys.readouterr().err

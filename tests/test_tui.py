@@ -441,8 +441,10 @@ def test_6_the_chart_is_readable_without_colour(tiny_config):
             assert len({series[0] for series in (TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED)}) == 6  # distinct markers
             app.main_screen.show_pane("chart")
             await pilot.pause()
+            builds = chart.builds
             chart.stale = True
             chart.redraw()
+            await wait_for(pilot, lambda: chart.builds > builds, what="the figure, built in its thread")
             await pilot.pause()
             screen_text = app.export_screenshot()
             assert "nats/token" in screen_text and "step" in screen_text  # both axes labelled

@@ -30,10 +30,10 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static, Tab, Tabs
+from textual.widgets import Input, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from promptgrad.cli import quiet_libraries
+from promptgrad.quiet import quiet_libraries
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens,
@@ -47,13 +47,15 @@ from promptgrad_tui.dialogs import (ConfirmScreen, ErrorScreen, HelpScreen, Logg
                                     StepsDialog)
 from promptgrad_tui.messages import ProbeAnswered, RunEvents
 from promptgrad_tui.widgets.config_form import ConfigForm
+from promptgrad_tui.widgets.key_bar import KeyBar
 from promptgrad_tui.widgets.loss_chart import Curves, LossChart
 from promptgrad_tui.widgets.nearest import NearestTable
 from promptgrad_tui.widgets.predictions import PredictionsPane, ProbeAsked
 from promptgrad_tui.widgets.status import StatusLine
 
 PANES = {"config": "Config", "chart": "Loss", "predictions": "Predictions", "nearest": "Nearest"}
-REDRAW_SECONDS = 0.3  # chart and status line redraw at most this often
+REDRAW_SECONDS = 0.3  # the status line redraws at most this often
+CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python, on the UI thread
 POST_SECONDS = 0.25  # the worker batches Step events arriving faster than this into one message
 FOLLOW_SECONDS = 1.0  # how often a viewed run folder is checked for new events
 MAX_OVERLAYS = 5
@@ -104,15 +106,17 @@ class MainScreen(Screen):
             yield NearestTable(id="nearest", classes="pane")
         yield Static("", id="failure")
         yield StatusLine(id="status")
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         self.form.check()
         if self.initial_view:
             self.view_run(self.initial_view)
         self.show_pane(self.pane)  # the cursor starts in the form's first field, on any screen size
+        self.show_keys()
         self.redraw()
-        self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.set_interval(REDRAW_SECONDS, self.status.redraw)
+        self.set_interval(CHART_SECONDS, self.chart.redraw)
 
     def on_unmount(self) -> None:
         self.stop_event.set()  # however the app ends, a run still going finishes its step and saves
@@ -152,6 +156,16 @@ class MainScreen(Screen):
             return self.run_dir is not None
         return True
 
+    def watch_running(self) -> None:
+        self.show_keys()
+
+    def watch_run_dir(self) -> None:
+        self.show_keys()
+
+    def show_keys(self) -> None:
+        if self.is_mounted:
+            self.query_one(KeyBar).show_keys(self.check_action)
+
     # ---- panes ----------------------------------------------------------------------------------
     def watch_pane(self, pane: str) -> None:
         self.show_panes()
@@ -182,9 +196,10 @@ class MainScreen(Screen):
             has_cursor = pane in (event.widget, *event.widget.ancestors)
             if has_cursor:
                 self.pane = name
-            # inline styles, not a class: a class change restyles every widget inside the pane
-            pane.styles.border = ("round", self.app.theme_variables["accent"] if has_cursor else "#555555")
+            # the title in bold accent, set inline: a class change would restyle every widget inside the
+            # pane, and a border change would lay the whole screen out again
             pane.styles.border_title_color = self.app.theme_variables["accent"] if has_cursor else None
+            pane.styles.border_title_style = "bold" if has_cursor else "none"
 
     def pane_focus_target(self, pane: str):
         widget = self.query_one(f"#{pane}")
@@ -303,6 +318,7 @@ class MainScreen(Screen):
             self.stop_event.set()
             self.status.set_phase("stopping")
             self.refresh_bindings()
+            self.show_keys()
             self.say("Stopping: finishing this step (or evaluation batch) and saving a checkpoint")
 
     # ---- resume, extend, branch -----------------------------------------------------------------

@@ -9,9 +9,11 @@ the screen calls `redraw()` on a timer, so a fast run costs one plot every few t
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -91,6 +93,18 @@ class Curves:
         return curves
 
 
+class BuiltPlot(PlotextPlot):
+    """Shows a figure built elsewhere. PlotextPlot builds the whole figure in render(), on the UI thread:
+    tens of milliseconds of Python at 160 columns, more while the training thread wants the GIL, and
+    again at every repaint (the cursor moving in or out of the pane). LossChart builds it in a worker
+    thread instead and hands the text over; render() only returns it."""
+
+    built: Text | None = None
+
+    def render(self):
+        return self.built if self.built is not None else Text("")
+
+
 class LossChart(Vertical):
     """The chart pane: a one-line legend, then the plot."""
 
@@ -100,11 +114,13 @@ class LossChart(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.overlays: dict[str, Curves] = {}
+        self.building = threading.Lock()
+        self.builds = 0  # figures shown so far
         self.reset()
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="legend")
-        yield PlotextPlot()
+        yield BuiltPlot()
 
     def reset(self) -> None:
         self.curves = Curves()
@@ -151,35 +167,65 @@ class LossChart(Vertical):
             parts += [(OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)] * 2, RICH.get(colour, colour)), f" {name}  "]
         return Text.assemble(*parts) if parts else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
 
-    def redraw(self) -> None:
-        if not self.stale or not self.is_mounted:
-            return
-        self.stale = False
-        self.query_one(".legend", Static).update(self.legend())
-        plot = self.query_one(PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.xlabel("step")
-        plt.ylabel("loss (nats/token)")
-        c = self.curves
-        others = list(self.overlays.values())
-        right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:],
-                     *(o.steps[-1] for o in others if o.steps)])
-        plt.xlim(0, right)
-        for i, other in enumerate(others):
+    def on_resize(self) -> None:
+        self.stale = True
+        self.redraw()
+
+    def series(self, right: int) -> list[tuple[str, list, list, str, str]]:
+        """What to plot, as (scatter|plot, xs, ys, marker, colour), copied: the build runs in another thread."""
+        c, out = self.curves, []
+        for i, other in enumerate(self.overlays.values()):
             marker, colour = OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)], OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
             if other.steps:
-                plt.plot(*thinned(other.steps, other.smoothed), marker=marker, color=colour)
+                out.append(("plot", *thinned(other.steps, other.smoothed), marker, colour))
             if other.subset_steps or other.full_steps:
-                plt.scatter(other.subset_steps + other.full_steps, other.subset_loss + other.full_loss, marker=marker, color=colour)
+                out.append(("scatter", other.subset_steps + other.full_steps, other.subset_loss + other.full_loss, marker, colour))
         if c.steps:
-            plt.scatter(*thinned(c.steps, c.train_loss), marker=TRAIN[0], color=TRAIN[1])
-            plt.plot(*thinned(c.steps, c.smoothed), marker=EMA[0], color=EMA[1])
+            out.append(("scatter", *thinned(c.steps, c.train_loss), *TRAIN[:2]))
+            out.append(("plot", *thinned(c.steps, c.smoothed), *EMA[:2]))
         if c.subset_steps:
-            plt.scatter(c.subset_steps, c.subset_loss, marker=SUBSET[0], color=SUBSET[1])
+            out.append(("scatter", list(c.subset_steps), list(c.subset_loss), *SUBSET[:2]))
         if c.full_steps:
-            plt.scatter(c.full_steps, c.full_loss, marker=FULL[0], color=FULL[1])
+            out.append(("scatter", list(c.full_steps), list(c.full_loss), *FULL[:2]))
         for (marker, colour, _), value in ((HAND, c.hand_written), (UNTRAINED, c.untrained)):
             if value is not None:
-                plt.plot([0, right], [value, value], marker=marker, color=colour)
+                out.append(("plot", [0, right], [value, value], marker, colour))
+        return out
+
+    def redraw(self) -> None:
+        """Called on a timer: if anything changed, rebuild the figure, in a worker thread."""
+        if not self.stale or not self.is_mounted:
+            return
+        plot = self.query_one(BuiltPlot)
+        if not plot.display or plot.size.width < 8 or plot.size.height < 4:
+            return  # not on screen (another tab): built once it is shown (on_resize)
+        self.stale = False
+        self.query_one(".legend", Static).update(self.legend())
+        c, others = self.curves, list(self.overlays.values())
+        right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:],
+                     *(o.steps[-1] for o in others if o.steps)])
+        self.build(plot, self.series(right), right, plot.size.width, plot.size.height,
+                   plot._get_plotext_theme_name(self.app.theme))
+
+    @work(thread=True, exclusive=True, group="chart", exit_on_error=False)
+    def build(self, plot: BuiltPlot, series: list, right: int, width: int, height: int, theme: str) -> None:
+        with self.building:  # one build at a time: an older worker may still be finishing
+            plt = plot.plt
+            plt.clear_data()
+            plt.plotsize(width, height)
+            plt.theme(theme)
+            plt.xlabel("step")
+            plt.ylabel("loss (nats/token)")
+            plt.xlim(0, right)
+            for kind, xs, ys, marker, colour in series:
+                (plt.scatter if kind == "scatter" else plt.plot)(xs, ys, marker=marker, color=colour)
+            text = Text.from_ansi(plt.build())
+        try:
+            self.app.call_from_thread(self.show_built, plot, text)
+        except RuntimeError:
+            pass  # the app closed meanwhile
+
+    def show_built(self, plot: BuiltPlot, text: Text) -> None:
+        plot.built = text
+        self.builds += 1
         plot.refresh()

@@ -1,0 +1,30 @@
+"""The key bar at the bottom: the main keys, greyed out where they do nothing now.
+
+Textual's Footer rebuilds itself whenever the focused widget changes (its bindings may differ), and the
+rebuild changes the layout, so every move of the cursor between panes repainted the whole screen:
+tens of milliseconds at 160 columns, a few hundred while training competes for the CPU. This bar is one
+line of text, redrawn only when what the keys can do changes (a run starts or ends, a run is shown).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+KEYS = [("ctrl+r", "^r", "Start", "start"), ("ctrl+t", "^t", "Stop", "stop"), ("ctrl+g", "^g", "Resume", "resume"),
+        ("ctrl+o", "^o", "Runs", "browse"), ("f2", "f2", "Try", "probe"), ("ctrl+n", "^n", "Pane", "next_pane"),
+        ("ctrl+l", "^l", "Log", "messages"), ("f1", "f1", "Help", "help"), ("ctrl+q", "^q", "Quit", "quit"),
+        ("ctrl+p", "^p", "Palette", "palette")]
+
+
+class KeyBar(Static):
+    def show_keys(self, check_action) -> None:
+        """`check_action(action)`: True (active), None (greyed out: not now) or False (hidden)."""
+        parts: list[tuple[str, str] | str] = []
+        for _, label, description, action in KEYS:
+            state = True if action in ("palette", "quit") else check_action(action, ())
+            if state is False:
+                continue
+            style = "bold" if state else "dim"
+            parts += [(f" {label}", style + " reverse" if state else style), (f" {description} ", style)]
+        self.update(Text.assemble(*parts))
