@@ -126,6 +126,7 @@ def resume_is_exact(frozen: FrozenModel, folder) -> dict:
     from promptgrad.training import train
     import promptgrad.session as session_module
 
+    Path(folder).mkdir(parents=True, exist_ok=True)
     data = Path(folder) / "pairs.jsonl"
     data.write_text("".join(f'{{"x": "{x}", "y": "{y}"}}\n' for x, y in PAIRS * 2))
     precision = "bf16" if frozen.dtype == torch.bfloat16 else "fp32"

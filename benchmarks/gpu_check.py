@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     try:
         import speed
 
-        variants = "promptgrad-bf16,original-fp32,original-bf16,peft-bf16" if device.type == "cuda" else \
+        # promptgrad in the precision auto picks (bf16 on a GPU with bf16), then the alternatives
+        variants = "promptgrad,original-fp32,original-bf16,peft-bf16,peft-fp32" if device.type == "cuda" else \
             "promptgrad,original-fp32,original-bf16,peft-fp32"
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):

@@ -38,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="test loss and accuracy of a run's prompt beside the hand-written one")
     ev.add_argument("run", type=Path, nargs="+", help="one run folder, or several on the same data (soft and hard, say)")
+    ev.add_argument("--text", action="append", metavar="WORDS",
+                    help="also score this wording in the prompt's place, e.g. ' words with opposite meanings:' (repeatable)")
     predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
     predict.add_argument("run", type=Path)
     predict.add_argument("words", nargs="+")
+    explain = commands.add_parser("explain", help="the model's own reading of each prompt vector, and how far to trust it")
+    explain.add_argument("run", type=Path)
+    explain.add_argument("--samples", type=int, default=200, help="real word tokens read back to check the method")
     nearest = commands.add_parser("nearest", help="the vocabulary tokens nearest to each prompt vector")
     nearest.add_argument("run", type=Path)
     nearest.add_argument("-k", type=int, default=5)
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": run_train, "eval": run_eval, "predict": run_predict, "nearest": run_nearest}[args.command](args)
+        return {"train": run_train, "eval": run_eval, "predict": run_predict, "nearest": run_nearest,
+                "explain": run_explain}[args.command](args)
     except UserError as e:
         print(f"promptgrad: error: {e}", file=sys.stderr)
         return 2
@@ -119,10 +125,14 @@ def open_run(path: Path):
 SAME_TEST_PAIRS = ("model", "data", "x_column", "y_column", "test_fraction", "seed")  # settings that fix the test split
 
 
+MAX_FRONT_ROWS = 8  # Pareto-front prompts of a hard run scored by eval (each one costs a pass over the test set)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Test loss and accuracy, on the same test pairs, of each run's prompt (soft vectors, or the tokens of
-    a hard prompt when its metadata has `hard_prompt_ids`) beside the hand-written one. `args.run` is one
-    run folder or a list of them (say a soft and a hard run of the same model and data)."""
+    a hard prompt when its metadata has `hard_prompt_ids`, with the rest of its Pareto front) beside the
+    hand-written one and any `--text` wordings; and each text prompt's own fluency in nats/token.
+    `args.run` is one run folder or a list of them (say a soft and a hard run of the same model and data)."""
     import json
 
     import torch
@@ -130,12 +140,27 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from promptgrad.evaluation import score_prompt
+    from promptgrad.fluency import text_nats_per_token
     from promptgrad.run_folder import RunFolder
     from promptgrad.template import Template, TemplateEncoder
 
     paths = args.run if isinstance(args.run, list) else [args.run]
     session, _ = open_run(paths[0])
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
+    template = Template.parse(session.config.template)
+
+    def tokens(ids: list[int]) -> tuple[torch.Tensor, TemplateEncoder]:
+        with torch.no_grad():
+            vectors = frozen.embedding(torch.tensor(ids, device=frozen.device)).float()
+        return vectors, TemplateEncoder(template, frozen.tokenizer, len(ids))
+
+    def scored_text(name: str, text: str):
+        ids = frozen.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"text {text!r} encodes to no tokens")
+        vectors, encoder = tokens(ids)
+        return name, score_prompt(frozen, encoder, test, vectors, batch_size), text_nats_per_token(frozen, encoder, text)
+
     rows = []
     for path in paths:
         run = RunFolder.open(path)
@@ -144,27 +169,34 @@ def run_eval(args: argparse.Namespace) -> int:
         if differs:
             raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
         prompt, metadata = run.load_prompt()
+        where = f"  [{path}]" if len(paths) > 1 else ""
         if "hard_prompt_ids" in metadata:  # the tokens themselves, as pasting the text would give them
-            ids = json.loads(metadata["hard_prompt_ids"])
-            with torch.no_grad():
-                prompt = frozen.embedding(torch.tensor(ids, device=frozen.device)).float()
-            name = f"hard ({metadata.get('method', '?')}) {metadata['hard_prompt_text']!r}"
+            best = json.loads(metadata["hard_prompt_ids"])
+            lam = f", lambda {metadata['fluency']}" if float(metadata.get("fluency", 0) or 0) else ""
+            vectors, encoder = tokens(best)
+            nats = text_nats_per_token(frozen, encoder, metadata["hard_prompt_text"])
+            rows.append((f"hard ({metadata.get('method', '?')}{lam}) {metadata['hard_prompt_text']!r}{where}",
+                         score_prompt(frozen, encoder, test, vectors, batch_size), nats))
+            front = [p for p in json.loads(metadata.get("pareto_front", "[]")) if p["ids"] != best][:MAX_FRONT_ROWS]
+            for point in front:
+                vectors, encoder = tokens(point["ids"])
+                rows.append((f"  front: {point['text']!r} (held-out {point['train_loss']:.3f})",
+                             score_prompt(frozen, encoder, test, vectors, batch_size), point["nats_per_token"]))
         else:
-            name = "soft (learned vectors)"
-        encoder = TemplateEncoder(Template.parse(config.template), frozen.tokenizer, prompt.shape[0])
-        score = score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size)
-        rows.append((name + (f"  [{path}]" if len(paths) > 1 else ""), score))
-    baseline, baseline_encoder = session.baseline_prompt()
-    rows.append((f"hand-written {session.config.baseline_text!r}", score_prompt(frozen, baseline_encoder, test, baseline, batch_size)))
+            encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
+            rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
+    for text in getattr(args, "text", None) or []:
+        rows.append(scored_text(f"text {text!r}", text))
+    rows.append(scored_text(f"hand-written {session.config.baseline_text!r}", session.config.baseline_text))
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
     table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on, computed in {session.precision.precision}"))
-    for column in ("prompt", "test loss", "accuracy"):
+    for column in ("prompt", "test loss", "accuracy", "nats/token"):
         table.add_column(column)
-    for name, score in rows:
-        table.add_row(Text(name), f"{score.test_loss:.4f}", f"{score.accuracy:.1%}")  # Text: a prompt may hold "[...]"
+    for name, score, nats in rows:
+        table.add_row(Text(name), f"{score.test_loss:.4f}", f"{score.accuracy:.1%}", "–" if nats is None else f"{nats:.2f}")
     console = Console()
     if not console.is_terminal:  # piped or logged: don't fold a prompt's text over lines
-        console.width = max(console.width, 120)
+        console.width = max(console.width, 140)
     console.print(table)
     return 0
 
@@ -177,6 +209,41 @@ def run_predict(args: argparse.Namespace) -> int:
     template = session.config.template
     for x, y in zip(args.words, words):
         print(template.replace("{prompt}", "[prompt]").replace("{x}", x).replace("{y}", f"-> {y}"))
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Patchscopes-style: each learned vector, alone and all together, in an identity context; beside it
+    the nearest token by cosine, and the rate at which real tokens read back as themselves there."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from promptgrad.explain import IDENTITY_WORDS, read_back, read_prompt
+    from promptgrad.nearest_tokens import nearest_tokens
+
+    if args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}")
+    session, prompt = open_run(args.run)
+    frozen = session.frozen
+    reading = read_prompt(frozen, prompt)
+    nearest = nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, 1)
+    check = read_back(frozen, args.samples)
+    table = Table(title=Text(f"{args.run}: what the model reads in each prompt vector (context: "
+                             f"'{IDENTITY_WORDS[0]} -> {IDENTITY_WORDS[0]}' lines, then the vector and '->')"))
+    for column in ("position", "the model reads", "nearest token (cosine)"):
+        table.add_column(column)
+    for position, (text, near) in enumerate(zip(reading.positions, nearest)):
+        table.add_row(str(position), Text(repr(text)), Text(f"{near[0].token!r} {near[0].cosine:.2f}"))
+    table.add_row("all", Text(repr(reading.whole)), "")
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    console.print(table)
+    trust = "" if check.rate >= 0.5 else " -- too low to read much into the readings above"
+    console.print(Text(f"real-token read-back: {check.rate:.0%} of {check.n} single word tokens put in the same slot read "
+                       f"back as themselves{trust}"))
+    if check.misses:
+        console.print(Text("  misses, e.g.: " + ", ".join(f"{w!r} -> {r!r}" for w, r in check.misses[:5])))
     return 0
 
 

@@ -26,7 +26,7 @@ MAX_LR = 10.0
 # what a run *is*: the same data split, batches, model, precision and search; resume refuses to change them
 RUN_DEFINING = ("model", "data", "x_column", "y_column", "template", "prompt_len", "init", "baseline_text", "seed",
                 "test_fraction", "train_size", "batch_size", "lr", "schedule", "warmup_steps", "precision", "mode", "method",
-                "topk", "candidates", "rescore", "patience", "search_batch_size", "readable_only")
+                "topk", "candidates", "rescore", "patience", "search_batch_size", "readable_only", "fluency")
 
 
 @dataclass
@@ -58,6 +58,7 @@ class TrainConfig:
     rescore: int = 0  # gcg: >0 screens the candidates on a quarter of the batch, re-scores this many best on all of it
     patience: int = 0  # gcg: after this many steps without a better held-out prompt, go on from the best one (0: never)
     search_batch_size: int = 8  # hard mode: training pairs per step (gcg scores every candidate on all of them)
+    fluency: float = 0.0  # gcg: weight of the prompt's own cross-entropy (nats/token) in the objective; 0: task loss only
     readable_only: bool = True  # hard mode: only tokens that decode to printable ASCII
     # how often to look at it
     eval_every: int = 50  # steps; evaluations use eval_size pairs, the final one the whole test set
@@ -110,6 +111,8 @@ class TrainConfig:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}", name)
         if self.patience < 0:
             raise UserError(f"patience must be 0 (never) or a positive count of steps, got {self.patience}", "patience")
+        if not (math.isfinite(self.fluency) and self.fluency >= 0):
+            raise UserError(f"fluency must be 0 (off) or a positive weight, got {self.fluency}", "fluency")
         if self.rescore < 0:
             raise UserError(f"rescore must be 0 (off) or a positive count, got {self.rescore}", "rescore")
         if not isinstance(self.readable_only, bool):

@@ -107,6 +107,17 @@ class NearestTokens(Event):
 
 
 @dataclass(frozen=True)
+class Reading(Event):
+    """The model's own reading of the soft prompt (explain.py): what it writes for each position's vector
+    put in an identity context, and for all of them together."""
+
+    kind: ClassVar[str] = "reading"
+    step: int
+    positions: list[str]
+    whole: str
+
+
+@dataclass(frozen=True)
 class HardPromptFound(Event):
     """Hard mode: a prompt of real tokens better than any before it, judged on a held-out slice of the
     training pairs (never the test set). `text` is what to paste in place of the template's " {prompt}"."""
@@ -117,6 +128,25 @@ class HardPromptFound(Event):
     tokens: list[str]  # each position's token as text
     text: str
     train_loss: float  # mean cross-entropy per target token on the held-out training pairs
+    nats_per_token: float = 0.0  # the prompt's own cross-entropy after the template text before it (fluency.py)
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    ids: list[int]
+    text: str
+    train_loss: float  # task loss on the held-out training pairs
+    nats_per_token: float
+
+
+@dataclass(frozen=True)
+class ParetoFront(Event):
+    """Hard mode: the prompts seen so far that no other beats on both held-out task loss and fluency
+    (nats/token), lowest task loss first. Logged whenever it changes."""
+
+    kind: ClassVar[str] = "pareto_front"
+    step: int
+    points: list[FrontPoint]
 
 
 @dataclass(frozen=True)
@@ -160,7 +190,8 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Started, Progress, Step, Evaluation, Predictions, NearestTokens, HardPromptFound, Extended, Checkpoint, Finished, Failed)
+    for cls in (Started, Progress, Step, Evaluation, Predictions, NearestTokens, Reading, HardPromptFound, ParetoFront, Extended,
+                Checkpoint, Finished, Failed)
 }
 
 
@@ -171,4 +202,6 @@ def event_from_json(obj: dict[str, Any]) -> Event:
         obj["rows"] = [Prediction(**r) for r in obj["rows"]]
     if cls is NearestTokens:
         obj["positions"] = [[NearestToken(**t) for t in pos] for pos in obj["positions"]]
+    if cls is ParetoFront:
+        obj["points"] = [FrontPoint(**p) for p in obj["points"]]
     return cls(**obj)

@@ -12,6 +12,10 @@ One step on a batch of training pairs:
    on all of it: many candidates explored, the choice still made on the whole batch;
 5. the best candidate is kept only if its loss is not above the current prompt's on that batch, so a
    step never makes the batch loss worse.
+
+With a fluency weight lambda > 0 (fluency.py; EPO, FLRT), "loss" above is the task loss plus lambda
+times the prompt's own cross-entropy in nats/token, in the proposals' gradient and in the exact scores.
+With lambda 0 nothing of that is computed: the search is exactly the plain one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from promptgrad.fluency import nats_per_token
+from promptgrad.fluency import one_hot_gradient as fluency_gradient
 from promptgrad.models import FrozenModel
 from promptgrad.objective import target_logits, target_loss
 from promptgrad.projection import Projection, RoundTrip
@@ -34,8 +40,8 @@ ROWS_PER_FORWARD = {"cpu": 512, "cuda": 8192}
 @dataclass(frozen=True)
 class GCGStep:
     ids: list[int]  # the prompt kept
-    loss: float  # its loss on the step's batch
-    previous_loss: float  # the loss of the prompt the step started from, on the same batch
+    loss: float  # its task loss on the step's batch
+    previous_loss: float  # the objective of the prompt the step started from, on the same batch
     n_candidates: int  # candidates scored after filtering
 
 
@@ -106,28 +112,40 @@ def _candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection,
 
 class GCG:
     def __init__(self, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor, round_trip: RoundTrip,
-                 ids: list[int], topk: int, candidates: int, generator: torch.Generator, rescore: int = 0):
+                 ids: list[int], topk: int, candidates: int, generator: torch.Generator, rescore: int = 0,
+                 fluency: float = 0.0, context: list[int] | None = None):
         self.frozen, self.projection, self.allowed, self.round_trip = frozen, projection, allowed, round_trip
         self.ids = list(ids)
         self.topk, self.candidates, self.generator, self.rescore = topk, candidates, generator, rescore
+        # lambda and the text before the prompt (fluency.py); with lambda 0 nothing of it is computed
+        self.fluency, self.context = fluency, context
+
+    def objective(self, batch: Batch, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(task loss, task loss + lambda * nats/token) of each candidate [C, P] on the batch."""
+        task = candidate_losses(self.frozen, batch, self.projection, candidates)
+        if not self.fluency:
+            return task, task
+        return task, task + self.fluency * nats_per_token(self.frozen, self.context, candidates)
 
     def search_step(self, batch: Batch) -> GCGStep:
         gradient = token_gradient(self.frozen, batch, self.projection, self.ids)
+        if self.fluency:  # proposals from the gradient of both terms
+            gradient = gradient + self.fluency * fluency_gradient(self.frozen, self.context, self.ids)
         top = top_tokens(gradient, self.ids, self.allowed, self.topk)
         candidates = sample_candidates(self.ids, top, self.candidates, self.generator)
         candidates = candidates[self.round_trip(candidates)]
         B = batch.input_ids.shape[0]
         if self.rescore and len(candidates) > self.rescore and B > 1:
             screen = batch.map(lambda t: t[: max(1, B // 4)])
-            candidates = candidates[candidate_losses(self.frozen, screen, self.projection, candidates).argsort()[: self.rescore]]
+            candidates = candidates[self.objective(screen, candidates)[1].argsort()[: self.rescore]]
         # the current prompt is scored in the same pass, so the comparison is exact on this batch
-        losses = candidate_losses(self.frozen, batch, self.projection, torch.cat([torch.tensor([self.ids]), candidates]))
+        task, losses = self.objective(batch, torch.cat([torch.tensor([self.ids]), candidates]))
         current = float(losses[0])
         if len(candidates) and float(losses[1:].min()) <= current:
             best = int(losses[1:].argmin())
-            self.ids, kept = candidates[best].tolist(), float(losses[1 + best])
+            self.ids, kept = candidates[best].tolist(), float(task[1 + best])
         else:
-            kept = current
+            kept = float(task[0])
         return GCGStep(list(self.ids), kept, current, len(candidates))
 
     def restart(self, ids: list[int]) -> None:

@@ -21,7 +21,8 @@ import torch
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.evaluation import score_prompt
-from promptgrad.events import Event, HardPromptFound
+from promptgrad.events import Event, FrontPoint, HardPromptFound, ParetoFront
+from promptgrad.fluency import context_ids, nats_per_token
 from promptgrad.gcg import GCG
 from promptgrad.learner import NonFinite
 from promptgrad.models import FrozenModel
@@ -57,14 +58,28 @@ def start_ids(config: TrainConfig, frozen: FrozenModel, projection: Projection, 
 
 
 def make_method(config: TrainConfig, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
-                round_trip: RoundTrip, vectors: torch.Tensor, ids: list[int], generator: torch.Generator):
+                round_trip: RoundTrip, vectors: torch.Tensor, ids: list[int], generator: torch.Generator,
+                context: list[int] | None = None):
     """The method object: `.ids` (its current prompt), `.step(batch, lr)` -> that step's loss of a
     real-token prompt on the batch, and `state_dict()`/`load_state_dict()` for checkpoints."""
     if config.method == "pez":
         return PEZ(frozen, projection, vectors, config.lr)
     if config.method == "gcg":
-        return GCG(frozen, projection, allowed, round_trip, ids, config.topk, config.candidates, generator, config.rescore)
+        return GCG(frozen, projection, allowed, round_trip, ids, config.topk, config.candidates, generator, config.rescore,
+                   config.fluency, context)
     return Relaxation(frozen, projection, allowed, ids, config.lr)
+
+
+def dominates(a: FrontPoint, b: FrontPoint) -> bool:
+    return a.train_loss <= b.train_loss and a.nats_per_token <= b.nats_per_token and (
+        a.train_loss < b.train_loss or a.nats_per_token < b.nats_per_token)
+
+
+def with_point(front: list[FrontPoint], point: FrontPoint) -> list[FrontPoint] | None:
+    """The Pareto front with `point` added, or None if it changes nothing (`point` is dominated or known)."""
+    if any(dominates(p, point) or p.ids == point.ids for p in front):
+        return None
+    return sorted([p for p in front if not dominates(point, p)] + [point], key=lambda p: (p.train_loss, p.nats_per_token))
 
 
 class HardLearner:
@@ -82,47 +97,75 @@ class HardLearner:
         self.allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], config.readable_only)
         self.projection = Projection(frozen.embedding.weight, self.allowed)
         self.round_trip = RoundTrip(encoder, [p.x for p in train[:ROUND_TRIP_INPUTS]])
+        self.context = context_ids(encoder)
         vectors, ids = start_ids(config, frozen, self.projection, self.allowed, self.round_trip, generator)
         self.start_ids = list(ids)
-        self.method = make_method(config, frozen, self.projection, self.allowed, self.round_trip, vectors, ids, generator)
-        self.held_out: dict[tuple[int, ...], float] = {}  # held-out loss of every prompt scored, by its ids
+        self.method = make_method(config, frozen, self.projection, self.allowed, self.round_trip, vectors, ids, generator,
+                                  self.context)
+        # held-out task loss and nats/token of every prompt scored, by its ids
+        self.held_out: dict[tuple[int, ...], tuple[float, float]] = {}
         self.best_ids, self.best_loss = list(ids), math.inf
+        self.front: list[FrontPoint] = []
         self.since_best = 0
 
-    def holdout_loss(self, prompt_ids: list[int]) -> float:
+    def scored(self, prompt_ids: list[int]) -> tuple[float, float]:
+        """(held-out task loss, nats/token) of a prompt, each computed once."""
         key = tuple(prompt_ids)
         if key not in self.held_out:
-            self.held_out[key] = score_prompt(self.frozen, self.encoder, self.holdout, self.projection.rows(prompt_ids),
-                                              self.eval_batch_size).test_loss
+            loss = score_prompt(self.frozen, self.encoder, self.holdout, self.projection.rows(prompt_ids), self.eval_batch_size).test_loss
+            nats = float(nats_per_token(self.frozen, self.context, torch.tensor([prompt_ids]))[0])
+            self.held_out[key] = (loss, nats)
         return self.held_out[key]
+
+    def objective(self, prompt_ids: list[int]) -> float:
+        """What the best prompt minimises on the held-out pairs: the task loss, plus lambda times nats/token."""
+        loss, nats = self.scored(prompt_ids)
+        return loss + self.config.fluency * nats if self.config.fluency else loss
+
+    def point(self, prompt_ids: list[int]) -> FrontPoint:
+        loss, nats = self.scored(prompt_ids)
+        return FrontPoint(list(prompt_ids), decode(self.frozen.tokenizer, prompt_ids), loss, nats)
 
     def found(self, step: int) -> HardPromptFound:
         tokenizer = self.frozen.tokenizer
+        loss, nats = self.scored(self.best_ids)
         return HardPromptFound(step, list(self.best_ids), token_texts(tokenizer, self.best_ids), decode(tokenizer, self.best_ids),
-                               self.best_loss)
+                               loss, nats)
+
+    def consider(self, step: int, prompt_ids: list[int]) -> list[Event]:
+        """Score a prompt on the held-out pairs; the events it causes: a better best, a changed front."""
+        events: list[Event] = []
+        front = with_point(self.front, self.point(prompt_ids))
+        if front is not None:
+            self.front = front
+            events.append(ParetoFront(step, list(front)))
+        if self.objective(prompt_ids) < self.best_loss:
+            self.best_ids, self.best_loss = list(prompt_ids), self.objective(prompt_ids)
+            events.insert(0, self.found(step))
+        return events
 
     def start_events(self) -> list[Event]:
-        """Before the first step: the starting prompt is the best so far."""
-        if self.best_loss == math.inf:
-            self.best_loss = self.holdout_loss(self.best_ids)
-        return [self.found(0)]
+        """Before the first step: the starting prompt is the best so far, and the whole front."""
+        self.best_loss = math.inf
+        return self.consider(0, self.best_ids)
 
     def step(self, batch: Batch, lr: float, step: int) -> tuple[float, list[Event]]:
-        if self.best_loss == math.inf:
-            self.best_loss = self.holdout_loss(self.best_ids)
+        if self.best_loss == math.inf:  # resumed from a checkpoint taken before the first step
+            self.best_loss = self.objective(self.best_ids)
         loss = self.method.step(batch, lr)
         if not math.isfinite(loss):
             raise NonFinite(f"the search loss became {loss} at step {step}")
         proposal = self.method.ids
-        improved = False
-        if tuple(proposal) not in self.held_out and self.round_trip([proposal])[0] and self.holdout_loss(proposal) < self.best_loss:
-            self.best_ids, self.best_loss, improved = list(proposal), self.holdout_loss(proposal), True
+        events: list[Event] = []
+        if tuple(proposal) not in self.held_out and self.round_trip([proposal])[0]:
+            events = self.consider(step, proposal)
+        improved = any(isinstance(e, HardPromptFound) for e in events)
         self.since_best = 0 if improved else self.since_best + 1
         if self.config.patience and self.since_best >= self.config.patience and hasattr(self.method, "restart"):
             # a search that wandered off for `patience` steps goes on from the best prompt instead
             self.method.restart(self.best_ids)
             self.since_best = 0
-        return loss, [self.found(step)] if improved else []
+        return loss, events
 
     def prompt(self) -> torch.Tensor:
         return self.projection.rows(self.best_ids)
@@ -131,17 +174,22 @@ class HardLearner:
         return self.projection.rows(self.start_ids)
 
     def metadata(self) -> dict[str, str]:
+        loss, nats = self.scored(self.best_ids)
+        front = [{"ids": p.ids, "text": p.text, "train_loss": p.train_loss, "nats_per_token": p.nats_per_token} for p in self.front]
         return {"mode": "hard", "method": self.config.method, "hard_prompt_ids": json.dumps(list(self.best_ids)),
-                "hard_prompt_text": decode(self.frozen.tokenizer, self.best_ids)}
+                "hard_prompt_text": decode(self.frozen.tokenizer, self.best_ids), "hard_prompt_nats_per_token": f"{nats:.4f}",
+                "fluency": str(self.config.fluency), "pareto_front": json.dumps(front)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"method_state": self.method.state_dict(), "best_ids": list(self.best_ids), "best_train_loss": self.best_loss,
                 "since_best": self.since_best, "start_ids": list(self.start_ids),
-                "held_out": [[list(k), v] for k, v in self.held_out.items()]}
+                "held_out": [[list(k), loss, nats] for k, (loss, nats) in self.held_out.items()],
+                "front": [[p.ids, p.text, p.train_loss, p.nats_per_token] for p in self.front]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method_state"])
         self.best_ids, self.best_loss = list(state["best_ids"]), float(state["best_train_loss"])
         self.since_best = int(state.get("since_best", 0))
         self.start_ids = list(state.get("start_ids", self.start_ids))
-        self.held_out = {tuple(k): float(v) for k, v in state.get("held_out", [])}
+        self.held_out = {tuple(row[0]): (float(row[1]), float(row[2])) for row in state.get("held_out", []) if len(row) == 3}
+        self.front = [FrontPoint(list(i), t, float(l), float(n)) for i, t, l, n in state.get("front", [])]

@@ -86,9 +86,13 @@ class TrainingReport:
             self.say(escape("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows)))
         elif kind == "nearest_tokens":
             self.say(escape("  nearest: " + " | ".join(", ".join(f"{t.token!r} {t.cosine:.2f}" for t in pos[:3]) for pos in event.positions)))
+        elif kind == "reading":
+            self.say(escape("  reads as: " + " | ".join(repr(t) for t in event.positions) + f"; all: {event.whole!r}"))
+        elif kind == "pareto_front":
+            pass  # `promptgrad eval RUN` shows the front, each prompt scored on the test set
         elif kind == "hard_prompt":
             self.say(escape(f"step {event.step}: best hard prompt {event.text!r} {event.ids} "
-                            f"(loss {event.train_loss:.4f} on held-out training pairs)"))
+                            f"(loss {event.train_loss:.4f} on held-out training pairs, {event.nats_per_token:.2f} nats/token)"))
         elif kind == "checkpoint":
             pass
         elif kind == "finished":

@@ -36,7 +36,8 @@ from promptgrad.distributed import Processes, processes
 from promptgrad.errors import UserError
 from promptgrad.evaluation import PromptScore, predictions, scoring
 from promptgrad.events import (Checkpoint, Evaluation, Event, Extended, Failed, Finished, NearestTokens, Predictions,
-                               Progress, Started, Step)
+                               Progress, Reading, Started, Step)
+from promptgrad.explain import read_prompt
 from promptgrad.learner import Learner, NonFinite, SoftLearner, training_step  # noqa: F401 (training_step: the benchmarks' step)
 from promptgrad.nearest_tokens import nearest_tokens
 from promptgrad.pairs import Pair
@@ -225,6 +226,9 @@ class TrainingRun:
             yield self.emit(Predictions(self.step, predictions(frozen, encoder, sample_pairs, learner.prompt())))
             yield self.emit(NearestTokens(self.step, nearest_tokens(learner.prompt(), frozen.embedding.weight, frozen.tokenizer,
                                                                     config.nearest_k)))
+            if learner.mode == "soft":  # a hard prompt is real tokens: they read as themselves
+                reading = read_prompt(frozen, learner.prompt())
+                yield self.emit(Reading(self.step, reading.positions, reading.whole))
 
         last_save = time.monotonic()
 

@@ -36,8 +36,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from promptgrad.quiet import quiet_libraries
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
-from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens,
-                               Predictions, Progress, Started, Step)
+from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens, ParetoFront,
+                               Predictions, Progress, Reading, Started, Step)
 from promptgrad.probe import Probe, ProbeAnswer
 from promptgrad.run_folder import PROMPT, RunFolder, is_locked, summarize
 from promptgrad.signals import on_signals
@@ -509,6 +509,10 @@ class MainScreen(Screen):
             self.nearest.show(event)
         elif isinstance(event, HardPromptFound):
             self.nearest.show_hard_prompt(event)
+        elif isinstance(event, Reading):
+            self.nearest.show_reading(event)
+        elif isinstance(event, ParetoFront):
+            self.nearest.show_front(event)
         elif isinstance(event, Finished):
             self.status.set_phase(("stopped" if event.stopped else "finished") + ("" if live else " (viewing)"))
             if live and event.stopped:

@@ -1,6 +1,8 @@
-"""The nearest-token readout: for each prompt position, the vocabulary tokens closest by cosine.
+"""The nearest-token readout: for each prompt position, what the model itself reads there (explain.py)
+and the vocabulary tokens closest by cosine.
 
-In hard mode the prompt is made of real tokens; the best one found so far is shown under the table.
+In hard mode the prompt is made of real tokens: the best one found so far is shown under the table,
+and the rows after the positions list the Pareto front (held-out task loss against nats/token).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from promptgrad.events import HardPromptFound, NearestTokens
+from promptgrad.events import HardPromptFound, NearestTokens, ParetoFront, Reading
 from promptgrad_tui.widgets.tables import set_table
 
 
@@ -22,30 +24,55 @@ class NearestTable(DataTable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.event: NearestTokens | None = None
+        self.reading: Reading | None = None
+        self.front: ParetoFront | None = None
 
     def reset(self) -> None:
         self.clear(columns=True)
+        self.event = self.reading = self.front = None
         self.border_title = "Nearest tokens"
         self.border_subtitle = ""
 
-    def on_mount(self) -> None:
-        self.event: NearestTokens | None = None
-
     def on_resize(self) -> None:
-        if getattr(self, "event", None) is not None:
-            self.show(self.event)
+        if self.event is not None:
+            self.render_table()
 
     def show(self, event: NearestTokens) -> None:
         self.event = event
+        self.render_table()
+
+    def show_reading(self, event: Reading) -> None:
+        self.reading = event
+        self.border_subtitle = f"all together the model reads: {event.whole!r}"
+        if self.event is not None:
+            self.render_table()
+
+    def show_front(self, event: ParetoFront) -> None:
+        self.front = event
+        if self.event is not None:
+            self.render_table()
+
+    def render_table(self) -> None:
+        event = self.event
         k = max((len(tokens) for tokens in event.positions), default=0)
+        reads = self.reading is not None and len(self.reading.positions) == len(event.positions)
         rows = [
-            [Text(str(position)), *(Text.assemble(visible(t.token), (f" {t.cosine:.2f}", "dim")) for t in tokens)]
+            [Text(str(position)), *([Text(visible(self.reading.positions[position]), style="bold")] if reads else []),
+             *(Text.assemble(visible(t.token), (f" {t.cosine:.2f}", "dim")) for t in tokens)]
             for position, tokens in enumerate(event.positions)
         ]
-        set_table(self, ["pos", *(f"#{i + 1}" for i in range(k))], rows)
+        labels = ["pos", *(["reads as"] if reads else []), *(f"#{i + 1}" for i in range(k))]
+        if self.front is not None and len(labels) >= 3:  # hard mode: the front, one prompt a row
+            for point in self.front.points:
+                rows.append([Text("front", style="dim"), Text(visible(point.text)),
+                             Text(f"{point.train_loss:.3f} · {point.nats_per_token:.1f} nats/tok", style="dim"),
+                             *[Text("")] * (len(labels) - 3)])
+        set_table(self, labels, rows)
         needed = sum(column.get_render_width(self) for column in self.columns.values())
         more = " · ←→ more" if needed > self.size.width - 1 else ""  # the table scrolls sideways
         self.border_title = f"Nearest · step {event.step} · cosine{more}"
 
     def show_hard_prompt(self, event: HardPromptFound) -> None:
-        self.border_subtitle = f"hard prompt {event.text!r} · step {event.step} · loss {event.train_loss:.3f}"
+        self.border_subtitle = (f"hard prompt {event.text!r} · step {event.step} · held-out {event.train_loss:.3f} · "
+                                f"{event.nats_per_token:.1f} nats/token")

@@ -1,0 +1,155 @@
+"""Readable prompts: the fluency term is the model's own cross-entropy of the prompt, lambda 0 is the plain
+search, the Pareto front holds no dominated point; and the model's own reading of a soft prompt."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from conftest import logged
+
+import promptgrad.gcg
+from promptgrad.cli import main
+from promptgrad.events import Finished, FrontPoint, ParetoFront, Reading
+from promptgrad.explain import IdentityContext, continue_greedily, read_back, read_prompt
+from promptgrad.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
+from promptgrad.gcg import GCG
+from promptgrad.hard_search import dominates, with_point
+from promptgrad.models import load_model
+from promptgrad.projection import Projection, RoundTrip, allowed_tokens
+from promptgrad.template import Template, TemplateEncoder
+from promptgrad.training import train
+
+
+@pytest.fixture(scope="module")
+def frozen(tiny_gpt2):
+    return load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder(frozen):
+    return TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, 4)
+
+
+def test_the_fluency_term_is_the_models_own_cross_entropy_of_the_prompt_text(frozen, encoder):
+    context = context_ids(encoder)
+    assert frozen.tokenizer.decode(context) == "Here are two"
+    prompts = [encoder.tokens(" words with opposite meanings:"), encoder.tokens(" or inhibited versa;")]
+    for ids in prompts:
+        ours = float(nats_per_token(frozen, context, torch.tensor([ids]))[0])
+        input_ids = torch.tensor([context + ids])
+        labels = torch.full_like(input_ids, -100)
+        labels[0, len(context):] = input_ids[0, len(context):]
+        with torch.no_grad():
+            plain = frozen.model(input_ids=input_ids, labels=labels).loss.item()  # a plain forward pass
+        assert ours == pytest.approx(plain, rel=1e-5)
+    assert text_nats_per_token(frozen, encoder, " or inhibited versa;") == pytest.approx(
+        float(nats_per_token(frozen, context, torch.tensor([prompts[1]]))[0]), rel=1e-6)
+
+
+def test_the_fluency_gradient_predicts_the_exact_change_of_a_swap_at_the_last_position(frozen, encoder):
+    """At the last position the target part is exact: swapping its token changes nats/token by exactly the
+    difference of the gradient's entries (the inputs part cannot move: nothing reads that token)."""
+    context, ids = context_ids(encoder), encoder.tokens(" antonyms are")
+    gradient = one_hot_gradient(frozen, context, ids)
+    for other in encoder.tokens(" the cat sat"):
+        swapped = ids[:-1] + [other]
+        exact = nats_per_token(frozen, context, torch.tensor([swapped, ids]))
+        assert float(exact[0] - exact[1]) == pytest.approx(float(gradient[-1, other] - gradient[-1, ids[-1]]), abs=1e-4)
+
+
+def gcg_trajectory(setup_parts, fluency: float, steps: int = 3) -> list[list[int]]:
+    frozen, projection, allowed, round_trip, ids, batch, context = setup_parts
+    gcg = GCG(frozen, projection, allowed, round_trip, ids, topk=16, candidates=24,
+              generator=torch.Generator().manual_seed(0), fluency=fluency, context=context)
+    return [gcg.search_step(batch).ids for _ in range(steps)]
+
+
+@pytest.fixture(scope="module")
+def gcg_parts(frozen, encoder):
+    allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], True)
+    projection = Projection(frozen.embedding.weight, allowed)
+    round_trip = RoundTrip(encoder, ["hot", "big"])
+    ids = encoder.tokens(" antonyms and more")[:4]
+    batch = encoder.collate([encoder.encode(x, y) for x, y in [("hot", "cold"), ("big", "small"), ("up", "down")]])
+    return frozen, projection, allowed, round_trip, ids, batch, context_ids(encoder)
+
+
+def test_lambda_zero_is_exactly_the_plain_search(gcg_parts, monkeypatch):
+    plain = gcg_trajectory(gcg_parts, 0.0)
+
+    def never(*args, **kwargs):
+        raise AssertionError("lambda 0 computed a fluency term")
+
+    monkeypatch.setattr(promptgrad.gcg, "nats_per_token", never)
+    monkeypatch.setattr(promptgrad.gcg, "fluency_gradient", never)
+    assert gcg_trajectory(gcg_parts, 0.0) == plain  # nothing of the fluency term is touched, same prompts
+
+
+def test_a_fluent_step_never_worsens_the_combined_objective_on_its_batch(gcg_parts):
+    frozen, projection, allowed, round_trip, ids, batch, context = gcg_parts
+    gcg = GCG(frozen, projection, allowed, round_trip, ids, topk=16, candidates=24,
+              generator=torch.Generator().manual_seed(0), fluency=1.0, context=context)
+    for _ in range(3):
+        before = torch.tensor([gcg.ids])
+        step = gcg.search_step(batch)
+        after = torch.tensor([step.ids])
+        combined = lambda p: float(gcg.objective(batch, p)[1][0])  # noqa: E731
+        assert combined(after) <= combined(before) + 1e-5
+
+
+def test_the_pareto_front_never_holds_a_dominated_point():
+    rng = random.Random(0)
+    front: list[FrontPoint] = []
+    for i in range(300):
+        point = FrontPoint([i], f"p{i}", rng.uniform(1, 5), rng.uniform(2, 12))
+        front = with_point(front, point) or front
+        assert not any(dominates(a, b) for a in front for b in front)
+    assert len(front) >= 3 and front == sorted(front, key=lambda p: p.train_loss)
+
+
+def test_a_fluent_hard_run_records_its_front_and_eval_shows_it(tiny_config, capsys):
+    config = tiny_config.replace(mode="hard", method="gcg", steps=3, search_batch_size=4, topk=16, candidates=16,
+                                 eval_every=0, fluency=0.5, init="text: antonyms", name="fluent")
+    events = logged(train(config))
+    assert isinstance(events[-1], Finished)
+    fronts = [e for e in events if isinstance(e, ParetoFront)]
+    assert fronts and fronts[0].step == 0
+    for front in fronts:
+        assert not any(dominates(a, b) for a in front.points for b in front.points)
+    capsys.readouterr()
+    assert main(["eval", f"{config.runs_dir}/fluent", "--text", " words with opposite meanings:"]) == 0
+    out = capsys.readouterr().out
+    assert "nats/token" in out and "lambda 0.5" in out and "words with opposite meanings:" in out
+
+
+# ---- the model's own reading of a soft prompt -----------------------------------------------------
+
+def test_a_real_tokens_embedding_in_the_slot_reads_as_the_token_written_out(frozen):
+    """The mechanics: putting a token's embedding in the identity context's slot gives exactly the
+    continuation of the same context with the token written as text."""
+    context = IdentityContext(frozen.tokenizer)
+    table = frozen.embedding.weight
+    for token in frozen.tokenizer(" river stone happy", add_special_tokens=False)["input_ids"]:
+        spliced = continue_greedily(frozen, context.embeds(frozen, table[torch.tensor([[token]])]))
+        written = continue_greedily(frozen, table[torch.tensor([context.before + [token] + context.after])])
+        assert spliced == written
+
+
+def test_reading_a_prompt_gives_each_position_and_the_whole(frozen):
+    vectors = torch.randn(4, frozen.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.1
+    reading = read_prompt(frozen, vectors)
+    assert len(reading.positions) == 4 and all(isinstance(t, str) for t in reading.positions)
+    assert isinstance(reading.whole, str)
+    check = read_back(frozen, n=20)
+    assert check.n == 20 and 0.0 <= check.rate <= 1.0
+
+
+def test_explain_prints_readings_and_the_read_back_rate(tiny_config, capsys):
+    events = logged(train(tiny_config.replace(name="explained", steps=2)))
+    assert any(isinstance(e, Reading) for e in events)  # the loop reads the prompt at each readout too
+    capsys.readouterr()
+    assert main(["explain", f"{tiny_config.runs_dir}/explained", "--samples", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "the model reads" in out and "real-token read-back" in out and "all" in out
