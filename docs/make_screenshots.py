@@ -39,6 +39,14 @@ async def until(pilot, condition, timeout: float = 1800) -> None:
         await pilot.pause(0.2)
 
 
+async def try_in_probe(pilot, screen, word: str) -> None:
+    """f2, the word, enter; then wait for the answer."""
+    await pilot.press("f2")
+    await pilot.pause()
+    await pilot.press(*word, "enter")
+    await until(pilot, lambda: "learned:" in str(screen.query_one("#probe-answer").render()), 120)
+
+
 async def mark_in_browser(pilot, app, names: list[str]) -> None:
     """ctrl+o, then type each name and a space (which marks it), then escape."""
     await pilot.press("ctrl+o")
@@ -58,10 +66,7 @@ async def wide(config, compare: list[str], word: str, path: Path) -> None:
         await pilot.press("ctrl+r")
         await until(pilot, lambda: screen.chart.steps)
         await until(pilot, lambda: not screen.running)
-        await pilot.press("f2")
-        await pilot.pause()
-        await pilot.press(*word, "enter")
-        await until(pilot, lambda: "learned:" in str(screen.query_one("#probe-answer").render()), 120)
+        await try_in_probe(pilot, screen, word)
         await settle(pilot, app)
         app.save_screenshot(path.name, str(path.parent))
     print(f"wrote {path}")
@@ -87,10 +92,7 @@ async def narrow(config, run: str, compare: list[str], word: str, chart_path: Pa
         await pilot.press("enter")
         await until(pilot, lambda: screen.running)
         await until(pilot, lambda: not screen.running)
-        await pilot.press("f2")
-        await pilot.pause()
-        await pilot.press(*word, "enter")
-        await until(pilot, lambda: "learned:" in str(screen.query_one("#probe-answer").render()), 120)
+        await try_in_probe(pilot, screen, word)
         await settle(pilot, app)
         app.save_screenshot(probe_path.name, str(probe_path.parent))
         print(f"wrote {probe_path}")

@@ -182,18 +182,28 @@ def test_form_covers_every_setting_and_panes_switch_at_80x24():
 
 
 # ---- failures and viewing -----------------------------------------------------------------------
-def test_failing_run_notifies_and_app_stays_usable(tiny_config, tmp_path):
+def test_3_a_failure_keeps_its_reason_on_screen_flags_its_field_and_the_app_stays_usable(tiny_config, tmp_path):
     config = tiny_config.replace(data=str(tmp_path / "missing.jsonl"))
 
     async def scenario():
         app = PromptgradApp(config)
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with app.run_test(size=(100, 40)) as pilot:
             screen = app.main_screen
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: not screen.running, what="the run to fail")
             errors = [n for n in notifications(app) if n.severity == "error"]
             assert errors and "missing.jsonl" in errors[-1].message
             assert "failed" in str(screen.status.line())
+            app.clear_notifications()  # as when the toasts have faded
+            await pilot.pause()
+            banner = screen.query_one("#failure")
+            assert banner.display and "missing.jsonl" in str(banner.render())
+            assert screen.form.config_fields["data"].has_class("-invalid")
+            assert any("missing.jsonl" in m.text and m.severity == "error" for m in app.messages)
+            assert all("--" not in m.text for m in app.messages)  # the TUI's messages speak of fields, not flags
+            await pilot.press("ctrl+l")
+            assert isinstance(app.screen, MessageLogScreen)
+            await pilot.press("escape")
 
             screen.form.config_fields["data"].value = tiny_config.data
             screen.form.config_fields["name"].value = "second"
@@ -349,29 +359,6 @@ def test_2_ctrl_n_pressed_quickly_keeps_tab_pane_and_cursor_in_step():
                     assert screen.query_one(Tabs).active == f"tab-{screen.pane}"
                     assert screen.query_one(f"#{screen.pane}") in (app.focused, *app.focused.ancestors)
             assert screen.pane == ("config", "chart", "predictions", "nearest")[20 % 4]
-
-    run_async(scenario())
-
-
-def test_3_a_failure_keeps_its_reason_on_screen_and_flags_its_field(tiny_config, tmp_path):
-    config = tiny_config.replace(data=str(tmp_path / "missing.jsonl"))
-
-    async def scenario():
-        app = PromptgradApp(config)
-        async with app.run_test(size=(100, 40)) as pilot:
-            screen = app.main_screen
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: not screen.running, what="the run to fail")
-            app.clear_notifications()  # as when the toasts have faded
-            await pilot.pause()
-            banner = screen.query_one("#failure")
-            assert banner.display and "missing.jsonl" in str(banner.render())
-            assert screen.form.config_fields["data"].has_class("-invalid")
-            assert any("missing.jsonl" in m.text and m.severity == "error" for m in app.messages)
-            assert all("--" not in m.text for m in app.messages)  # the TUI's messages speak of fields, not flags
-            await pilot.press("ctrl+l")
-            assert isinstance(app.screen, MessageLogScreen)
-            await pilot.press("escape")
 
     run_async(scenario())
 

@@ -163,8 +163,9 @@ class MainScreen(Screen):
         self.show_keys()
 
     def show_keys(self) -> None:
-        if self.is_mounted:
-            self.query_one(KeyBar).show_keys(self.check_action)
+        bars = self.query(KeyBar)  # none yet while the screen is being composed
+        if bars:
+            bars.first().show_keys(self.check_action)
 
     # ---- panes ----------------------------------------------------------------------------------
     def watch_pane(self, pane: str) -> None:
