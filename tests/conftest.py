@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+
+# pytest-xdist runs one worker per core; each worker's torch would otherwise start a thread per core too,
+# and on 2 cores four spinning OpenMP threads made the end-to-end test 3.5x slower than alone. Workers share
+# the cores, and the subprocesses tests start (the CLI, the TUI) inherit the same limit.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = str(max(1, cores // workers))
+    os.environ["OMP_NUM_THREADS"] = threads
+    torch.set_num_threads(int(threads))
 
 
 def make_tiny_gpt2(folder: Path) -> Path:
