@@ -59,13 +59,14 @@ def in_tui(config: Path, runs: Path, steps: int) -> float:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=BUNDLED_MODEL)
+    p.add_argument("--data", default="antonyms")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="tui-throughput-"))
     config = folder / "run.toml"
     # no evaluation or checkpoint during the steps: the figure is training speed alone
-    TrainConfig(model=args.model, steps=args.steps, name="throughput", eval_every=0, checkpoint_every=0,
+    TrainConfig(model=args.model, data=args.data, steps=args.steps, name="throughput", eval_every=0, checkpoint_every=0,
                 checkpoint_minutes=0).save(config)
     print(f"{args.model}, {args.steps} steps, on {cpu_description()}", flush=True)
     for round_ in range(1, args.rounds + 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,23 @@ def test_profile_step_lists_the_costliest_operators_of_both_loops(tiny_gpt2, ben
     assert done.returncode == 0, done.stderr[-2000:]
     assert "promptgrad: 2 steps of 4 pairs" in done.stdout and "original-fp32: 2 steps of 4 pairs" in done.stdout
     assert done.stdout.count("aten::mm") >= 2  # matrix products lead both tables
+
+
+def test_tui_latency_measures_the_first_point_and_key_latency_at_the_terminal(tiny_gpt2, bench_data, tmp_path):
+    out = tmp_path / "latency.json"
+    done = run("tui_latency.py", "--model", tiny_gpt2, "--data", bench_data, "--presses", "4", "--steps", "100000",
+               "--json", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert 0 < figures["first_evaluation_s"] <= figures["first_step_s"] < 120
+    keys = figures["key_latency_ms"]
+    assert keys["n"] == 4 and 0 < keys["median"] <= keys["p95"] <= keys["max"] < 30_000
+    assert figures["examples_per_s_during"] > 0
+
+
+def test_tui_throughput_reads_both_runs_speeds(tiny_gpt2, bench_data):
+    done = run("tui_throughput.py", "--model", tiny_gpt2, "--data", bench_data, "--steps", "4", "--rounds", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = done.stdout.strip().splitlines()[-1]
+    cli, tui, ratio = (float(v) for v in re.findall(r"([0-9.]+)(?: examples/s|$)", line.replace("TUI/CLI ", "")))
+    assert cli > 0 and tui > 0 and ratio == pytest.approx(tui / cli, abs=0.01), line
