@@ -7,6 +7,7 @@ running average over steps, evaluation excluded). It prints both and their ratio
 
     python benchmarks/tui_throughput.py                 # the bundled SmolLM2-135M, 30 steps, 2 rounds
     python benchmarks/tui_throughput.py --steps 60 --rounds 3
+    python benchmarks/tui_throughput.py --probe         # the TUI run also answers the probe box once
 
 Keys pressed during training cost the run more: see tui_latency.py, whose figure is taken while a key
 is pressed every half second.
@@ -42,7 +43,7 @@ def in_cli(config: Path, runs: Path) -> float:
     return speed(runs / "throughput")
 
 
-def in_tui(config: Path, runs: Path, steps: int) -> float:
+def in_tui(config: Path, runs: Path, steps: int, probe: bool) -> float:
     TrainConfig.load(config).replace(runs_dir=str(runs)).save(config.with_name("tui.toml"))
     argv = [sys.executable, "-m", "promptgrad_tui.app", "--config", str(config.with_name("tui.toml"))]
     terminal = Terminal(argv, 100, 30, {"TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"})
@@ -50,6 +51,12 @@ def in_tui(config: Path, runs: Path, steps: int) -> float:
         terminal.wait_for("Configuration", 0, timeout=120)
         time.sleep(1.0)
         started = terminal.type(b"\x12")  # ctrl+r
+        if probe:  # try the prompt once, early in the run: f2 goes to the probe box
+            terminal.wait_for(r"step ([3-9]|[1-9][0-9]+)/", started, timeout=600)
+            asked = terminal.type(b"\x1bOQ")
+            time.sleep(0.5)
+            terminal.type(b"hot\r")
+            terminal.wait_for("learned:", asked, timeout=120)
         terminal.wait_for(rf"step {steps}/", started, timeout=1800)
     finally:
         terminal.close()  # SIGTERM: the run is finished by then; the TUI exits
@@ -62,16 +69,17 @@ def main(argv=None) -> None:
     p.add_argument("--data", default="antonyms")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--probe", action="store_true", help="in the TUI, ask the probe box once, from step 3 on")
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="tui-throughput-"))
     config = folder / "run.toml"
     # no evaluation or checkpoint during the steps: the figure is training speed alone
     TrainConfig(model=args.model, data=args.data, steps=args.steps, name="throughput", eval_every=0, checkpoint_every=0,
                 checkpoint_minutes=0).save(config)
-    print(f"{args.model}, {args.steps} steps, on {cpu_description()}", flush=True)
+    print(f"{args.model}, {args.steps} steps{', probe asked once in the TUI' if args.probe else ''}, on {cpu_description()}", flush=True)
     for round_ in range(1, args.rounds + 1):
         cli = in_cli(config, folder / f"cli-{round_}")
-        tui = in_tui(config, folder / f"tui-{round_}", args.steps)
+        tui = in_tui(config, folder / f"tui-{round_}", args.steps, args.probe)
         print(f"round {round_}: command line {cli:.1f} examples/s, TUI {tui:.1f} examples/s, TUI/CLI {tui / cli:.2f}",
               flush=True)
 

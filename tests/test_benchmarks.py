@@ -86,14 +86,16 @@ def test_tui_latency_measures_the_first_point_and_key_latency_at_the_terminal(ti
                "--json", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(out.read_text())
-    assert 0 < figures["first_evaluation_s"] <= figures["first_step_s"] < 120
+    # (no order between the two: the chart is redrawn once a second, the status line more often)
+    assert 0 < figures["first_evaluation_s"] < 120 and 0 < figures["first_step_s"] < 120
     keys = figures["key_latency_ms"]
     assert keys["n"] == 4 and 0 < keys["median"] <= keys["p95"] <= keys["max"] < 30_000
     assert figures["examples_per_s_during"] > 0
 
 
-def test_tui_throughput_reads_both_runs_speeds(tiny_gpt2, bench_data):
-    done = run("tui_throughput.py", "--model", tiny_gpt2, "--data", bench_data, "--steps", "4", "--rounds", "1")
+def test_tui_throughput_reads_both_runs_speeds_with_the_probe_asked(tiny_gpt2, bench_data):
+    done = run("tui_throughput.py", "--model", tiny_gpt2, "--data", bench_data, "--steps", "300", "--rounds", "1",
+               "--probe")
     assert done.returncode == 0, done.stderr[-2000:]
     line = done.stdout.strip().splitlines()[-1]
     cli, tui, ratio = (float(v) for v in re.findall(r"([0-9.]+)(?: examples/s|$)", line.replace("TUI/CLI ", "")))

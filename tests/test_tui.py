@@ -548,7 +548,23 @@ def test_11_question_mark_help_q_quit_and_the_command_palette():
     run_async(scenario())
 
 
-def test_the_probe_answers_during_a_run(tiny_config):
+def test_the_probe_answers_during_a_run(tiny_config, monkeypatch):
+    # torch work runs in threads that end with it (torch_thread.py says why): record where it ran
+    import promptgrad_tui.app as tui_app
+    from promptgrad.probe import Probe
+
+    torch_threads = {}
+    train, ask = tui_app.train, Probe.ask
+
+    def recorded(name, function):
+        def call(*args, **kwargs):
+            torch_threads[name] = threading.current_thread()
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(tui_app, "train", recorded("train", train))
+    monkeypatch.setattr(Probe, "ask", recorded("probe", ask))
+
     async def scenario():
         app = PromptgradApp(tiny_config.replace(steps=5000, checkpoint_every=0))
         async with app.run_test(size=(160, 48)) as pilot:
@@ -570,6 +586,11 @@ def test_the_probe_answers_during_a_run(tiny_config):
             assert "hand-written:" in str(answer.render()) and "prompt of step" in str(answer.render())
             await pilot.press("ctrl+t")
             await wait_for(pilot, lambda: not screen.running, what="the stop")
+            for thread in torch_threads.values():
+                thread.join(timeout=10)
+            assert set(torch_threads) == {"train", "probe"}
+            assert not any(thread.is_alive() for thread in torch_threads.values()), torch_threads
+            assert torch_threads["train"] is not torch_threads["probe"]
 
     run_async(scenario())
 

@@ -6,8 +6,9 @@
 
 The main screen has four panes: configuration, loss chart, predictions (with the probe box), nearest
 tokens; side by side on a wide terminal, one at a time with tabs on a narrow one. Training runs in a
-thread worker that iterates the core's `train()` and posts its events as `RunEvents`; the worker never
-touches a widget, and the screen redraws the chart and the status line on a timer, not per event.
+thread worker (its torch work in a thread of its own, see torch_thread.py) that iterates the core's
+`train()` and posts its events as `RunEvents`; the worker never touches a widget, and the screen
+redraws the chart and the status line on a timer, not per event.
 Every message the app shows is also kept in a log (ctrl+l).
 """
 
@@ -46,6 +47,7 @@ from promptgrad_tui.browser import BrowserChoice, RunBrowser
 from promptgrad_tui.dialogs import (ConfirmScreen, ErrorScreen, HelpScreen, LoggedMessage, MessageLogScreen, PathPrompt,
                                     StepsDialog)
 from promptgrad_tui.messages import ProbeAnswered, RunEvents
+from promptgrad_tui.torch_thread import in_own_thread
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.key_bar import KeyBar
 from promptgrad_tui.widgets.loss_chart import Curves, LossChart
@@ -288,7 +290,9 @@ class MainScreen(Screen):
         batch: list[Event] = []
         posted = time.monotonic()
         self.training_ended.clear()
-        try:
+
+        def run() -> None:
+            nonlocal batch, posted
             for event in train(config, stop, resume=resume, probe=probe):
                 if worker.is_cancelled:  # the app is closing: finish the step and save, as a stop does
                     stop.set()
@@ -298,6 +302,9 @@ class MainScreen(Screen):
                     batch, posted = [], time.monotonic()
             if batch:
                 self.post_message(RunEvents(batch, live=True))
+
+        try:
+            in_own_thread(run, "promptgrad training")
         finally:
             self.training_ended.set()  # main() waits for this after the app has closed
 
@@ -473,7 +480,7 @@ class MainScreen(Screen):
     @work(thread=True, exclusive=True, group="probe", name="probe", exit_on_error=False)
     def ask_probe(self, probe: Probe, text: str) -> None:
         try:
-            self.post_message(ProbeAnswered(probe.ask(text), None))
+            self.post_message(ProbeAnswered(in_own_thread(lambda: probe.ask(text), "promptgrad probe"), None))
         except UserError as e:
             self.post_message(ProbeAnswered(None, str(e)))
 
