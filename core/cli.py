@@ -147,18 +147,9 @@ def run_eval(args: argparse.Namespace) -> int:
     paths = args.run if isinstance(args.run, list) else [args.run]
     session, _ = open_run(paths[0])
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
-    template = Template.parse(session.config.template)
 
-    def tokens(ids: list[int]) -> tuple[torch.Tensor, TemplateEncoder]:
-        with torch.no_grad():
-            vectors = frozen.embedding(torch.tensor(ids, device=frozen.device)).float()
-        return vectors, TemplateEncoder(template, frozen.tokenizer, len(ids))
-
-    def scored_text(name: str, text: str):
-        ids = frozen.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise UserError(f"text {text!r} encodes to no tokens")
-        vectors, encoder = tokens(ids)
+    def scored_text(name: str, text: str, field: str | None = None):
+        vectors, encoder = session.text_prompt(text, field)
         return name, score_prompt(frozen, encoder, test, vectors, batch_size), text_nats_per_token(frozen, encoder, text)
 
     rows = []
@@ -170,16 +161,17 @@ def run_eval(args: argparse.Namespace) -> int:
             raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
         prompt, metadata = run.load_prompt()
         where = f"  [{path}]" if len(paths) > 1 else ""
+        template = Template.parse(config.template)  # each run in its own template
         if "hard_prompt_ids" in metadata:  # the tokens themselves, as pasting the text would give them
             best = json.loads(metadata["hard_prompt_ids"])
             lam = f", lambda {metadata['fluency']}" if float(metadata.get("fluency", 0) or 0) else ""
-            vectors, encoder = tokens(best)
+            vectors, encoder = session.token_prompt(best, template)
             nats = text_nats_per_token(frozen, encoder, metadata["hard_prompt_text"])
             rows.append((f"hard ({metadata.get('method', '?')}{lam}) {metadata['hard_prompt_text']!r}{where}",
                          score_prompt(frozen, encoder, test, vectors, batch_size), nats))
             front = [p for p in json.loads(metadata.get("pareto_front", "[]")) if p["ids"] != best][:MAX_FRONT_ROWS]
             for point in front:
-                vectors, encoder = tokens(point["ids"])
+                vectors, encoder = session.token_prompt(point["ids"], template)
                 rows.append((f"  front: {point['text']!r} (held-out {point['train_loss']:.3f})",
                              score_prompt(frozen, encoder, test, vectors, batch_size), point["nats_per_token"]))
         else:
@@ -187,7 +179,7 @@ def run_eval(args: argparse.Namespace) -> int:
             rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
     for text in getattr(args, "text", None) or []:
         rows.append(scored_text(f"text {text!r}", text))
-    rows.append(scored_text(f"hand-written {session.config.baseline_text!r}", session.config.baseline_text))
+    rows.append(scored_text(f"hand-written {session.config.baseline_text!r}", session.config.baseline_text, "baseline_text"))
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
     table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on, computed in {session.precision.precision}"))
     for column in ("prompt", "test loss", "accuracy", "nats/token"):

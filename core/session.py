@@ -30,12 +30,21 @@ class Session:
 
     def baseline_prompt(self) -> tuple[torch.Tensor, TemplateEncoder]:
         """The hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
-        ids = self.frozen.tokenizer(self.config.baseline_text, add_special_tokens=False)["input_ids"]
+        return self.text_prompt(self.config.baseline_text, "baseline_text")
+
+    def text_prompt(self, text: str, field: str | None = None) -> tuple[torch.Tensor, TemplateEncoder]:
+        """Any wording as a prompt: its tokens' embeddings, in this run's template."""
+        ids = self.frozen.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids:
-            raise UserError(f"baseline_text {self.config.baseline_text!r} encodes to no tokens", "baseline_text")
+            raise UserError(f"{field or 'text'} {text!r} encodes to no tokens", field)
+        return self.token_prompt(ids)
+
+    def token_prompt(self, ids: list[int], template: Template | None = None) -> tuple[torch.Tensor, TemplateEncoder]:
+        """These tokens' embeddings as a prompt (a hard prompt's tokens exactly as found, not re-tokenised
+        from its text), and an encoder with room for exactly them, in `template` or this run's."""
         with torch.no_grad():
             vectors = self.frozen.embedding(torch.tensor(ids, device=self.frozen.device)).float()
-        return vectors, TemplateEncoder(self.encoder.template, self.frozen.tokenizer, len(ids))
+        return vectors, TemplateEncoder(template or self.encoder.template, self.frozen.tokenizer, len(ids))
 
     @property
     def eval_batch_size(self) -> int:

@@ -156,3 +156,20 @@ def test_a_hub_id_this_machine_cannot_reach_is_one_clear_line_within_seconds(tin
     assert len(err) == 1 and "cannot be reached from here and the model is not in the local cache" in err[0], err
     assert main(tiny_args(tiny_config, "--model", "/tmp/nope/model")) == 2  # a path: said without trying the hub
     assert "model folder /tmp/nope/model does not exist" in capsys.readouterr().err
+
+
+def test_eval_scores_each_run_in_its_own_template(tiny_config, capsys):
+    assert main(tiny_args(tiny_config, "--name", "plain")) == 0
+    assert main(tiny_args(tiny_config, "--name", "other", "--template", "{prompt} {x} is the opposite of {y}")) == 0
+    capsys.readouterr()
+    other = f"{tiny_config.runs_dir}/other"
+
+    def soft_loss(out: str) -> str:
+        line = next(line for line in out.splitlines() if "soft" in line and ("other" in line or "[" not in line))
+        return line.split("│")[2].strip()
+
+    assert main(["eval", other]) == 0
+    alone = soft_loss(capsys.readouterr().out)
+    assert main(["eval", f"{tiny_config.runs_dir}/plain", other]) == 0
+    beside = soft_loss(capsys.readouterr().out)
+    assert beside == alone
