@@ -158,18 +158,17 @@ def test_a_hub_id_this_machine_cannot_reach_is_one_clear_line_within_seconds(tin
     assert "model folder /tmp/nope/model does not exist" in capsys.readouterr().err
 
 
-def test_eval_scores_each_run_in_its_own_template(tiny_config, capsys):
+def test_eval_scores_each_run_in_its_own_template(tiny_config, capsys, monkeypatch):
     assert main(tiny_args(tiny_config, "--name", "plain")) == 0
     assert main(tiny_args(tiny_config, "--name", "other", "--template", "{prompt} {x} is the opposite of {y}")) == 0
     capsys.readouterr()
-    other = f"{tiny_config.runs_dir}/other"
+    monkeypatch.chdir(tiny_config.runs_dir)  # short names: a table row is never folded
 
     def soft_loss(out: str) -> str:
-        line = next(line for line in out.splitlines() if "soft" in line and ("other" in line or "[" not in line))
-        return line.split("│")[2].strip()
+        return next(line for line in out.splitlines() if "soft" in line and "plain" not in line).split("│")[2].strip()
 
-    assert main(["eval", other]) == 0
+    assert main(["eval", "other"]) == 0
     alone = soft_loss(capsys.readouterr().out)
-    assert main(["eval", f"{tiny_config.runs_dir}/plain", other]) == 0
+    assert main(["eval", "plain", "other"]) == 0
     beside = soft_loss(capsys.readouterr().out)
     assert beside == alone
