@@ -57,7 +57,7 @@ from promptgrad_tui.widgets.status import StatusLine
 
 PANES = {"config": "Config", "chart": "Loss", "predictions": "Predictions", "nearest": "Nearest"}
 REDRAW_SECONDS = 0.3  # the status line redraws at most this often
-CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python, on the UI thread
+CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
 POST_SECONDS = 0.25  # the worker batches Step events arriving faster than this into one message
 FOLLOW_SECONDS = 1.0  # how often a viewed run folder is checked for new events
 MAX_OVERLAYS = 5

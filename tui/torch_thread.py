@@ -11,8 +11,8 @@ switches against 1,000). A thread that ends takes its team with it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -20,18 +20,5 @@ T = TypeVar("T")
 
 def in_own_thread(work: Callable[[], T], name: str) -> T:
     """Run `work` in a new thread, wait for it, and return its result or raise its exception."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, work()))
-        except BaseException as error:  # handed to the waiting thread, which raises it
-            outcome.append((False, error))
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    thread.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:  # its one thread ends with the `with`
+        return pool.submit(work).result()

@@ -4,7 +4,8 @@ reference lines, and other runs overlaid for comparison.
 
 Readable without colour: every series has its own marker character, and the legend sits in a line of
 its own above the plot, never on the data. Events only append to the series and mark the chart stale;
-the screen calls `redraw()` on a timer, so a fast run costs one plot every few tenths of a second.
+the screen calls `redraw()` on a timer, so a fast run costs at most one plot a second, built in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -34,7 +36,7 @@ OVERLAY_COLORS = ("blue", "yellow", "white", "violet", "teal")
 
 def thinned(xs: list[float], ys: list[float], limit: int = MAX_POINTS) -> tuple[list[float], list[float]]:
     if len(xs) <= limit:
-        return xs, ys
+        return list(xs), list(ys)  # copies: the build runs in another thread while events append
     stride = -(-len(xs) // limit)
     return xs[::stride] + xs[-1:], ys[::stride] + ys[-1:]
 
@@ -116,6 +118,7 @@ class LossChart(Vertical):
         self.overlays: dict[str, Curves] = {}
         self.building = threading.Lock()
         self.builds = 0  # figures shown so far
+        self.shown_legend: Text | None = None
         self.reset()
 
     def compose(self) -> ComposeResult:
@@ -200,7 +203,10 @@ class LossChart(Vertical):
         if not plot.display or plot.size.width < 8 or plot.size.height < 4:
             return  # not on screen (another tab): built once it is shown (on_resize)
         self.stale = False
-        self.query_one(".legend", Static).update(self.legend())
+        legend = self.legend()
+        if legend != self.shown_legend:  # an update relays the screen out: only when a series appears
+            self.query_one(".legend", Static).update(legend)
+            self.shown_legend = legend
         c, others = self.curves, list(self.overlays.values())
         right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:],
                      *(o.steps[-1] for o in others if o.steps)])
@@ -210,6 +216,8 @@ class LossChart(Vertical):
     @work(thread=True, exclusive=True, group="chart", exit_on_error=False)
     def build(self, plot: BuiltPlot, series: list, right: int, width: int, height: int, theme: str) -> None:
         with self.building:  # one build at a time: an older worker may still be finishing
+            if get_current_worker().is_cancelled:
+                return  # a newer build was asked for meanwhile
             plt = plot.plt
             plt.clear_data()
             plt.plotsize(width, height)
