@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 
+from promptgrad.config import TrainConfig  # noqa: E402
 from promptgrad.precision import choose_precision, cpu_description, resolve_device  # noqa: E402
 from promptgrad.quiet import quiet_libraries  # noqa: E402
 
@@ -65,17 +66,18 @@ def epoch_seconds(model: str, data: str, batch_size: int, device: torch.device, 
     import speed
     from loops import OriginalLoop, Problem, timed_steps
 
-    problem = Problem.load(model, data, "Here are two {prompt} {x} and {y}", 4, batch_size, 0, device)
+    defaults = TrainConfig()
+    problem = Problem.load(model, data, defaults.template, defaults.prompt_len, batch_size, defaults.seed, device)
     steps_per_epoch = math.ceil(len(problem.split.train) / batch_size)
     steps = min(steps_per_epoch, max_steps)
     result = {"train_pairs": len(problem.split.train), "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
               "timed_steps": steps}
-    precision = "bf16" if device.type == "cuda" or torch.cpu._is_avx512_bf16_supported() else "fp32"
-    for name, loop in (("promptgrad", speed.build(f"promptgrad-{precision}", problem, precision)[0]),
-                       ("original-bf16-autocast", OriginalLoop(problem, torch.bfloat16, "original-bf16"))):
-        seconds, examples, _ = timed_steps(loop, steps, lambda k: 1e-3, device)
+    precision = choose_precision("auto", device, problem.fp32.hidden_size).precision  # as `train` would decide
+    loops = (("promptgrad", lambda: speed.build("promptgrad", problem, precision)[0]),
+             ("original-bf16-autocast", lambda: OriginalLoop(problem, torch.bfloat16, "original-bf16")))
+    for name, make in loops:  # one loop's model copy at a time
+        seconds, examples, _ = timed_steps(make(), steps, lambda k: 1e-3, device)
         result[name] = {"seconds_per_epoch": seconds / steps * steps_per_epoch, "examples_per_s": examples / seconds}
-        del loop
     result["promptgrad_speedup"] = result["original-bf16-autocast"]["seconds_per_epoch"] / result["promptgrad"]["seconds_per_epoch"]
     return result
 

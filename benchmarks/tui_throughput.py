@@ -16,7 +16,6 @@ is pressed every half second.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tui_latency import Terminal  # noqa: E402
 
 from promptgrad.config import BUNDLED_MODEL, TrainConfig  # noqa: E402
+from promptgrad.events import Step  # noqa: E402
 from promptgrad.precision import cpu_description  # noqa: E402
+from promptgrad.run_folder import RunFolder  # noqa: E402
 
 
 def speed(run: Path) -> float:
-    steps = [json.loads(line) for line in run.joinpath("metrics.jsonl").read_text().splitlines()
-             if line.startswith('{"event": "step"')]
-    return steps[-1]["examples_per_s"]
+    return [e for e in RunFolder.open(run).events() if isinstance(e, Step)][-1].examples_per_s
 
 
 def in_cli(config: Path, runs: Path) -> float:
