@@ -35,8 +35,7 @@ class NearestTable(DataTable):
         self.border_subtitle = ""
 
     def on_resize(self) -> None:
-        if self.event is not None:
-            self.render_table()
+        self.render_table()
 
     def show(self, event: NearestTokens) -> None:
         self.event = event
@@ -45,18 +44,19 @@ class NearestTable(DataTable):
     def show_reading(self, event: Reading) -> None:
         self.reading = event
         self.border_subtitle = f"all together the model reads: {event.whole!r}"
-        if self.event is not None:
-            self.render_table()
+        self.render_table()
 
     def show_front(self, event: ParetoFront) -> None:
         self.front = event
-        if self.event is not None:
-            self.render_table()
+        self.render_table()
 
     def render_table(self) -> None:
         event = self.event
+        if event is None:
+            return
         k = max((len(tokens) for tokens in event.positions), default=0)
-        reads = self.reading is not None and len(self.reading.positions) == len(event.positions)
+        # the reading of the same readout only: it arrives just after these neighbours
+        reads = self.reading is not None and self.reading.step == event.step and len(self.reading.positions) == len(event.positions)
         rows = [
             [Text(str(position)), *([Text(visible(self.reading.positions[position]), style="bold")] if reads else []),
              *(Text.assemble(visible(t.token), (f" {t.cosine:.2f}", "dim")) for t in tokens)]
