@@ -27,4 +27,4 @@ class KeyBar(Static):
                 continue
             style = "bold" if state else "dim"
             parts += [(f" {label}", style + " reverse" if state else style), (f" {description} ", style)]
-        self.update(Text.assemble(*parts))
+        self.update(Text.assemble(*parts), layout=False)  # one line high (#keys): no relayout needed

@@ -63,7 +63,7 @@ class StatusLine(Static):
     def redraw(self) -> None:
         if self.stale:
             self.stale = False
-            self.update(self.line(max(40, self.size.width or 80)))
+            self.update(self.line(max(40, self.size.width or 80)), layout=False)  # one line high: the layout never changes
 
     def line(self, width: int = 80) -> Text:
         """The line, fitted to `width`: less important parts go first, the run's name is shortened last."""
