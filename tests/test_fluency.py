@@ -59,10 +59,12 @@ def test_the_fluency_gradient_predicts_the_exact_change_of_a_swap_at_the_last_po
         assert float(exact[0] - exact[1]) == pytest.approx(float(gradient[-1, other] - gradient[-1, ids[-1]]), abs=1e-4)
 
 
-def gcg_trajectory(setup_parts, fluency: float, steps: int = 3) -> list[list[int]]:
+def gcg_trajectory(setup_parts, fluency: float | None, steps: int = 3) -> list[list[int]]:
+    """`fluency` None: GCG built as before the fluency term existed (no fluency, no context given)."""
     frozen, projection, allowed, round_trip, ids, batch, context = setup_parts
+    fluent = {} if fluency is None else {"fluency": fluency, "context": context}
     gcg = GCG(frozen, projection, allowed, round_trip, ids, topk=16, candidates=24,
-              generator=torch.Generator().manual_seed(0), fluency=fluency, context=context)
+              generator=torch.Generator().manual_seed(0), **fluent)
     return [gcg.search_step(batch).ids for _ in range(steps)]
 
 
@@ -77,7 +79,7 @@ def gcg_parts(frozen, encoder):
 
 
 def test_lambda_zero_is_exactly_the_plain_search(gcg_parts, monkeypatch):
-    plain = gcg_trajectory(gcg_parts, 0.0)
+    plain = gcg_trajectory(gcg_parts, None)
 
     def never(*args, **kwargs):
         raise AssertionError("lambda 0 computed a fluency term")

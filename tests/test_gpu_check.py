@@ -36,7 +36,7 @@ def test_a_training_step_syncs_once_when_it_reports_and_never_otherwise(tiny_fp3
     assert result["reporting_step"] == 1 and result["silent_step"] == 0, result
 
 
-def test_the_sync_count_counts(tiny_fp32):
+def test_the_sync_count_counts():
     x = torch.ones(3)
     with counting_syncs(torch.device("cpu"), set()) as counted:
         x.sum().item(), bool(x.any()), x.tolist(), torch.nonzero(x)
