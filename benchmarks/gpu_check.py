@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 from promptgrad.config import TrainConfig  # noqa: E402
-from promptgrad.precision import choose_precision, cpu_description, resolve_device  # noqa: E402
+from promptgrad.precision import choose_precision, cpu_description, native_bf16, resolve_device  # noqa: E402
 from promptgrad.quiet import quiet_libraries  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def device_info(device: torch.device) -> dict:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1), capability=f"{props.major}.{props.minor}",
-                    cuda=torch.version.cuda, bf16=torch.cuda.is_bf16_supported())
+                    cuda=torch.version.cuda, native_bf16=native_bf16(device))
         try:
             info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit",
                                                  "--format=csv"], capture_output=True, text=True, timeout=30).stdout
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     from device_checks import run_all
     from shapes import shape_model
 
-    dtype = torch.bfloat16 if (device.type == "cuda" and torch.cuda.is_bf16_supported()) else torch.float32
+    dtype = torch.bfloat16 if (device.type == "cuda" and native_bf16(device)) else torch.float32
     checks = run_all(shape_model("shape:tiny" if args.tiny else "shape:gpt2", device, dtype), out / "check-runs")
     (out / "checks.json").write_text(json.dumps(checks, indent=2, default=str))
     say("checks: " + ", ".join(f"{k} {'ok' if v.get('ok') else 'FAILED'}" for k, v in checks.items()))

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from promptgrad.config import TrainConfig
-from promptgrad.errors import UserError
+from promptgrad.errors import UserError, environment_problem
 from promptgrad.quiet import quiet_libraries
 
 
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", type=Path, nargs="+", help="one run folder, or several on the same data (soft and hard, say)")
     ev.add_argument("--text", action="append", metavar="WORDS",
                     help="also score this wording in the prompt's place, e.g. ' words with opposite meanings:' (repeatable)")
+    ev.add_argument("--precision", choices=("fp32", "bf16"),
+                    help="compute in this precision instead of the one the run recorded (fp32 evaluates a bf16 run "
+                         "on a machine that only emulates bf16; its scores then differ slightly from the run's own)")
     predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
     predict.add_argument("run", type=Path)
     predict.add_argument("words", nargs="+")
@@ -48,11 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--samples", type=int, default=200, help="real word tokens read back to check the method")
     nearest = commands.add_parser("nearest", help="the vocabulary tokens nearest to each prompt vector")
     nearest.add_argument("run", type=Path)
-    nearest.add_argument("-k", type=int, default=5)
+    nearest.add_argument("-k", type=int, default=5, help="how many tokens per position (at least 1)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every subcommand fails the same way: bad input and what the machine refuses are one line (exit
+    2), a peer of a distributed run gone is one line (exit 1, from the run's own report), a second
+    ctrl+c is one line (exit 130), and a bug is one line with its traceback kept in a file (exit 1)."""
     args = build_parser().parse_args(argv)
     try:
         return {"train": run_train, "eval": run_eval, "predict": run_predict, "nearest": run_nearest,
@@ -60,6 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"promptgrad: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("promptgrad: aborted (ctrl+c twice); files written so far are whole, the last checkpoint included", file=sys.stderr)
+        return 130
+    except Exception as e:
+        problem = environment_problem(e)
+        if problem is not None:
+            print(f"promptgrad: error: {problem}", file=sys.stderr)
+            return 2
+        import tempfile
+        import traceback
+
+        with tempfile.NamedTemporaryFile("w", prefix="promptgrad-traceback-", suffix=".txt", delete=False) as f:
+            f.write(traceback.format_exc())
+        print(f"promptgrad: error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}; traceback in {f.name} "
+              f"(this is a bug in promptgrad; please report it with the traceback)", file=sys.stderr)
+        return 1
 
 
 # ---- train ------------------------------------------------------------------------------------
@@ -105,8 +127,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 # ---- eval, predict, nearest -------------------------------------------------------------------
 
-def open_run(path: Path):
-    """A run's session, built with the precision the run recorded, and its prompt."""
+def open_run(path: Path, precision: str | None = None):
+    """A run's session, built with the precision the run recorded (or `precision`, given on the command
+    line), on the data it recorded, and its prompt, checked to fit the model."""
+    from promptgrad.run_facts import RunFacts
     from promptgrad.run_folder import RunFolder
     from promptgrad.session import open_session
 
@@ -114,12 +138,19 @@ def open_run(path: Path):
     prompt, metadata = run.load_prompt()
     quiet_libraries()
     config = run.config()
-    if config.precision == "auto":  # a folder from before precision was recorded in config.toml
-        config = config.replace(precision=metadata.get("precision", "auto"))
-    session = open_session(config)
-    if prompt.shape[0] != config.prompt_len:
-        raise UserError(f"{run.path}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {config.prompt_len}")
+    if precision:
+        config = config.replace(precision=precision)
+    session = open_session(config, RunFacts.load(run.path).data, str(run.path), evaluating=True)
+    check_prompt_fits(run.path, prompt, config.prompt_len, session.frozen.hidden_size)
     return session, prompt.to(session.frozen.device)
+
+
+def check_prompt_fits(run: Path, prompt, prompt_len: int, hidden: int) -> None:
+    if prompt.shape[0] != prompt_len:
+        raise UserError(f"{run}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {prompt_len}")
+    if prompt.shape[1] != hidden:
+        raise UserError(f"{run}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but the run's model takes "
+                        f"{hidden}: the prompt belongs to another model")
 
 
 SAME_TEST_PAIRS = ("model", "data", "x_column", "y_column", "test_fraction", "seed")  # settings that fix the test split
@@ -128,24 +159,58 @@ SAME_TEST_PAIRS = ("model", "data", "x_column", "y_column", "test_fraction", "se
 MAX_FRONT_ROWS = 8  # Pareto-front prompts of a hard run scored by eval (each one costs a pass over the test set)
 
 
+@dataclasses.dataclass(frozen=True)
+class HardPrompt:
+    """A hard run's prompt as its prompt.safetensors metadata records it (hard_search.py writes it)."""
+
+    ids: list[int]
+    text: str
+    method: str
+    fluency: float
+    front: list  # FrontPoint
+
+
+def hard_prompt_of(metadata: dict[str, str], path: Path, vocab_size: int) -> HardPrompt | None:
+    """The hard prompt in a run's metadata, checked (None for a soft run): damaged metadata is one line."""
+    import json
+    import math
+
+    from promptgrad.events import FrontPoint, typed
+
+    if "hard_prompt_ids" not in metadata:
+        return None
+    try:
+        ids = typed(list[int], json.loads(metadata["hard_prompt_ids"]), "hard_prompt_ids")
+        text = typed(str, metadata["hard_prompt_text"], "hard_prompt_text")
+        fluency = float(metadata.get("fluency") or 0)
+        front = typed(list[FrontPoint], json.loads(metadata.get("pareto_front") or "[]"), "pareto_front")
+        if not math.isfinite(fluency) or fluency < 0:
+            raise ValueError("fluency is not a weight")
+        for token_ids in [ids, *(p.ids for p in front)]:
+            if not token_ids or not all(0 <= i < vocab_size for i in token_ids):
+                raise ValueError(f"token ids {token_ids[:8]} are not ids of the model's {vocab_size} tokens")
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        raise UserError(f"{path}/prompt.safetensors has damaged hard-prompt metadata ({str(e)[:100]}); "
+                        f"it was changed after promptgrad wrote it") from None
+    return HardPrompt(ids, text, metadata.get("method", "?"), fluency, front)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Test loss and accuracy, on the same test pairs, of each run's prompt (soft vectors, or the tokens of
     a hard prompt when its metadata has `hard_prompt_ids`, with the rest of its Pareto front) beside the
     hand-written one and any `--text` wordings; and each text prompt's own fluency in nats/token.
     `args.run` is one run folder or a list of them (say a soft and a hard run of the same model and data)."""
-    import json
-
-    import torch
     from rich.table import Table
     from rich.text import Text
 
     from promptgrad.evaluation import score_prompt
     from promptgrad.fluency import text_nats_per_token
+    from promptgrad.run_facts import RunFacts
     from promptgrad.run_folder import RunFolder
     from promptgrad.template import Template, TemplateEncoder
 
     paths = args.run if isinstance(args.run, list) else [args.run]
-    session, _ = open_run(paths[0])
+    session, _ = open_run(paths[0], getattr(args, "precision", None))
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
 
     def scored_text(name: str, text: str, field: str | None = None):
@@ -159,22 +224,22 @@ def run_eval(args: argparse.Namespace) -> int:
         differs = [k for k in SAME_TEST_PAIRS if getattr(config, k) != getattr(session.config, k)]
         if differs:
             raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
+        session.data.check_same_as(RunFacts.load(run.path).data, str(run.path))
         prompt, metadata = run.load_prompt()
         where = f"  [{path}]" if len(paths) > 1 else ""
         template = Template.parse(config.template)  # each run in its own template
-        if "hard_prompt_ids" in metadata:  # the tokens themselves, as pasting the text would give them
-            best = json.loads(metadata["hard_prompt_ids"])
-            lam = f", lambda {metadata['fluency']}" if float(metadata.get("fluency", 0) or 0) else ""
-            vectors, encoder = session.token_prompt(best, template)
-            nats = text_nats_per_token(frozen, encoder, metadata["hard_prompt_text"])
-            rows.append((f"hard ({metadata.get('method', '?')}{lam}) {metadata['hard_prompt_text']!r}{where}",
-                         score_prompt(frozen, encoder, test, vectors, batch_size), nats))
-            front = [p for p in json.loads(metadata.get("pareto_front", "[]")) if p["ids"] != best][:MAX_FRONT_ROWS]
-            for point in front:
-                vectors, encoder = session.token_prompt(point["ids"], template)
-                rows.append((f"  front: {point['text']!r} (held-out {point['train_loss']:.3f})",
-                             score_prompt(frozen, encoder, test, vectors, batch_size), point["nats_per_token"]))
+        hard = hard_prompt_of(metadata, run.path, frozen.embedding.weight.shape[0])
+        if hard is not None:  # the tokens themselves, as pasting the text would give them
+            lam = f", lambda {hard.fluency:g}" if hard.fluency else ""
+            vectors, encoder = session.token_prompt(hard.ids, template)
+            nats = text_nats_per_token(frozen, encoder, hard.text)
+            rows.append((f"hard ({hard.method}{lam}) {hard.text!r}{where}", score_prompt(frozen, encoder, test, vectors, batch_size), nats))
+            for point in [p for p in hard.front if p.ids != hard.ids][:MAX_FRONT_ROWS]:
+                vectors, encoder = session.token_prompt(point.ids, template)
+                rows.append((f"  front: {point.text!r} (held-out {point.train_loss:.3f})",
+                             score_prompt(frozen, encoder, test, vectors, batch_size), point.nats_per_token))
         else:
+            check_prompt_fits(run.path, prompt, config.prompt_len, frozen.hidden_size)
             encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
             rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
     for text in getattr(args, "text", None) or []:
@@ -244,6 +309,8 @@ def run_nearest(args: argparse.Namespace) -> int:
     from promptgrad.report import nearest_table
     from rich.console import Console
 
+    if args.k < 1:
+        raise UserError(f"-k must be at least 1, got {args.k}")
     session, prompt = open_run(args.run)
     positions = nearest_tokens(prompt, session.frozen.embedding.weight, session.frozen.tokenizer, args.k)
     Console().print(nearest_table(positions))

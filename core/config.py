@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -80,6 +81,9 @@ class TrainConfig:
     def validate(self) -> None:
         from promptgrad.template import Template  # the template knows its own rules
 
+        for name, value in self.to_dict().items():
+            if isinstance(value, str) and "\x00" in value:
+                raise UserError(f"{name} holds a NUL byte (\\x00), which no file name or text setting may hold; remove it", name)
         Template.parse(self.template)
         if self.prompt_len < 1:
             raise UserError(f"prompt_len must be at least 1, got {self.prompt_len}", "prompt_len")
@@ -155,6 +159,18 @@ class TrainConfig:
     def save(self, path: Path) -> None:
         path.write_text(self.dumps())
 
+    def with_absolute_paths(self) -> TrainConfig:
+        """Local files named relative to the working directory, made absolute: the run folder then means
+        the same data, model and parent run from wherever it is resumed or evaluated."""
+        changes: dict[str, Any] = {}
+        if self.data != BUNDLED_DATA and Path(self.data).expanduser().exists():
+            changes["data"] = os.path.abspath(Path(self.data).expanduser())
+        if self.model != BUNDLED_MODEL and Path(self.model).expanduser().is_dir():
+            changes["model"] = os.path.abspath(Path(self.model).expanduser())
+        if self.init.startswith("run:") and Path(self.init[4:].strip()).expanduser().is_dir():
+            changes["init"] = "run:" + os.path.abspath(Path(self.init[4:].strip()).expanduser())
+        return self.replace(**changes) if changes else self
+
     def total_steps(self, steps_per_epoch: int) -> int:
         return math.ceil(self.epochs * steps_per_epoch) if self.epochs else self.steps
 
@@ -170,10 +186,14 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
+        from promptgrad.files import read_text  # never through a link, never blocking on a FIFO
+
         try:
-            values = tomllib.loads(Path(path).read_text())
+            values = tomllib.loads(read_text(path))
         except FileNotFoundError:
             raise UserError(f"config file {path} does not exist") from None
+        except OSError as e:
+            raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
         return cls.from_dict(values)

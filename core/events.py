@@ -7,6 +7,8 @@ Each event is a small frozen dataclass. `to_json` gives the line written to metr
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +37,7 @@ class Started(Event):
     start_step: int  # > 0 when resumed
     steps_per_epoch: int
     precision_reason: str = ""  # why this precision (precision.py); the concrete value is in config.toml
+    skipped_rows: int = 0  # data rows without both an x and a y, left out
 
 
 @dataclass(frozen=True)
@@ -195,13 +198,45 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+NESTED = {"Prediction": Prediction, "NearestToken": NearestToken, "FrontPoint": FrontPoint}
+
+
+def typed(hint: Any, value: Any, where: str) -> Any:
+    """`value` read from JSON, checked against the field's type hint (nested records built): a line of
+    metrics.jsonl with a string where a number belongs is refused here, not when a pane draws it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        return typed(next(a for a in args if a is not type(None)), value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"{where} is not a list")
+        return [typed(args[0], v, where) for v in value]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} is not an object")
+        return build(hint, value)
+    ok = {bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}[hint]
+    if not ok(value):
+        raise TypeError(f"{where} is {value!r}, not {hint.__name__}")
+    return float(value) if hint is float else value
+
+
+def build(cls: type, obj: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls, localns=NESTED)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(obj) - names
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
+    return cls(**{name: typed(hints[name], value, f"{cls.__name__}.{name}") for name, value in obj.items()})
+
+
 def event_from_json(obj: dict[str, Any]) -> Event:
+    """The event of one metrics.jsonl line; TypeError (or KeyError) when it is not a well-formed event."""
+    if not isinstance(obj, dict):
+        raise TypeError("not a JSON object")
     obj = dict(obj)
-    cls = EVENT_TYPES[obj.pop("event")]
-    if cls is Predictions:
-        obj["rows"] = [Prediction(**r) for r in obj["rows"]]
-    if cls is NearestTokens:
-        obj["positions"] = [[NearestToken(**t) for t in pos] for pos in obj["positions"]]
-    if cls is ParetoFront:
-        obj["points"] = [FrontPoint(**p) for p in obj["points"]]
-    return cls(**obj)
+    return build(EVENT_TYPES[obj.pop("event")], obj)

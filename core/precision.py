@@ -6,7 +6,8 @@ model always get the same answer: the run's config.toml then holds the concrete 
 
 The rule, and the measurements behind it (SmolLM2-135M is hidden size 576, gpt2 768, gpt2-large 1280):
 
-- CUDA: bf16 where the GPU supports it (every GPU since Ampere), else fp32.
+- CUDA: bf16 where the GPU computes it natively (compute capability 8.0, Ampere, and later), else fp32
+  (a T4 or V100 emulates bf16).
 - CPU with AMX (Intel Sapphire Rapids and later): bf16 for models of hidden size >= 1024 only. AMX
   multiplies bf16 matrices ~5x faster than fp32 at 2048x2048 but only ~1.7x at 256x256, and a whole
   SmolLM2 training step was no faster (37 against 38 examples/s at batch 32).
@@ -58,17 +59,48 @@ def cpu_description() -> str:
     return f"{caps.get('cpu_name', 'unknown CPU')} ({', '.join(flags) or 'no vector flags reported'}; {torch.get_num_threads()} threads)"
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Does this device multiply bf16 in hardware? PyTorch emulates it elsewhere, many times slower.
+    CUDA: compute capability 8.0 (Ampere) or later, asked of this device, not the current one
+    (`torch.cuda.is_bf16_supported()` counts emulation by default, so it says yes on a T4 or V100)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        caps = cpu_capabilities()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    return True  # other backends: no way to tell; assume what they offer is native
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_capabilities().get("cpu_name") or "this CPU"
+
+
+def check_recorded_precision(precision: str, device: torch.device, run: str, evaluating: bool) -> None:
+    """A run recorded in bf16 keeps bf16 (it defines the run), but on a device that only emulates bf16
+    it would run many times slower without a word: refuse, and say how to choose."""
+    if precision != "bf16" or native_bf16(device):
+        return
+    how = (f"evaluate it where bf16 is native, or in fp32 here with --precision fp32 (the scores then differ slightly "
+           f"from the run's own)" if evaluating else
+           f"resume it where bf16 is native (a GPU since Ampere, a CPU with AVX512-BF16 or AMX), or start a new run "
+           f"in fp32 from its prompt: promptgrad train --init run:{run} --precision fp32")
+    raise UserError(f"run {run} computes in bf16, which {device_name(device)} only emulates (many times slower); {how}",
+                    "precision")
+
+
 def choose_precision(precision: str, device: torch.device, hidden_size: int) -> PrecisionChoice:
     """The concrete precision for `precision` (auto, fp32 or bf16) on this device for a model of this
     hidden size; a pure function of the device's capabilities and the shape."""
     if precision not in ("auto", *DTYPES):
         raise UserError(f"precision must be auto, fp32 or bf16, got {precision!r}", "precision")
+    if precision == "bf16" and not native_bf16(device):
+        return PrecisionChoice("bf16", f"as configured, though {device_name(device)} only emulates bf16 (many times slower than fp32)")
     if precision != "auto":
         return PrecisionChoice(precision, "as configured")
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return PrecisionChoice("bf16", f"auto: {torch.cuda.get_device_name(device)} supports bf16")
-        return PrecisionChoice("fp32", f"auto: {torch.cuda.get_device_name(device)} has no bf16")
+        if native_bf16(device):
+            return PrecisionChoice("bf16", f"auto: {torch.cuda.get_device_name(device)} computes bf16 natively")
+        return PrecisionChoice("fp32", f"auto: {torch.cuda.get_device_name(device)} only emulates bf16 (before Ampere)")
     if device.type != "cpu":
         return PrecisionChoice("fp32", f"auto: fp32 on {device.type}")
     caps = cpu_capabilities()

@@ -60,7 +60,9 @@ class TrainingReport:
         if kind == "started":
             self.total = event.total_steps
             self.say(escape(f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}: {event.precision_reason}), "
-                            f"{event.n_train} training / {event.n_test} test pairs, {event.total_steps} steps"
+                            f"{event.n_train} training / {event.n_test} test pairs"
+                            + (f" ({event.skipped_rows} data rows without both x and y left out)" if event.skipped_rows else "")
+                            + f", {event.total_steps} steps"
                             + (f", resuming at step {event.start_step}" if event.start_step else "")))
             if self.task is not None:
                 self.progress.remove_task(self.task)

@@ -1,17 +1,20 @@
 """A run folder, `runs/<name>/`: everything needed to trace, resume, view or reuse a run.
 
     config.toml          the resolved TrainConfig (precision as decided, never "auto")
+    facts.json           which data exactly the run split: its source, pair count and hash (run_facts.py)
     metrics.jsonl        one JSON object per event, flushed as it goes (readable while being written)
     checkpoint.pt        the learner's state, RNG state, step and schedule, for resume (written atomically)
     prompt.safetensors   tensor `prompt` [prompt_len, hidden] float32 with string metadata
                          `model`, `template`, `prompt_len`, `precision` (and `hard_prompt_ids`/
                          `hard_prompt_text` for discrete prompts)
     traceback.txt        only after a failure that was a bug: the full traceback
-    .lock                held (flock) by the one process writing the folder
+    .lock                locked (an OFD lock) by the one process writing the folder
 
 Opening a folder never executes code from it: checkpoints are read with `weights_only=True` (tensors
-and plain data only), prompts are safetensors, the config is TOML. A writer holds an advisory lock
-that the OS releases when the process ends, however it ends, so a kill -9 leaves no stale lock.
+and plain data only), prompts are safetensors, the config is TOML. Nothing in it is read or written
+through a symbolic link, a hard link to another file, a FIFO or a device (files.py). A writer holds an
+advisory lock that the OS releases when the process ends, however it ends, so a kill -9 leaves no
+stale lock.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import io
 import json
 import os
 import pickle
+import stat
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,38 +41,33 @@ from safetensors.torch import save as save_safetensors
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Event, event_from_json
+from promptgrad.files import (READ_WRITE, atomic_write, kind_of, no_space, not_regular, open_append, open_regular,
+                              open_update, read_bytes, read_text)
+from promptgrad.run_facts import FACTS
 
 CONFIG, METRICS, CHECKPOINT, PROMPT = "config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"
 TRACEBACK, LOCK = "traceback.txt", ".lock"
+FILES = (CONFIG, METRICS, CHECKPOINT, PROMPT, TRACEBACK, LOCK, FACTS)  # all that promptgrad reads or writes in a run folder
 
 
-def no_space(path: Path) -> UserError:
-    return UserError(f"no space left on the device holding {path.parent}: {path.name} was not written; "
-                     f"free some space, then resume the run from its last checkpoint")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file, fsync and rename, so a crash or a full disk never leaves a
-    half-written file (and no temporary file is left behind either)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise no_space(path) from None
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+def whole_file_lock(kind: int) -> bytes:
+    """A `struct flock` over the whole file (l_type, l_whence, l_start, l_len, l_pid; pid 0 for OFD locks)."""
+    return struct.pack("@hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)
 
 
 def lock_holder(lock: Path) -> str:
     try:
-        return lock.read_text().strip() or "another process"
-    except OSError:
+        return read_text(lock).strip()[:200] or "another process"
+    except (OSError, UserError):
         return "another process"
+
+
+def is_regular(path: Path) -> bool:
+    """Is there a regular file at `path` itself (a link to one does not count)?"""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -95,9 +95,20 @@ class RunFolder:
 
     @staticmethod
     def open(path: str | Path) -> RunFolder:
+        """A folder made by promptgrad train, its files checked to be what they should be: a link or a
+        special file planted in place of one is refused at once, before anything reads or writes it."""
         path = Path(path)
-        if not (path / CONFIG).is_file():
+        if "\x00" in str(path):
+            raise UserError(f"run folder {str(path)!r} holds a NUL byte (\\x00), which no file name may hold; remove it")
+        if not os.path.lexists(path / CONFIG):
             raise UserError(f"{path} is not a run folder (it has no {CONFIG}); give a folder under runs/ made by promptgrad train")
+        for name in FILES:
+            try:
+                mode = os.lstat(path / name).st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(mode):
+                raise not_regular(path / name, "a symbolic link" if stat.S_ISLNK(mode) else kind_of(mode))
         return RunFolder(path)
 
     @staticmethod
@@ -107,17 +118,20 @@ class RunFolder:
         return run
 
     # ---- the one-writer lock ----------------------------------------------------------------
+    # An open-file-description lock (fcntl F_OFD_SETLK): the OS releases it when the writer ends however
+    # it ends, and unlike flock it can be *tested* (F_OFD_GETLK) without taking it, so a viewer checking
+    # it never makes a writer starting at that moment fail.
     def lock(self) -> None:
         lock = self.path / LOCK
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_regular(lock, READ_WRITE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
+        except OSError:
             os.close(fd)
             raise UserError(f"run folder {self.path} is being written by {lock_holder(lock)}; wait for it to end or stop it "
                             f"(kill -TERM stops it cleanly), or pick another name", "name") from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:120]})".encode())
+        os.pwrite(fd, f"process {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:120]})".encode(), 0)
         self._lock_fd = fd
 
     def release(self) -> None:
@@ -125,7 +139,7 @@ class RunFolder:
             self._metrics.close()
             self._metrics = None
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            os.close(self._lock_fd)  # closing the only descriptor of the open file releases the lock
             self._lock_fd = None
 
     def remove_if_unused(self) -> None:
@@ -149,16 +163,20 @@ class RunFolder:
         atomic_write(self.path / CONFIG, config.dumps().encode())
 
     # ---- metrics ----------------------------------------------------------------------------
+    @staticmethod
+    def encoded(event: Event) -> bytes:
+        """The event's line in metrics.jsonl."""
+        return (json.dumps(event.to_json()) + "\n").encode()
+
     def append(self, event: Event) -> None:
         if self._metrics is None:
-            path = self.path / METRICS
+            self._metrics = open_append(self.path / METRICS)
             # a file cut off mid-line (kill -9 while writing) gets its line ended before ours
-            ragged = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-            self._metrics = open(path, "a")
-            if ragged:
-                self._metrics.write("\n")
+            size = os.fstat(self._metrics.fileno()).st_size
+            if size and os.pread(self._metrics.fileno(), 1, size - 1) != b"\n":
+                self._metrics.write(b"\n")
         try:
-            self._metrics.write(json.dumps(event.to_json()) + "\n")
+            self._metrics.write(self.encoded(event))
             self._metrics.flush()  # readers (the TUI following a run) see each event as it happens
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -169,46 +187,31 @@ class RunFolder:
         """Bytes of metrics.jsonl written so far, made durable: a checkpoint records it, and resume cuts
         the file back to it, so every reader sees one history with each step once."""
         if self._metrics is None:
-            return (self.path / METRICS).stat().st_size if (self.path / METRICS).exists() else 0
+            try:
+                return len(read_bytes(self.path / METRICS))
+            except FileNotFoundError:
+                return 0
         self._metrics.flush()
         os.fsync(self._metrics.fileno())
-        return self._metrics.tell()
+        return os.fstat(self._metrics.fileno()).st_size
 
-    def truncate_metrics(self, size: int | None, step: int) -> None:
-        """Cut metrics.jsonl back to what it held when the checkpoint of `step` was written: to `size`
-        bytes when the checkpoint recorded it, else (older checkpoints) after the last line of `step`'s
-        checkpoint event; either way to a whole line."""
-        path = self.path / METRICS
-        if not path.exists():
+    def truncate_metrics(self, size: int) -> None:
+        """Cut metrics.jsonl back to the `size` bytes it held when the checkpoint was written (to a whole
+        line), so the resumed run writes on from there."""
+        try:
+            f = open_update(self.path / METRICS)
+        except FileNotFoundError:
             return
-        data = path.read_bytes()
-        if size is None:
-            size, offset = 0, 0
-            for line in data.splitlines(keepends=True):
-                offset += len(line)
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict) and obj.get("event") == "checkpoint" and obj.get("step") == step:
-                    size = offset
-        size = min(size, len(data))
-        size = data.rfind(b"\n", 0, size) + 1  # never keep a partial line
-        if size < len(data):
-            with open(path, "r+b") as f:
+        with f:
+            data = f.read()
+            size = data.rfind(b"\n", 0, min(size, len(data))) + 1  # never keep a partial line
+            if size < len(data):
                 f.truncate(size)
 
     def events(self) -> list[Event]:
-        """The events written so far; a line that is not an event (still being written, damaged) is skipped."""
-        if not (self.path / METRICS).exists():
-            return []
-        out = []
-        for line in (self.path / METRICS).read_text(errors="replace").splitlines():
-            try:
-                out.append(event_from_json(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                continue
-        return out
+        """The events written so far; a line that is not a well-formed event (still being written,
+        damaged) is skipped: `read_events` says which lines those were."""
+        return read_events(self.path / METRICS)[0]
 
     # ---- checkpoint -------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
@@ -233,9 +236,74 @@ class RunFolder:
     def save_traceback(self, text: str) -> Path:
         """Append a bug's traceback (a folder keeps every failure it saw, newest last)."""
         path = self.path / TRACEBACK
-        with open(path, "a") as f:
-            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} process {os.getpid()}\n{text}\n")
+        with open_append(path) as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} process {os.getpid()}\n{text}\n".encode())
         return path
+
+
+def parse_events(data: bytes, first_line: int = 1) -> tuple[list[Event], list[int]]:
+    """The events in these whole lines of metrics.jsonl, and the numbers of the lines that are not events."""
+    events, bad = [], []
+    for number, line in enumerate(data.split(b"\n"), first_line):
+        if not line.strip():
+            continue
+        try:
+            events.append(event_from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # UnicodeDecodeError is a ValueError
+            bad.append(number)
+    return events, bad
+
+
+def read_events(path: Path) -> tuple[list[Event], list[int]]:
+    try:
+        data = read_bytes(path)
+    except FileNotFoundError:
+        return [], []
+    return parse_events(data[: data.rfind(b"\n") + 1])  # a last line without its newline is still being written
+
+
+class EventFollower:
+    """Reads the events appended to a metrics.jsonl since the last look, by byte offset. A resume cuts
+    the file back and writes on, possibly past the old offset between two looks; the bytes just before
+    the offset then differ from those read, so the follower starts again from the beginning (`reset`)."""
+
+    TAIL = 256  # bytes before the offset remembered to recognise the same file
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset, self.tail, self.inode, self.lines = 0, b"", None, 0
+
+    def poll(self) -> tuple[list[Event], list[int], bool]:
+        """(new events, numbers of new lines that are not events, whether to forget what was read before)."""
+        try:
+            fd = open_regular(self.path)
+        except FileNotFoundError:
+            reset = self.offset > 0
+            self.offset, self.tail, self.inode, self.lines = 0, b"", None, 0
+            return [], [], reset
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            reset = False
+            if self.offset:
+                same = info.st_ino == self.inode and info.st_size >= self.offset
+                if same:
+                    start = self.offset - len(self.tail)
+                    f.seek(start)
+                    same = f.read(len(self.tail)) == self.tail
+                if not same:
+                    reset = True
+                    self.offset, self.tail, self.lines = 0, b"", 0
+            f.seek(self.offset)
+            data = f.read(max(0, info.st_size - self.offset))
+        whole = data[: data.rfind(b"\n") + 1]
+        if not whole:
+            return [], [], reset
+        events, bad = parse_events(whole[:-1], self.lines + 1)
+        self.lines += whole.count(b"\n")
+        self.tail = (self.tail + whole)[-self.TAIL :]
+        self.offset += len(whole)
+        self.inode = info.st_ino
+        return events, bad, reset
 
 
 @dataclass(frozen=True)
@@ -244,7 +312,7 @@ class RunSummary:
 
     path: Path
     name: str
-    state: str  # running | finished | stopped | failed | started | empty
+    state: str  # running | finished | stopped | failed | started | empty | damaged
     step: int
     total_steps: int
     best_test_loss: float | None
@@ -252,32 +320,40 @@ class RunSummary:
     model: str
     mode: str
     modified: float  # seconds since the epoch, of metrics.jsonl (or config.toml)
+    problem: str = ""  # why the folder is damaged (state "damaged"), or which lines of metrics.jsonl were skipped
 
 
 def is_locked(path: Path) -> bool:
-    """Is some process writing this run folder now?"""
-    lock = path / LOCK
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDONLY)
+    """Is some process writing this run folder now? Asked without taking the lock (F_OFD_GETLK), so
+    asking never gets in a writer's way."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        fd = open_regular(path / LOCK)
+    except FileNotFoundError:
+        return False
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, whole_file_lock(fcntl.F_WRLCK))
     finally:
-        os.close(fd)  # closing releases a lock we may have taken
-    return False
+        os.close(fd)
+    return struct.unpack("@hhqqi4x", answer)[0] != fcntl.F_UNLCK
 
 
 def summarize(path: Path) -> RunSummary:
-    run = RunFolder.open(path)
+    """The folder's summary; a folder whose files cannot be read is summarised as damaged, with why."""
+    path = Path(path)
     try:
+        modified = os.lstat(path / METRICS if is_regular(path / METRICS) else path / CONFIG).st_mtime
+    except OSError:
+        modified = 0.0
+    try:
+        run = RunFolder.open(path)
         config = run.config()
-        model, mode = config.model, config.mode
-    except UserError:
-        model, mode = "?", "?"
+        events, bad = read_events(run.path / METRICS)
+        running = is_locked(run.path)
+    except (UserError, OSError) as e:
+        problem = str(e) if isinstance(e, UserError) else f"{e.strerror or e}"
+        return RunSummary(path, path.name, "damaged", 0, 0, None, None, "?", "?", modified, problem)
     state, step, total, best, final = "empty", 0, 0, None, None
-    for event in run.events():
+    for event in events:
         kind = event.kind
         if kind == "started":
             state, total, step = "started", event.total_steps, event.start_step
@@ -292,28 +368,29 @@ def summarize(path: Path) -> RunSummary:
             final = event.test_loss
         elif kind == "failed":
             state = "failed"
-    if is_locked(run.path):
+    if running:
         state = "running"
-    metrics = run.path / METRICS
-    modified = (metrics if metrics.exists() else run.path / CONFIG).stat().st_mtime
-    return RunSummary(run.path, run.path.name, state, step, total, best, final, model, mode, modified)
+    problem = f"{METRICS} lines {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} are not events (skipped)" if bad else ""
+    return RunSummary(run.path, run.path.name, state, step, total, best, final, config.model, config.mode, modified, problem)
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
-    """Every run folder under `runs_dir`, newest first."""
+    """Every run folder under `runs_dir` (damaged ones included, as such), newest first."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [summarize(p) for p in root.iterdir() if (p / CONFIG).is_file()]
+    runs = [summarize(p) for p in root.iterdir() if p.is_dir() and os.path.lexists(p / CONFIG)]
     return sorted(runs, key=lambda r: r.modified, reverse=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's state, on the CPU whatever device wrote it; plain data only, never code."""
-    if not path.is_file():
-        raise UserError(f"run folder {path.parent} has no {path.name} to resume from; start a new run instead")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_bytes(path)
+    except FileNotFoundError:
+        raise UserError(f"run folder {path.parent} has no {path.name} to resume from; start a new run instead") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise UserError(f"{path} holds more than tensors and plain data (a checkpoint promptgrad writes never does), "
                         f"so it was not loaded; it may have been tampered with") from None
@@ -328,15 +405,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def load_prompt(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
     """The prompt tensor [prompt_len, hidden] and its metadata, checked to be whole and finite."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         path = path / PROMPT
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; the run has not saved a prompt yet (it writes one at each checkpoint)")
-    data = path.read_bytes()
+    try:
+        data = read_bytes(path)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; the run has not saved a prompt yet (it writes one at each checkpoint)") from None
     try:
         tensors = load_safetensors(data)
         metadata = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+    except (SafetensorError, ValueError, AttributeError) as e:
         raise UserError(f"{path} is damaged and cannot be read ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
     prompt = tensors.get("prompt")
     if prompt is None or prompt.dim() != 2 or not prompt.is_floating_point():

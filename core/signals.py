@@ -1,6 +1,6 @@
 """Stopping on a signal, the way ctrl+c stops: finish the step, write a checkpoint, end with Finished(stopped).
 
-    SIGINT   ctrl+c; a second one aborts at once (KeyboardInterrupt)
+    SIGINT   ctrl+c; a second one aborts (KeyboardInterrupt), once a checkpoint being written is whole
     SIGTERM  `kill`, job schedulers, `timeout`, container shutdowns
     SIGHUP   a dropped SSH session closing the terminal (left ignored under nohup, which asks for that)
 
@@ -64,13 +64,33 @@ def on_signals(callback: Callable[[int], None], signals: tuple[int, ...] = tuple
             signal.signal(signum, old)
 
 
+HELD_OFF = {"depth": 0, "pending": False}  # a second ctrl+c that arrived inside `uninterrupted()`
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A block that a second ctrl+c does not cut short (writing a checkpoint, its prompt and its record):
+    the abort it asks for comes as soon as the block is done."""
+    HELD_OFF["depth"] += 1
+    try:
+        yield
+    finally:
+        HELD_OFF["depth"] -= 1
+        if HELD_OFF["depth"] == 0 and HELD_OFF["pending"]:
+            HELD_OFF["pending"] = False
+            raise KeyboardInterrupt
+
+
 @contextmanager
 def stop_on_signals(stop: threading.Event, on_signal: Callable[[str], None] = lambda name: None) -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP set `stop` (the first one also calls `on_signal` with its name); a
-    second ctrl+c aborts at once with KeyboardInterrupt."""
+    second ctrl+c aborts with KeyboardInterrupt, at once or, inside `uninterrupted()`, once that is done."""
 
     def callback(signum: int) -> None:
         if signum == signal.SIGINT and stop.is_set():
+            if HELD_OFF["depth"]:
+                HELD_OFF["pending"] = True
+                return
             raise KeyboardInterrupt
         if not stop.is_set():
             stop.set()

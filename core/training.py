@@ -33,7 +33,7 @@ import torch
 
 from promptgrad.config import TrainConfig
 from promptgrad.distributed import Processes, processes
-from promptgrad.errors import UserError
+from promptgrad.errors import UserError, environment_problem, peer_ended
 from promptgrad.evaluation import PromptScore, predictions, scoring
 from promptgrad.events import (Checkpoint, Evaluation, Event, Extended, Failed, Finished, NearestTokens, Predictions,
                                Progress, Reading, Started, Step)
@@ -43,9 +43,11 @@ from promptgrad.nearest_tokens import nearest_tokens
 from promptgrad.pairs import Pair
 from promptgrad.precision import resolve_device
 from promptgrad.probe import Probe
+from promptgrad.run_facts import RunFacts
 from promptgrad.run_folder import PROMPT, RunFolder, load_checkpoint
 from promptgrad.schedule import Schedule
 from promptgrad.session import Session, open_session
+from promptgrad.signals import uninterrupted
 from promptgrad.soft_prompt import SoftPrompt
 from promptgrad.template import Batch, TemplateEncoder
 
@@ -118,15 +120,23 @@ class TrainingRun:
             advice = f"lower lr (it is {self.config.lr:g})" + (" or use precision fp32" if bf16 else "")
             yield self.emit(Failed(self.step, f"{e}; the prompt was not saved (the last checkpoint is intact); {advice}",
                                    user_error=True, field="lr"))
-        except Exception as e:  # a bug or a runtime failure (out of memory): keep its traceback, keep the consumer up
-            text = traceback.format_exc()
-            where = ""
-            if self.run is not None and self.logging:
-                try:
-                    where = f"; traceback in {self.run.save_traceback(text)}"
-                except OSError:
-                    pass
-            yield self.emit(Failed(self.step, f"{type(e).__name__}: {e}{where}", user_error=False, traceback=text))
+        except Exception as e:  # the machine's doing, a peer gone, or a bug: keep the consumer up either way
+            problem = environment_problem(e)
+            if problem is not None:
+                yield self.emit(Failed(self.step, problem, user_error=True))
+            elif peer_ended(e):
+                resume = f"; resume with: promptgrad train --resume {self.run.path}" if self.run is not None else ""
+                yield self.emit(Failed(self.step, f"another process of this run ended, so this one cannot go on "
+                                                  f"(its own output says why){resume}", user_error=False))
+            else:  # a bug or a runtime failure (out of memory): keep its traceback
+                text = traceback.format_exc()
+                where = ""
+                if self.run is not None and self.logging:
+                    try:
+                        where = f"; traceback in {self.run.save_traceback(text)}"
+                    except (OSError, UserError):
+                        pass
+                yield self.emit(Failed(self.step, f"{type(e).__name__}: {e}{where}", user_error=False, traceback=text))
         finally:
             if self.run is not None:
                 self.run.release()
@@ -138,15 +148,16 @@ class TrainingRun:
         if self.run is not None and self.run.writable and event.logged and self.logging:
             try:
                 self.run.append(event)
-            except UserError:
-                if not isinstance(event, Failed):
+            except (UserError, OSError):
+                if not isinstance(event, Failed):  # a failure is still reported when it cannot be logged
                     raise
         return event
 
     # ---- the run -------------------------------------------------------------------------------
     def _events(self) -> Iterator[Event]:
-        config, stop = self.config, self.stop
-        checkpoint, saved = None, None
+        stop = self.stop
+        config = self.config = self.config.with_absolute_paths()  # the same files from any working directory
+        checkpoint, saved, recorded = None, None, None
         group = processes(resolve_device(config.device).type)
         if group.is_main:  # only rank 0 writes the run folder; locked first, so a second writer fails at once
             if self.resume:
@@ -158,15 +169,13 @@ class TrainingRun:
             saved = folder.config()
             config.check_resumable_as(saved, str(folder.path))
             config = self.config = config.replace(precision=saved.precision)
+            recorded = RunFacts.load(folder.path)
             checkpoint = load_checkpoint(folder.path / "checkpoint.pt")
-            if saved.precision == "auto":  # a folder from before precision was recorded: what its prompt says
-                recorded = checkpoint.get("precision") or (folder.load_prompt()[1].get("precision") if (folder.path / PROMPT).exists() else None)
-                config = self.config = config.replace(precision=recorded or "auto")
-            if checkpoint.get("mode", "soft") != config.mode or (config.mode == "hard" and checkpoint.get("method") != config.method):
+            if checkpoint.get("mode") != config.mode or (config.mode == "hard" and checkpoint.get("method") != config.method):
                 held = f"hard {checkpoint.get('method')}" if checkpoint.get("mode") == "hard" else "soft"
                 raise UserError(f"run {folder.path} holds a {held} checkpoint; resume it with the mode and method it was started with", "method")
         yield Progress(0, f"loading data and model {config.model}", 0, 0)
-        self.session = session = open_session(config)
+        self.session = session = open_session(config, recorded.data if recorded else None, str(self.resume or ""))
         frozen, encoder, split = session.frozen, session.encoder, session.split
         precision = session.precision.precision
         config = self.config = config.replace(precision=precision)  # recorded as decided, never "auto"
@@ -195,15 +204,18 @@ class TrainingRun:
                 schedule = schedule.extended(self.step, total)
                 extended = Extended(self.step, previous, total, schedule.at(self.step))
             if self.run:
-                self.run.truncate_metrics(checkpoint.get("metrics_bytes"), self.step)
+                self.run.truncate_metrics(checkpoint["metrics_bytes"])
         if self.run:
             self.run.save_config(config)
+            if not recorded:
+                RunFacts(session.data).save(self.run.path)
         if self.probe:
             self.probe.attach(session, learner.prompt, lambda: self.step)
         prompt_lock = self.probe.lock if self.probe else contextlib.nullcontext()
         start_step = self.step
         yield self.emit(Started(str(self.run.path) if self.run else "", config.model, str(frozen.device), precision,
-                                len(split.train), len(split.test), total, start_step, steps_per_epoch, session.precision.reason))
+                                len(split.train), len(split.test), total, start_step, steps_per_epoch, session.precision.reason,
+                                session.data.skipped_rows))
         if extended:
             yield self.emit(extended)
 
@@ -238,13 +250,18 @@ class TrainingRun:
             if not self.run:
                 return
             path = self.run.path / "checkpoint.pt"
-            event = self.emit(Checkpoint(self.step, str(path)))  # logged first: the checkpoint records the log's length
+            event = Checkpoint(self.step, str(path))
+            # the checkpoint records the log's length with its own record in it, which is written last: a
+            # write cut short (a second ctrl+c is held off until it is done, a kill -9 is not) never leaves
+            # a record of a checkpoint that is not there
             state = {**learner.state_dict(), "mode": config.mode, "method": config.method, "step": self.step,
                      "rng": torch.get_rng_state(), "best_test_loss": self.best, "schedule": schedule.to_state(),
-                     "metrics_bytes": self.run.metrics_size(), "precision": precision, "finished": done,
-                     "full_baselines": self.full_baselines}
-            self.run.save_checkpoint(state)
-            self.run.save_prompt(learner.prompt(), {**prompt_metadata(config, self.step, precision), **learner.metadata()})
+                     "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)), "precision": precision,
+                     "finished": done, "full_baselines": self.full_baselines}
+            with uninterrupted():
+                self.run.save_checkpoint(state)
+                self.run.save_prompt(learner.prompt(), {**prompt_metadata(config, self.step, precision), **learner.metadata()})
+                self.emit(event)
             yield event
 
         def stopped() -> Iterator[Event]:

@@ -172,3 +172,96 @@ def test_eval_scores_each_run_in_its_own_template(tiny_config, capsys, monkeypat
     assert main(["eval", "plain", "other"]) == 0
     beside = soft_loss(capsys.readouterr().out)
     assert beside == alone
+
+
+# ---- every subcommand: one line, the right kind -----------------------------------------------------
+
+def test_a_second_ctrl_c_during_a_checkpoint_leaves_no_temporary_file_and_no_false_record(tiny_config, tmp_path):
+    entry = Path(__file__).with_name("slow_entry.py")
+    done = subprocess.run([sys.executable, str(entry), "cli", *tiny_args(tiny_config, "--steps", "6", "--checkpoint-every", "2",
+                                                                       "--name", "twice")],
+                          env={**__import__("os").environ, "INTERRUPT_IN_CHECKPOINT": "1", "SLOW_STEP_SECONDS": "0"},
+                          capture_output=True, text=True, timeout=300)
+    run = Path(tiny_config.runs_dir) / "twice"
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1].startswith("promptgrad: aborted")
+    assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    checkpoints = [r["step"] for r in records if r["event"] == "checkpoint"]
+    import torch
+
+    assert checkpoints and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == checkpoints[-1]
+    assert main(["train", "--resume", str(run)]) == 0  # and the run goes on from it
+
+
+@pytest.fixture()
+def soft_run(tiny_config) -> Path:
+    assert main(tiny_args(tiny_config, "--name", "soft")) == 0
+    return Path(tiny_config.runs_dir) / "soft"
+
+
+def one_line(capsys, code: int, status: int, expected: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == status and len(err) == 1 and expected in err[0] and "Traceback" not in err[0], (code, err)
+    return err[0]
+
+
+def test_a_prompt_of_another_model_is_one_line_in_every_subcommand(soft_run, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from promptgrad.run_folder import load_prompt
+
+    prompt, metadata = load_prompt(soft_run / "prompt.safetensors")
+    save_file({"prompt": load_file(soft_run / "prompt.safetensors")["prompt"][:, :32].contiguous()},
+              soft_run / "prompt.safetensors", metadata=metadata)
+    capsys.readouterr()
+    for command in (["nearest", str(soft_run)], ["predict", str(soft_run), "hot"], ["eval", str(soft_run)],
+                    ["explain", str(soft_run), "--samples", "2"]):
+        one_line(capsys, main(command), 2, "belongs to another model")
+
+
+def test_nearest_k_below_one_is_one_line(soft_run, capsys):
+    capsys.readouterr()
+    one_line(capsys, main(["nearest", str(soft_run), "-k", "-1"]), 2, "-k must be at least 1")
+
+
+@pytest.mark.parametrize("key, value", [("hard_prompt_ids", "[1, \"x\"]"), ("hard_prompt_ids", "not json"),
+                                        ("hard_prompt_ids", "[99999999]"), ("fluency", "heavy"),
+                                        ("pareto_front", "[{\"ids\": [1]}]")])
+def test_eval_on_damaged_hard_prompt_metadata_is_one_line(soft_run, capsys, key, value):
+    from safetensors.torch import load_file, save_file
+
+    from promptgrad.run_folder import load_prompt
+
+    _, metadata = load_prompt(soft_run / "prompt.safetensors")
+    hard = {**metadata, "mode": "hard", "method": "gcg", "hard_prompt_ids": "[11, 12]", "hard_prompt_text": " ab",
+            "fluency": "0.0", "pareto_front": "[]", key: value}
+    save_file(load_file(soft_run / "prompt.safetensors"), soft_run / "prompt.safetensors", metadata=hard)
+    capsys.readouterr()
+    one_line(capsys, main(["eval", str(soft_run)]), 2, "damaged hard-prompt metadata")
+
+
+def test_a_read_only_file_system_is_named_not_called_a_bug(soft_run, capsys, monkeypatch):
+    import errno
+
+    import promptgrad.run_folder
+
+    real = promptgrad.run_folder.open_regular
+
+    def read_only(path, flags=0, mode=0o644):
+        if flags & (__import__("os").O_WRONLY | __import__("os").O_RDWR):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, flags, mode)
+
+    monkeypatch.setattr(promptgrad.run_folder, "open_regular", read_only)
+    capsys.readouterr()
+    line = one_line(capsys, main(["train", "--resume", str(soft_run), "--steps", "4"]), 2, "Read-only file system")
+    assert "writable disk" in line and "report it" not in line
+
+
+def test_a_nul_byte_in_a_name_is_one_line(tiny_config, tmp_path, capsys):
+    config = tmp_path / "nul.toml"
+    config.write_text('name = "a\\u0000b"\n')
+    one_line(capsys, main(tiny_args(tiny_config, "--config", str(config))), 2, "NUL byte")
+    one_line(capsys, main(["eval", "runs/a\x00b"]), 2, "NUL byte")
+    one_line(capsys, main(["train", "--resume", "runs/a\x00b"]), 2, "NUL byte")

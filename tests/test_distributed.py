@@ -1,8 +1,10 @@
 """Data parallelism: 2 processes on gloo learn the same prompt as 1 process with the same global batch,
 including the short last batch of an epoch that leaves one process no rows at all."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -37,3 +39,25 @@ def test_two_processes_learn_the_same_prompt_as_one(tiny_gpt2, tiny_data, tmp_pa
                             for e in RunFolder.open(folder).events() if e.kind == "evaluation"]
     assert evals(tmp_path / "parallel" / "run") == evals(tmp_path / "single" / "run")
     assert launched.stdout.count("finished at step 5") == 1  # one report, from rank 0
+
+
+def test_a_peer_that_dies_is_one_line_and_exit_1_not_a_bug(tiny_gpt2, tiny_data, tmp_path):
+    """Rank 1 ends abruptly (as a killed process would) before its third step; rank 0 cannot go on and
+    says so in one line with exit status 1, not as a bug to report."""
+    port = 29534
+    command = [sys.executable, str(Path(__file__).with_name("slow_entry.py")), "cli", "train", "--model", tiny_gpt2,
+               "--data", tiny_data, "--steps", "6", "--batch-size", "8", "--eval-every", "0", "--eval-size", "4",
+               "--num-predictions", "0", "--checkpoint-every", "2", "--precision", "fp32", "--device", "cpu",
+               "--runs-dir", str(tmp_path / "runs"), "--name", "run"]
+    ranks = []
+    for rank in (0, 1):
+        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "DIE_AT_STEP": "3", "DIE_RANK": "1", "SLOW_STEP_SECONDS": "0"}
+        ranks.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    (out0, err0), (_, _) = ranks[0].communicate(timeout=300), ranks[1].communicate(timeout=300)
+    assert ranks[1].returncode == 3
+    errors = [line for line in err0.splitlines() if line.strip()]
+    assert ranks[0].returncode == 1, err0[-3000:]
+    assert len(errors) == 1 and "another process of this run ended" in errors[0], errors
+    assert "report it" not in errors[0] and "Traceback" not in err0
+    assert "--resume" in errors[0] and (tmp_path / "runs" / "run" / "checkpoint.pt").exists()

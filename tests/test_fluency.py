@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import logged
 
 import promptgrad.gcg
@@ -18,7 +19,7 @@ from promptgrad.gcg import GCG
 from promptgrad.hard_search import dominates, with_point
 from promptgrad.models import load_model
 from promptgrad.projection import Projection, RoundTrip, allowed_tokens
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 from promptgrad.training import train
 
 
@@ -59,6 +60,27 @@ def test_the_fluency_gradient_predicts_the_exact_change_of_a_swap_at_the_last_po
         assert float(exact[0] - exact[1]) == pytest.approx(float(gradient[-1, other] - gradient[-1, ids[-1]]), abs=1e-4)
 
 
+def test_the_fluency_gradient_is_autograds_through_a_plain_forward_of_the_one_hot_prompt(frozen, encoder):
+    """Both parts, at every position: nats/token written out here as a function of the one-hot prompt, which
+    is the model's input (one-hot times the embedding table) and the cross-entropy's target at once, and
+    differentiated by autograd. The inputs part alone (the target held fixed) is checked to be far above the
+    tolerance before the last position, so a gradient without it, or with it scaled, cannot pass."""
+    context, ids = context_ids(encoder), encoder.tokens(" antonyms are opposites")
+    table = frozen.model.get_input_embeddings().weight.detach()
+    one_hot = F.one_hot(torch.tensor(ids), table.shape[0]).float().requires_grad_(True)
+
+    def nats(targets: torch.Tensor) -> torch.Tensor:
+        embeds = torch.cat([table[torch.tensor(context)], one_hot @ table])[None]
+        logits = frozen.model(inputs_embeds=embeds).logits[0, len(context) - 1 : -1]  # position t predicts token t + 1
+        return -(targets * logits.log_softmax(-1)).sum(-1).mean()
+
+    (whole,) = torch.autograd.grad(nats(one_hot), one_hot)
+    (inputs_part,) = torch.autograd.grad(nats(one_hot.detach()), one_hot)
+    assert len(ids) >= 4 and inputs_part[:-1].abs().amax(-1).min() > 1e-3  # 100x the tolerance, at each earlier position
+    assert inputs_part[-1].abs().max() == 0  # nothing reads the last token
+    torch.testing.assert_close(one_hot_gradient(frozen, context, ids), whole, atol=1e-5, rtol=1e-4)
+
+
 def gcg_trajectory(setup_parts, fluency: float | None, steps: int = 3) -> list[list[int]]:
     """`fluency` None: GCG built as before the fluency term existed (no fluency, no context given)."""
     frozen, projection, allowed, round_trip, ids, batch, context = setup_parts
@@ -68,13 +90,16 @@ def gcg_trajectory(setup_parts, fluency: float | None, steps: int = 3) -> list[l
     return [gcg.search_step(batch).ids for _ in range(steps)]
 
 
+GCG_PAIRS = [("hot", "cold"), ("big", "small"), ("up", "down")]  # the batch every GCG step here searches on
+
+
 @pytest.fixture(scope="module")
 def gcg_parts(frozen, encoder):
     allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], True)
     projection = Projection(frozen.embedding.weight, allowed)
     round_trip = RoundTrip(encoder, ["hot", "big"])
     ids = encoder.tokens(" antonyms and more")[:4]
-    batch = encoder.collate([encoder.encode(x, y) for x, y in [("hot", "cold"), ("big", "small"), ("up", "down")]])
+    batch = encoder.collate([encoder.encode(x, y) for x, y in GCG_PAIRS])
     return frozen, projection, allowed, round_trip, ids, batch, context_ids(encoder)
 
 
@@ -89,16 +114,59 @@ def test_lambda_zero_is_exactly_the_plain_search(gcg_parts, monkeypatch):
     assert gcg_trajectory(gcg_parts, 0.0) == plain  # nothing of the fluency term is touched, same prompts
 
 
-def test_a_fluent_step_never_worsens_the_combined_objective_on_its_batch(gcg_parts):
+@torch.no_grad()
+def plain_objective(frozen, encoder, pairs, context, fluency: float, prompts: list[list[int]]) -> list[tuple[float, float]]:
+    """(task loss, task loss + lambda * nats/token) of each prompt, from plain unpadded forward passes: the mean
+    cross-entropy per target token over the pairs, and the prompt's own mean cross-entropy after `context`."""
+    total, count = torch.zeros(len(prompts)), 0
+    for x, y in pairs:
+        encoded = encoder.encode(x, y)
+        rows = []
+        for prompt in prompts:
+            slots = iter(prompt)
+            rows.append([next(slots) if t == PROMPT_PLACEHOLDER else t for t in encoded.context] + encoded.target)
+        n = len(encoded.target)
+        logits = frozen.model(input_ids=torch.tensor(rows)).logits[:, -n - 1 : -1]
+        targets = torch.tensor(encoded.target).expand(len(prompts), n)
+        total += F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(-1)
+        count += n
+    logits = frozen.model(input_ids=torch.tensor([context + p for p in prompts])).logits[:, len(context) - 1 : -1]
+    nats = F.cross_entropy(logits.transpose(1, 2), torch.tensor(prompts), reduction="none").mean(-1)
+    task = total / count
+    return list(zip(task.tolist(), (task + fluency * nats).tolist()))
+
+
+def test_a_fluent_step_keeps_the_best_candidate_by_task_loss_plus_lambda_nats(gcg_parts, encoder):
+    """Each step keeps, of the prompt it started from and every candidate it scored (those that passed the
+    round trip), the one with the lowest task loss + lambda * nats/token, both recomputed here from plain
+    forward passes. A step that chose by the task loss alone, or that kept a worse prompt, fails."""
     frozen, projection, allowed, round_trip, ids, batch, context = gcg_parts
-    gcg = GCG(frozen, projection, allowed, round_trip, ids, topk=16, candidates=24,
-              generator=torch.Generator().manual_seed(0), fluency=1.0, context=context)
+    fluency = 1.0
+    scored: list[torch.Tensor] = []
+
+    def recording_round_trip(candidates: torch.Tensor) -> torch.Tensor:
+        ok = round_trip(candidates)
+        scored.append(candidates[ok])
+        return ok
+
+    gcg = GCG(frozen, projection, allowed, recording_round_trip, ids, topk=16, candidates=24,
+              generator=torch.Generator().manual_seed(0), fluency=fluency, context=context)
+    moved = 0
     for _ in range(3):
-        before = torch.tensor([gcg.ids])
+        before = list(gcg.ids)
+        scored.clear()
         step = gcg.search_step(batch)
-        after = torch.tensor([step.ids])
-        combined = lambda p: float(gcg.objective(batch, p)[1][0])  # noqa: E731
-        assert combined(after) <= combined(before) + 1e-5
+        (candidates,) = scored
+        assert len(candidates) > 1
+        prompts = [before] + candidates.tolist()
+        objective = dict(zip(map(tuple, prompts), plain_objective(frozen, encoder, GCG_PAIRS, context, fluency, prompts)))
+        assert tuple(step.ids) in objective
+        best = min(combined for _, combined in objective.values())
+        assert objective[tuple(step.ids)][1] <= best + 1e-4, (step.ids, objective)
+        assert step.loss == pytest.approx(objective[tuple(step.ids)][0], abs=1e-4)  # the kept prompt's task loss
+        assert step.previous_loss == pytest.approx(objective[tuple(before)][1], abs=1e-4)
+        moved += step.ids != before
+    assert moved  # the check above compared real choices, not a prompt that never changed
 
 
 def test_the_pareto_front_never_holds_a_dominated_point():

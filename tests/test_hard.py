@@ -17,13 +17,13 @@ from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step, event_from_json
 from promptgrad.gcg import GCG
-from promptgrad.hard_search import start_ids
+from promptgrad.hard_search import HardLearner, start_ids
 from promptgrad.objective import target_loss
 from promptgrad.pez import PEZ
 from promptgrad.projection import Projection, RoundTrip, allowed_tokens, token_texts
 from promptgrad.relax import Relaxation
 from promptgrad.run_folder import RunFolder
-from promptgrad.template import Batch
+from promptgrad.template import PROMPT_PLACEHOLDER, Batch
 from promptgrad.session import Session, open_session
 from promptgrad.training import train as search
 
@@ -194,11 +194,68 @@ def test_a_hard_run_reports_its_prompt_and_saves_ids_and_text(setup, tiny_config
     assert f"{events[-1].test_loss:.4f}" in out  # the same test pairs, the same score
 
 
+@torch.no_grad()
+def plain_held_out_loss(learner: HardLearner, ids: list[int]) -> float:
+    """Mean cross-entropy per target token of the prompt `ids` on the learner's held-out pairs, from plain
+    unpadded forward passes of each pair's tokens."""
+    total, count = 0.0, 0
+    for pair in learner.holdout:
+        encoded = learner.encoder.encode(pair.x, pair.y)
+        slots = iter(ids)
+        sequence = [next(slots) if t == PROMPT_PLACEHOLDER else t for t in encoded.context] + encoded.target
+        logits = learner.frozen.model(input_ids=torch.tensor([sequence])).logits[0]
+        n = len(encoded.target)
+        total += torch.nn.functional.cross_entropy(logits[-n - 1 : -1], torch.tensor(encoded.target), reduction="sum").item()
+        count += n
+    return total / count
+
+
 @pytest.mark.parametrize("method", ["pez", "relax"])
-def test_pez_and_relax_runs_finish(tiny_config, method):
-    events = logged(search(hard_config(tiny_config, name=method, method=method, steps=2, lr=0.1)))
+def test_pez_and_relax_runs_announce_and_save_each_new_best_on_the_held_out_pairs(tiny_config, method, monkeypatch):
+    """The start and every step's new proposal that survives the round trip are judged by their held-out loss
+    (recomputed here); the HardPromptFound events are exactly the successive bests, at their steps, and the
+    saved prompt is the last. With these settings PEZ finds a better prompt than its start, so a run that
+    ignored its proposals, or saved the start, fails; relax's argmax never leaves the start (relax.py)."""
+    learners, proposals = [], []
+    original_init, original_step = HardLearner.__init__, HardLearner.step
+
+    def recording_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        learners.append(self)
+        proposals.append((0, list(self.method.ids)))
+
+    def recording_step(self, batch, lr, step):
+        out = original_step(self, batch, lr, step)
+        proposals.append((step, list(self.method.ids)))  # what the learner judges after this step
+        return out
+
+    monkeypatch.setattr(HardLearner, "__init__", recording_init)
+    monkeypatch.setattr(HardLearner, "step", recording_step)
+    events = logged(search(hard_config(tiny_config, name=method, method=method, steps=4, lr=0.05)))
     assert isinstance(events[-1], Finished) and not events[-1].stopped, events[-1]
-    assert any(isinstance(e, HardPromptFound) for e in events)
+    (learner,) = learners
+    assert not any(learner.encoder.encode(p.x, p.y) in learner.pairs for p in learner.holdout)  # held out of the search
+    assert [s for s, _ in proposals] == [0, 1, 2, 3, 4]
+
+    bests, best, judged = [], float("inf"), set()
+    for step, ids in proposals:
+        if tuple(ids) in judged or not learner.round_trip([ids])[0]:
+            continue
+        judged.add(tuple(ids))
+        loss = plain_held_out_loss(learner, ids)
+        if loss < best:
+            bests.append((step, ids, loss))
+            best = loss
+    found = [e for e in events if isinstance(e, HardPromptFound)]
+    assert [(e.step, e.ids) for e in found] == [(step, ids) for step, ids, _ in bests]
+    assert [e.train_loss for e in found] == pytest.approx([loss for *_, loss in bests], abs=1e-4)
+    if method == "pez":
+        assert len(judged) > 1 and found[-1].step > 0
+    else:
+        assert all(ids == proposals[0][1] for _, ids in proposals)
+    with safe_open(events[-1].prompt_path, "pt") as f:
+        assert json.loads(f.metadata()["hard_prompt_ids"]) == found[-1].ids
+        assert torch.equal(f.get_tensor("prompt"), learner.frozen.embedding.weight[found[-1].ids].float())
 
 
 def test_stop_and_resume_continue_the_same_search(tiny_config):

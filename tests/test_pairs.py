@@ -1,4 +1,10 @@
-"""The seeded split: a pair and its reverse always on the same side; --train-size trims training only."""
+"""Loading pairs (cells used as written, one-line refusals that say the file and line) and the seeded split:
+a pair and its reverse always on the same side; --train-size trims training only."""
+
+import os
+import socket
+import threading
+import time
 
 import pytest
 
@@ -31,3 +37,111 @@ def test_csv_with_named_columns(tmp_path):
     assert load_pairs(str(path), "word", "opposite") == [Pair("hot", "cold"), Pair("big", "small")]
     with pytest.raises(UserError, match="has no column 'x'"):
         load_pairs(str(path))
+
+
+def test_csv_keeps_a_newline_inside_a_quoted_field(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(b'x,y\n"two\nlines",one line\r\nhot,cold\n')
+    assert load_pairs(str(path)) == [Pair("two\nlines", "one line"), Pair("hot", "cold")]
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bom.jsonl", '\ufeff{"x": "hot", "y": "cold"}\r\n{"x": "big", "y": "small"}\n'),
+    ("bom.json", '\ufeff[{"x": "hot", "y": "cold"}, {"x": "big", "y": "small"}]'),
+    ("bom.csv", "\ufeffx,y\nhot,cold\nbig,small\n"),
+], ids=["jsonl", "json", "csv"])
+def test_a_utf8_byte_order_mark_is_allowed(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8"))
+    assert load_pairs(str(path)) == [Pair("hot", "cold"), Pair("big", "small")]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"], ids=["U+2028", "U+2029", "U+0085"])
+def test_jsonl_lines_end_only_at_newline(tmp_path, separator):
+    path = tmp_path / "pairs.jsonl"  # JSON allows these raw inside a string; str.splitlines() splits on them
+    path.write_bytes(f'{{"x": "a{separator}b", "y": "c"}}\n{{"x": "hot", "y": "cold"}}\n'.encode("utf-8"))
+    assert load_pairs(str(path)) == [Pair(f"a{separator}b", "c"), Pair("hot", "cold")]
+
+
+def test_invalid_utf8_is_refused_with_the_line_and_byte(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"x": "hot", "y": "cold"}\n{"x": "caf\xe9", "y": "tea"}\n')
+    with pytest.raises(UserError) as caught:
+        load_pairs(str(path))
+    assert str(caught.value) == f"data file {path} line 2 (byte 36) is not valid UTF-8; re-save the file as UTF-8"
+    assert "\n" not in str(caught.value)
+
+
+def test_integers_are_kept_and_empty_rows_are_counted(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"x": "zero", "y": 0}\n{"x": "-12", "y": -12}\n{"x": "a", "y": null}\n'
+                    '{"x": "b"}\n{"x": " ", "y": "c"}\n{"x": "hot", "y": " cold "}\n')
+    pairs = load_pairs(str(path))
+    assert pairs == [Pair("zero", "0"), Pair("-12", "-12"), Pair("hot", "cold")]
+    assert isinstance(pairs, list) and pairs.skipped == 3
+    assert load_pairs("antonyms").skipped == 0
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("p.jsonl", '{"x": "a", "y": "b"}\n\n{"x": "price", "y": 1.50}\n',
+     'data file {path} line 3: column \'y\' is the number 1.50, not text; write it as a string ("1.50") '
+     "so it is used as written"),
+    ("p.json", '[{"x": "a", "y": "b"}, {"x": false, "y": "b"}]',
+     'data file {path} item 2: column \'x\' is the boolean false, not text; write it as a string ("false") '
+     "so it is used as written"),
+    ("p.jsonl", '{"x": "a", "y": ["b", "c"]}\n',
+     'data file {path} line 1: column \'y\' is a list ["b", "c"], not text; give one string per cell'),
+], ids=["float", "bool", "list"])
+def test_other_values_are_refused_rather_than_altered(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(UserError) as caught:
+        load_pairs(str(path))
+    assert str(caught.value) == message.format(path=path)
+
+
+@pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {}], ids=["offline-set", "unreachable"])
+def test_an_unreachable_hub_fails_at_once(monkeypatch, offline):
+    import datasets
+    from huggingface_hub import constants
+
+    from promptgrad import models
+
+    with socket.socket() as s:  # a port on which nothing listens: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in offline.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(models, "_HUB_REACHABLE", None)
+    before = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    started = time.monotonic()
+    with pytest.raises(UserError, match="cannot be reached from here .* not in the local cache") as caught:
+        load_pairs("someone/some-set")
+    assert time.monotonic() - started < 30  # it retried for about 94 s before
+    assert "\n" not in str(caught.value)
+    assert (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == before  # offline for that call only
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_path_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, kind):
+    path = tmp_path / "pairs.jsonl"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    raised = []
+
+    def load():
+        try:
+            load_pairs(str(path))
+        except Exception as e:  # looked at below, in the test's own thread
+            raised.append(e)
+
+    thread = threading.Thread(target=load, daemon=True)  # so that a regression fails rather than hangs
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # blocked opening the FIFO: a writer that comes and goes lets it go
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_pairs blocked on a FIFO")
+    assert len(raised) == 1 and isinstance(raised[0], UserError)
+    assert str(raised[0]) == f"data file {path} is not a regular file; give a .jsonl, .json or .csv file"

@@ -12,6 +12,7 @@ from conftest import logged
 
 import promptgrad.precision
 from promptgrad.cli import main
+from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Extended, Finished, Started, Step
 from promptgrad.run_folder import RunFolder
 from promptgrad.schedule import Schedule
@@ -109,16 +110,93 @@ def test_auto_precision_is_the_same_every_time_and_recorded(tiny_config, tmp_pat
     assert recorded == {expected}
 
 
-@pytest.mark.parametrize("here, there", [("bf16", "fp32"), ("fp32", "bf16")])
-def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(tiny_config, monkeypatch, capsys, here, there):
-    """The run starts where auto means `here`; resumed and evaluated where auto would mean `there`."""
-    flags = {"bf16": {"cpu_name": "test", "avx512_bf16": True}, "fp32": {"cpu_name": "test"}}
-    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: flags[here])
+CPU_FLAGS = {"avx512-bf16": {"cpu_name": "test", "avx512_bf16": True}, "avx2": {"cpu_name": "test"},
+             "amx": {"cpu_name": "test", "amx_bf16": True}}  # amx: auto picks fp32 for the tiny model, bf16 is native
+
+
+@pytest.mark.parametrize("here, there, recorded", [("avx512-bf16", "amx", "bf16"), ("avx2", "avx512-bf16", "fp32")])
+def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(tiny_config, monkeypatch, capsys, here, there, recorded):
+    """The run starts where auto means one precision; resumed and evaluated where auto would mean the other."""
+    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS[here])
     run = stop_at(tiny_config.replace(name=f"from-{here}", precision="auto", checkpoint_every=0), 2)
-    assert RunFolder.open(run).config().precision == here
-    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: flags[there])
+    assert RunFolder.open(run).config().precision == recorded
+    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS[there])
+    assert promptgrad.precision.choose_precision("auto", torch.device("cpu"), 64).precision != recorded
     events = logged(train(RunFolder.open(run).config(), resume=run))
-    assert events[0].precision == here and isinstance(events[-1], Finished)
+    assert events[0].precision == recorded and isinstance(events[-1], Finished)
     capsys.readouterr()
     assert main(["eval", str(run)]) == 0
-    assert f"computed in {here}" in " ".join(capsys.readouterr().out.split())  # the title may wrap
+    assert f"computed in {recorded}" in " ".join(capsys.readouterr().out.split())  # the title may wrap
+
+
+def test_a_bf16_run_is_not_resumed_or_evaluated_where_bf16_is_only_emulated(tiny_config, monkeypatch, capsys):
+    """A bf16 run taken to a CPU without bf16 instructions would run many times slower without a word."""
+    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS["avx512-bf16"])
+    run = stop_at(tiny_config.replace(name="bf16", precision="auto", checkpoint_every=0), 2)
+    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS["avx2"])
+    before = (run / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "only emulates" in err[0] and f"--init run:{run} --precision fp32" in err[0]
+    assert (run / "metrics.jsonl").read_bytes() == before
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "only emulates" in err[0] and "--precision fp32" in err[0]
+    assert main(["eval", str(run), "--precision", "fp32"]) == 0
+    assert "computed in fp32" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_gpu_before_ampere_is_not_taken_for_native_bf16(monkeypatch):
+    """torch.cuda.is_bf16_supported() counts emulation by default (yes on a T4 or V100): auto must pick
+    fp32 there, and ask about the chosen GPU, not the current one."""
+    asked = []
+
+    def capability(device):
+        asked.append(device)
+        return {0: (8, 0), 1: (7, 5)}[device.index]
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: {0: "A100", 1: "T4"}[device.index])
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    t4, a100 = torch.device("cuda", 1), torch.device("cuda", 0)
+    assert promptgrad.precision.choose_precision("auto", t4, 1280).precision == "fp32"
+    assert promptgrad.precision.choose_precision("auto", a100, 1280).precision == "bf16"
+    assert asked == [t4, a100]
+    with pytest.raises(UserError, match="T4 only emulates"):
+        promptgrad.precision.check_recorded_precision("bf16", t4, "runs/x", evaluating=False)
+
+
+# ---- the data a run split is the data it resumes and is evaluated on ---------------------------------
+
+def test_resume_and_eval_refuse_data_that_changed_since_the_run_started(tiny_config, tmp_path, capsys):
+    data = Path(tiny_config.data)
+    run = stop_at(tiny_config.replace(name="data", checkpoint_every=0), 2)
+    original = data.read_text()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for changed in (original + '{"x": "near", "y": "far"}\n',  # a pair more: the split moves
+                    original.replace('"hot"', '"warm"', 1)):  # the same count, another pair
+        data.write_text(changed)
+        capsys.readouterr()
+        for command in (["train", "--resume", str(run)], ["eval", str(run)], ["predict", str(run), "hot"]):
+            assert main(command) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "changed since it started" in err[0] and f"--init run:{run}" in err[0], err
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    data.write_text(original)
+    assert main(["train", "--resume", str(run)]) == 0
+
+
+def test_a_relative_data_path_means_the_same_file_from_any_working_directory(tiny_config, tmp_path, monkeypatch):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "pairs.jsonl").write_text(Path(tiny_config.data).read_text())
+    (elsewhere / "pairs.jsonl").write_text('{"x": "in", "y": "out"}\n{"x": "out", "y": "in"}\n' * 3)  # another file, same name
+    monkeypatch.chdir(here)
+    run = stop_at(tiny_config.replace(name="relative", data="pairs.jsonl", checkpoint_every=0), 2)
+    assert RunFolder.open(run).config().data == str(here / "pairs.jsonl")
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--resume", str(run), "--data", str(here / "pairs.jsonl")]) == 0  # the same file: allowed
+    assert main(["eval", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "8", "--data", "pairs.jsonl"]) == 2  # here that names another

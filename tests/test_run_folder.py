@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,24 @@ def test_a_damaged_checkpoint_or_prompt_is_one_line(stopped_run, capsys):
         one_line_error(capsys, main(command), "prompt.safetensors is damaged")
 
 
-def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(stopped_run, capsys):
-    # the checkpoint's temporary file is the kernel's /dev/full: writing it fails with ENOSPC, for real
-    tmp = stopped_run / f".checkpoint.pt.tmp{os.getpid()}"
-    tmp.symlink_to("/dev/full")
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(stopped_run, capsys, monkeypatch):
+    # the checkpoint's temporary file is made as usual, but written through a descriptor of the kernel's
+    # /dev/full: writing it fails with ENOSPC, for real
+    import promptgrad.files
+
+    made, mkstemp = [], tempfile.mkstemp
+
+    def onto_dev_full(**kwargs):
+        fd, name = mkstemp(**kwargs)
+        os.close(fd)
+        made.append(Path(name))
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(promptgrad.files.tempfile, "mkstemp", onto_dev_full)
     before = (stopped_run / "checkpoint.pt").read_bytes()
     one_line_error(capsys, main(["train", "--resume", str(stopped_run)]), "no space left on the device")
-    assert not tmp.exists() and not tmp.is_symlink()
+    assert made and not any(p.exists() for p in made)
+    assert not [p.name for p in stopped_run.iterdir() if ".tmp" in p.name]
     assert (stopped_run / "checkpoint.pt").read_bytes() == before  # the last good checkpoint is intact
 
 

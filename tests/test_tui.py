@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -621,3 +622,134 @@ def test_the_browser_opens_a_run_and_overlays_two_others(tiny_config):
             assert "second" in str(screen.chart.legend()) and "third" in str(screen.chart.legend())
 
     run_async(scenario())
+
+
+# ---- a run folder that cannot be turned against its user (Trust round 2) ------------------------------
+def test_export_and_branch_act_on_the_folder_opened_not_the_one_its_records_name(tiny_config, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = finished_run(tiny_config.replace(name="base"))
+    exp = base.with_name("exp")
+    shutil.copytree(base, exp)  # cp -r runs/base runs/exp: exp's records still name base
+    prompt = load_file(exp / "prompt.safetensors")["prompt"]
+    metadata = RunFolder.open(exp).load_prompt()[1]
+    save_file({"prompt": (prompt + 1).contiguous()}, exp / "prompt.safetensors", metadata=metadata)  # a new prompt in exp
+
+    async def scenario():
+        app = PromptgradApp(run_dir=str(exp))
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = app.main_screen
+            await wait_for(pilot, lambda: screen.nearest.row_count, what="the run to show")
+            assert screen.run_dir == str(exp)
+            await pilot.press("ctrl+y")
+            app.screen.query_one("#path", Input).value = str(tmp_path / "exported.safetensors")
+            await pilot.press("enter")
+            assert (tmp_path / "exported.safetensors").read_bytes() == (exp / "prompt.safetensors").read_bytes()
+            await pilot.press("ctrl+b")
+            assert screen.form.config_fields["init"].value == f"run:{exp}"
+
+    run_async(scenario())
+
+
+def test_export_never_writes_through_a_link_at_the_destination(tiny_config, tmp_path):
+    run_dir = finished_run(tiny_config)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "exported.safetensors"
+    link.symlink_to(victim)
+
+    async def scenario():
+        app = PromptgradApp(run_dir=str(run_dir))
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("ctrl+y")
+            app.screen.query_one("#path", Input).value = str(link)
+            await pilot.press("enter")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await pilot.pause(0.1)
+            assert any("symbolic link" in m.text and m.severity == "error" for m in app.messages)
+            assert victim.read_text() == "keep me" and link.is_symlink()
+
+    run_async(scenario())
+
+
+def test_a_malformed_line_is_reported_once_and_skipped(tiny_config):
+    run_dir = finished_run(tiny_config)
+    metrics = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    first_eval = next(i for i, r in enumerate(records) if r["event"] == "evaluation")
+    records[first_eval]["test_loss"] = "low"  # a string where a number belongs
+    first_step = next(i for i, r in enumerate(records) if r["event"] == "step")
+    records[first_step]["loss"] = {"oops": 1}
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    async def scenario():
+        app = PromptgradApp(run_dir=str(run_dir))
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.main_screen
+            await wait_for(pilot, lambda: screen.nearest.row_count, what="the run to show")
+            await pilot.pause(2.5)  # two more looks at the file
+            damaged = [m for m in app.messages if "not well-formed events" in m.text]
+            lines = sorted((first_step + 1, first_eval + 1))
+            assert len(damaged) == 1 and f"line(s) {lines[0]}, {lines[1]} are" in damaged[0].text
+            assert len(screen.chart.steps) == tiny_config.steps - 1
+            screen.chart.redraw()
+            await pilot.pause(0.3)
+
+    run_async(scenario())
+
+
+def test_damaged_folders_are_listed_as_such_and_never_opened(tiny_config):
+    good = finished_run(tiny_config.replace(name="good"))
+    bad_config = finished_run(tiny_config.replace(name="badutf8"))
+    (bad_config / "config.toml").write_bytes(b'model = "\xff"\n')
+    fifo = finished_run(tiny_config.replace(name="fifo"))
+    (fifo / "metrics.jsonl").unlink()
+    os.mkfifo(fifo / "metrics.jsonl")
+
+    async def scenario():
+        app = PromptgradApp(tiny_config)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("ctrl+o")
+            browser = app.screen
+            assert isinstance(browser, RunBrowser)
+            states = {r.name: r.state for r in browser.shown}
+            assert states == {"good": "finished", "badutf8": "damaged", "fifo": "damaged"}
+            browser.query_one(DataTable).move_cursor(row=[r.name for r in browser.shown].index("fifo"))
+            await pilot.press("enter")
+            assert app.screen is browser  # not opened
+            assert any("fifo is damaged" in m.text and "FIFO" in m.text for m in app.messages)
+            browser.query_one(DataTable).move_cursor(row=[r.name for r in browser.shown].index("good"))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.main_screen.run_dir == str(good), what="the good run to open")
+
+    run_async(scenario())
+    assert good.exists()
+
+
+def test_the_app_on_a_damaged_folder_is_one_line_at_once(tiny_config, capsys):
+    run_dir = finished_run(tiny_config)
+    (run_dir / "metrics.jsonl").unlink()
+    os.mkfifo(run_dir / "metrics.jsonl")
+    done = subprocess.run([sys.executable, "-m", "promptgrad_tui.app", str(run_dir)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "FIFO" in done.stderr
+    (run_dir / "metrics.jsonl").unlink()
+    (run_dir / "config.toml").write_bytes(b'model = "\xff"\n')
+    capsys.readouterr()
+    assert main([str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not UTF-8" in err[0]
+
+
+def test_a_crash_exits_non_zero(monkeypatch):
+    from promptgrad_tui.app import MainScreen
+
+    def crash(self):
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(MainScreen, "on_mount", crash)
+    run = PromptgradApp.run
+    monkeypatch.setattr(PromptgradApp, "run", lambda self, **kwargs: run(self, headless=True))
+    assert main([]) != 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
+import os
 import signal
 import sys
 import threading
@@ -40,7 +40,8 @@ from promptgrad.errors import UserError
 from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens, ParetoFront,
                                Predictions, Progress, Reading, Started, Step)
 from promptgrad.probe import Probe, ProbeAnswer
-from promptgrad.run_folder import PROMPT, RunFolder, is_locked, summarize
+from promptgrad.files import atomic_write, read_bytes
+from promptgrad.run_folder import METRICS, PROMPT, EventFollower, RunFolder, is_locked, summarize
 from promptgrad.signals import on_signals
 from promptgrad.training import train
 from promptgrad_tui.browser import BrowserChoice, RunBrowser
@@ -93,8 +94,8 @@ class MainScreen(Screen):
         self.training_ended.set()
         self.quit_when_stopped = False
         self.followed: RunFolder | None = None
-        self.followed_count = 0
-        self.followed_stamp: tuple[int, int] | None = None
+        self.follower: EventFollower | None = None
+        self.bad_lines: set[int] = set()  # lines of the followed metrics.jsonl already reported as damaged
         self.follow_timer = None
         self.probe: Probe | None = None  # attached to the model of the run trained here
         self.compared: tuple[str, ...] = ()  # run folders overlaid on the chart
@@ -342,13 +343,11 @@ class MainScreen(Screen):
     def ask_steps(self, choice: BrowserChoice | None) -> None:
         if choice is None or choice.path is None or self.running:
             return
-        try:
-            summary = summarize(Path(choice.path))
-            folder = RunFolder.open(choice.path)
-            folder.config()
-        except UserError as e:
-            self.say(str(e), title="Cannot resume", severity="error")
+        summary = summarize(Path(choice.path))
+        if summary.state == "damaged":
+            self.say(summary.problem, title="Cannot resume", severity="error")
             return
+        folder = RunFolder.open(choice.path)
         if summary.state == "running":
             self.say(f"{choice.path} is being written by another process; open it with ctrl+o to watch it",
                      title="Cannot resume", severity="error")
@@ -427,46 +426,50 @@ class MainScreen(Screen):
             candidate = Path(self.runs_dir) / path  # a bare name means a folder under runs/
         try:
             folder = RunFolder.open(candidate)
+            config = folder.config()
         except UserError as e:
             self.say(str(e), title="Cannot open", severity="error")
             return
         self.stop_following()
         self.reset_panes(folder.path.name)
-        try:
-            self.form.load(folder.config().replace(name=""))  # its settings; no name, so ctrl+r makes a new run
-        except UserError:
-            pass  # a config from another version: the curves are still worth showing
-        self.run_dir = str(folder.path)
+        self.form.load(config.replace(name=""))  # its settings; no name, so ctrl+r makes a new run
+        self.run_dir = str(folder.path)  # this folder, whatever its records say they were written as
         self.status.set_phase("viewing")
-        self.followed, self.followed_count, self.followed_stamp = folder, 0, None
+        self.followed, self.follower, self.bad_lines = folder, EventFollower(folder.path / METRICS), set()
         self.follow()
-        self.follow_timer = self.set_interval(FOLLOW_SECONDS, self.follow)
+        if self.followed is not None:
+            self.follow_timer = self.set_interval(FOLLOW_SECONDS, self.follow)
 
     def follow(self) -> None:
-        """Show the events appended to the viewed run's metrics.jsonl since the last look."""
+        """Show the events appended to the viewed run's metrics.jsonl since the last look (by byte offset,
+        so a resume that cuts the file back and writes on between two looks is noticed)."""
         if self.followed is None:
             return
         try:
-            stat = (self.followed.path / "metrics.jsonl").stat()
-            stamp = (stat.st_size, stat.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self.followed_stamp:
+            events, bad, reset = self.follower.poll()
+            locked = is_locked(self.followed.path)
+        except (UserError, OSError) as e:  # a file someone planted (a FIFO, a link): stop looking at it
+            self.say(str(e) if isinstance(e, UserError) else f"cannot read {self.followed.path}: {e.strerror or e}",
+                     title="Cannot follow the run", severity="error", timeout=30)
+            self.stop_following()
             return
-        self.followed_stamp = stamp
-        events = self.followed.events()
-        if len(events) < self.followed_count:  # a resume cut the file back: read it again from the start
+        if reset:  # a resume cut the file back: show it again from the start
             self.reset_panes(self.followed.path.name)
-            self.run_dir, self.followed_count = str(self.followed.path), 0
-        new, self.followed_count = events[self.followed_count :], len(events)
-        self.replay(new, live=False)
-        if is_locked(self.followed.path) and not self.running:
+            self.run_dir = str(self.followed.path)
+        new_bad = [n for n in bad if n not in self.bad_lines]
+        if new_bad:
+            self.bad_lines.update(new_bad)
+            lines = ", ".join(map(str, new_bad[:5])) + (" ..." if len(new_bad) > 5 else "")
+            self.say(f"{self.followed.path / METRICS}: line(s) {lines} are not well-formed events and were skipped",
+                     title="Damaged lines", severity="warning", timeout=15)
+        self.replay(events, live=False)
+        if locked and not self.running:
             self.status.set_phase("viewing (being written)")
 
     def stop_following(self) -> None:
         if self.follow_timer is not None:
             self.follow_timer.stop()
-        self.followed, self.follow_timer = None, None
+        self.followed, self.follower, self.follow_timer = None, None, None
 
     # ---- the probe box --------------------------------------------------------------------------
     def on_probe_asked(self, message: ProbeAsked) -> None:
@@ -504,7 +507,8 @@ class MainScreen(Screen):
         if isinstance(event, (Started, Step, Evaluation, Extended)):
             self.chart.add(event)
         if isinstance(event, Started):
-            self.run_dir = event.run_dir
+            if live:  # a viewed folder keeps its own path: a copied folder's records name the original
+                self.run_dir = event.run_dir
             self.status.set_phase("running" if live else "viewing")
         elif isinstance(event, Progress):
             self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)
@@ -571,29 +575,35 @@ class MainScreen(Screen):
     def export_prompt(self, source: Path, target: str | None, overwrite: bool = False) -> None:
         if target is None:
             return
-        if not source.is_file():
+        try:
+            data = read_bytes(source)
+        except FileNotFoundError:
             self.say(f"{source} does not exist yet: a run writes it at each checkpoint and at the end",
                      title="No prompt to export", severity="error")
+            return
+        except (UserError, OSError) as e:
+            self.say(str(e) if isinstance(e, UserError) else f"cannot read {source}: {e.strerror or e}",
+                     title="Export failed", severity="error")
             return
         if not target:
             self.say(f"The learned prompt is {source.resolve()}", title="Prompt", timeout=15)
             return
         destination = Path(target).expanduser()
-        if destination.is_dir():
+        if destination.is_dir() and not destination.is_symlink():
             destination = destination / f"{source.parent.name}-{PROMPT}"
         if not destination.parent.is_dir():
             self.say(f"folder {destination.parent} does not exist; make it first or pick another",
                      title="Export failed", severity="error")
             return
-        if destination.exists() and not overwrite:
+        if os.path.lexists(destination) and not overwrite:
             question = f"{destination} exists. Overwrite it with the prompt of {source.parent.name}?"
             self.app.push_screen(ConfirmScreen("Overwrite?", question),
                                  lambda yes: self.export_prompt(source, target, overwrite=True) if yes else None)
             return
-        try:
-            shutil.copyfile(source, destination)
-        except OSError as e:
-            self.say(f"cannot write {destination}: {e.strerror or e}", title="Export failed", severity="error")
+        try:  # a new file renamed into place: never written through a link or into a FIFO planted there
+            atomic_write(destination, data, overwrite=False)
+        except UserError as e:
+            self.say(str(e), title="Export failed", severity="error")
             return
         self.say(f"Exported the prompt to {destination}", title="Prompt exported")
 
@@ -667,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = TrainConfig.load(Path(args.config)) if args.config else None
         if args.run_dir:
-            RunFolder.open(args.run_dir)
+            RunFolder.open(args.run_dir).config()  # a folder that cannot be read is one line here, not a crash later
     except UserError as e:
         print(f"promptgrad-tui: error: {e}", file=sys.stderr)
         return 2
@@ -681,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
             app.main_screen.stop_event.set()
             print("promptgrad-tui: waiting for the run to finish its step and save a checkpoint...", file=sys.stderr)
             app.main_screen.training_ended.wait()
-    return 0
+    return app.return_code or 0  # non-zero when the app crashed (Textual printed the traceback)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The run browser (ctrl+o, ctrl+g): every folder under runs/ with its state, steps, best test loss,
-model and date; type to filter, arrows to move, enter to pick, space to mark runs to compare."""
+model and date; type to filter, arrows to move, enter to pick, space to mark runs to compare. A folder
+whose files cannot be read is listed as damaged, and picking it says why instead of opening it."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ class RunBrowser(ModalScreen[BrowserChoice]):
 
     def action_mark(self) -> None:
         run = self.current()
-        if run is None:
+        if run is None or run.state == "damaged":
             return
         key = str(run.path)
         self.marked.symmetric_difference_update({key})
@@ -109,7 +110,9 @@ class RunBrowser(ModalScreen[BrowserChoice]):
 
     def pick(self) -> None:
         run = self.current()
-        if run is not None:
+        if run is not None and run.state == "damaged":  # shown so it is not a mystery, never opened
+            self.app.notify(f"{run.name} is damaged: {run.problem}", title="Cannot open", severity="error", timeout=15)
+        elif run is not None:
             self.dismiss(BrowserChoice(str(run.path), tuple(sorted(self.marked))))
 
     def action_close(self) -> None:
