@@ -28,11 +28,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from promptgrad.config import TrainConfig
 from promptgrad.evaluation import score_prompt
-from promptgrad.gcg import candidate_losses
+from promptgrad.search.gcg import candidate_losses
 from promptgrad.learner import training_step
 from promptgrad.models import FrozenModel
 from promptgrad.objective import target_loss
-from promptgrad.projection import Projection, allowed_tokens
+from promptgrad.search.projection import Projection, allowed_tokens
 from promptgrad.soft_prompt import SoftPrompt
 from promptgrad.template import Template, TemplateEncoder
 

@@ -59,7 +59,7 @@ class Problem:
         from shapes import is_shape, shape_model
 
         fp32 = shape_model(model, device) if is_shape(model) else load_model(model, device, torch.float32)
-        split = split_pairs(load_pairs(data), TrainConfig().test_fraction, seed)
+        split = split_pairs(load_pairs(data), TrainConfig().learning.test_fraction, seed)
         initial = SoftPrompt.initial("random", prompt_len, fp32.embedding.weight, fp32.tokenizer,
                                      torch.Generator().manual_seed(seed)).vectors.detach()
         return Problem(fp32, split, template, initial, batch_size, seed)

@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     quiet_libraries()
     defaults = TrainConfig()
     device = resolve_device("auto")
-    problem = Problem.load(args.model, args.data, defaults.template, defaults.prompt_len, args.batch_size, defaults.seed, device)
+    problem = Problem.load(args.model, args.data, defaults.task.template, defaults.task.prompt_len, args.batch_size, defaults.learning.seed, device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
     print(f"model {args.model} on {device} ({where}), torch {torch.__version__}, fp32")
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -61,11 +61,11 @@ def main(argv=None) -> None:
     quiet_libraries()
     defaults = TrainConfig()
     device = resolve_device(args.device)
-    problem = Problem.load(args.model, args.data, defaults.template, defaults.prompt_len, defaults.batch_size, defaults.seed, device)
-    precision = choose_precision(defaults.precision, device, problem.fp32.hidden_size).precision
+    problem = Problem.load(args.model, args.data, defaults.task.template, defaults.task.prompt_len, defaults.learning.batch_size, defaults.learning.seed, device)
+    precision = choose_precision(defaults.machine.precision, device, problem.fp32.hidden_size).precision
     fp32 = problem.fp32
     test = problem.split.test[: args.test_pairs]
-    hand = problem.hand_written(defaults.baseline_text, test)
+    hand = problem.hand_written(defaults.task.baseline_text, test)
     target = (1 - args.target) * hand.test_loss
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
     print(f"model {args.model} on {device} ({where}); promptgrad's auto precision here: {precision}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "
@@ -100,13 +100,13 @@ def main(argv=None) -> None:
                             "curve": curve}
 
     ours = PromptgradLoop(problem, with_dtype(fp32, DTYPES[precision]), f"promptgrad ({precision})")
-    print(f"{ours.name}: lr {defaults.lr} {defaults.schedule}, warm-up {defaults.warmup_steps}, batch {defaults.batch_size}, "
-          f"{defaults.steps} steps", flush=True)
-    mine = run(ours, lambda k: learning_rate(k, defaults.steps, defaults.lr, defaults.warmup_steps, defaults.schedule),
-               defaults.steps, None, lambda step, since: step % args.eval_every == 0)
+    print(f"{ours.name}: lr {defaults.learning.lr} {defaults.learning.schedule}, warm-up {defaults.learning.warmup_steps}, batch {defaults.learning.batch_size}, "
+          f"{defaults.learning.steps} steps", flush=True)
+    mine = run(ours, lambda k: learning_rate(k, defaults.learning.steps, defaults.learning.lr, defaults.learning.warmup_steps, defaults.learning.schedule),
+               defaults.learning.steps, None, lambda step, since: step % args.eval_every == 0)
     results = [mine]
     if not mine["reached"]:
-        print(f"promptgrad did not reach the target in its {defaults.steps} default steps; the baselines get "
+        print(f"promptgrad did not reach the target in its {defaults.learning.steps} default steps; the baselines get "
               f"{args.budget_factor:g} x its whole training time", flush=True)
     budget = args.budget_factor * mine["train_seconds"]
     for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:

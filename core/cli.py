@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from promptgrad.config import TrainConfig
+from promptgrad.config import TrainConfig, describe
 from promptgrad.errors import UserError, environment_problem
 from promptgrad.quiet import quiet_libraries
 
@@ -25,16 +25,28 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_settings(parser: argparse.ArgumentParser, config_class: type[TrainConfig] = TrainConfig) -> None:
+    """One flag per declared setting, in its group, with the declaration's help, choices and default."""
+    for group, kind in config_class.group_types().items():
+        arguments = parser.add_argument_group(f"{kind.__doc__.strip()} [{group}]")
+        for f in dataclasses.fields(kind):
+            choices = f.metadata["choices"] or (("true", "false") if isinstance(f.default, bool) else ())
+            metavar = "{" + ",".join(choices) + "}" if choices else type(f.default).__name__.upper()
+            arguments.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=metavar,
+                                   help=describe(f).replace("%", "%%"))
+
+
+def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="promptgrad", description="Backpropagate into a prompt of a frozen causal LM.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    train = commands.add_parser("train", help="learn a prompt; settings from --config TOML, then --key value overrides")
-    train.add_argument("--config", type=Path, help="TOML file of settings (the keys below, with underscores)")
+    train = commands.add_parser("train", help="learn a prompt; settings from --config TOML, then --key value overrides",
+                                description="Learn a prompt. Settings come from the defaults, or --config FILE, or the "
+                                            "run folder on --resume; each flag below overrides one.")
+    train.add_argument("--config", type=Path, help="TOML file of settings (the names below, with underscores; flat or "
+                                                    "one table per group, as a run folder's config.toml)")
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder from its checkpoint")
-    for field in dataclasses.fields(TrainConfig):
-        train.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=None, metavar=type(field.default).__name__.upper(),
-                           help=f"default: {field.default!r}")
+    add_settings(train, config_class)
 
     ev = commands.add_parser("eval", help="test loss and accuracy of a run's prompt beside the hand-written one")
     ev.add_argument("run", type=Path, nargs="+", help="one run folder, or several on the same data (soft and hard, say)")
@@ -88,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """The run's settings: a run folder's (on --resume) or a config file's or the defaults, then the flags."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    overrides = {name: getattr(args, name) for name in TrainConfig.settings() if getattr(args, name, None) is not None}
     if args.resume:
         from promptgrad.run_folder import RunFolder
 
@@ -99,7 +111,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         base = TrainConfig.load(args.config) if args.config else TrainConfig()
     if "steps" in overrides and "epochs" not in overrides:
         overrides["epochs"] = 0  # --steps N means N steps, even where the base counted epochs
-    return TrainConfig.from_dict({**base.to_dict(), **overrides})
+    return base.replace(**overrides)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -138,10 +150,8 @@ def open_run(path: Path, precision: str | None = None):
     prompt, metadata = run.load_prompt()
     quiet_libraries()
     config = run.config()
-    if precision:
-        config = config.replace(precision=precision)
-    session = open_session(config, RunFacts.load(run.path).data, str(run.path), evaluating=True)
-    check_prompt_fits(run.path, prompt, config.prompt_len, session.frozen.hidden_size)
+    session = open_session(config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision)
+    check_prompt_fits(run.path, prompt, config.task.prompt_len, session.frozen.hidden_size)
     return session, prompt.to(session.frozen.device)
 
 
@@ -204,7 +214,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from promptgrad.evaluation import score_prompt
-    from promptgrad.fluency import text_nats_per_token
+    from promptgrad.search.fluency import text_nats_per_token
     from promptgrad.run_facts import RunFacts
     from promptgrad.run_folder import RunFolder
     from promptgrad.template import Template, TemplateEncoder
@@ -221,13 +231,13 @@ def run_eval(args: argparse.Namespace) -> int:
     for path in paths:
         run = RunFolder.open(path)
         config = run.config()
-        differs = [k for k in SAME_TEST_PAIRS if getattr(config, k) != getattr(session.config, k)]
+        differs = [k for k in SAME_TEST_PAIRS if config.get(k) != session.config.get(k)]
         if differs:
             raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
-        session.data.check_same_as(RunFacts.load(run.path).data, str(run.path))
+        session.facts.data.check_same_as(RunFacts.load(run.path).data, str(run.path))
         prompt, metadata = run.load_prompt()
         where = f"  [{path}]" if len(paths) > 1 else ""
-        template = Template.parse(config.template)  # each run in its own template
+        template = Template.parse(config.task.template)  # each run in its own template
         hard = hard_prompt_of(metadata, run.path, frozen.embedding.weight.shape[0])
         if hard is not None:  # the tokens themselves, as pasting the text would give them
             lam = f", lambda {hard.fluency:g}" if hard.fluency else ""
@@ -239,14 +249,14 @@ def run_eval(args: argparse.Namespace) -> int:
                 rows.append((f"  front: {point.text!r} (held-out {point.train_loss:.3f})",
                              score_prompt(frozen, encoder, test, vectors, batch_size), point.nats_per_token))
         else:
-            check_prompt_fits(run.path, prompt, config.prompt_len, frozen.hidden_size)
+            check_prompt_fits(run.path, prompt, config.task.prompt_len, frozen.hidden_size)
             encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
             rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
     for text in getattr(args, "text", None) or []:
         rows.append(scored_text(f"text {text!r}", text))
-    rows.append(scored_text(f"hand-written {session.config.baseline_text!r}", session.config.baseline_text, "baseline_text"))
+    rows.append(scored_text(f"hand-written {session.config.task.baseline_text!r}", session.config.task.baseline_text, "baseline_text"))
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
-    table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on, computed in {session.precision.precision}"))
+    table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on, computed in {session.facts.precision}"))
     for column in ("prompt", "test loss", "accuracy", "nats/token"):
         table.add_column(column)
     for name, score, nats in rows:
@@ -263,7 +273,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     session, prompt = open_run(args.run)
     words = greedy_words(session.frozen, session.encoder, args.words, prompt, session.eval_batch_size)
-    template = session.config.template
+    template = session.config.task.template
     for x, y in zip(args.words, words):
         print(template.replace("{prompt}", "[prompt]").replace("{x}", x).replace("{y}", f"-> {y}"))
     return 0

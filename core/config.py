@@ -1,155 +1,258 @@
-"""The resolved configuration of one run: a typed dataclass, validated on creation, saved as TOML.
+"""The settings of a run, each declared once: its type, default, choices, help and whether it defines the run.
 
-Every setting of a run lives here, so that `config.toml` in a run folder is enough to trace a result
-back (nanoGPT saves the whole config in each checkpoint for the same reason).
+A setting is a field of one of the groups below, declared with `setting(...)` (PEFT's and
+transformers' `field(metadata={"help": ...})` pattern). Everything else is generated from these
+declarations: the command line's flags and `--help` (cli.py), the TUI's form with its sections, hints
+and choice widgets (tui/widgets/config_form.py), TOML load and save with validation, the check that a
+resumed run keeps what defines it, and the README's settings table (`python -m promptgrad.config`).
+
+    TrainConfig
+      task      what to learn: the model, the data, the template, the prompt
+      learning  how to learn it: soft or hard, the optimiser, its schedule and length, the split
+      search    the discrete search (mode hard): the method and what it searches over
+      gcg       the settings of GCG alone
+      watch     how often to look: evaluations, readouts, checkpoints
+      machine   where it runs and where it writes
+
+Flag and TOML names are the field names, unique across groups, so a flat `{"steps": 50}` (a form, a
+command line, a hand-written TOML file) reaches its group; config.toml is written with one table per group.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tomllib
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from promptgrad.errors import UserError
 
 BUNDLED_MODEL = "smollm2-135m"
 BUNDLED_DATA = "antonyms"
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
-SCHEDULES = ("constant", "cosine")
-MODES = ("soft", "hard")
-METHODS = ("pez", "gcg", "relax")  # hard-prompt search methods, see hard_search.py
+MODEL_SUGGESTIONS = ("smollm2-135m", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 MAX_LR = 10.0
-# what a run *is*: the same data split, batches, model, precision and search; resume refuses to change them
-RUN_DEFINING = ("model", "data", "x_column", "y_column", "template", "prompt_len", "init", "baseline_text", "seed",
-                "test_fraction", "train_size", "batch_size", "lr", "schedule", "warmup_steps", "precision", "mode", "method",
-                "topk", "candidates", "rescore", "patience", "search_batch_size", "readable_only", "fluency")
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), defines_run: bool = False, hint: str = "",
+            suggestions: tuple[str, ...] = (), at_least: float | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
+    """Declare a setting. `help` is the whole explanation (--help, the README); `hint` a few words under
+    the form's field; `choices` a closed set; `at_least` a lower bound; `check(value)` returns what is
+    wrong with a value, or None; `defines_run`: a resumed run must keep it."""
+    return field(default=default, metadata={"help": help, "choices": choices, "defines_run": defines_run, "hint": hint,
+                                            "suggestions": suggestions, "at_least": at_least, "check": check})
+
+
+def check_template(value: str) -> str | None:
+    from promptgrad.template import Template  # the template knows its own rules
+
+    try:
+        Template.parse(value)
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def check_init(value: str) -> str | None:
+    from promptgrad.soft_prompt import parse_init  # the initialisation knows its own syntax
+
+    try:
+        parse_init(value)
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def check_lr(value: float) -> str | None:
+    if math.isfinite(value) and 0 < value <= MAX_LR:
+        return None
+    return f"lr must be a number above 0 and at most {MAX_LR:g} (prompt vectors are of size ~1; the defaults use 0.03), got {value}"
+
+
+def check_name(value: str) -> str | None:
+    return f"name must be a plain folder name, got {value!r}" if "/" in value or value in (".", "..") else None
 
 
 @dataclass
-class TrainConfig:
-    # what to learn
-    model: str = BUNDLED_MODEL
-    data: str = BUNDLED_DATA
-    x_column: str = "x"
-    y_column: str = "y"
-    template: str = "Here are two {prompt} {x} and {y}"
-    prompt_len: int = 4
-    init: str = "random"  # random | vocab | text:<words> | run:<run folder> (start from another run's prompt)
-    baseline_text: str = " antonyms"
-    # how to learn it
-    lr: float = 3e-2
-    schedule: str = "cosine"
-    warmup_steps: int = 10
-    batch_size: int = 32
-    steps: int = 100  # optimiser steps; about 0.6 epoch of the antonyms, which fits 10 minutes on 2 CPU cores
-    epochs: float = 0.0  # > 0: train this many passes over the training pairs instead of `steps`
-    train_size: int = 0  # 0: all training pairs
-    test_fraction: float = 0.2
-    seed: int = 0
-    # soft: learn free vectors; hard: search for real tokens that can be pasted into any API
-    mode: str = "soft"
-    method: str = "gcg"  # hard mode: pez (projected gradient), gcg (greedy coordinate gradient), relax (softmax baseline)
-    topk: int = 256  # gcg: candidate tokens per position, those with the most negative one-hot gradient
-    candidates: int = 512  # gcg: single-token swaps scored by their exact loss each step
-    rescore: int = 0  # gcg: >0 screens the candidates on a quarter of the batch, re-scores this many best on all of it
-    patience: int = 0  # gcg: after this many steps without a better held-out prompt, go on from the best one (0: never)
-    search_batch_size: int = 8  # hard mode: training pairs per step (gcg scores every candidate on all of them)
-    fluency: float = 0.0  # gcg: weight of the prompt's own cross-entropy (nats/token) in the objective; 0: task loss only
-    readable_only: bool = True  # hard mode: only tokens that decode to printable ASCII
-    # how often to look at it
-    eval_every: int = 50  # steps; evaluations use eval_size pairs, the final one the whole test set
-    eval_size: int = 256
-    checkpoint_every: int = 100  # steps; 0: only at the end (and on a stop)
-    checkpoint_minutes: float = 5.0  # also checkpoint when this long has passed since the last one; 0: never
-    num_predictions: int = 8
-    nearest_k: int = 5
-    # where it runs
-    device: str = "auto"
-    precision: str = "auto"
-    device_map: str = ""  # "auto": split a model too large for one GPU over all visible ones
-    name: str = ""  # run folder name under runs_dir; empty: a timestamp
-    runs_dir: str = "runs"
+class TaskSettings:
+    """What to learn"""
 
-    def __post_init__(self) -> None:
-        self.validate()
+    model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m, a Hugging Face id (gpt2, gpt2-large) "
+                         "or a local model folder", defines_run=True, hint="gpt2…gpt2-xl, id or path", suggestions=MODEL_SUGGESTIONS)
+    data: str = setting(BUNDLED_DATA, "the example pairs: the bundled antonyms, a .jsonl/.json/.csv file, or a datasets name",
+                        defines_run=True, hint="antonyms, a file or dataset", suggestions=(BUNDLED_DATA,))
+    x_column: str = setting("x", "the data's column holding the input x", defines_run=True)
+    y_column: str = setting("y", "the data's column holding the target y", defines_run=True)
+    template: str = setting("Here are two {prompt} {x} and {y}", "the text the model reads: {prompt} (anywhere before {y}), "
+                            "{x} and {y}; the loss is on the tokens of {y} only", defines_run=True, check=check_template)
+    prompt_len: int = setting(4, "how many prompt vectors (or tokens) stand where {prompt} is", defines_run=True, at_least=1)
+    init: str = setting("random", "where the prompt starts: random (the embedding table's mean and spread), vocab (random "
+                        "vocabulary rows), text:<words> (those words' embeddings), or run:<folder> (another run's prompt)",
+                        defines_run=True, hint="random, vocab, text:…, run:<folder>", suggestions=("random", "vocab", "text:"),
+                        check=check_init)
+    baseline_text: str = setting(" antonyms", "the hand-written prompt the learned one is compared with (its leading space "
+                                 "belongs to it)", defines_run=True)
+
+
+@dataclass
+class LearningSettings:
+    """How to learn it"""
+
+    mode: str = setting("soft", "soft: learn free vectors; hard: search for real tokens that can be pasted into any API",
+                        choices=("soft", "hard"), defines_run=True)
+    lr: float = setting(3e-2, "Adam's learning rate for the prompt vectors (soft, and PEZ's and relax's shadow)",
+                        defines_run=True, check=check_lr)
+    schedule: str = setting("cosine", "the learning rate over the run: constant, or cosine decay to 0 at the last step",
+                            choices=("constant", "cosine"), defines_run=True)
+    warmup_steps: int = setting(10, "steps of linear warm-up to the full learning rate", defines_run=True, at_least=0)
+    batch_size: int = setting(32, "training pairs per step (soft mode)", defines_run=True, at_least=1)
+    steps: int = setting(100, "optimiser steps (about 0.6 epoch of the antonyms, which fits 10 minutes on 2 CPU cores)", at_least=0)
+    epochs: float = setting(0.0, "> 0: train this many passes over the training pairs instead of `steps`",
+                            hint="> 0: replaces steps", at_least=0)
+    train_size: int = setting(0, "train on this many training pairs only (0: all); the test pairs stay the same",
+                              defines_run=True, hint="0: all training pairs", at_least=0)
+    test_fraction: float = setting(0.2, "the share of pairs held out for testing (a pair and its reverse stay on one side)",
+                                   defines_run=True)
+    seed: int = setting(0, "seeds the split, the initial prompt and the batches", defines_run=True)
 
     def validate(self) -> None:
-        from promptgrad.template import Template  # the template knows its own rules
-
-        for name, value in self.to_dict().items():
-            if isinstance(value, str) and "\x00" in value:
-                raise UserError(f"{name} holds a NUL byte (\\x00), which no file name or text setting may hold; remove it", name)
-        Template.parse(self.template)
-        if self.prompt_len < 1:
-            raise UserError(f"prompt_len must be at least 1, got {self.prompt_len}", "prompt_len")
-        if not (self.init in ("random", "vocab") or self.init.startswith(("text:", "run:"))):
-            raise UserError(f"init must be random, vocab, text:<words> or run:<run folder>, got {self.init!r}", "init")
-        if self.init.startswith("text:") and not self.init[5:].strip():
-            raise UserError("init text:<words> needs some words after 'text:', e.g. 'text: antonyms'", "init")
-        if self.init.startswith("run:") and not self.init[4:].strip():
-            raise UserError("init run:<folder> needs a run folder after 'run:', e.g. 'run:runs/first'", "init")
-        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
-            raise UserError(f"lr must be a number above 0 and at most {MAX_LR:g} (prompt vectors are of size ~1; "
-                            f"the defaults use 0.03), got {self.lr}", "lr")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}", "schedule")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
-        if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs == 0):
-            raise UserError("set steps > 0 or epochs > 0 (neither may be negative)", "steps")
-        if self.train_size < 0:
-            raise UserError(f"train_size must be 0 (all) or a positive count, got {self.train_size}", "train_size")
-        if not 0 < self.test_fraction < 1:
+        if self.steps == 0 and self.epochs == 0:
+            raise UserError("set steps > 0 or epochs > 0", "steps")
+        if not (math.isfinite(self.test_fraction) and 0 < self.test_fraction < 1):
             raise UserError(f"test_fraction must lie between 0 and 1, got {self.test_fraction}", "test_fraction")
-        if self.mode not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}", "mode")
-        if self.method not in METHODS:
-            raise UserError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}", "method")
-        for name in ("topk", "candidates", "search_batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}", name)
-        if self.patience < 0:
-            raise UserError(f"patience must be 0 (never) or a positive count of steps, got {self.patience}", "patience")
-        if not (math.isfinite(self.fluency) and self.fluency >= 0):
-            raise UserError(f"fluency must be 0 (off) or a positive weight, got {self.fluency}", "fluency")
-        if self.rescore < 0:
-            raise UserError(f"rescore must be 0 (off) or a positive count, got {self.rescore}", "rescore")
-        if not isinstance(self.readable_only, bool):
-            raise UserError(f"readable_only must be true or false, got {self.readable_only!r}", "readable_only")
-        for name in ("eval_every", "eval_size", "checkpoint_every", "num_predictions", "nearest_k", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must not be negative, got {getattr(self, name)}", name)
-        if not (math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0):
-            raise UserError(f"checkpoint_minutes must be 0 (never) or a positive number of minutes, got {self.checkpoint_minutes}",
-                            "checkpoint_minutes")
-        if not (math.isfinite(self.epochs) and math.isfinite(self.test_fraction)):
-            raise UserError("epochs and test_fraction must be finite numbers", "epochs")
-        if self.device not in DEVICES:
-            raise UserError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}", "device")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
-        if "/" in self.name or self.name in (".", ".."):
-            raise UserError(f"name must be a plain folder name, got {self.name!r}", "name")
+
+
+@dataclass
+class SearchSettings:
+    """The discrete search (mode hard)"""
+
+    method: str = setting("gcg", "pez (projected gradient), gcg (greedy coordinate gradient) or relax (the original's "
+                          "softmax relaxation, a baseline)", choices=("pez", "gcg", "relax"), defines_run=True)
+    search_batch_size: int = setting(8, "training pairs per search step (gcg scores every candidate on all of them)",
+                                     defines_run=True, at_least=1)
+    readable_only: bool = setting(True, "only tokens that decode to printable ASCII", defines_run=True)
+
+
+@dataclass
+class GCGSettings:
+    """GCG (method gcg)"""
+
+    topk: int = setting(256, "candidate tokens per position: those with the most negative one-hot gradient",
+                        defines_run=True, at_least=1)
+    candidates: int = setting(512, "single-token swaps scored by their exact loss each step", defines_run=True, at_least=1)
+    rescore: int = setting(0, "> 0: screen the candidates on a quarter of the batch, then re-score this many best on all of it",
+                           defines_run=True, at_least=0)
+    patience: int = setting(0, "after this many steps without a better held-out prompt, go on from the best one (0: never)",
+                            defines_run=True, at_least=0)
+    fluency: float = setting(0.0, "weight of the prompt's own cross-entropy (nats/token) in the objective; 0: task loss only",
+                             defines_run=True, at_least=0)
+
+
+@dataclass
+class WatchSettings:
+    """How often to look"""
+
+    eval_every: int = setting(50, "steps between evaluations on eval_size test pairs (the last one uses the whole test set); "
+                              "0: only at the end", at_least=0)
+    eval_size: int = setting(256, "test pairs scored at each evaluation during the run (0: all)", at_least=0)
+    checkpoint_every: int = setting(100, "steps between checkpoints (0: only at the end and on a stop)", at_least=0)
+    checkpoint_minutes: float = setting(5.0, "also checkpoint when this many minutes have passed since the last one (0: never)",
+                                        hint="0: by steps only", at_least=0)
+    num_predictions: int = setting(8, "test pairs whose greedy predictions are shown at each evaluation", at_least=0)
+    nearest_k: int = setting(5, "vocabulary tokens shown nearest to each prompt vector", at_least=0)
+
+
+@dataclass
+class MachineSettings:
+    """Where it runs"""
+
+    device: str = setting("auto", "auto (a CUDA GPU if there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    precision: str = setting("auto", "auto (decided from what the device is, then recorded), fp32 or bf16",
+                             choices=("auto", "fp32", "bf16"), defines_run=True)
+    device_map: str = setting("", "auto: split a model too large for one GPU over all visible ones",
+                              hint="auto: split over all GPUs", suggestions=("auto",))
+    name: str = setting("", "the run folder's name under runs_dir (empty: a timestamp)", hint="empty: a timestamp",
+                        check=check_name)
+    runs_dir: str = setting("runs", "the folder that holds the run folders")
+
+
+@dataclass(init=False)
+class TrainConfig:
+    """Every setting of a run, grouped by concern; config.toml in a run folder holds it whole, so a result can
+    be traced back to it (nanoGPT saves its whole config in each checkpoint for the same reason).
+
+        TrainConfig(steps=50, model="gpt2")        settings by name, the rest their defaults
+        TrainConfig(gcg=GCGSettings(topk=64))      or whole groups
+    """
+
+    task: TaskSettings
+    learning: LearningSettings
+    search: SearchSettings
+    gcg: GCGSettings
+    watch: WatchSettings
+    machine: MachineSettings
+
+    def __init__(self, **values: Any) -> None:
+        """`values`: whole groups by their names, and single settings by theirs (over those groups)."""
+        declared, kinds = self.settings(), self.group_types()
+        for name in values:
+            if name not in declared and name not in kinds:
+                raise UserError(f"unknown setting {name!r}; known settings: {', '.join(declared)}", name)
+        for group, kind in kinds.items():
+            changes = {name: coerce(f, values[name]) for name, (g, f) in declared.items() if g == group and name in values}
+            base = values.get(group) or kind()
+            setattr(self, group, dataclasses.replace(base, **changes) if changes else base)
+        for group in self.groups():
+            validate_group(group)
+
+    # ---- the declarations, walked -------------------------------------------------------------
+    @classmethod
+    def group_types(cls) -> dict[str, type]:
+        return {f.name: typing.get_type_hints(cls)[f.name] for f in fields(cls)}
+
+    @classmethod
+    def settings(cls) -> dict[str, tuple[str, dataclasses.Field]]:
+        """Every setting by its (flat, unique) name: (its group, its field)."""
+        return declared_settings(cls)
+
+    def groups(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def get(self, name: str) -> Any:
+        group, _ = self.settings()[name]
+        return getattr(getattr(self, group), name)
 
     # ---- conversion -------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        return {name: self.get(name) for name in self.settings()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise UserError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(known)}", unknown[0])
-        return cls(**{k: coerce(known[k], v) for k, v in values.items()})
+        """From flat settings ({"steps": 50}), one table per group ({"learning": {"steps": 50}}), or both;
+        values as TOML, a form or a command line give them (strings are converted and checked)."""
+        settings = cls.settings()
+        flat: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in cls.group_types() and isinstance(value, dict):
+                for name, inner in value.items():
+                    if settings.get(name, (None,))[0] != key:
+                        raise UserError(f"unknown setting {key}.{name}; the settings of [{key}]: "
+                                        f"{', '.join(f.name for f in fields(cls.group_types()[key]))}", name)
+                    flat[name] = inner
+            else:
+                flat[key] = value
+        return cls(**flat)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
+        """A copy with some settings changed, by their flat names."""
+        return type(self).from_dict({**self.flat(), **changes})
 
     def dumps(self) -> str:
         import tomli_w  # only writing needs it (a GPU box running the benchmarks from a copied tree may lack it)
@@ -158,31 +261,6 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         path.write_text(self.dumps())
-
-    def with_absolute_paths(self) -> TrainConfig:
-        """Local files named relative to the working directory, made absolute: the run folder then means
-        the same data, model and parent run from wherever it is resumed or evaluated."""
-        changes: dict[str, Any] = {}
-        if self.data != BUNDLED_DATA and Path(self.data).expanduser().exists():
-            changes["data"] = os.path.abspath(Path(self.data).expanduser())
-        if self.model != BUNDLED_MODEL and Path(self.model).expanduser().is_dir():
-            changes["model"] = os.path.abspath(Path(self.model).expanduser())
-        if self.init.startswith("run:") and Path(self.init[4:].strip()).expanduser().is_dir():
-            changes["init"] = "run:" + os.path.abspath(Path(self.init[4:].strip()).expanduser())
-        return self.replace(**changes) if changes else self
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        return math.ceil(self.epochs * steps_per_epoch) if self.epochs else self.steps
-
-    def check_resumable_as(self, saved: TrainConfig, where: str) -> None:
-        """A resumed run keeps the settings that define it; say which one differs, if any."""
-        for name in RUN_DEFINING:
-            mine, theirs = getattr(self, name), getattr(saved, name)
-            if name == "precision" and mine == "auto":
-                continue  # auto means: whatever the run resolved it to
-            if mine != theirs:
-                raise UserError(f"{name} is {theirs!r} in {where}, not {mine!r}: a resumed run keeps the settings that "
-                                f"define it; to change {name}, start a new run from this one's prompt (init run:{where})", name)
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
@@ -198,24 +276,104 @@ class TrainConfig:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
         return cls.from_dict(values)
 
+    # ---- what a run is --------------------------------------------------------------------------
+    def total_steps(self, steps_per_epoch: int) -> int:
+        learning = self.learning
+        return math.ceil(learning.epochs * steps_per_epoch) if learning.epochs else learning.steps
 
-def coerce(field: dataclasses.Field, value: Any) -> Any:
+    def check_resumable_as(self, saved: TrainConfig, where: str) -> None:
+        """A resumed run keeps the settings that define it; say which one differs, if any."""
+        for name, (_, f) in self.settings().items():
+            mine, theirs = self.get(name), saved.get(name)
+            if f.metadata["defines_run"] and mine != theirs:
+                raise UserError(f"{name} is {theirs!r} in {where}, not {mine!r}: a resumed run keeps the settings that "
+                                f"define it; to change {name}, start a new run from this one's prompt (init run:{where})", name)
+
+    def with_absolute_paths(self) -> TrainConfig:
+        """Local files named relative to the working directory, made absolute: the run folder then means
+        the same data, model and parent run from wherever it is resumed or evaluated."""
+        from promptgrad.soft_prompt import parse_init
+
+        task, changes = self.task, {}
+        if task.data != BUNDLED_DATA and Path(task.data).expanduser().exists():
+            changes["data"] = os.path.abspath(Path(task.data).expanduser())
+        if task.model != BUNDLED_MODEL and Path(task.model).expanduser().is_dir():
+            changes["model"] = os.path.abspath(Path(task.model).expanduser())
+        kind, argument = parse_init(task.init)
+        if kind == "run" and Path(argument).expanduser().is_dir():
+            changes["init"] = "run:" + os.path.abspath(Path(argument).expanduser())
+        return self.replace(**changes) if changes else self
+
+
+@functools.cache
+def declared_settings(cls: type) -> dict[str, tuple[str, dataclasses.Field]]:
+    out: dict[str, tuple[str, dataclasses.Field]] = {}
+    for group, kind in cls.group_types().items():
+        for f in fields(kind):
+            assert f.name not in out, f"setting {f.name} is declared twice"
+            out[f.name] = (group, f)
+    return out
+
+
+def validate_group(group: Any) -> None:
+    """Check each setting of a group against its declaration, then the group's own rules."""
+    for f in fields(group):
+        value, meta = getattr(group, f.name), f.metadata
+        if isinstance(value, str) and "\x00" in value:
+            raise UserError(f"{f.name} holds a NUL byte (\\x00), which no file name or text setting may hold; remove it", f.name)
+        if isinstance(value, float) and not math.isfinite(value) and f.name != "lr":
+            raise UserError(f"{f.name} must be a finite number, got {value}", f.name)
+        if meta["choices"] and value not in meta["choices"]:
+            raise UserError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}", f.name)
+        if meta["at_least"] is not None and value < meta["at_least"]:
+            bound = "must be 0 or more" if meta["at_least"] == 0 else f"must be at least {meta['at_least']:g}"
+            raise UserError(f"{f.name} {bound}, got {value}", f.name)
+        if meta["check"] is not None and (problem := meta["check"](value)):
+            raise UserError(problem, f.name)
+    if hasattr(group, "validate"):
+        group.validate()
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
     """Turn a value from TOML, a form or the command line into the field's type, or say why not."""
-    if isinstance(field.default, bool):
+    if isinstance(f.default, bool):
         truth = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
         if isinstance(value, bool):
             return value
         if isinstance(value, (str, int)) and str(value).strip().lower() in truth:
             return truth[str(value).strip().lower()]
-        raise UserError(f"{field.name} must be true or false, got {value!r}", field.name)
-    kind = {int: int, float: float, str: str}.get(type(field.default))
-    if kind is None or isinstance(value, kind) and not isinstance(value, bool):
+        raise UserError(f"{f.name} must be true or false, got {value!r}", f.name)
+    kind = {int: int, float: float, str: str}[type(f.default)]
+    if isinstance(value, kind) and not isinstance(value, bool):
         return value
+    if kind is str:
+        raise UserError(f"{f.name} must be text, got {value!r}", f.name)
     try:
-        if kind is int and isinstance(value, float) and not value.is_integer():
+        if isinstance(value, bool) or kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         if kind is int:
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         return kind(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{field.name} must be {kind.__name__}, got {value!r}", field.name) from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{f.name} must be {kind.__name__}, got {value!r}", f.name) from None
+
+
+# ---- the README's settings table ------------------------------------------------------------------
+
+def describe(f: dataclasses.Field) -> str:
+    """A setting's help with its choices and default, as --help and the README show it."""
+    meta, default = f.metadata, f.default
+    choices = f" (one of: {', '.join(meta['choices'])})" if meta["choices"] else ""
+    shown = str(default).lower() if isinstance(default, bool) else repr(default) if isinstance(default, str) else f"{default:g}"
+    return f"{meta['help']}{choices}; default {shown}" + ("; defines the run" if meta["defines_run"] else "")
+
+
+def settings_table(cls: type[TrainConfig] = TrainConfig) -> str:
+    rows = ["| setting | group | what it does |", "| --- | --- | --- |"]
+    for name, (group, f) in cls.settings().items():
+        rows.append(f"| `--{name.replace('_', '-')}` | {group} | {describe(f).replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -198,7 +198,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-NESTED = {"Prediction": Prediction, "NearestToken": NearestToken, "FrontPoint": FrontPoint}
 
 
 def typed(hint: Any, value: Any, where: str) -> Any:
@@ -226,7 +225,10 @@ def typed(hint: Any, value: Any, where: str) -> Any:
 
 
 def build(cls: type, obj: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls, localns=NESTED)
+    """A dataclass of `cls` from JSON values, each checked against its type (nested dataclasses built)."""
+    if not isinstance(obj, dict):
+        raise TypeError(f"{cls.__name__} is not an object")
+    hints = typing.get_type_hints(cls)  # resolved in cls's own module, where its nested record types live
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(obj) - names
     if unknown:

@@ -1,8 +1,13 @@
-"""What a run resolved once when it started, beyond its settings: which data exactly it split.
+"""What a run resolved once when it started, beyond its settings: `facts.json` in the run folder.
 
-`facts.json` in the run folder records the data's source (an absolute path, the bundled name or a hub
-id), the number of pairs read and a hash of them in order. Resume and eval load the data again and
-compare: a changed file would move the train/test split (test pairs would enter training, and the
+    precision, precision_reason   what `precision auto` (or the setting) became on the device, and why
+    device                        the device the run started on (a resume may use another)
+    data                          the data's source (an absolute path, the bundled name or a hub id),
+                                  the number of pairs read and a hash of them in order
+
+It is written once, when a run starts, and read back from there by resume, eval, predict, nearest and
+explain: nothing decides the precision again, and nothing else stores it. The data is loaded again and
+compared: a changed file would move the train/test split (test pairs would enter training, and the
 hand-written prompt's score from before would be compared with the learned one's on other pairs), so a
 difference is refused with one line saying what changed and how to start a new run instead.
 """
@@ -11,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from promptgrad.errors import UserError
@@ -53,6 +58,9 @@ class DataFacts:
 
 @dataclass(frozen=True)
 class RunFacts:
+    precision: str  # fp32 or bf16, never auto
+    precision_reason: str
+    device: str
     data: DataFacts
 
     def save(self, folder: Path) -> None:
@@ -63,16 +71,15 @@ class RunFacts:
         path = folder / FACTS
         try:
             values = json.loads(read_text(path))
-            data = values["data"]
-            if not (isinstance(data, dict) and set(data) <= {f.name for f in fields(DataFacts)}):
-                raise ValueError
-            facts = RunFacts(DataFacts(**data))
-            if not (isinstance(facts.data.n_pairs, int) and isinstance(facts.data.sha256, str) and isinstance(facts.data.source, str)):
-                raise ValueError
+            from promptgrad.events import build  # the same typed reading as metrics.jsonl's records
+
+            facts = build(RunFacts, values)
+            if facts.precision not in ("fp32", "bf16"):
+                raise ValueError(f"precision {facts.precision!r}")
             return facts
         except FileNotFoundError:
-            raise UserError(f"run folder {folder} has no {FACTS} (which data it was trained on); it was made by an older "
+            raise UserError(f"run folder {folder} has no {FACTS} (what its data and precision were); it was made by an older "
                             f"promptgrad: start a new run from its prompt with init run:{folder}") from None
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{path} is damaged (it should record the run's data source, pair count and hash); "
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(f"{path} is damaged (it records the run's precision and its data's source, pair count and hash); "
                             f"start a new run from the run's prompt with init run:{folder}") from None

@@ -371,7 +371,7 @@ def summarize(path: Path) -> RunSummary:
     if running:
         state = "running"
     problem = f"{METRICS} lines {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} are not events (skipped)" if bad else ""
-    return RunSummary(run.path, run.path.name, state, step, total, best, final, config.model, config.mode, modified, problem)
+    return RunSummary(run.path, run.path.name, state, step, total, best, final, config.task.model, config.learning.mode, modified, problem)
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:

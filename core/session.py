@@ -1,7 +1,8 @@
 """What a run sets up before it learns anything: device, precision, data split, frozen model, encoder.
 
-Training, `promptgrad eval`, `predict` and `nearest` all build it here, so they build it the same way:
-in particular with the precision the run recorded, never a new decision.
+Training, `promptgrad eval`, `predict`, `nearest` and `explain` all build it here, so they build it the
+same way: for a run folder, on the data and with the precision its facts.json recorded, never a new
+decision. The library entry point (api.py) builds one around a model already loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from promptgrad.errors import UserError
 from promptgrad.models import FrozenModel, hidden_size, load_model
 from promptgrad.pairs import Split, load_pairs, split_pairs
 from promptgrad.precision import DTYPES, PrecisionChoice, check_recorded_precision, choose_precision, resolve_device
-from promptgrad.run_facts import DataFacts
+from promptgrad.run_facts import DataFacts, RunFacts
 from promptgrad.template import Template, TemplateEncoder
 
 
@@ -26,13 +27,12 @@ class Session:
     split: Split
     frozen: FrozenModel
     encoder: TemplateEncoder
-    precision: PrecisionChoice
-    data: DataFacts  # which pairs exactly were read (run_facts.py)
+    facts: RunFacts  # the precision decided (or recorded) and which pairs exactly were read
     processes: Processes = Processes()
 
     def baseline_prompt(self) -> tuple[torch.Tensor, TemplateEncoder]:
         """The hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
-        return self.text_prompt(self.config.baseline_text, "baseline_text")
+        return self.text_prompt(self.config.task.baseline_text, "baseline_text")
 
     def text_prompt(self, text: str, field: str | None = None) -> tuple[torch.Tensor, TemplateEncoder]:
         """Any wording as a prompt: its tokens' embeddings, in this run's template."""
@@ -50,29 +50,42 @@ class Session:
 
     @property
     def eval_batch_size(self) -> int:
-        return max(64, self.config.batch_size * 2)
+        return max(64, self.config.learning.batch_size * 2)
 
 
-def open_session(config: TrainConfig, recorded: DataFacts | None = None, run: str = "", evaluating: bool = False) -> Session:
+def open_session(config: TrainConfig, recorded: RunFacts | None = None, run: str = "", evaluating: bool = False,
+                 precision: str | None = None) -> Session:
     """Data first (a bad file fails before minutes of model loading), then precision, then the model.
-    `config.precision` auto is decided here; a run folder's config holds the decided value. For a run
-    folder (`run`), the data must be what it `recorded`, and a recorded bf16 must be native here."""
-    device = resolve_device(config.device)
+    For a new run the precision is decided here; for a run folder (`run`) the data must be what it
+    `recorded`, and its recorded precision is used, and must be native here, unless `precision` (eval's
+    --precision) asks for another."""
+    device = resolve_device(config.machine.device)
     group = processes(device.type)
-    if group.active and config.batch_size < group.world_size:
-        raise UserError(f"batch_size {config.batch_size} is smaller than the {group.world_size} processes sharing it", "batch_size")
-    device = resolve_device(config.device, group.local_rank)
-    pairs = load_pairs(config.data, config.x_column, config.y_column)
-    data = DataFacts.of(config.data, pairs)
+    if group.active and config.learning.batch_size < group.world_size:
+        raise UserError(f"batch_size {config.learning.batch_size} is smaller than the {group.world_size} processes sharing it",
+                        "batch_size")
+    device = resolve_device(config.machine.device, group.local_rank)
+    pairs = load_pairs(config.task.data, config.task.x_column, config.task.y_column)
+    data = DataFacts.of(config.task.data, pairs)
     if recorded is not None:
-        data.check_same_as(recorded, run)
-    split = split_pairs(pairs, config.test_fraction, config.seed, config.train_size)
-    if run:
-        check_recorded_precision(config.precision, device, run, evaluating)
-    choice = choose_precision(config.precision, device, hidden_size(config.model) if config.precision == "auto" else 0)
-    if group.any(choice.precision == "fp32", device) and choice.precision != "fp32":
-        # every process must compute alike: fp32 if any of them would not choose bf16
-        choice = PrecisionChoice("fp32", choice.reason + ", but another process chose fp32")
-    frozen = load_model(config.model, device, DTYPES[choice.precision], config.device_map)
-    encoder = TemplateEncoder(Template.parse(config.template), frozen.tokenizer, config.prompt_len)
-    return Session(config, split, frozen, encoder, choice, data, group)
+        data.check_same_as(recorded.data, run)
+    split = split_pairs(pairs, config.learning.test_fraction, config.learning.seed, config.learning.train_size)
+    if recorded is not None and precision:
+        choice = PrecisionChoice(precision, f"as asked, not the {recorded.precision} the run recorded")
+    elif recorded is not None:
+        check_recorded_precision(recorded.precision, device, run, evaluating)
+        choice = PrecisionChoice(recorded.precision, recorded.precision_reason)
+    else:
+        asked = config.machine.precision
+        choice = choose_precision(asked, device, hidden_size(config.task.model) if asked == "auto" else 0)
+        if group.any(choice.precision == "fp32", device) and choice.precision != "fp32":
+            # every process must compute alike: fp32 if any of them would not choose bf16
+            choice = PrecisionChoice("fp32", choice.reason + ", but another process chose fp32")
+    frozen = load_model(config.task.model, device, DTYPES[choice.precision], config.machine.device_map)
+    return session_around(config, frozen, split, RunFacts(choice.precision, choice.reason, str(device), data), group)
+
+
+def session_around(config: TrainConfig, frozen: FrozenModel, split: Split, facts: RunFacts,
+                   group: Processes = Processes()) -> Session:
+    encoder = TemplateEncoder(Template.parse(config.task.template), frozen.tokenizer, config.task.prompt_len)
+    return Session(config, split, frozen, encoder, facts, group)

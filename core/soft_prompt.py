@@ -13,6 +13,23 @@ import torch
 from promptgrad.errors import UserError
 
 
+INIT_KINDS = ("random", "vocab", "text", "run")
+
+
+def parse_init(init: str) -> tuple[str, str]:
+    """The `init` setting's kind and argument: random | vocab | text:<words> | run:<folder>. The one place
+    its syntax is read (the settings check it with this, the prompt is made with it)."""
+    if init in ("random", "vocab"):
+        return init, ""
+    kind, colon, argument = init.partition(":")
+    if not colon or kind not in ("text", "run"):
+        raise UserError(f"init must be random, vocab, text:<words> or run:<run folder>, got {init!r}", "init")
+    if not argument.strip():
+        example = "'text: antonyms'" if kind == "text" else "'run:runs/first'"
+        raise UserError(f"init {kind}:<...> needs something after '{kind}:', e.g. {example}", "init")
+    return kind, argument if kind == "text" else argument.strip()
+
+
 class SoftPrompt(torch.nn.Module):
     def __init__(self, vectors: torch.Tensor):
         super().__init__()
@@ -26,27 +43,26 @@ class SoftPrompt(torch.nn.Module):
     def initial(init: str, prompt_len: int, embedding: torch.Tensor, tokenizer, generator: torch.Generator) -> SoftPrompt:
         """`init` is random | vocab | text:<words> | run:<folder>; `embedding` is the frozen [vocab, hidden] table."""
         table = embedding.detach().float()
-        if init == "random":
+        kind, argument = parse_init(init)
+        if kind == "random":
             # "in-distribution" noise: each dimension gets the table's own mean and standard deviation
             mean, std = table.mean(0), table.std(0)
             noise = torch.randn(prompt_len, table.shape[1], generator=generator, device="cpu").to(table.device)
             return SoftPrompt(mean + std * noise)
-        if init == "vocab":
+        if kind == "vocab":
             special = set(tokenizer.all_special_ids)
             rows = [i for i in torch.randperm(table.shape[0], generator=generator).tolist() if i not in special][:prompt_len]
             return SoftPrompt(table[rows])
-        if init.startswith("text:"):
-            ids = tokenizer(init[5:], add_special_tokens=False)["input_ids"]
+        if kind == "text":
+            ids = tokenizer(argument, add_special_tokens=False)["input_ids"]
             if not ids:
-                raise UserError(f"init text {init[5:]!r} encodes to no tokens", "init")
+                raise UserError(f"init text {argument!r} encodes to no tokens", "init")
             ids = (ids * prompt_len)[:prompt_len]  # repeat or truncate to the prompt length, as PEFT does
             return SoftPrompt(table[ids])
-        if init.startswith("run:"):
-            from promptgrad.run_folder import load_prompt
+        from promptgrad.run_folder import load_prompt
 
-            vectors, _ = load_prompt(init[4:].strip())
-            if tuple(vectors.shape) != (prompt_len, table.shape[1]):
-                raise UserError(f"the prompt in {init[4:].strip()} has shape {tuple(vectors.shape)}, but this run needs "
-                                f"({prompt_len}, {table.shape[1]}): the same model and prompt_len", "init")
-            return SoftPrompt(vectors.to(table.device))
-        raise UserError(f"init must be random, vocab, text:<words> or run:<folder>, got {init!r}", "init")
+        vectors, _ = load_prompt(argument)
+        if tuple(vectors.shape) != (prompt_len, table.shape[1]):
+            raise UserError(f"the prompt in {argument} has shape {tuple(vectors.shape)}, but this run needs "
+                            f"({prompt_len}, {table.shape[1]}): the same model and prompt_len", "init")
+        return SoftPrompt(vectors.to(table.device))

@@ -4,18 +4,23 @@
         ...
 
 Soft prompts (Adam on vectors) and hard prompts (PEZ, GCG, relax) run through this same loop: a
-*learner* (learner.py, hard_search.py) makes each step; the loop owns everything else, once:
+*learner* (learner.py, search/hard_learner.py) makes each step; the loop owns everything else, once:
 
 - the run folder (run_folder.py): locked by one writer; every logged event appended to metrics.jsonl;
   checkpoints every `checkpoint_every` steps, every `checkpoint_minutes`, on a stop and at the end;
-- resume: the settings that define the run come from its folder, metrics.jsonl is cut back to the
-  checkpoint, and a new length extends the schedule without the learning rate ever jumping up;
+- resume: the settings that define the run come from its folder, its data and precision from its
+  facts.json, metrics.jsonl is cut back to the checkpoint, and a new length extends the schedule
+  without the learning rate ever jumping up;
 - evaluation: the hand-written and the untrained prompt on the evaluation subset at the start (seconds),
   the learned prompt on it every `eval_every` steps, and all three on the whole test set at the end;
 - the stop signal (ctrl+c, SIGTERM, SIGHUP, the TUI's stop): checked after every step and between the
   batches of an evaluation; the run then saves a checkpoint and ends with Finished(stopped=True);
 - failures end the stream with one Failed event instead of an exception, so a UI consuming it stays
-  up: one line for bad input, the whole traceback (also in traceback.txt) for a bug.
+  up: one line for bad input and for what the machine refused, the whole traceback (also in
+  traceback.txt) for a bug.
+
+It reads top to bottom as `TrainingRun.run`: set up (folder, resume, session, learner), a first look,
+the steps, a last look on the whole test set, the end.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import threading
 import time
 import traceback
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -44,7 +50,7 @@ from promptgrad.pairs import Pair
 from promptgrad.precision import resolve_device
 from promptgrad.probe import Probe
 from promptgrad.run_facts import RunFacts
-from promptgrad.run_folder import PROMPT, RunFolder, load_checkpoint
+from promptgrad.run_folder import CHECKPOINT, PROMPT, RunFolder, load_checkpoint
 from promptgrad.schedule import Schedule
 from promptgrad.session import Session, open_session
 from promptgrad.signals import uninterrupted
@@ -80,67 +86,85 @@ def epoch_batches(pairs: list, batch_size: int, seed: int, epoch: int) -> list[l
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def prompt_metadata(config: TrainConfig, step: int, precision: str) -> dict[str, str]:
-    return {"model": config.model, "template": config.template, "prompt_len": str(config.prompt_len),
-            "init": config.init, "step": str(step), "precision": precision, "mode": config.mode}
+def prompt_metadata(config: TrainConfig, step: int) -> dict[str, str]:
+    return {"model": config.task.model, "template": config.task.template, "prompt_len": str(config.task.prompt_len),
+            "init": config.task.init, "step": str(step), "mode": config.learning.mode}
 
 
 def make_learner(session: Session) -> Learner:
     config, frozen, encoder = session.config, session.frozen, session.encoder
-    generator = torch.Generator().manual_seed(config.seed)
-    if config.mode == "hard":
+    generator = torch.Generator().manual_seed(config.learning.seed)
+    if config.learning.mode == "hard":
         if session.processes.active:
             raise UserError("hard mode runs in a single process; start it without accelerate launch / torchrun", "mode")
-        from promptgrad.hard_search import HardLearner
+        from promptgrad.search.hard_learner import HardLearner
 
-        return HardLearner(config, frozen, encoder, session.split.train, session.eval_batch_size, generator)
-    initial = SoftPrompt.initial(config.init, config.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator)
+        return HardLearner(frozen, encoder, session.split.train, session.eval_batch_size, generator, init=config.task.init,
+                           search=config.search, gcg=config.gcg, lr=config.learning.lr)
+    initial = SoftPrompt.initial(config.task.init, config.task.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator)
     pairs = [encoder.encode(p.x, p.y) for p in session.split.train]
-    return SoftLearner(frozen, initial, pairs, config.batch_size, config.lr, session.processes)
+    return SoftLearner(frozen, initial, pairs, config.learning.batch_size, config.learning.lr, session.processes)
+
+
+@dataclass
+class Resumed:
+    """What a run folder holds to go on from: its saved settings, its facts, its checkpoint."""
+
+    folder: RunFolder
+    saved: TrainConfig
+    facts: RunFacts
+    checkpoint: dict
 
 
 class TrainingRun:
-    def __init__(self, config: TrainConfig, stop: threading.Event, resume: str | Path | None, probe: Probe | None = None):
-        self.config, self.stop, self.resume, self.probe = config, stop, resume, probe
+    def __init__(self, config: TrainConfig, stop: threading.Event, resume: str | Path | None, probe: Probe | None = None,
+                 session: Session | None = None):
+        """`session`, if given, is a model and data already set up (api.py): the run then writes no folder."""
+        self.config, self.stop, self.resume, self.probe, self.session = config, stop, resume, probe, session
         self.run: RunFolder | None = None  # the folder this process writes (rank 0 only)
         self.step = 0
         self.best = math.inf  # best test loss of the learned prompt so far
         self.full_baselines: dict[str, list[float]] = {}  # label -> [loss, accuracy, pairs] on the whole test set
         self.last_progress = 0.0
+        self.last_save = time.monotonic()
+        self.finished = False  # resumed from the checkpoint of a run that had reached its end
         self.logging = False  # from Started on: a run refused before it began leaves its folder untouched
+        self.learner: Learner | None = None  # the result, for a caller that wants the prompt itself (api.py)
 
     # ---- the stream and its failures ----------------------------------------------------------
     def events(self) -> Iterator[Event]:
         try:
-            yield from self._events()
+            yield from self.run_all()
         except UserError as e:
             yield self.emit(Failed(self.step, str(e), user_error=True, field=e.field or ""))
         except NonFinite as e:
-            bf16 = getattr(self, "session", None) is not None and self.session.precision.precision == "bf16"
-            advice = f"lower lr (it is {self.config.lr:g})" + (" or use precision fp32" if bf16 else "")
+            bf16 = self.session is not None and self.session.facts.precision == "bf16"
+            advice = f"lower lr (it is {self.config.learning.lr:g})" + (" or use precision fp32" if bf16 else "")
             yield self.emit(Failed(self.step, f"{e}; the prompt was not saved (the last checkpoint is intact); {advice}",
                                    user_error=True, field="lr"))
         except Exception as e:  # the machine's doing, a peer gone, or a bug: keep the consumer up either way
-            problem = environment_problem(e)
-            if problem is not None:
-                yield self.emit(Failed(self.step, problem, user_error=True))
-            elif peer_ended(e):
-                resume = f"; resume with: promptgrad train --resume {self.run.path}" if self.run is not None else ""
-                yield self.emit(Failed(self.step, f"another process of this run ended, so this one cannot go on "
-                                                  f"(its own output says why){resume}", user_error=False))
-            else:  # a bug or a runtime failure (out of memory): keep its traceback
-                text = traceback.format_exc()
-                where = ""
-                if self.run is not None and self.logging:
-                    try:
-                        where = f"; traceback in {self.run.save_traceback(text)}"
-                    except (OSError, UserError):
-                        pass
-                yield self.emit(Failed(self.step, f"{type(e).__name__}: {e}{where}", user_error=False, traceback=text))
+            yield self.emit(self.failure(e))
         finally:
             if self.run is not None:
                 self.run.release()
                 self.run.remove_if_unused()
+
+    def failure(self, e: Exception) -> Failed:
+        problem = environment_problem(e)
+        if problem is not None:
+            return Failed(self.step, problem, user_error=True)
+        if peer_ended(e):
+            resume = f"; resume with: promptgrad train --resume {self.run.path}" if self.run is not None else ""
+            return Failed(self.step, f"another process of this run ended, so this one cannot go on (its own output says "
+                                     f"why){resume}", user_error=False)
+        text = traceback.format_exc()  # a bug or a runtime failure (out of memory): keep its traceback
+        where = ""
+        if self.run is not None and self.logging:
+            try:
+                where = f"; traceback in {self.run.save_traceback(text)}"
+            except (OSError, UserError):
+                pass
+        return Failed(self.step, f"{type(e).__name__}: {e}{where}", user_error=False, traceback=text)
 
     def emit(self, event: Event) -> Event:
         """Log an event (if this process writes the folder) and hand it back to be yielded."""
@@ -153,180 +177,215 @@ class TrainingRun:
                     raise
         return event
 
-    # ---- the run -------------------------------------------------------------------------------
-    def _events(self) -> Iterator[Event]:
-        stop = self.stop
-        config = self.config = self.config.with_absolute_paths()  # the same files from any working directory
-        checkpoint, saved, recorded = None, None, None
-        group = processes(resolve_device(config.device).type)
-        if group.is_main:  # only rank 0 writes the run folder; locked first, so a second writer fails at once
-            if self.resume:
-                self.run = RunFolder.open_for_writing(self.resume)
-            else:
-                self.run = RunFolder.create(config.runs_dir, config.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
-        if self.resume:  # what defines the run comes from its folder; say which setting differs
-            folder = RunFolder.open(self.resume)
-            saved = folder.config()
-            config.check_resumable_as(saved, str(folder.path))
-            config = self.config = config.replace(precision=saved.precision)
-            recorded = RunFacts.load(folder.path)
-            checkpoint = load_checkpoint(folder.path / "checkpoint.pt")
-            if checkpoint.get("mode") != config.mode or (config.mode == "hard" and checkpoint.get("method") != config.method):
-                held = f"hard {checkpoint.get('method')}" if checkpoint.get("mode") == "hard" else "soft"
-                raise UserError(f"run {folder.path} holds a {held} checkpoint; resume it with the mode and method it was started with", "method")
-        yield Progress(0, f"loading data and model {config.model}", 0, 0)
-        self.session = session = open_session(config, recorded.data if recorded else None, str(self.resume or ""))
-        frozen, encoder, split = session.frozen, session.encoder, session.split
-        precision = session.precision.precision
-        config = self.config = config.replace(precision=precision)  # recorded as decided, never "auto"
-        group = session.processes
-        learner = make_learner(session)
-        steps_per_epoch = math.ceil(len(learner.pairs) / learner.batch_size)
-        total = config.total_steps(steps_per_epoch)
-        schedule = Schedule(config.lr, config.warmup_steps, config.schedule, total)
-        finished = False
-        extended: Extended | None = None
-        if checkpoint:
-            learner.load_state_dict(checkpoint)
-            torch.set_rng_state(checkpoint["rng"])
-            self.step, self.best = checkpoint["step"], checkpoint["best_test_loss"]
-            self.full_baselines = dict(checkpoint.get("full_baselines", {}))
-            was = saved.total_steps(steps_per_epoch)
-            finished = bool(checkpoint.get("finished", self.step >= was))  # older checkpoints: at the end means done
-            schedule = Schedule.from_state(config.lr, config.warmup_steps, config.schedule,
-                                           checkpoint.get("schedule", {"total_steps": was, "extensions": []}))
-            if total == self.step and finished:
-                raise UserError(f"run {self.resume} finished at step {self.step}; to train on, give more steps than {self.step}", "steps")
-            if total < self.step:
-                raise UserError(f"run {self.resume} is at step {self.step} already; give at least {self.step} steps", "steps")
-            if total != schedule.end:
-                previous = schedule.end
-                schedule = schedule.extended(self.step, total)
-                extended = Extended(self.step, previous, total, schedule.at(self.step))
-            if self.run:
-                self.run.truncate_metrics(checkpoint["metrics_bytes"])
+    # ---- the run, top to bottom ------------------------------------------------------------------
+    def run_all(self) -> Iterator[Event]:
+        yield from self.set_up()
+        try:
+            if self.step == 0 and not self.finished:
+                yield from self.first_look()
+            yield from self.train_steps()
+            if self.step < self.total:  # stopped early
+                yield from self.stopped()
+                return
+            final = yield from self.last_look()
+        except StopRequested:
+            yield from self.stopped()
+            return
+        yield from self.readout()
+        yield from self.save(done=True)
+        yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, self.prompt_path))
+
+    def set_up(self) -> Iterator[Event]:
+        """The folder locked, what a resume goes on from, the model and data, the learner, the schedule."""
+        resumed = self.open_folder()
+        if self.session is None:
+            yield Progress(0, f"loading data and model {self.config.task.model}", 0, 0)
+            self.session = open_session(self.config, resumed.facts if resumed else None, str(self.resume or ""))
+        session, config = self.session, self.config
+        self.learner = make_learner(session)
+        self.steps_per_epoch = math.ceil(len(self.learner.pairs) / self.learner.batch_size)
+        self.total = config.total_steps(self.steps_per_epoch)
+        learning = config.learning
+        self.schedule = Schedule(learning.lr, learning.warmup_steps, learning.schedule, self.total)
+        extended = self.restore(resumed) if resumed else None
         if self.run:
             self.run.save_config(config)
-            if not recorded:
-                RunFacts(session.data).save(self.run.path)
+            if not resumed:
+                session.facts.save(self.run.path)
         if self.probe:
-            self.probe.attach(session, learner.prompt, lambda: self.step)
-        prompt_lock = self.probe.lock if self.probe else contextlib.nullcontext()
-        start_step = self.step
-        yield self.emit(Started(str(self.run.path) if self.run else "", config.model, str(frozen.device), precision,
-                                len(split.train), len(split.test), total, start_step, steps_per_epoch, session.precision.reason,
-                                session.data.skipped_rows))
+            self.probe.attach(session, self.learner.prompt, lambda: self.step)
+        self.start_step = self.step
+        facts, split = session.facts, session.split
+        yield self.emit(Started(str(self.run.path) if self.run else "", config.task.model, str(session.frozen.device),
+                                facts.precision, len(split.train), len(split.test), self.total, self.start_step,
+                                self.steps_per_epoch, facts.precision_reason, facts.data.skipped_rows))
         if extended:
             yield self.emit(extended)
 
-        eval_pairs = split.test[: config.eval_size] if config.eval_size else split.test
-        sample_pairs = split.test[: config.num_predictions]
-        baseline, baseline_encoder = session.baseline_prompt()
+    def open_folder(self) -> Resumed | None:
+        """Lock the folder first (rank 0 only), so a second writer fails at once; on resume, what it holds."""
+        self.config = config = self.config.with_absolute_paths()  # the same files from any working directory
+        if self.session is not None:
+            return None  # api.py: a model already loaded, no folder
+        group = processes(resolve_device(config.machine.device).type)
+        if group.is_main:
+            if self.resume:
+                self.run = RunFolder.open_for_writing(self.resume)
+            else:
+                self.run = RunFolder.create(config.machine.runs_dir, config.machine.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+        if not self.resume:
+            return None
+        folder = RunFolder.open(self.resume)
+        saved, facts = folder.config(), RunFacts.load(folder.path)
+        if config.machine.precision in ("auto", facts.precision):  # what the run decided, asked for again: no change
+            config = config.replace(precision=saved.machine.precision)
+        config.check_resumable_as(saved, str(folder.path))  # what defines the run comes from its folder
+        self.config = config
+        checkpoint = load_checkpoint(folder.path / CHECKPOINT)
+        if checkpoint["mode"] != config.learning.mode or (config.learning.mode == "hard" and checkpoint["method"] != config.search.method):
+            held = f"hard {checkpoint['method']}" if checkpoint["mode"] == "hard" else "soft"
+            raise UserError(f"run {folder.path} holds a {held} checkpoint; resume it with the mode and method it was started with", "method")
+        return Resumed(folder, saved, facts, checkpoint)
 
-        def evaluate(label: str, vectors: torch.Tensor, pairs: list[Pair], enc: TemplateEncoder = encoder,
-                     stoppable: bool = True) -> Generator[Event, None, PromptScore]:
-            score = yield from self.scored(f"scoring the {label} prompt", vectors, pairs, enc, stoppable)
-            if label == "learned":
-                self.best = min(self.best, score.test_loss)
-            yield self.emit(Evaluation(self.step, label, score.test_loss, score.accuracy, score.n_pairs,
-                                       self.best if self.best < math.inf else None))
-            return score
+    def restore(self, resumed: Resumed) -> Extended | None:
+        """Go on from the checkpoint: the learner's and the RNG's state, the step, the schedule (extended,
+        never jumping up, when the run was given another length); metrics.jsonl cut back to match."""
+        checkpoint = resumed.checkpoint
+        self.learner.load_state_dict(checkpoint)
+        torch.set_rng_state(checkpoint["rng"])
+        self.step, self.best = checkpoint["step"], checkpoint["best_test_loss"]
+        self.full_baselines = dict(checkpoint["full_baselines"])
+        self.finished = bool(checkpoint["finished"])
+        learning = self.config.learning
+        self.schedule = Schedule.from_state(learning.lr, learning.warmup_steps, learning.schedule, checkpoint["schedule"])
+        if self.total == self.step and self.finished:
+            raise UserError(f"run {self.resume} finished at step {self.step}; to train on, give more steps than {self.step}", "steps")
+        if self.total < self.step:
+            raise UserError(f"run {self.resume} is at step {self.step} already; give at least {self.step} steps", "steps")
+        extended = None
+        if self.total != self.schedule.end:
+            previous = self.schedule.end
+            self.schedule = self.schedule.extended(self.step, self.total)
+            extended = Extended(self.step, previous, self.total, self.schedule.at(self.step))
+        if self.run:
+            self.run.truncate_metrics(checkpoint["metrics_bytes"])
+        return extended
 
-        def readout() -> Iterator[Event]:
-            if not group.is_main:
-                return
-            yield self.emit(Predictions(self.step, predictions(frozen, encoder, sample_pairs, learner.prompt())))
-            yield self.emit(NearestTokens(self.step, nearest_tokens(learner.prompt(), frozen.embedding.weight, frozen.tokenizer,
-                                                                    config.nearest_k)))
-            if learner.mode == "soft":  # a hard prompt is real tokens: they read as themselves
-                reading = read_prompt(frozen, learner.prompt())
-                yield self.emit(Reading(self.step, reading.positions, reading.whole))
+    def first_look(self) -> Iterator[Event]:
+        """Before step 1: the hand-written and the untrained prompt on the evaluation subset, and a readout."""
+        baseline, baseline_encoder = self.session.baseline_prompt()
+        yield from self.evaluate("hand-written", baseline, self.eval_pairs, baseline_encoder)
+        yield from self.evaluate("untrained", self.learner.initial_prompt(), self.eval_pairs)
+        if hasattr(self.learner, "start_events"):
+            yield from map(self.emit, self.learner.start_events())
+        yield from self.readout()
 
-        last_save = time.monotonic()
+    def train_steps(self) -> Iterator[Event]:
+        """Step until the end or a stop; evaluations, readouts and checkpoints on their intervals."""
+        session, learner, watch = self.session, self.learner, self.config.watch
+        group, device = session.processes, session.frozen.device
+        prompt_lock = self.probe.lock if self.probe else contextlib.nullcontext()
+        started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
+        batches, batches_epoch = [], -1
+        stopping = group.any(self.stop.is_set(), device)
+        while self.step < self.total and not stopping:
+            t0 = time.perf_counter()
+            epoch, k = divmod(self.step, self.steps_per_epoch)
+            if epoch != batches_epoch:
+                batches, batches_epoch = epoch_batches(learner.pairs, learner.batch_size, self.config.learning.seed, epoch), epoch
+            rows = batches[k]
+            batch = self.collate(session.encoder, learner.pairs, rows, group, device)
+            lr = self.schedule.at(self.step)
+            with prompt_lock:  # a probe never copies a prompt half-updated
+                loss, found = learner.step(batch, lr, self.step + 1)
+                self.step += 1
+            dt = time.perf_counter() - t0
+            step_seconds += dt
+            examples_per_s = len(rows) / dt if examples_per_s == 0 else 0.9 * examples_per_s + 0.1 * len(rows) / dt
+            eta = (self.total - self.step) * step_seconds / (self.step - self.start_step)
+            yield self.emit(Step(self.step, self.step / self.steps_per_epoch, loss, lr, examples_per_s,
+                                 time.perf_counter() - started_at, eta))
+            yield from map(self.emit, found)
+            stopping = group.any(self.stop.is_set(), device)  # all processes agree, or collectives would hang
+            if self.step < self.total and not stopping:
+                if watch.eval_every and self.step % watch.eval_every == 0:
+                    yield from self.evaluate("learned", learner.prompt(), self.eval_pairs, stoppable=not group.active)
+                    yield from self.readout()
+                minutes = watch.checkpoint_minutes
+                if ((watch.checkpoint_every and self.step % watch.checkpoint_every == 0)
+                        or (minutes and time.monotonic() - self.last_save >= minutes * 60)):
+                    yield from self.save()
 
-        def save(done: bool = False) -> Iterator[Event]:
-            nonlocal last_save
-            last_save = time.monotonic()
-            if not self.run:
-                return
-            path = self.run.path / "checkpoint.pt"
-            event = Checkpoint(self.step, str(path))
-            # the checkpoint records the log's length with its own record in it, which is written last: a
-            # write cut short (a second ctrl+c is held off until it is done, a kill -9 is not) never leaves
-            # a record of a checkpoint that is not there
-            state = {**learner.state_dict(), "mode": config.mode, "method": config.method, "step": self.step,
-                     "rng": torch.get_rng_state(), "best_test_loss": self.best, "schedule": schedule.to_state(),
-                     "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)), "precision": precision,
-                     "finished": done, "full_baselines": self.full_baselines}
-            with uninterrupted():
-                self.run.save_checkpoint(state)
-                self.run.save_prompt(learner.prompt(), {**prompt_metadata(config, self.step, precision), **learner.metadata()})
-                self.emit(event)
-            yield event
+    def last_look(self) -> Generator[Event, None, PromptScore]:
+        """The learned prompt on the whole test set, and both baselines too if only a subset scored them."""
+        session, stoppable = self.session, not self.session.processes.active
+        test = session.split.test
+        if self.eval_pairs is not test:
+            baseline, baseline_encoder = session.baseline_prompt()
+            for label, vectors, encoder in (("hand-written", baseline, baseline_encoder),
+                                            ("untrained", self.learner.initial_prompt(), session.encoder)):
+                if label in self.full_baselines:  # an extended run measured them at its first end
+                    loss, accuracy, n = self.full_baselines[label]
+                    yield self.emit(Evaluation(self.step, label, loss, accuracy, int(n), None))
+                else:
+                    score = yield from self.evaluate(label, vectors, test, encoder, stoppable)
+                    self.full_baselines[label] = [score.test_loss, score.accuracy, score.n_pairs]
+        return (yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable))
 
-        def stopped() -> Iterator[Event]:
-            yield from save()
-            # no evaluation on the whole test set after a stop: `promptgrad eval RUN` gives it on demand
-            yield self.emit(Finished(self.step, True, None, None, str(self.run.path / PROMPT) if self.run else ""))
+    def stopped(self) -> Iterator[Event]:
+        yield from self.save()
+        # no evaluation on the whole test set after a stop: `promptgrad eval RUN` gives it on demand
+        yield self.emit(Finished(self.step, True, None, None, self.prompt_path))
 
-        try:
-            if start_step == 0 and not finished:
-                yield from evaluate("hand-written", baseline, eval_pairs, baseline_encoder)
-                yield from evaluate("untrained", learner.initial_prompt(), eval_pairs)
-                if hasattr(learner, "start_events"):
-                    yield from map(self.emit, learner.start_events())
-                yield from readout()
+    # ---- the pieces -------------------------------------------------------------------------------
+    @property
+    def eval_pairs(self) -> list[Pair]:
+        test, size = self.session.split.test, self.config.watch.eval_size
+        return test[:size] if size else test
 
-            started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
-            batches, batches_epoch = [], -1
-            stopping = group.any(stop.is_set(), frozen.device)
-            while self.step < total and not stopping:
-                t0 = time.perf_counter()
-                epoch, k = divmod(self.step, steps_per_epoch)
-                if epoch != batches_epoch:
-                    batches, batches_epoch = epoch_batches(learner.pairs, learner.batch_size, config.seed, epoch), epoch
-                rows = batches[k]
-                batch = self.collate(encoder, learner.pairs, rows, group, frozen.device)
-                lr = schedule.at(self.step)
-                with prompt_lock:  # a probe never copies a prompt half-updated
-                    loss, found = learner.step(batch, lr, self.step + 1)
-                    self.step += 1
-                dt = time.perf_counter() - t0
-                step_seconds += dt
-                rate = len(rows) / dt
-                examples_per_s = rate if examples_per_s == 0 else 0.9 * examples_per_s + 0.1 * rate
-                yield self.emit(Step(self.step, self.step / steps_per_epoch, loss, lr, examples_per_s,
-                                     time.perf_counter() - started_at, (total - self.step) * step_seconds / (self.step - start_step)))
-                yield from map(self.emit, found)
-                stopping = group.any(stop.is_set(), frozen.device)  # all processes agree, or collectives would hang
-                if self.step < total and not stopping:
-                    if config.eval_every and self.step % config.eval_every == 0:
-                        yield from evaluate("learned", learner.prompt(), eval_pairs, stoppable=not group.active)
-                        yield from readout()
-                    minutes = config.checkpoint_minutes
-                    if ((config.checkpoint_every and self.step % config.checkpoint_every == 0)
-                            or (minutes and time.monotonic() - last_save >= minutes * 60)):
-                        yield from save()
-            if stopping and self.step < total:
-                yield from stopped()
-                return
+    @property
+    def prompt_path(self) -> str:
+        return str(self.run.path / PROMPT) if self.run else ""
 
-            # the end: the learned prompt, and both baselines if only a subset has scored them yet, on the whole test set
-            if eval_pairs is not split.test:
-                for label, vectors, enc in (("hand-written", baseline, baseline_encoder), ("untrained", learner.initial_prompt(), encoder)):
-                    if label in self.full_baselines:  # an extended run measured them at its first end
-                        loss_, accuracy, n = self.full_baselines[label]
-                        yield self.emit(Evaluation(self.step, label, loss_, accuracy, int(n), None))
-                    else:
-                        score = yield from evaluate(label, vectors, split.test, enc, stoppable=not group.active)
-                        self.full_baselines[label] = [score.test_loss, score.accuracy, score.n_pairs]
-            final = yield from evaluate("learned", learner.prompt(), split.test, stoppable=not group.active)
-        except StopRequested:
-            yield from stopped()
+    def evaluate(self, label: str, vectors: torch.Tensor, pairs: list[Pair], encoder: TemplateEncoder | None = None,
+                 stoppable: bool = True) -> Generator[Event, None, PromptScore]:
+        score = yield from self.scored(f"scoring the {label} prompt", vectors, pairs, encoder or self.session.encoder, stoppable)
+        if label == "learned":
+            self.best = min(self.best, score.test_loss)
+        yield self.emit(Evaluation(self.step, label, score.test_loss, score.accuracy, score.n_pairs,
+                                   self.best if self.best < math.inf else None))
+        return score
+
+    def readout(self) -> Iterator[Event]:
+        """What the prompt does and is like now: sample predictions, nearest tokens, the model's reading."""
+        session, prompt = self.session, self.learner.prompt()
+        if not session.processes.is_main:
             return
-        yield from readout()
-        yield from save(done=True)
-        yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, str(self.run.path / PROMPT) if self.run else ""))
+        frozen, watch = session.frozen, self.config.watch
+        samples = session.split.test[: watch.num_predictions]
+        yield self.emit(Predictions(self.step, predictions(frozen, session.encoder, samples, prompt)))
+        yield self.emit(NearestTokens(self.step, nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, watch.nearest_k)))
+        if self.learner.mode == "soft":  # a hard prompt is real tokens: they read as themselves
+            reading = read_prompt(frozen, prompt)
+            yield self.emit(Reading(self.step, reading.positions, reading.whole))
+
+    def save(self, done: bool = False) -> Iterator[Event]:
+        self.last_save = time.monotonic()
+        if not self.run:
+            return
+        event = Checkpoint(self.step, str(self.run.path / CHECKPOINT))
+        # the checkpoint records the log's length with its own record in it, which is written last: a
+        # write cut short (a second ctrl+c is held off until it is done, a kill -9 is not) never leaves
+        # a record of a checkpoint that is not there
+        state = {**self.learner.state_dict(), "mode": self.config.learning.mode, "method": self.config.search.method,
+                 "step": self.step, "rng": torch.get_rng_state(), "best_test_loss": self.best,
+                 "schedule": self.schedule.to_state(), "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)),
+                 "finished": done, "full_baselines": self.full_baselines}
+        with uninterrupted():
+            self.run.save_checkpoint(state)
+            self.run.save_prompt(self.learner.prompt(), {**prompt_metadata(self.config, self.step), **self.learner.metadata()})
+            self.emit(event)
+        yield event
 
     @staticmethod
     def collate(encoder: TemplateEncoder, pairs: list, rows: list[int], group: Processes, device: torch.device) -> Batch:

@@ -88,7 +88,7 @@ async def narrow(config, run: str, compare: list[str], word: str, chart_path: Pa
         await pilot.press("ctrl+g", "enter")  # the run on screen, then how far: a few steps more
         dialog = app.screen
         assert isinstance(dialog, StepsDialog), dialog
-        dialog.query_one("#steps").value = str(config.steps + 4)
+        dialog.query_one("#steps").value = str(config.learning.steps + 4)
         await pilot.press("enter")
         await until(pilot, lambda: screen.running)
         await until(pilot, lambda: not screen.running)
@@ -129,7 +129,7 @@ def main() -> None:
             pass
         print(f"trained {name}")
     asyncio.run(wide(config, list(compare), args.word, ROOT / "docs" / "tui-160x48.svg"))
-    asyncio.run(narrow(config, str(scratch / "runs" / config.name), list(compare), args.word,
+    asyncio.run(narrow(config, str(scratch / "runs" / config.machine.name), list(compare), args.word,
                        ROOT / "docs" / "tui-80x24-chart.svg", ROOT / "docs" / "tui-80x24-probe.svg"))
 
 

@@ -11,8 +11,8 @@ from promptgrad.cli import main
 
 
 def tiny_args(config, *extra):
-    return ["train", "--model", config.model, "--data", config.data, "--steps", "2", "--batch-size", "4",
-            "--eval-size", "4", "--precision", "fp32", "--runs-dir", config.runs_dir, *extra]
+    return ["train", "--model", config.task.model, "--data", config.task.data, "--steps", "2", "--batch-size", "4",
+            "--eval-size", "4", "--precision", "fp32", "--runs-dir", config.machine.runs_dir, *extra]
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_empty_data_file(tiny_config, tmp_path, capsys):
 
 def test_bad_input_leaves_an_existing_run_untouched(tiny_config, capsys):
     assert main(tiny_args(tiny_config, "--name", "keep")) == 0
-    run = f"{tiny_config.runs_dir}/keep"
+    run = f"{tiny_config.machine.runs_dir}/keep"
     before = {p: open(f"{run}/{p}", "rb").read() for p in ("config.toml", "metrics.jsonl", "prompt.safetensors", "checkpoint.pt")}
     assert main(tiny_args(tiny_config, "--name", "keep")) == 2  # same name again: refused
     assert "already exists" in capsys.readouterr().err
@@ -65,7 +65,7 @@ def test_train_eval_predict_nearest(tiny_config, capsys):
     assert main(tiny_args(tiny_config, "--name", "cli")) == 0
     out = capsys.readouterr().out
     assert "hand-written prompt: test loss" in out and "finished at step 2" in out
-    run = f"{tiny_config.runs_dir}/cli"
+    run = f"{tiny_config.machine.runs_dir}/cli"
     assert main(["eval", run]) == 0
     out = capsys.readouterr().out
     assert "learned" in out and "hand-written" in out
@@ -82,8 +82,8 @@ def test_config_file_and_overrides(tiny_config, tmp_path, capsys):
     assert main(["train", "--config", str(config_file), "--seed", "3"]) == 0
     from promptgrad.run_folder import RunFolder
 
-    saved = RunFolder.open(f"{tiny_config.runs_dir}/from-file").config()
-    assert saved.seed == 3 and saved.steps == 1 and saved.model == tiny_config.model
+    saved = RunFolder.open(f"{tiny_config.machine.runs_dir}/from-file").config()
+    assert saved.learning.seed == 3 and saved.learning.steps == 1 and saved.task.model == tiny_config.task.model
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = \n")
     assert main(["train", "--config", str(bad)]) == 2
@@ -139,7 +139,7 @@ def test_a_non_finite_loss_ends_the_run_without_saving_that_prompt(tiny_config, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "became nan at step 1" in err[0] and "not saved" in err[0], err
     assert "precision fp32" not in err[0]  # the run is fp32 already: no such advice
-    assert not (Path(tiny_config.runs_dir) / "nan" / "prompt.safetensors").exists()
+    assert not (Path(tiny_config.machine.runs_dir) / "nan" / "prompt.safetensors").exists()
 
 
 def test_a_hub_id_this_machine_cannot_reach_is_one_clear_line_within_seconds(tiny_config, monkeypatch, capsys):
@@ -162,7 +162,7 @@ def test_eval_scores_each_run_in_its_own_template(tiny_config, capsys, monkeypat
     assert main(tiny_args(tiny_config, "--name", "plain")) == 0
     assert main(tiny_args(tiny_config, "--name", "other", "--template", "{prompt} {x} is the opposite of {y}")) == 0
     capsys.readouterr()
-    monkeypatch.chdir(tiny_config.runs_dir)  # short names: a table row is never folded
+    monkeypatch.chdir(tiny_config.machine.runs_dir)  # short names: a table row is never folded
 
     def soft_loss(out: str) -> str:
         return next(line for line in out.splitlines() if "soft" in line and "plain" not in line).split("│")[2].strip()
@@ -182,7 +182,7 @@ def test_a_second_ctrl_c_during_a_checkpoint_leaves_no_temporary_file_and_no_fal
                                                                        "--name", "twice")],
                           env={**__import__("os").environ, "INTERRUPT_IN_CHECKPOINT": "1", "SLOW_STEP_SECONDS": "0"},
                           capture_output=True, text=True, timeout=300)
-    run = Path(tiny_config.runs_dir) / "twice"
+    run = Path(tiny_config.machine.runs_dir) / "twice"
     assert done.returncode == 130, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1].startswith("promptgrad: aborted")
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
@@ -197,7 +197,7 @@ def test_a_second_ctrl_c_during_a_checkpoint_leaves_no_temporary_file_and_no_fal
 @pytest.fixture()
 def soft_run(tiny_config) -> Path:
     assert main(tiny_args(tiny_config, "--name", "soft")) == 0
-    return Path(tiny_config.runs_dir) / "soft"
+    return Path(tiny_config.machine.runs_dir) / "soft"
 
 
 def one_line(capsys, code: int, status: int, expected: str) -> str:

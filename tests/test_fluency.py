@@ -10,15 +10,16 @@ import torch
 import torch.nn.functional as F
 from conftest import logged
 
-import promptgrad.gcg
+import promptgrad.search.gcg
 from promptgrad.cli import main
 from promptgrad.events import Finished, FrontPoint, ParetoFront, Reading
 from promptgrad.explain import IdentityContext, continue_greedily, read_back, read_prompt
-from promptgrad.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
-from promptgrad.gcg import GCG
-from promptgrad.hard_search import dominates, with_point
+from promptgrad.search.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
+from promptgrad.config import GCGSettings
+from promptgrad.search.gcg import GCG
+from promptgrad.search.hard_learner import dominates, with_point
 from promptgrad.models import load_model
-from promptgrad.projection import Projection, RoundTrip, allowed_tokens
+from promptgrad.search.projection import Projection, RoundTrip, allowed_tokens
 from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 from promptgrad.training import train
 
@@ -84,9 +85,9 @@ def test_the_fluency_gradient_is_autograds_through_a_plain_forward_of_the_one_ho
 def gcg_trajectory(setup_parts, fluency: float | None, steps: int = 3) -> list[list[int]]:
     """`fluency` None: GCG built as before the fluency term existed (no fluency, no context given)."""
     frozen, projection, allowed, round_trip, ids, batch, context = setup_parts
-    fluent = {} if fluency is None else {"fluency": fluency, "context": context}
-    gcg = GCG(frozen, projection, allowed, round_trip, ids, topk=16, candidates=24,
-              generator=torch.Generator().manual_seed(0), **fluent)
+    settings = GCGSettings(topk=16, candidates=24) if fluency is None else GCGSettings(topk=16, candidates=24, fluency=fluency)
+    gcg = GCG(frozen, projection, allowed, round_trip, ids, settings, torch.Generator().manual_seed(0),
+              context=None if fluency is None else context)
     return [gcg.search_step(batch).ids for _ in range(steps)]
 
 
@@ -109,8 +110,8 @@ def test_lambda_zero_is_exactly_the_plain_search(gcg_parts, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("lambda 0 computed a fluency term")
 
-    monkeypatch.setattr(promptgrad.gcg, "nats_per_token", never)
-    monkeypatch.setattr(promptgrad.gcg, "fluency_gradient", never)
+    monkeypatch.setattr(promptgrad.search.gcg, "nats_per_token", never)
+    monkeypatch.setattr(promptgrad.search.gcg, "fluency_gradient", never)
     assert gcg_trajectory(gcg_parts, 0.0) == plain  # nothing of the fluency term is touched, same prompts
 
 
@@ -149,8 +150,8 @@ def test_a_fluent_step_keeps_the_best_candidate_by_task_loss_plus_lambda_nats(gc
         scored.append(candidates[ok])
         return ok
 
-    gcg = GCG(frozen, projection, allowed, recording_round_trip, ids, topk=16, candidates=24,
-              generator=torch.Generator().manual_seed(0), fluency=fluency, context=context)
+    gcg = GCG(frozen, projection, allowed, recording_round_trip, ids, GCGSettings(topk=16, candidates=24, fluency=fluency),
+              torch.Generator().manual_seed(0), context=context)
     moved = 0
     for _ in range(3):
         before = list(gcg.ids)
@@ -189,7 +190,7 @@ def test_a_fluent_hard_run_records_its_front_and_eval_shows_it(tiny_config, caps
     for front in fronts:
         assert not any(dominates(a, b) for a in front.points for b in front.points)
     capsys.readouterr()
-    assert main(["eval", f"{config.runs_dir}/fluent", "--text", " words with opposite meanings:"]) == 0
+    assert main(["eval", f"{config.machine.runs_dir}/fluent", "--text", " words with opposite meanings:"]) == 0
     out = capsys.readouterr().out
     assert "nats/token" in out and "lambda 0.5" in out and "words with opposite meanings:" in out
 
@@ -220,6 +221,6 @@ def test_explain_prints_readings_and_the_read_back_rate(tiny_config, capsys):
     events = logged(train(tiny_config.replace(name="explained", steps=2)))
     assert any(isinstance(e, Reading) for e in events)  # the loop reads the prompt at each readout too
     capsys.readouterr()
-    assert main(["explain", f"{tiny_config.runs_dir}/explained", "--samples", "10"]) == 0
+    assert main(["explain", f"{tiny_config.machine.runs_dir}/explained", "--samples", "10"]) == 0
     out = capsys.readouterr().out
     assert "the model reads" in out and "real-token read-back" in out and "all" in out

@@ -13,15 +13,15 @@ from safetensors import safe_open
 
 from conftest import logged
 from promptgrad.cli import main
-from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step, event_from_json
-from promptgrad.gcg import GCG
-from promptgrad.hard_search import HardLearner, start_ids
+from promptgrad.config import GCGSettings, TrainConfig
+from promptgrad.search.gcg import GCG
+from promptgrad.search.hard_learner import HardLearner, start_ids
 from promptgrad.objective import target_loss
-from promptgrad.pez import PEZ
-from promptgrad.projection import Projection, RoundTrip, allowed_tokens, token_texts
-from promptgrad.relax import Relaxation
+from promptgrad.search.pez import PEZ
+from promptgrad.search.projection import Projection, RoundTrip, allowed_tokens, token_texts
+from promptgrad.search.relax import Relaxation
 from promptgrad.run_folder import RunFolder
 from promptgrad.template import PROMPT_PLACEHOLDER, Batch
 from promptgrad.session import Session, open_session
@@ -68,7 +68,8 @@ def setup(tiny_gpt2, tmp_path_factory) -> Setup:
     allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], readable_only=True)
     projection = Projection(frozen.embedding.weight, allowed)
     round_trip = RoundTrip(encoder, [p.x for p in session.split.train[:3]])
-    vectors, ids = start_ids(session.config, frozen, projection, allowed, round_trip, torch.Generator().manual_seed(0))
+    vectors, ids = start_ids(session.config.task.init, encoder, frozen, projection, allowed, round_trip,
+                             torch.Generator().manual_seed(0))
     batch = encoder.collate([encoder.encode(p.x, p.y) for p in session.split.train[:4]])
     return Setup(session, allowed, projection, round_trip, ids, vectors, batch)
 
@@ -123,7 +124,7 @@ def test_round_trip_rejects_a_token_pair_that_merges(setup):
 def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup, rescore):
     """Also when candidates are screened on part of the batch and only the best few re-scored on all of it."""
     gcg = GCG(setup.session.frozen, setup.projection, setup.allowed, setup.round_trip, setup.ids,
-              topk=16, candidates=24, generator=torch.Generator().manual_seed(0), rescore=rescore)
+              GCGSettings(topk=16, candidates=24, rescore=rescore), torch.Generator().manual_seed(0))
     for _ in range(3):
         before = list(gcg.ids)
         step = gcg.search_step(setup.batch)
@@ -137,7 +138,7 @@ def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup, res
 def test_pez_and_gcg_lower_the_loss_from_their_start(setup):
     start = setup.loss(setup.ids)
     gcg = GCG(setup.session.frozen, setup.projection, setup.allowed, setup.round_trip, setup.ids,
-              topk=16, candidates=24, generator=torch.Generator().manual_seed(0))
+              GCGSettings(topk=16, candidates=24), torch.Generator().manual_seed(0))
     for _ in range(3):
         gcg.step(setup.batch, lr=0.0)
     assert setup.loss(gcg.ids) < start
@@ -293,8 +294,8 @@ def test_bad_hard_settings_are_user_errors(changes, message):
 
 
 def test_readable_only_reads_true_and_false_from_text():
-    assert TrainConfig().replace(readable_only="false").readable_only is False
-    assert TrainConfig.from_dict({"readable_only": "True"}).readable_only is True
+    assert TrainConfig().replace(readable_only="false").search.readable_only is False
+    assert TrainConfig.from_dict({"readable_only": "True"}).search.readable_only is True
 
 
 def test_a_stalled_gcg_search_goes_on_from_the_best_prompt(tiny_config, monkeypatch):

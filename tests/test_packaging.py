@@ -14,7 +14,7 @@ def test_wheel_holds_both_packages_and_the_bundled_data(tmp_path):
     (wheel,) = tmp_path.glob("promptgrad-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("promptgrad/training.py", "promptgrad/data/antonyms.jsonl", "promptgrad/data/WORDNET_LICENSE",
-                     "promptgrad_tui/app.py", "promptgrad_tui/promptgrad.tcss", "promptgrad_tui/widgets/loss_chart.py"):
+                     "promptgrad/search/gcg.py", "promptgrad_tui/app.py", "promptgrad_tui/promptgrad.tcss", "promptgrad_tui/widgets/loss_chart.py"):
         assert expected in names, expected
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"promptgrad", "promptgrad_tui"}  # never generic names such as core or tui

@@ -73,7 +73,7 @@ def test_a_bugs_traceback_is_not_written_through_a_symlink(tiny_config, victim, 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    run = Path(tiny_config.runs_dir) / "tb"
+    run = Path(tiny_config.machine.runs_dir) / "tb"
     real_create = RunFolder.create
 
     def create_with_planted_link(runs_dir, name):

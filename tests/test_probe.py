@@ -42,8 +42,8 @@ def test_probing_during_a_run_changes_nothing_in_it(tiny_config):
         asker.join()
     assert torch.equal(torch.get_rng_state(), rng_quiet)  # the same RNG stream
     assert isinstance(probed[-1], Finished) and probed[-1].test_loss == quiet[-1].test_loss
-    a, _ = RunFolder.open(f"{config.runs_dir}/quiet").load_prompt()
-    b, _ = RunFolder.open(f"{config.runs_dir}/probed").load_prompt()
+    a, _ = RunFolder.open(f"{config.machine.runs_dir}/quiet").load_prompt()
+    b, _ = RunFolder.open(f"{config.machine.runs_dir}/probed").load_prompt()
     assert torch.equal(a, b)  # the same prompt values, bit for bit
     assert len(answers) >= 12 and {a.x for a in answers} == {"hot", "big"}
     assert len({a.step for a in answers}) > 3  # answers came from prompts of many steps

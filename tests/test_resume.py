@@ -14,6 +14,7 @@ import promptgrad.precision
 from promptgrad.cli import main
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Extended, Finished, Started, Step
+from promptgrad.run_facts import RunFacts
 from promptgrad.run_folder import RunFolder
 from promptgrad.schedule import Schedule
 from promptgrad.training import train
@@ -25,7 +26,7 @@ def stop_at(config, step: int) -> Path:
         if isinstance(event, Step) and event.step == step:
             stop.set()
     assert isinstance(event, Finished) and event.stopped
-    return Path(config.runs_dir) / config.name
+    return Path(config.machine.runs_dir) / config.machine.name
 
 
 @pytest.mark.parametrize("flag, value", [("--seed", "3"), ("--data", "antonyms"), ("--test-fraction", "0.3"),
@@ -62,7 +63,7 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
     config = tiny_config.replace(name="extend", steps=4, eval_size=4, warmup_steps=1)
     first = logged(train(config))
     assert isinstance(first[-1], Finished) and first[-1].step == 4
-    run = Path(config.runs_dir) / "extend"
+    run = Path(config.machine.runs_dir) / "extend"
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 2  # finished, and no more steps asked for
     assert "finished at step 4; to train on, give more steps than 4" in capsys.readouterr().err
@@ -73,7 +74,7 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
     rates = [e.lr for e in events if isinstance(e, Step)]
     assert [e.step for e in events if isinstance(e, Step)] == [5, 6, 7]
     assert rates[0] <= lr_before and all(b <= a for a, b in zip(rates, rates[1:]))
-    assert RunFolder.open(run).config().steps == 7
+    assert RunFolder.open(run).config().learning.steps == 7
     history = RunFolder.open(run).events()
     assert [e.step for e in history if isinstance(e, Finished)] == [7]  # the first end's record was cut
     assert [e.step for e in history if isinstance(e, Step)] == list(range(1, 8))
@@ -86,13 +87,13 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
 
 def test_init_from_a_run_starts_where_that_run_ended(tiny_config):
     logged(train(tiny_config.replace(name="parent", steps=2)))
-    parent, _ = RunFolder.open(Path(tiny_config.runs_dir) / "parent").load_prompt()
-    child = logged(train(tiny_config.replace(name="child", steps=1, init=f"run:{tiny_config.runs_dir}/parent", seed=5)))
+    parent, _ = RunFolder.open(Path(tiny_config.machine.runs_dir) / "parent").load_prompt()
+    child = logged(train(tiny_config.replace(name="child", steps=1, init=f"run:{tiny_config.machine.runs_dir}/parent", seed=5)))
     assert isinstance(child[-1], Finished)
     assert child[1].prompt == "hand-written"
     from promptgrad.cli import open_run
 
-    session, _ = open_run(Path(tiny_config.runs_dir) / "child")
+    session, _ = open_run(Path(tiny_config.machine.runs_dir) / "child")
     from promptgrad.training import make_learner
 
     torch.testing.assert_close(make_learner(session).initial_prompt().cpu(), parent)
@@ -105,7 +106,7 @@ def test_auto_precision_is_the_same_every_time_and_recorded(tiny_config, tmp_pat
     tiny_config.replace(precision="auto", steps=1, eval_size=2, num_predictions=0, eval_every=0).save(path)
     for i in range(10):
         assert main(["train", "--config", str(path), "--name", f"auto{i}"]) == 0
-    recorded = {RunFolder.open(Path(tiny_config.runs_dir) / f"auto{i}").config().precision for i in range(10)}
+    recorded = {RunFacts.load(Path(tiny_config.machine.runs_dir) / f"auto{i}").precision for i in range(10)}
     expected = promptgrad.precision.choose_precision("auto", torch.device("cpu"), 64).precision
     assert recorded == {expected}
 
@@ -119,7 +120,7 @@ def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(tiny_conf
     """The run starts where auto means one precision; resumed and evaluated where auto would mean the other."""
     monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS[here])
     run = stop_at(tiny_config.replace(name=f"from-{here}", precision="auto", checkpoint_every=0), 2)
-    assert RunFolder.open(run).config().precision == recorded
+    assert RunFacts.load(run).precision == recorded and RunFolder.open(run).config().machine.precision == "auto"
     monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS[there])
     assert promptgrad.precision.choose_precision("auto", torch.device("cpu"), 64).precision != recorded
     events = logged(train(RunFolder.open(run).config(), resume=run))
@@ -170,7 +171,7 @@ def test_a_gpu_before_ampere_is_not_taken_for_native_bf16(monkeypatch):
 # ---- the data a run split is the data it resumes and is evaluated on ---------------------------------
 
 def test_resume_and_eval_refuse_data_that_changed_since_the_run_started(tiny_config, tmp_path, capsys):
-    data = Path(tiny_config.data)
+    data = Path(tiny_config.task.data)
     run = stop_at(tiny_config.replace(name="data", checkpoint_every=0), 2)
     original = data.read_text()
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -191,11 +192,11 @@ def test_a_relative_data_path_means_the_same_file_from_any_working_directory(tin
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     here.mkdir()
     elsewhere.mkdir()
-    (here / "pairs.jsonl").write_text(Path(tiny_config.data).read_text())
+    (here / "pairs.jsonl").write_text(Path(tiny_config.task.data).read_text())
     (elsewhere / "pairs.jsonl").write_text('{"x": "in", "y": "out"}\n{"x": "out", "y": "in"}\n' * 3)  # another file, same name
     monkeypatch.chdir(here)
     run = stop_at(tiny_config.replace(name="relative", data="pairs.jsonl", checkpoint_every=0), 2)
-    assert RunFolder.open(run).config().data == str(here / "pairs.jsonl")
+    assert RunFolder.open(run).config().task.data == str(here / "pairs.jsonl")
     monkeypatch.chdir(elsewhere)
     assert main(["train", "--resume", str(run), "--data", str(here / "pairs.jsonl")]) == 0  # the same file: allowed
     assert main(["eval", str(run)]) == 0

@@ -35,7 +35,7 @@ def stopped_run(tiny_config) -> Path:
         if isinstance(event, Step) and event.step == 3:
             stop.set()
     assert isinstance(event, Finished) and event.stopped
-    return Path(tiny_config.runs_dir) / "stopped"
+    return Path(tiny_config.machine.runs_dir) / "stopped"
 
 
 class Payload:
@@ -96,14 +96,14 @@ def test_a_bug_keeps_its_traceback_in_the_run_folder(tiny_config, monkeypatch, c
     code = main(["train", "--config", str(save(tiny_config, "bug")), "--name", "bug"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "IndexError" in err[0] and "traceback.txt" in err[0], err
-    text = (Path(tiny_config.runs_dir) / "bug" / "traceback.txt").read_text()
+    text = (Path(tiny_config.machine.runs_dir) / "bug" / "traceback.txt").read_text()
     assert "Traceback (most recent call last)" in text and "in broken" in text
-    failed = RunFolder.open(Path(tiny_config.runs_dir) / "bug").events()[-1]
+    failed = RunFolder.open(Path(tiny_config.machine.runs_dir) / "bug").events()[-1]
     assert failed.kind == "failed" and not failed.user_error and "in broken" in failed.traceback
 
 
 def save(config, name: str) -> Path:
-    path = Path(config.runs_dir).parent / f"{name}.toml"
+    path = Path(config.machine.runs_dir).parent / f"{name}.toml"
     config.replace(name=name).save(path)
     return path
 
@@ -132,7 +132,7 @@ def test_a_stray_lock_file_without_a_process_does_not_block(stopped_run):
 def test_a_failed_start_leaves_no_empty_folder(tiny_config):
     events = list(train(tiny_config.replace(name="nodata", data="/nonexistent/pairs.jsonl")))
     assert events[-1].kind == "failed" and events[-1].user_error
-    assert not (Path(tiny_config.runs_dir) / "nodata").exists()
+    assert not (Path(tiny_config.machine.runs_dir) / "nodata").exists()
 
 
 def test_load_prompt_refuses_non_finite_values(tmp_path):

@@ -76,7 +76,7 @@ def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
         meta = f.metadata()
         tensor = f.get_tensor("prompt")
     assert tensor.dtype == torch.float32 and tuple(tensor.shape) == (4, 64)
-    assert meta["model"] == tiny_config.model and meta["template"] == tiny_config.template and meta["prompt_len"] == "4"
+    assert meta["model"] == tiny_config.task.model and meta["template"] == tiny_config.task.template and meta["prompt_len"] == "4"
 
 
 def test_stop_saves_a_checkpoint_and_resume_continues_to_the_same_prompt(tiny_config, tmp_path):

@@ -56,7 +56,7 @@ def run_async(coroutine) -> None:
 def finished_run(config: TrainConfig) -> Path:
     events = list(train(config))
     assert isinstance(events[-1], Finished), events[-1]
-    return Path(config.runs_dir) / config.name
+    return Path(config.machine.runs_dir) / config.machine.name
 
 
 # ---- the core stays free of the UI --------------------------------------------------------------
@@ -78,7 +78,7 @@ def test_core_never_imports_textual(tiny_config, tmp_path):
 # ---- training from the keyboard -----------------------------------------------------------------
 def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
     config = tiny_config.replace(steps=5000, eval_every=2, checkpoint_every=0)  # only the stop saves
-    run_dir = Path(config.runs_dir) / config.name
+    run_dir = Path(config.machine.runs_dir) / config.machine.name
 
     async def scenario():
         app = PromptgradApp(config)
@@ -91,16 +91,16 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
                            and screen.chart.test_steps and len(screen.chart.steps) >= 3, what="panes to fill")
             await pilot.press("ctrl+r")  # ignored: one run at a time
             await wait_for(pilot, lambda: not screen.chart.stale, what="chart redraw")
-            assert screen.nearest.row_count == config.prompt_len
-            assert screen.predictions.row_count == config.num_predictions
+            assert screen.nearest.row_count == config.task.prompt_len
+            assert screen.predictions.row_count == config.watch.num_predictions
             assert screen.chart.hand_written is not None
-            assert "running" in str(screen.status.line()) and f"/{config.steps}" in str(screen.status.line())
+            assert "running" in str(screen.status.line()) and f"/{config.learning.steps}" in str(screen.status.line())
 
             await pilot.press("ctrl+t")
             await wait_for(pilot, lambda: not screen.running, what="the run to stop")
             assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "prompt.safetensors").is_file()
             last = RunFolder.open(run_dir).events()[-1]
-            assert isinstance(last, Finished) and last.stopped and 0 < last.step < config.steps
+            assert isinstance(last, Finished) and last.stopped and 0 < last.step < config.learning.steps
             assert "stopped" in str(screen.status.line())
             assert screen.check_action("start", ()) is True
 
@@ -133,7 +133,7 @@ def test_quit_during_a_run_stops_it_cleanly(tiny_config):
         assert app.return_code == 0
 
     run_async(scenario())
-    last = RunFolder.open(Path(config.runs_dir) / config.name).events()[-1]
+    last = RunFolder.open(Path(config.machine.runs_dir) / config.machine.name).events()[-1]
     assert isinstance(last, Finished) and last.stopped
 
 
@@ -153,7 +153,7 @@ def test_invalid_value_blocks_start_with_its_message(tiny_config):
             await pilot.press("ctrl+r")
             assert not screen.running
             assert any(n.message == message and n.severity == "error" for n in notifications(app))
-            assert not Path(tiny_config.runs_dir).exists()
+            assert not Path(tiny_config.machine.runs_dir).exists()
 
             await pilot.press("4")  # fixed: the flag goes, and a type error is flagged the same way
             assert not field.has_class("-invalid")
@@ -171,7 +171,7 @@ def test_form_covers_every_setting_and_panes_switch_at_80x24():
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.main_screen
             assert screen.form.check() == TrainConfig()
-            assert set(screen.form.config_fields) == set(TrainConfig().to_dict())
+            assert set(screen.form.config_fields) == set(TrainConfig().flat())
             await pilot.pause()
             assert screen.form.region.height and not screen.chart.region.height  # one pane at a time
             await pilot.press("ctrl+n")
@@ -206,12 +206,12 @@ def test_3_a_failure_keeps_its_reason_on_screen_flags_its_field_and_the_app_stay
             assert isinstance(app.screen, MessageLogScreen)
             await pilot.press("escape")
 
-            screen.form.config_fields["data"].value = tiny_config.data
+            screen.form.config_fields["data"].value = tiny_config.task.data
             screen.form.config_fields["name"].value = "second"
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: not screen.running, what="the second run")
             assert "finished" in str(screen.status.line())
-            assert (Path(tiny_config.runs_dir) / "second" / "prompt.safetensors").is_file()
+            assert (Path(tiny_config.machine.runs_dir) / "second" / "prompt.safetensors").is_file()
 
     run_async(scenario())
 
@@ -224,7 +224,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run_on_resume(tiny_config, tm
     stop = threading.Event()
     for event in train(tiny_config.replace(checkpoint_every=0), stop):
         stop.set()
-    run_dir = Path(tiny_config.runs_dir) / tiny_config.name
+    run_dir = Path(tiny_config.machine.runs_dir) / tiny_config.machine.name
     marker = tmp_path / "pwned"
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     torch.save({**state, "rng": Payload(marker)}, run_dir / "checkpoint.pt")
@@ -256,9 +256,9 @@ def test_open_run_folder_by_keys_and_export(tiny_config, tmp_path):
             assert isinstance(app.screen, RunBrowser)
             await pilot.press("enter")
             await wait_for(pilot, lambda: screen.nearest.row_count, what="the run to show")
-            assert len(screen.chart.steps) == tiny_config.steps and screen.chart.test_steps
-            assert screen.predictions.row_count == tiny_config.num_predictions
-            assert screen.form.config_fields["model"].value == tiny_config.model
+            assert len(screen.chart.steps) == tiny_config.learning.steps and screen.chart.test_steps
+            assert screen.predictions.row_count == tiny_config.watch.num_predictions
+            assert screen.form.config_fields["model"].value == tiny_config.task.model
             assert "finished" in str(screen.status.line())
 
             await pilot.press("ctrl+y")
@@ -273,7 +273,7 @@ def test_viewing_follows_a_run_being_written(tiny_config, tmp_path):
     lines = (finished_run(tiny_config) / "metrics.jsonl").read_text().splitlines(keepends=True)
     growing = tmp_path / "growing"
     growing.mkdir()
-    (growing / "config.toml").write_text((Path(tiny_config.runs_dir) / tiny_config.name / "config.toml").read_text())
+    (growing / "config.toml").write_text((Path(tiny_config.machine.runs_dir) / tiny_config.machine.name / "config.toml").read_text())
     events = [json.loads(line) for line in lines]
     cut = next(i for i, e in enumerate(events) if e["event"] == "step" and e["step"] == 3)
     (growing / "metrics.jsonl").write_text("".join(lines[:cut]) + lines[cut][:20])  # up to step 2, and half a line
@@ -285,7 +285,7 @@ def test_viewing_follows_a_run_being_written(tiny_config, tmp_path):
             await wait_for(pilot, lambda: chart.steps, what="the first events")
             assert chart.steps == [1, 2]
             (growing / "metrics.jsonl").write_text("".join(lines))
-            await wait_for(pilot, lambda: len(chart.steps) == tiny_config.steps, timeout=10, what="the poll")
+            await wait_for(pilot, lambda: len(chart.steps) == tiny_config.learning.steps, timeout=10, what="the poll")
             assert "finished" in str(app.main_screen.status.line())
 
     run_async(scenario())
@@ -377,7 +377,7 @@ def test_4_ctrl_r_asks_before_clearing_a_run_on_screen_and_never_collides(tiny_c
             assert isinstance(app.screen, ConfirmScreen)
             await pilot.press("n")
             assert screen.chart.steps and not screen.running  # nothing cleared
-            screen.form.config_fields["name"].value = tiny_config.name  # a folder that exists
+            screen.form.config_fields["name"].value = tiny_config.machine.name  # a folder that exists
             await pilot.press("ctrl+r")
             assert not isinstance(app.screen, ConfirmScreen) and not screen.running
             assert screen.form.config_fields["name"].has_class("-invalid") and screen.chart.steps
@@ -417,10 +417,10 @@ def test_6_the_chart_is_readable_without_colour(tiny_config):
         app = PromptgradApp(run_dir=str(run_dir))
         async with app.run_test(size=(100, 40)) as pilot:
             chart = app.main_screen.chart
-            await wait_for(pilot, lambda: len(chart.steps) == tiny_config.steps, what="the run to show")
+            await wait_for(pilot, lambda: len(chart.steps) == tiny_config.learning.steps, what="the run to show")
             curves = chart.curves
             assert curves.untrained is not None and curves.hand_written is not None
-            assert curves.subset_steps == [2, 4] and curves.full_steps == [tiny_config.steps]  # apart
+            assert curves.subset_steps == [2, 4] and curves.full_steps == [tiny_config.learning.steps]  # apart
             legend = str(chart.legend())
             for label in ("train", "train EMA", "test (subset)", "test (all pairs)", "hand-written", "untrained"):
                 assert label in legend
@@ -615,10 +615,10 @@ def test_the_browser_opens_a_run_and_overlays_two_others(tiny_config):
             await pilot.press("space")
             browser.query_one(DataTable).move_cursor(row=[r.name for r in browser.shown].index("first"))
             await pilot.press("enter")  # open "first", compare with the two marked
-            await wait_for(pilot, lambda: len(screen.chart.steps) == tiny_config.steps, what="the run to show")
+            await wait_for(pilot, lambda: len(screen.chart.steps) == tiny_config.learning.steps, what="the run to show")
             assert screen.run_dir.endswith("first")
             assert set(screen.chart.overlays) == {"second", "third"}
-            assert all(len(c.steps) == tiny_config.steps for c in screen.chart.overlays.values())
+            assert all(len(c.steps) == tiny_config.learning.steps for c in screen.chart.overlays.values())
             assert "second" in str(screen.chart.legend()) and "third" in str(screen.chart.legend())
 
     run_async(scenario())
@@ -694,7 +694,7 @@ def test_a_malformed_line_is_reported_once_and_skipped(tiny_config):
             damaged = [m for m in app.messages if "not well-formed events" in m.text]
             lines = sorted((first_step + 1, first_eval + 1))
             assert len(damaged) == 1 and f"line(s) {lines[0]}, {lines[1]} are" in damaged[0].text
-            assert len(screen.chart.steps) == tiny_config.steps - 1
+            assert len(screen.chart.steps) == tiny_config.learning.steps - 1
             screen.chart.redraw()
             await pilot.pause(0.3)
 

@@ -252,8 +252,8 @@ class MainScreen(Screen):
             self.show_pane("config", focus=False)
             self.form.focus_error()
             return
-        existing = Path(config.runs_dir) / config.name
-        if config.name and (existing / "config.toml").exists():  # say so before clearing anything
+        existing = Path(config.machine.runs_dir) / config.machine.name
+        if config.machine.name and (existing / "config.toml").exists():  # say so before clearing anything
             message = (f"run folder {existing} exists: change the name field (empty gives a timestamp), "
                        f"or resume and extend that run with ctrl+g")
             self.form.flag("name", message)
@@ -270,7 +270,7 @@ class MainScreen(Screen):
 
     def start_new(self, config: TrainConfig) -> None:
         self.stop_following()
-        self.reset_panes(config.name)
+        self.reset_panes(config.machine.name)
         self.begin(config, resume=None)
 
     def begin(self, config: TrainConfig, resume: str | None) -> None:
@@ -356,7 +356,7 @@ class MainScreen(Screen):
             self.say(f"{choice.path} has no checkpoint to resume from (it stopped before its first one); "
                      f"start a new run instead", title="Cannot resume", severity="error")
             return
-        dialog = StepsDialog(folder.path.name, summary.step, summary.total_steps or folder.config().steps,
+        dialog = StepsDialog(folder.path.name, summary.step, summary.total_steps or folder.config().learning.steps,
                              summary.state == "finished")
         self.app.push_screen(dialog, lambda steps: self.resume_run(str(folder.path), steps))
 

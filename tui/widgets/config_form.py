@@ -1,7 +1,9 @@
 """The configuration pane: every TrainConfig setting as a form field, pre-filled, checked as you type.
 
-The form holds no rules of its own: it hands its strings to `TrainConfig.from_dict`, so a bad value is
-flagged beside its field with exactly the message the command line would print.
+The form holds no rules of its own and no list of settings: its sections, fields, hints, choice widgets
+and suggestions all come from the settings' declarations (config.py), and it hands its strings to
+`TrainConfig.from_dict`, so a bad value is flagged beside its field with exactly the message the command
+line would print.
 """
 
 from __future__ import annotations
@@ -14,33 +16,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
-from promptgrad.config import DEVICES, METHODS, MODES, PRECISIONS, SCHEDULES, TrainConfig
+from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.models import looks_like_path
 
-MODEL_CHOICES = ("smollm2-135m", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-# closed sets are a Select (true/false for every bool field); everything else is an Input
-CHOICES = {"schedule": SCHEDULES, "mode": MODES, "method": METHODS, "device": DEVICES, "precision": PRECISIONS}
-CHOICES |= {f.name: ("true", "false") for f in dataclasses.fields(TrainConfig) if isinstance(f.default, bool)}
-SUGGESTIONS = {"model": MODEL_CHOICES, "data": ("antonyms",), "init": ("random", "vocab", "text:"),
-               "device_map": ("auto",)}
-HINTS = {  # short: each sits under its input, in 27 columns on a wide screen
-    "model": "gpt2…gpt2-xl, id or path",
-    "data": "antonyms, a file or dataset",
-    "init": "random, vocab, text:…, run:<folder>",
-    "epochs": "> 0: replaces steps",
-    "train_size": "0: all training pairs",
-    "method": "hard mode only",
-    "topk": "gcg only",
-    "candidates": "gcg only",
-    "rescore": "gcg only",
-    "patience": "gcg only",
-    "device_map": "auto: split over all GPUs",
-    "name": "empty: a timestamp",
-    "checkpoint_minutes": "0: by steps only",
-}
-SECTIONS = {"model": "What to learn", "lr": "How to learn it", "mode": "Soft or hard prompt",
-            "eval_every": "How often to look", "device": "Where it runs"}
+def choices_of(f: dataclasses.Field) -> tuple[str, ...]:
+    """A closed set is a Select (true/false for every bool setting); anything else is an Input."""
+    return f.metadata["choices"] or (("true", "false") if isinstance(f.default, bool) else ())
 
 
 def as_choice(value: object) -> str:
@@ -50,23 +32,25 @@ def as_choice(value: object) -> str:
 class ConfigField(Vertical):
     """One setting: its name, its input, an optional hint, and the error message when it is invalid."""
 
-    def __init__(self, name: str, value: object) -> None:
-        super().__init__(classes="config-field", id=f"field-{name}")
-        self.field_name = name
+    def __init__(self, declaration: dataclasses.Field, value: object) -> None:
+        super().__init__(classes="config-field", id=f"field-{declaration.name}")
+        self.field_name = declaration.name
+        self.declaration = declaration
         self.initial = value
+        self.tooltip = declaration.metadata["help"]
 
     def compose(self) -> ComposeResult:
+        meta = self.declaration.metadata
         with Horizontal(classes="field-row"):
             yield Label(self.field_name, classes="field-name")
-            if self.field_name in CHOICES:
-                options = [(choice, choice) for choice in CHOICES[self.field_name]]
-                yield Select(options, value=as_choice(self.initial), allow_blank=False, compact=True,
-                             id=f"input-{self.field_name}")
+            if choices := choices_of(self.declaration):
+                yield Select([(choice, choice) for choice in choices], value=as_choice(self.initial), allow_blank=False,
+                             compact=True, id=f"input-{self.field_name}")
             else:
-                suggester = SuggestFromList(SUGGESTIONS[self.field_name]) if self.field_name in SUGGESTIONS else None
+                suggester = SuggestFromList(meta["suggestions"]) if meta["suggestions"] else None
                 yield Input(str(self.initial), suggester=suggester, compact=True, id=f"input-{self.field_name}")
-        if self.field_name in HINTS:
-            yield Static(HINTS[self.field_name], classes="field-hint")
+        if meta["hint"]:
+            yield Static(meta["hint"], classes="field-hint")
         yield Static("", classes="field-error")
 
     @property
@@ -91,20 +75,21 @@ class ConfigField(Vertical):
 
 
 class ConfigForm(VerticalScroll):
-    """Every TrainConfig field, in the dataclass's order, grouped as the dataclass groups them."""
+    """Every setting, in the order declared, one section per group (titled by the group's docstring)."""
 
     BORDER_TITLE = "Configuration"
 
-    def __init__(self, config: TrainConfig | None = None, **kwargs) -> None:
+    def __init__(self, config: TrainConfig | None = None, config_class: type[TrainConfig] = TrainConfig, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.initial = config or TrainConfig()
+        self.config_class = config_class
+        self.initial = config or config_class()
         self.error: UserError | None = None
 
     def compose(self) -> ComposeResult:
-        for f in dataclasses.fields(TrainConfig):
-            if f.name in SECTIONS:
-                yield Static(SECTIONS[f.name], classes="section")
-            yield ConfigField(f.name, getattr(self.initial, f.name))
+        for group, kind in self.config_class.group_types().items():
+            yield Static(kind.__doc__.strip(), classes="section")
+            for f in dataclasses.fields(kind):
+                yield ConfigField(f, self.initial.get(f.name))
 
     @property
     def config_fields(self) -> dict[str, ConfigField]:
@@ -115,15 +100,15 @@ class ConfigForm(VerticalScroll):
 
     def load(self, config: TrainConfig) -> None:
         for name, field in self.config_fields.items():
-            field.value = getattr(config, name)
+            field.value = config.get(name)
         self.check()
 
     def check(self) -> TrainConfig | None:
         """The config the form describes, or None with the offending field flagged and `self.error` set."""
         try:
-            config = TrainConfig.from_dict(self.values())
-            if looks_like_path(config.model) and not Path(config.model).expanduser().exists():
-                raise UserError(f"model folder {config.model} does not exist", "model")
+            config = self.config_class.from_dict(self.values())
+            if looks_like_path(config.task.model) and not Path(config.task.model).expanduser().exists():
+                raise UserError(f"model folder {config.task.model} does not exist", "model")
             self.error = None
         except UserError as e:
             config, self.error = None, e

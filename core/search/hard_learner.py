@@ -1,7 +1,7 @@
 """The hard-prompt learner: find real tokens for `{prompt}`, one search step at a time.
 
 The training loop (training.py) drives it like the soft learner. Each step, the method
-(`config.method`) proposes a discrete prompt: PEZ (pez.py), GCG (gcg.py) or the softmax relaxation
+(the `method` setting) proposes a discrete prompt: PEZ (pez.py), GCG (gcg.py) or the softmax relaxation
 baseline (relax.py). Every proposal that survives the round trip is scored on a held-out slice of the
 *training* pairs; the best one so far is the result, announced by a HardPromptFound event. The test set
 only reports, it never chooses.
@@ -18,18 +18,18 @@ from typing import Any, ClassVar
 
 import torch
 
-from promptgrad.config import TrainConfig
+from promptgrad.config import GCGSettings, SearchSettings
 from promptgrad.errors import UserError
 from promptgrad.evaluation import score_prompt
 from promptgrad.events import Event, FrontPoint, HardPromptFound, ParetoFront
-from promptgrad.fluency import context_ids, nats_per_token
-from promptgrad.gcg import GCG
+from promptgrad.search.fluency import context_ids, nats_per_token
+from promptgrad.search.gcg import GCG
 from promptgrad.learner import NonFinite
 from promptgrad.models import FrozenModel
 from promptgrad.pairs import Pair
-from promptgrad.pez import PEZ
-from promptgrad.projection import Projection, RoundTrip, allowed_tokens, decode, token_texts
-from promptgrad.relax import Relaxation
+from promptgrad.search.pez import PEZ
+from promptgrad.search.projection import Projection, RoundTrip, allowed_tokens, decode, token_texts
+from promptgrad.search.relax import Relaxation
 from promptgrad.soft_prompt import SoftPrompt
 from promptgrad.template import Batch, TemplateEncoder
 
@@ -38,12 +38,12 @@ ROUND_TRIP_INPUTS = 3  # inputs in whose contexts a prompt must survive decode -
 REPAIR_TRIES = 200
 
 
-def start_ids(config: TrainConfig, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
+def start_ids(init: str, encoder: TemplateEncoder, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
               round_trip: RoundTrip, generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
-    """The initial vectors (config.init, as for a soft prompt) and the tokens they project to, with
+    """The initial vectors (`init`, as for a soft prompt) and the tokens they project to, with
     positions re-drawn from the allowed tokens until the prompt survives the round trip (a re-drawn
     position's vector becomes its token's row)."""
-    vectors = SoftPrompt.initial(config.init, config.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator).vectors
+    vectors = SoftPrompt.initial(init, encoder.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator).vectors
     projected = projection.ids(vectors).tolist()
     ids = list(projected)
     pool = allowed.nonzero().flatten()
@@ -53,21 +53,21 @@ def start_ids(config: TrainConfig, frozen: FrozenModel, projection: Projection, 
             return torch.where(redrawn[:, None], projection.rows(ids).to(vectors.device), vectors).detach(), ids
         position = int(torch.randint(len(ids), (1,), generator=generator))
         ids[position] = int(pool[torch.randint(len(pool), (1,), generator=generator)])
-    raise UserError(f"no prompt of allowed tokens survives decode -> encode in the template {config.template!r} with this "
+    raise UserError(f"no prompt of allowed tokens survives decode -> encode in the template {encoder.template.text!r} with this "
                     f"tokenizer; try another template, or readable_only false", "template")
 
 
-def make_method(config: TrainConfig, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
+def make_method(method: str, gcg: GCGSettings, lr: float, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
                 round_trip: RoundTrip, vectors: torch.Tensor, ids: list[int], generator: torch.Generator,
                 context: list[int] | None = None):
     """The method object: `.ids` (its current prompt), `.step(batch, lr)` -> that step's loss of a
-    real-token prompt on the batch, and `state_dict()`/`load_state_dict()` for checkpoints."""
-    if config.method == "pez":
-        return PEZ(frozen, projection, vectors, config.lr)
-    if config.method == "gcg":
-        return GCG(frozen, projection, allowed, round_trip, ids, config.topk, config.candidates, generator, config.rescore,
-                   config.fluency, context)
-    return Relaxation(frozen, projection, allowed, ids, config.lr)
+    real-token prompt on the batch, and `state_dict()`/`load_state_dict()` for checkpoints. PEZ and relax
+    have no settings of their own but the learning rate of their continuous shadow."""
+    if method == "pez":
+        return PEZ(frozen, projection, vectors, lr)
+    if method == "gcg":
+        return GCG(frozen, projection, allowed, round_trip, ids, gcg, generator, context)
+    return Relaxation(frozen, projection, allowed, ids, lr)
 
 
 def dominates(a: FrontPoint, b: FrontPoint) -> bool:
@@ -85,23 +85,24 @@ def with_point(front: list[FrontPoint], point: FrontPoint) -> list[FrontPoint] |
 class HardLearner:
     mode: ClassVar[str] = "hard"
 
-    def __init__(self, config: TrainConfig, frozen: FrozenModel, encoder: TemplateEncoder, train: list[Pair],
-                 eval_batch_size: int, generator: torch.Generator):
+    def __init__(self, frozen: FrozenModel, encoder: TemplateEncoder, train: list[Pair], eval_batch_size: int,
+                 generator: torch.Generator, *, init: str, search: SearchSettings, gcg: GCGSettings, lr: float):
         if len(train) < 2:
             raise UserError(f"hard mode needs at least 2 training pairs (one to search on, one to choose with), got {len(train)}", "data")
-        self.config, self.frozen, self.encoder, self.eval_batch_size = config, frozen, encoder, eval_batch_size
+        self.frozen, self.encoder, self.eval_batch_size = frozen, encoder, eval_batch_size
+        self.method_name, self.fluency, self.patience = search.method, gcg.fluency, gcg.patience
         n_holdout = max(1, min(HOLDOUT_PAIRS, len(train) // 5))
         self.pairs = [encoder.encode(p.x, p.y) for p in train[:-n_holdout]]
         self.holdout = train[-n_holdout:]
-        self.batch_size = config.search_batch_size
-        self.allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], config.readable_only)
+        self.batch_size = search.search_batch_size
+        self.allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], search.readable_only)
         self.projection = Projection(frozen.embedding.weight, self.allowed)
         self.round_trip = RoundTrip(encoder, [p.x for p in train[:ROUND_TRIP_INPUTS]])
         self.context = context_ids(encoder)
-        vectors, ids = start_ids(config, frozen, self.projection, self.allowed, self.round_trip, generator)
+        vectors, ids = start_ids(init, encoder, frozen, self.projection, self.allowed, self.round_trip, generator)
         self.start_ids = list(ids)
-        self.method = make_method(config, frozen, self.projection, self.allowed, self.round_trip, vectors, ids, generator,
-                                  self.context)
+        self.method = make_method(search.method, gcg, lr, frozen, self.projection, self.allowed, self.round_trip, vectors, ids,
+                                  generator, self.context)
         # held-out task loss and nats/token of every prompt scored, by its ids
         self.held_out: dict[tuple[int, ...], tuple[float, float]] = {}
         self.best_ids, self.best_loss = list(ids), math.inf
@@ -120,7 +121,7 @@ class HardLearner:
     def objective(self, prompt_ids: list[int]) -> float:
         """What the best prompt minimises on the held-out pairs: the task loss, plus lambda times nats/token."""
         loss, nats = self.scored(prompt_ids)
-        return loss + self.config.fluency * nats if self.config.fluency else loss
+        return loss + self.fluency * nats if self.fluency else loss
 
     def point(self, prompt_ids: list[int]) -> FrontPoint:
         loss, nats = self.scored(prompt_ids)
@@ -161,7 +162,7 @@ class HardLearner:
             events = self.consider(step, proposal)
         improved = any(isinstance(e, HardPromptFound) for e in events)
         self.since_best = 0 if improved else self.since_best + 1
-        if self.config.patience and self.since_best >= self.config.patience and hasattr(self.method, "restart"):
+        if self.patience and self.since_best >= self.patience and hasattr(self.method, "restart"):
             # a search that wandered off for `patience` steps goes on from the best prompt instead
             self.method.restart(self.best_ids)
             self.since_best = 0
@@ -176,9 +177,9 @@ class HardLearner:
     def metadata(self) -> dict[str, str]:
         loss, nats = self.scored(self.best_ids)
         front = [{"ids": p.ids, "text": p.text, "train_loss": p.train_loss, "nats_per_token": p.nats_per_token} for p in self.front]
-        return {"mode": "hard", "method": self.config.method, "hard_prompt_ids": json.dumps(list(self.best_ids)),
+        return {"mode": "hard", "method": self.method_name, "hard_prompt_ids": json.dumps(list(self.best_ids)),
                 "hard_prompt_text": decode(self.frozen.tokenizer, self.best_ids), "hard_prompt_nats_per_token": f"{nats:.4f}",
-                "fluency": str(self.config.fluency), "pareto_front": json.dumps(front)}
+                "fluency": str(self.fluency), "pareto_front": json.dumps(front)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"method_state": self.method.state_dict(), "best_ids": list(self.best_ids), "best_train_loss": self.best_loss,

@@ -16,7 +16,7 @@ import torch
 
 from promptgrad.models import FrozenModel
 from promptgrad.objective import target_loss
-from promptgrad.projection import Projection
+from promptgrad.search.projection import Projection
 from promptgrad.template import Batch
 
 INIT_LOGIT = 20.0  # the initial token's logit, all others 0: probability 1 - 1e-4 over a 50k vocabulary

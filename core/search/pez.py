@@ -16,7 +16,7 @@ import torch
 
 from promptgrad.models import FrozenModel
 from promptgrad.objective import target_loss
-from promptgrad.projection import Projection
+from promptgrad.search.projection import Projection
 from promptgrad.soft_prompt import SoftPrompt
 from promptgrad.template import Batch
 

@@ -26,11 +26,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from promptgrad.fluency import nats_per_token
-from promptgrad.fluency import one_hot_gradient as fluency_gradient
+from promptgrad.config import GCGSettings
+from promptgrad.search.fluency import nats_per_token
+from promptgrad.search.fluency import one_hot_gradient as fluency_gradient
 from promptgrad.models import FrozenModel
 from promptgrad.objective import target_logits, target_loss
-from promptgrad.projection import Projection, RoundTrip
+from promptgrad.search.projection import Projection, RoundTrip
 from promptgrad.template import Batch
 
 # sequences (candidates x pairs) first tried in one forward pass: a GPU takes many more than a CPU needs
@@ -111,14 +112,16 @@ def _candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection,
 
 
 class GCG:
+    """`settings` are the GCG settings of config.py (topk, candidates, rescore, fluency; patience is the
+    learner's); `context` the token ids before the prompt, for the fluency term."""
+
     def __init__(self, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor, round_trip: RoundTrip,
-                 ids: list[int], topk: int, candidates: int, generator: torch.Generator, rescore: int = 0,
-                 fluency: float = 0.0, context: list[int] | None = None):
+                 ids: list[int], settings: GCGSettings, generator: torch.Generator, context: list[int] | None = None):
         self.frozen, self.projection, self.allowed, self.round_trip = frozen, projection, allowed, round_trip
         self.ids = list(ids)
-        self.topk, self.candidates, self.generator, self.rescore = topk, candidates, generator, rescore
+        self.topk, self.candidates, self.generator, self.rescore = settings.topk, settings.candidates, generator, settings.rescore
         # lambda and the text before the prompt (fluency.py); with lambda 0 nothing of it is computed
-        self.fluency, self.context = fluency, context
+        self.fluency, self.context = settings.fluency, context
 
     def objective(self, batch: Batch, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(task loss, task loss + lambda * nats/token) of each candidate [C, P] on the batch."""
