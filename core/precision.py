@@ -80,8 +80,8 @@ def check_recorded_precision(precision: str, device: torch.device, run: str, eva
     it would run many times slower without a word: refuse, and say how to choose."""
     if precision != "bf16" or native_bf16(device):
         return
-    how = (f"evaluate it where bf16 is native, or in fp32 here with --precision fp32 (the scores then differ slightly "
-           f"from the run's own)" if evaluating else
+    how = ("evaluate it where bf16 is native, or in fp32 here with --precision fp32 (the scores then differ slightly "
+           "from the run's own)" if evaluating else
            f"resume it where bf16 is native (a GPU since Ampere, a CPU with AVX512-BF16 or AMX), or start a new run "
            f"in fp32 from its prompt: promptgrad train --init run:{run} --precision fp32")
     raise UserError(f"run {run} computes in bf16, which {device_name(device)} only emulates (many times slower); {how}",

@@ -54,7 +54,7 @@ def test_a_peer_that_dies_is_one_line_and_exit_1_not_a_bug(tiny_gpt2, tiny_data,
         env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(port), "DIE_AT_STEP": "3", "DIE_RANK": "1", "SLOW_STEP_SECONDS": "0"}
         ranks.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    (out0, err0), (_, _) = ranks[0].communicate(timeout=300), ranks[1].communicate(timeout=300)
+    (_, err0), _ = ranks[0].communicate(timeout=300), ranks[1].communicate(timeout=300)
     assert ranks[1].returncode == 3
     errors = [line for line in err0.splitlines() if line.strip()]
     assert ranks[0].returncode == 1, err0[-3000:]

@@ -551,7 +551,7 @@ def test_11_question_mark_help_q_quit_and_the_command_palette():
 
 def test_the_probe_answers_during_a_run(tiny_config, monkeypatch):
     # torch work runs in threads that end with it (torch_thread.py says why): record where it ran
-    import promptgrad_tui.app as tui_app
+    import promptgrad_tui.run_control as tui_app
     from promptgrad.probe import Probe
 
     torch_threads = {}

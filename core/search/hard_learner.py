@@ -190,7 +190,7 @@ class HardLearner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method_state"])
         self.best_ids, self.best_loss = list(state["best_ids"]), float(state["best_train_loss"])
-        self.since_best = int(state.get("since_best", 0))
-        self.start_ids = list(state.get("start_ids", self.start_ids))
-        self.held_out = {tuple(row[0]): (float(row[1]), float(row[2])) for row in state.get("held_out", []) if len(row) == 3}
-        self.front = [FrontPoint(list(i), t, float(l), float(n)) for i, t, l, n in state.get("front", [])]
+        self.since_best = int(state["since_best"])
+        self.start_ids = list(state["start_ids"])
+        self.held_out = {tuple(row[0]): (float(row[1]), float(row[2])) for row in state["held_out"]}
+        self.front = [FrontPoint(list(i), t, float(l), float(n)) for i, t, l, n in state["front"]]

@@ -1,0 +1,224 @@
+"""The main screen: four panes (configuration, loss chart, predictions with the probe box, nearest
+tokens), a failure banner, the status line and the key bar, and the events of a run applied to them.
+
+What the keys do lives beside it, one concern a file: panes.py (which pane), run_control.py (start,
+stop, resume, branch), following.py (the browser, overlays, following a folder), probing.py (f2),
+exporting.py (ctrl+y). The screen redraws the chart and the status line on a timer, not per event.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Static, Tab, Tabs
+
+from promptgrad.config import TrainConfig
+from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens,
+                               ParetoFront, Predictions, Progress, Reading, Started, Step)
+from promptgrad.probe import Probe
+from promptgrad.run_folder import EventFollower, RunFolder
+from promptgrad_tui.dialogs import ErrorScreen, HelpScreen, MessageLogScreen
+from promptgrad_tui.exporting import Exporting
+from promptgrad_tui.following import Following
+from promptgrad_tui.messages import RunEvents
+from promptgrad_tui.panes import PANES, WIDE, Panes
+from promptgrad_tui.probing import Probing
+from promptgrad_tui.run_control import RunControl
+from promptgrad_tui.widgets.config_form import ConfigForm
+from promptgrad_tui.widgets.key_bar import KeyBar
+from promptgrad_tui.widgets.loss_chart import LossChart
+from promptgrad_tui.widgets.nearest import NearestTable
+from promptgrad_tui.widgets.predictions import PredictionsPane
+from promptgrad_tui.widgets.status import StatusLine
+
+REDRAW_SECONDS = 0.3  # the status line redraws at most this often
+CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
+
+
+class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start"),
+        Binding("ctrl+t", "stop", "Stop"),
+        Binding("ctrl+g", "resume", "Resume"),
+        Binding("ctrl+b", "branch", "Branch", show=False),
+        Binding("ctrl+o", "browse", "Runs"),
+        Binding("f2", "probe", "Try", show=False),
+        Binding("ctrl+y", "export", "Export", show=False),
+        Binding("ctrl+n", "next_pane", "Pane"),
+        Binding("ctrl+l", "messages", "Log"),
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("q", "quit", "Quit", show=False),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
+
+    running = reactive(False, bindings=True)  # a training worker is alive; Start waits for it to end
+    run_dir: reactive[str | None] = reactive(None, bindings=True)  # the run shown: trained here or viewed
+    pane = reactive("config")  # the pane shown on a narrow terminal, and the one ctrl+n moves on from
+
+    def __init__(self, config: TrainConfig | None = None, view: str | None = None) -> None:
+        super().__init__()
+        self.initial_config, self.initial_view = config, view
+        self.stop_event = threading.Event()
+        self.training_ended = threading.Event()
+        self.training_ended.set()
+        self.quit_when_stopped = False
+        self.followed: RunFolder | None = None
+        self.follower: EventFollower | None = None
+        self.bad_lines: set[int] = set()  # lines of the followed metrics.jsonl already reported as damaged
+        self.follow_timer = None
+        self.probe: Probe | None = None  # attached to the model of the run trained here
+        self.compared: tuple[str, ...] = ()  # run folders overlaid on the chart
+
+    def compose(self) -> ComposeResult:
+        yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), id="pane-tabs")
+        with Container(id="panes"):
+            yield ConfigForm(self.initial_config, id="config", classes="pane")
+            yield LossChart(id="chart", classes="pane")
+            yield PredictionsPane(id="predictions", classes="pane")
+            yield NearestTable(id="nearest", classes="pane")
+        yield Static("", id="failure")
+        yield StatusLine(id="status")
+        yield KeyBar(id="keys")
+
+    def on_mount(self) -> None:
+        self.form.check()
+        if self.initial_view:
+            self.view_run(self.initial_view)
+        self.show_pane(self.pane)  # the cursor starts in the form's first field, on any screen size
+        self.show_keys()
+        self.redraw()
+        self.set_interval(REDRAW_SECONDS, self.status.redraw)
+        self.set_interval(CHART_SECONDS, self.chart.redraw)
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()  # however the app ends, a run still going finishes its step and saves
+
+    @property
+    def form(self) -> ConfigForm:
+        return self.query_one(ConfigForm)
+
+    @property
+    def chart(self) -> LossChart:
+        return self.query_one(LossChart)
+
+    @property
+    def predictions(self) -> PredictionsPane:
+        return self.query_one(PredictionsPane)
+
+    @property
+    def nearest(self) -> NearestTable:
+        return self.query_one(NearestTable)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    def say(self, text: str, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
+        self.app.notify(text, title=title, severity=severity, timeout=timeout)
+
+    # ---- which keys apply now -------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return None if self.running else True  # shown greyed out until the run has really ended
+        if action == "stop":
+            return (None if self.stop_event.is_set() else True) if self.running else False
+        if action in ("resume", "browse", "branch"):
+            return None if self.running else True
+        if action == "export":
+            return self.run_dir is not None
+        return True
+
+    def watch_running(self) -> None:
+        self.show_keys()
+
+    def watch_run_dir(self) -> None:
+        self.show_keys()
+
+    def show_keys(self) -> None:
+        bars = self.query(KeyBar)  # none yet while the screen is being composed
+        if bars:
+            bars.first().show_keys(self.check_action)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_messages(self) -> None:
+        self.app.push_screen(MessageLogScreen(self.app.messages))
+
+    def action_quit(self) -> None:
+        self.run_worker(self.app.action_quit(), name="quit")
+
+    # ---- events to panes ------------------------------------------------------------------------
+    def on_run_events(self, message: RunEvents) -> None:
+        self.replay(message.events, message.live)
+
+    def replay(self, events: list[Event], live: bool) -> None:
+        for event in events:
+            self.apply(event, live)
+
+    def apply(self, event: Event, live: bool) -> None:
+        self.status.apply(event)
+        if isinstance(event, (Started, Step, Evaluation, Extended)):
+            self.chart.add(event)
+        if isinstance(event, Started):
+            if live:  # a viewed folder keeps its own path: a copied folder's records name the original
+                self.run_dir = event.run_dir
+            self.status.set_phase("running" if live else "viewing")
+        elif isinstance(event, Progress):
+            self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)
+        elif isinstance(event, Extended) and live:
+            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; the learning rate "
+                     f"decays from {event.lr:.3g} to 0 by step {event.total_steps}", title="Run extended")
+        elif isinstance(event, Predictions):
+            self.predictions.show(event)
+        elif isinstance(event, NearestTokens):
+            self.nearest.show(event)
+        elif isinstance(event, HardPromptFound):
+            self.nearest.show_hard_prompt(event)
+        elif isinstance(event, Reading):
+            self.nearest.show_reading(event)
+        elif isinstance(event, ParetoFront):
+            self.nearest.show_front(event)
+        elif isinstance(event, Finished):
+            self.status.set_phase(("stopped" if event.stopped else "finished") + ("" if live else " (viewing)"))
+            if live and event.stopped:
+                self.say(f"Stopped at step {event.step}; checkpoint saved in {self.run_dir} (ctrl+g resumes it)")
+            elif live:
+                score = "" if event.test_loss is None else f"test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}; "
+                self.say(f"{score}prompt saved to {event.prompt_path}", title="Run finished", timeout=10)
+        elif isinstance(event, Failed):
+            self.status.set_phase("failed" + ("" if live else " (viewing)"))
+            if live:
+                self.show_failure(event)
+                if event.traceback:  # a bug: the whole traceback, kept on screen until dismissed
+                    self.app.push_screen(ErrorScreen("The run failed: a bug in promptgrad", event.message, event.traceback))
+                else:
+                    self.say(event.message, title="Run failed", severity="error", timeout=15)
+                if event.field:
+                    self.form.flag(event.field, event.message)
+        # other kinds (a newer core may add some) are not shown
+
+    def show_failure(self, event: Failed | None) -> None:
+        """A failed run's reason stays under the panes until the next run starts."""
+        banner = self.query_one("#failure", Static)
+        banner.display = event is not None
+        if event is not None:
+            where = f" (field {event.field} is flagged in the form)" if event.field else ""
+            banner.update(f"Run failed: {event.message}{where} · ctrl+l: all messages")
+
+    def reset_panes(self, name: str = "") -> None:
+        self.chart.reset()
+        self.predictions.reset()
+        self.nearest.reset()
+        self.status.reset("", name)
+        self.run_dir = None
+
+    def redraw(self) -> None:
+        self.chart.redraw()
+        self.status.redraw()
