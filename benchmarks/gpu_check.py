@@ -66,8 +66,8 @@ def epoch_seconds(model: str, data: str, batch_size: int, device: torch.device, 
     import speed
     from loops import OriginalLoop, Problem, timed_steps
 
-    defaults = TrainConfig()
-    problem = Problem.load(model, data, defaults.task.template, defaults.task.prompt_len, batch_size, defaults.learning.seed, device)
+    defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
+    problem = Problem.load(model, data, defaults.problem.template, defaults.problem.prompt_len, batch_size, defaults.learning.seed, device)
     steps_per_epoch = math.ceil(len(problem.split.train) / batch_size)
     steps = min(steps_per_epoch, max_steps)
     result = {"train_pairs": len(problem.split.train), "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,

@@ -30,9 +30,9 @@ def main(argv=None) -> None:
     p.add_argument("--rows", type=int, default=12, help="operators listed per loop")
     args = p.parse_args(argv)
     quiet_libraries()
-    defaults = TrainConfig()
+    defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
     device = resolve_device("auto")
-    problem = Problem.load(args.model, args.data, defaults.task.template, defaults.task.prompt_len, args.batch_size, defaults.learning.seed, device)
+    problem = Problem.load(args.model, args.data, defaults.problem.template, defaults.problem.prompt_len, args.batch_size, defaults.learning.seed, device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
     print(f"model {args.model} on {device} ({where}), torch {torch.__version__}, fp32")
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -45,12 +45,12 @@ DEFAULT = ["promptgrad", "original-fp32", "original-bf16", "peft-fp32", "peft-bf
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    defaults = TrainConfig()
+    defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=BUNDLED_MODEL)
     p.add_argument("--data", default=BUNDLED_DATA)
-    p.add_argument("--template", default=defaults.task.template)
-    p.add_argument("--prompt-len", type=int, default=defaults.task.prompt_len)
+    p.add_argument("--template", default=defaults.problem.template)
+    p.add_argument("--prompt-len", type=int, default=defaults.problem.prompt_len)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--lr", type=float, default=defaults.learning.lr)

@@ -59,13 +59,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     quiet_libraries()
-    defaults = TrainConfig()
+    defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
     device = resolve_device(args.device)
-    problem = Problem.load(args.model, args.data, defaults.task.template, defaults.task.prompt_len, defaults.learning.batch_size, defaults.learning.seed, device)
+    problem = Problem.load(args.model, args.data, defaults.problem.template, defaults.problem.prompt_len, defaults.learning.batch_size, defaults.learning.seed, device)
     precision = choose_precision(defaults.machine.precision, device, problem.fp32.hidden_size).precision
     fp32 = problem.fp32
     test = problem.split.test[: args.test_pairs]
-    hand = problem.hand_written(defaults.task.baseline_text, test)
+    hand = problem.hand_written(defaults.problem.baseline_text[0], test)
     target = (1 - args.target) * hand.test_loss
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
     print(f"model {args.model} on {device} ({where}); promptgrad's auto precision here: {precision}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "

@@ -32,7 +32,7 @@ class LearnedPrompt:
     prompt: torch.Tensor  # [prompt_len, hidden] float32, on the CPU: what stands where {prompt} is
     test_loss: float  # on the test pairs (never trained on), per target token
     accuracy: float  # greedy exact match of the whole target on them
-    baselines: dict[str, float]  # test loss of the hand-written and the untrained prompt on the same pairs
+    baselines: dict[str, float]  # test loss of each hand-written prompt ("hand-written ' antonyms'") and the untrained one
     test: list[Pair]  # the pairs it was tested on
     events: list[Event]  # everything the loop reported, as metrics.jsonl would hold it
 
@@ -42,7 +42,7 @@ def learn(model: torch.nn.Module, tokenizer, pairs: Iterable[tuple[str, str] | P
     """Learn a prompt for `model` on `pairs` (x, y). `config` and `settings` (any setting by name, e.g.
     steps=50, template="...") as for `promptgrad train`; model, data, device and precision are the
     objects given. `on_event` sees each event as it comes (to show progress); `stop` ends it early."""
-    config = (config or TrainConfig()).replace(**settings)
+    config = (config or TrainConfig()).replace(**settings).resolved()
     pairs = [p if isinstance(p, Pair) else Pair(str(p[0]), str(p[1])) for p in pairs]
     weights = next(model.parameters())
     model.eval()  # no dropout: the loss must be a function of the prompt alone
@@ -62,7 +62,7 @@ def learn(model: torch.nn.Module, tokenizer, pairs: Iterable[tuple[str, str] | P
     if isinstance(last, Failed):
         raise UserError(last.message, last.field or None) if last.user_error else RuntimeError(last.message + "\n" + last.traceback)
     assert isinstance(last, Finished)
-    final = {e.prompt: e for e in events if isinstance(e, Evaluation) and e.n_pairs == len(split.test)}
-    baselines = {label: final[label].test_loss for label in ("hand-written", "untrained") if label in final}
+    final = [e for e in events if isinstance(e, Evaluation) and e.n_pairs == len(split.test) and e.prompt != "learned"]
+    baselines = {(f"hand-written {e.text!r}" if e.text else e.prompt): e.test_loss for e in final}
     return LearnedPrompt(run.learner.prompt().detach().float().cpu(), last.test_loss if last.test_loss is not None else float("nan"),
                          last.accuracy if last.accuracy is not None else float("nan"), baselines, split.test, events)

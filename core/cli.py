@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from promptgrad.config import TrainConfig, describe
+from promptgrad.config import TrainConfig, default_of, describe
 from promptgrad.errors import UserError, environment_problem
 from promptgrad.quiet import quiet_libraries
 
@@ -30,6 +30,10 @@ def add_settings(parser: argparse.ArgumentParser, config_class: type[TrainConfig
     for group, kind in config_class.group_types().items():
         arguments = parser.add_argument_group(f"{kind.__doc__.strip()} [{group}]")
         for f in dataclasses.fields(kind):
+            if isinstance(default_of(f), list):  # several texts: the flag is repeated
+                arguments.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, action="append",
+                                       metavar="TEXT", help=describe(f).replace("%", "%%"))
+                continue
             choices = f.metadata["choices"] or (("true", "false") if isinstance(f.default, bool) else ())
             metavar = "{" + ",".join(choices) + "}" if choices else type(f.default).__name__.upper()
             arguments.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=metavar,
@@ -52,6 +56,9 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     ev.add_argument("run", type=Path, nargs="+", help="one run folder, or several on the same data (soft and hard, say)")
     ev.add_argument("--text", action="append", metavar="WORDS",
                     help="also score this wording in the prompt's place, e.g. ' words with opposite meanings:' (repeatable)")
+    ev.add_argument("--data", metavar="FILE", help="score on every pair of this file (a .jsonl/.csv/.parquet file, a "
+                                                   "save_to_disk folder or a dataset name, with the run's columns) "
+                                                   "instead of the run's own test pairs")
     ev.add_argument("--precision", choices=("fp32", "bf16"),
                     help="compute in this precision instead of the one the run recorded (fp32 evaluates a bf16 run "
                          "on a machine that only emulates bf16; its scores then differ slightly from the run's own)")
@@ -61,6 +68,14 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     explain = commands.add_parser("explain", help="the model's own reading of each prompt vector, and how far to trust it")
     explain.add_argument("run", type=Path)
     explain.add_argument("--samples", type=int, default=200, help="real word tokens read back to check the method")
+    export = commands.add_parser("export", help="write a run's prompt for use elsewhere (peft: a PEFT prompt-tuning adapter)")
+    export.add_argument("run", type=Path)
+    export.add_argument("--format", choices=("peft",), default="peft",
+                        help="peft: an adapter for PeftModel.from_pretrained (a template that starts with {prompt}, "
+                             "a model whose tokenizer adds no BOS token)")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new (or empty) folder for the adapter")
+    tasks = commands.add_parser("tasks", help="the bundled tasks: pairs, examples, template, hand-written prompts, source")
+    tasks.add_argument("name", nargs="?", help="one task, shown with more of its pairs")
     nearest = commands.add_parser("nearest", help="the vocabulary tokens nearest to each prompt vector")
     nearest.add_argument("run", type=Path)
     nearest.add_argument("-k", type=int, default=5, help="how many tokens per position (at least 1)")
@@ -74,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"train": run_train, "eval": run_eval, "predict": run_predict, "nearest": run_nearest,
-                "explain": run_explain}[args.command](args)
+                "explain": run_explain, "tasks": run_tasks, "export": run_export}[args.command](args)
     except UserError as e:
         print(f"promptgrad: error: {e}", file=sys.stderr)
         return 2
@@ -139,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 # ---- eval, predict, nearest -------------------------------------------------------------------
 
-def open_run(path: Path, precision: str | None = None):
+def open_run(path: Path, precision: str | None = None, test_data: str | None = None):
     """A run's session, built with the precision the run recorded (or `precision`, given on the command
     line), on the data it recorded, and its prompt, checked to fit the model."""
     from promptgrad.run_facts import RunFacts
@@ -150,8 +165,9 @@ def open_run(path: Path, precision: str | None = None):
     prompt, metadata = run.load_prompt()
     quiet_libraries()
     config = run.config()
-    session = open_session(config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision)
-    check_prompt_fits(run.path, prompt, config.task.prompt_len, session.frozen.hidden_size)
+    session = open_session(config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision,
+                           test_data=test_data)
+    check_prompt_fits(run.path, prompt, config.problem.prompt_len, session.frozen.hidden_size)
     return session, prompt.to(session.frozen.device)
 
 
@@ -220,7 +236,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from promptgrad.template import Template, TemplateEncoder
 
     paths = args.run if isinstance(args.run, list) else [args.run]
-    session, _ = open_run(paths[0], getattr(args, "precision", None))
+    test_data = getattr(args, "data", None)
+    session, _ = open_run(paths[0], getattr(args, "precision", None), test_data)
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
 
     def scored_text(name: str, text: str, field: str | None = None):
@@ -234,10 +251,11 @@ def run_eval(args: argparse.Namespace) -> int:
         differs = [k for k in SAME_TEST_PAIRS if config.get(k) != session.config.get(k)]
         if differs:
             raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
-        session.facts.data.check_same_as(RunFacts.load(run.path).data, str(run.path))
+        if not test_data:
+            session.facts.data.check_same_as(RunFacts.load(run.path).data, str(run.path))
         prompt, metadata = run.load_prompt()
         where = f"  [{path}]" if len(paths) > 1 else ""
-        template = Template.parse(config.task.template)  # each run in its own template
+        template = Template.parse(config.problem.template)  # each run in its own template
         hard = hard_prompt_of(metadata, run.path, frozen.embedding.weight.shape[0])
         if hard is not None:  # the tokens themselves, as pasting the text would give them
             lam = f", lambda {hard.fluency:g}" if hard.fluency else ""
@@ -249,14 +267,16 @@ def run_eval(args: argparse.Namespace) -> int:
                 rows.append((f"  front: {point.text!r} (held-out {point.train_loss:.3f})",
                              score_prompt(frozen, encoder, test, vectors, batch_size), point.nats_per_token))
         else:
-            check_prompt_fits(run.path, prompt, config.task.prompt_len, frozen.hidden_size)
+            check_prompt_fits(run.path, prompt, config.problem.prompt_len, frozen.hidden_size)
             encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
             rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
     for text in getattr(args, "text", None) or []:
         rows.append(scored_text(f"text {text!r}", text))
-    rows.append(scored_text(f"hand-written {session.config.task.baseline_text!r}", session.config.task.baseline_text, "baseline_text"))
+    for text in session.config.problem.baseline_text:
+        rows.append(scored_text(f"hand-written {text!r}", text, "baseline_text"))
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
-    table = Table(title=Text(f"{where}: {len(test)} test pairs never trained on, computed in {session.facts.precision}"))
+    pairs = f"{len(test)} pairs of {test_data}" if test_data else f"{len(test)} test pairs never trained on"
+    table = Table(title=Text(f"{where}: {pairs}, computed in {session.facts.precision}"))
     for column in ("prompt", "test loss", "accuracy", "nats/token"):
         table.add_column(column)
     for name, score, nats in rows:
@@ -269,13 +289,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from promptgrad.evaluation import greedy_words
+    """The whole answer the model writes greedily for each input, in the run's template."""
+    from promptgrad.evaluation import greedy_answers
 
     session, prompt = open_run(args.run)
-    words = greedy_words(session.frozen, session.encoder, args.words, prompt, session.eval_batch_size)
-    template = session.config.task.template
-    for x, y in zip(args.words, words):
-        print(template.replace("{prompt}", "[prompt]").replace("{x}", x).replace("{y}", f"-> {y}"))
+    answers = greedy_answers(session.frozen, session.encoder, args.words, prompt, session.eval_batch_size)
+    template = session.config.problem.template
+    for x, answer in zip(args.words, answers):
+        print(template.replace("{prompt}", "[prompt]").replace("{x}", x).replace("{y}", f"-> {answer.text}"))
     return 0
 
 
@@ -311,6 +332,46 @@ def run_explain(args: argparse.Namespace) -> int:
                        f"back as themselves{trust}"))
     if check.misses:
         console.print(Text("  misses, e.g.: " + ", ".join(f"{w!r} -> {r!r}" for w, r in check.misses[:5])))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """The run's prompt as a PEFT prompt-tuning adapter (export.py says when that is exact, and refuses otherwise)."""
+    from promptgrad.export import export_peft
+
+    quiet_libraries()  # PEFT triggers a transformers FutureWarning (is_gradient_checkpointing)
+    out = export_peft(args.run, args.out)
+    print(f"wrote a PEFT prompt-tuning adapter to {out}: PeftModel.from_pretrained(model, {str(out)!r})")
+    return 0
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    """The bundled task library, or one task with more of its pairs."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from promptgrad.tasks import bundled_tasks, task_named, task_preview
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    if args.name:
+        task = task_named(args.name)
+        preview = task_preview(task, 10)
+        console.print(Text(f"{task.name}: {task.description}; {preview.n_pairs} pairs"))
+        console.print(Text(f"template: {task.template!r}; hand-written: {', '.join(repr(b) for b in task.baselines)}"))
+        console.print(Text(f"source: {task.source}; licence: {task.licence}; rebuilt by {task.build}"))
+        for pair in preview.pairs:
+            console.print(Text(f"  {pair.x} -> {pair.y}"))
+        return 0
+    table = Table(title=Text(f"{len(bundled_tasks())} bundled tasks (promptgrad train --task NAME; promptgrad tasks NAME for more)"))
+    for column in ("task", "pairs", "examples", "template", "hand-written", "source"):
+        table.add_column(column)
+    for task in bundled_tasks().values():
+        preview = task_preview(task, 2)
+        table.add_row(Text(task.name), str(preview.n_pairs), Text("; ".join(f"{p.x} -> {p.y}" for p in preview.pairs)),
+                      Text(repr(task.template)), Text(", ".join(repr(b) for b in task.baselines)), Text(task.source))
+    console.print(table)
     return 0
 
 

@@ -7,7 +7,7 @@ and choice widgets (tui/widgets/config_form.py), TOML load and save with validat
 resumed run keeps what defines it, and the README's settings table (`python -m promptgrad.config`).
 
     TrainConfig
-      task      what to learn: the model, the data, the template, the prompt
+      problem   what to learn: the task, the model, the data, the template, the prompt
       learning  how to learn it: soft or hard, the optimiser, its schedule and length, the split
       search    the discrete search (mode hard): the method and what it searches over
       gcg       the settings of GCG alone
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import tomllib
@@ -42,14 +43,24 @@ def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), defines_r
             suggestions: tuple[str, ...] = (), at_least: float | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
     """Declare a setting. `help` is the whole explanation (--help, the README); `hint` a few words under
     the form's field; `choices` a closed set; `at_least` a lower bound; `check(value)` returns what is
-    wrong with a value, or None; `defines_run`: a resumed run must keep it."""
-    return field(default=default, metadata={"help": help, "choices": choices, "defines_run": defines_run, "hint": hint,
-                                            "suggestions": suggestions, "at_least": at_least, "check": check})
+    wrong with a value, or None; `defines_run`: a resumed run must keep it. A list default makes a
+    setting that holds several texts (a repeatable flag, a TOML list)."""
+    metadata = {"help": help, "choices": choices, "defines_run": defines_run, "hint": hint, "suggestions": suggestions,
+                "at_least": at_least, "check": check}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def check_template(value: str) -> str | None:
     from promptgrad.template import Template  # the template knows its own rules
 
+    if not value:
+        return None  # the task's
     try:
         Template.parse(value)
     except UserError as e:
@@ -73,29 +84,59 @@ def check_lr(value: float) -> str | None:
     return f"lr must be a number above 0 and at most {MAX_LR:g} (prompt vectors are of size ~1; the defaults use 0.03), got {value}"
 
 
+def check_task(value: str) -> str | None:
+    from promptgrad.tasks import task_named
+
+    if not value:
+        return None
+    try:
+        task_named(value)
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def check_baselines(value: list[str]) -> str | None:
+    empty = [i for i, text in enumerate(value) if not text.strip()]
+    return f"baseline_text {empty[0] + 1} is empty; give the words of a hand-written prompt" if empty else None
+
+
+def task_names() -> tuple[str, ...]:
+    from promptgrad.tasks import bundled_tasks
+
+    return tuple(bundled_tasks())
+
+
 def check_name(value: str) -> str | None:
     return f"name must be a plain folder name, got {value!r}" if "/" in value or value in (".", "..") else None
 
 
 @dataclass
-class TaskSettings:
+class ProblemSettings:
     """What to learn"""
 
+    task: str = setting(BUNDLED_DATA, "a bundled task (promptgrad tasks lists them): its data, template and hand-written "
+                        "prompts stand in for those settings left empty; empty: none", defines_run=True,
+                        hint="a bundled task, or empty", suggestions=task_names(), check=check_task)
     model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m, a Hugging Face id (gpt2, gpt2-large) "
                          "or a local model folder", defines_run=True, hint="gpt2…gpt2-xl, id or path", suggestions=MODEL_SUGGESTIONS)
-    data: str = setting(BUNDLED_DATA, "the example pairs: the bundled antonyms, a .jsonl/.json/.csv file, or a datasets name",
-                        defines_run=True, hint="antonyms, a file or dataset", suggestions=(BUNDLED_DATA,))
+    data: str = setting("", "the example pairs: a bundled task's name, a .jsonl/.json/.csv/.parquet file, a folder saved by "
+                        "datasets' save_to_disk, or a Hugging Face dataset name; empty: the task's", defines_run=True,
+                        hint="empty: the task's; a file, folder or dataset")
     x_column: str = setting("x", "the data's column holding the input x", defines_run=True)
     y_column: str = setting("y", "the data's column holding the target y", defines_run=True)
-    template: str = setting("Here are two {prompt} {x} and {y}", "the text the model reads: {prompt} (anywhere before {y}), "
-                            "{x} and {y}; the loss is on the tokens of {y} only", defines_run=True, check=check_template)
+    template: str = setting("", "the text the model reads: {prompt} (anywhere before {y}), {x} and {y}; the loss is on the "
+                            "tokens of {y} only; a space before a slot belongs to the slot; empty: the task's",
+                            defines_run=True, hint="empty: the task's", check=check_template)
     prompt_len: int = setting(4, "how many prompt vectors (or tokens) stand where {prompt} is", defines_run=True, at_least=1)
     init: str = setting("random", "where the prompt starts: random (the embedding table's mean and spread), vocab (random "
-                        "vocabulary rows), text:<words> (those words' embeddings), or run:<folder> (another run's prompt)",
+                        "vocabulary rows), text:<words> (those words' embeddings, as many tokens as prompt_len), or "
+                        "run:<folder> (another run's prompt)",
                         defines_run=True, hint="random, vocab, text:…, run:<folder>", suggestions=("random", "vocab", "text:"),
                         check=check_init)
-    baseline_text: str = setting(" antonyms", "the hand-written prompt the learned one is compared with (its leading space "
-                                 "belongs to it)", defines_run=True)
+    baseline_text: list = setting([], "the hand-written prompts the learned one is compared with (a leading space belongs "
+                                  "to the prompt; repeat the flag for several); empty: the task's", defines_run=True,
+                                  hint="empty: the task's; a JSON list", check=check_baselines)
 
 
 @dataclass
@@ -175,6 +216,8 @@ class MachineSettings:
                              choices=("auto", "fp32", "bf16"), defines_run=True)
     device_map: str = setting("", "auto: split a model too large for one GPU over all visible ones",
                               hint="auto: split over all GPUs", suggestions=("auto",))
+    threads: int = setting(0, "CPU threads for PyTorch (0: its default, one per core); fewer can be faster on a machine "
+                           "others share", hint="0: PyTorch's default", at_least=0)
     name: str = setting("", "the run folder's name under runs_dir (empty: a timestamp)", hint="empty: a timestamp",
                         check=check_name)
     runs_dir: str = setting("runs", "the folder that holds the run folders")
@@ -189,7 +232,7 @@ class TrainConfig:
         TrainConfig(gcg=GCGSettings(topk=64))      or whole groups
     """
 
-    task: TaskSettings
+    problem: ProblemSettings
     learning: LearningSettings
     search: SearchSettings
     gcg: GCGSettings
@@ -289,20 +332,36 @@ class TrainConfig:
                 raise UserError(f"{name} is {theirs!r} in {where}, not {mine!r}: a resumed run keeps the settings that "
                                 f"define it; to change {name}, start a new run from this one's prompt (init run:{where})", name)
 
-    def with_absolute_paths(self) -> TrainConfig:
-        """Local files named relative to the working directory, made absolute: the run folder then means
+    def resolved(self) -> TrainConfig:
+        """The settings a run is made of, as recorded in its folder: what was left empty filled from the
+        task, and local files named relative to the working directory made absolute, so the folder means
         the same data, model and parent run from wherever it is resumed or evaluated."""
         from promptgrad.soft_prompt import parse_init
+        from promptgrad.tasks import task_named
 
-        task, changes = self.task, {}
-        if task.data != BUNDLED_DATA and Path(task.data).expanduser().exists():
-            changes["data"] = os.path.abspath(Path(task.data).expanduser())
-        if task.model != BUNDLED_MODEL and Path(task.model).expanduser().is_dir():
-            changes["model"] = os.path.abspath(Path(task.model).expanduser())
-        kind, argument = parse_init(task.init)
+        problem, changes = self.problem, {}
+        if problem.task:
+            bundled = task_named(problem.task)
+            changes.update({k: v for k, v in (("data", problem.task), ("template", bundled.template),
+                                              ("baseline_text", list(bundled.baselines))) if not getattr(problem, k)})
+        elif not (problem.data and problem.template and problem.baseline_text):
+            missing = [k for k in ("data", "template", "baseline_text") if not getattr(problem, k)]
+            raise UserError(f"with no task, give {', '.join(missing)} (or a bundled task: promptgrad tasks lists them)", missing[0])
+        data = changes.get("data", problem.data)
+        if not is_bundled(data) and Path(data).expanduser().exists():
+            changes["data"] = os.path.abspath(Path(data).expanduser())
+        if problem.model != BUNDLED_MODEL and Path(problem.model).expanduser().is_dir():
+            changes["model"] = os.path.abspath(Path(problem.model).expanduser())
+        kind, argument = parse_init(problem.init)
         if kind == "run" and Path(argument).expanduser().is_dir():
             changes["init"] = "run:" + os.path.abspath(Path(argument).expanduser())
         return self.replace(**changes) if changes else self
+
+
+def is_bundled(data: str) -> bool:
+    from promptgrad.tasks import bundled_tasks
+
+    return data in bundled_tasks()
 
 
 @functools.cache
@@ -336,6 +395,19 @@ def validate_group(group: Any) -> None:
 
 def coerce(f: dataclasses.Field, value: Any) -> Any:
     """Turn a value from TOML, a form or the command line into the field's type, or say why not."""
+    if isinstance(default_of(f), list):  # several texts: a list, a JSON list (the form), or one text
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{f.name} is not a JSON list of texts ({e.msg}), e.g. [\" antonyms\", \" opposites\"]",
+                                    f.name) from None
+            else:
+                value = [value] if value else []
+        if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            raise UserError(f"{f.name} must be a list of texts, got {value!r}", f.name)
+        return list(value)
     if isinstance(f.default, bool):
         truth = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
         if isinstance(value, bool):
@@ -362,9 +434,14 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
 
 def describe(f: dataclasses.Field) -> str:
     """A setting's help with its choices and default, as --help and the README show it."""
-    meta, default = f.metadata, f.default
+    meta, default = f.metadata, default_of(f)
     choices = f" (one of: {', '.join(meta['choices'])})" if meta["choices"] else ""
-    shown = str(default).lower() if isinstance(default, bool) else repr(default) if isinstance(default, str) else f"{default:g}"
+    if isinstance(default, bool):
+        shown = str(default).lower()
+    elif isinstance(default, (str, list)):
+        shown = repr(default) if default else "empty"
+    else:
+        shown = f"{default:g}"
     return f"{meta['help']}{choices}; default {shown}" + ("; defines the run" if meta["defines_run"] else "")
 
 

@@ -1,17 +1,20 @@
 """Evaluation of a prompt on held-out pairs: test loss, greedy accuracy, sample predictions.
 
-Nothing here builds a gradient graph. Accuracy is the exact match of the first word the model writes
-when it decodes greedily. That needs no generation loop: greedy decoding writes exactly the target
-word iff, teacher-forced, the argmax at every target position is the target token *and* the argmax
-after the last one does not continue the word (a space, punctuation or end of text follows). So one
-forward pass over context + target gives both the loss and the accuracy. (A greedy output that spells
-the same word with other tokens counts as wrong; BPE rarely does that.) The sample predictions shown to
-people do run real greedy generation, with a KV cache.
+Nothing here builds a gradient graph. **Accuracy**, one rule everywhere: decoding greedily, the model
+writes the whole target, token for token and case as written ("New Delhi", "Afghani (AFN)",
+"dépendant"), and the token after it does not continue its last word (a space, punctuation, a newline
+or the end of text follows). Scoring needs no generation loop for that: teacher-forced, the argmax at
+every target position is the target token and the argmax after the last one does not continue the
+word, so one forward pass over context + target gives both the loss and the accuracy. (A greedy output
+that spells the target with other tokens counts as wrong; BPE rarely does that.)
+
+The **predictions** shown to people (the run's sample rows, `promptgrad predict`, the probe) run real
+greedy generation with a KV cache and show the whole answer the model wrote, up to the end of its line
+or of the text, and mark it by the same rule, applied to the generated tokens.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -25,8 +28,7 @@ from promptgrad.pairs import Pair
 from promptgrad.prefix_cache import model_inputs, reuse_cache
 from promptgrad.template import TemplateEncoder
 
-MAX_NEW_TOKENS = 6  # enough for a word of WordNet's length in BPE tokens; the first word is what counts
-FIRST_WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
+MAX_ANSWER_TOKENS = 20  # a whole answer of a few words; generation also stops at the end of a line or of the text
 
 
 @dataclass(frozen=True)
@@ -84,39 +86,65 @@ def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair
             return done.value
 
 
+@dataclass(frozen=True)
+class Answer:
+    ids: list[int]  # the tokens written greedily after the context (up to the end of the line, at most a limit)
+    text: str  # the answer as written: those tokens decoded, without the end of line, stripped
+
+
 @torch.inference_mode()
-def greedy_words(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], prompt: torch.Tensor, batch_size: int) -> list[str]:
-    """The first word the model writes after each context, decoding greedily."""
-    words: list[str] = []
+def greedy_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], prompt: torch.Tensor, batch_size: int,
+                   min_tokens: int = 0) -> list[Answer]:
+    """What the model writes after each context, decoding greedily, until every row has ended its line
+    (or the text), and at least `min_tokens` tokens (enough to check a target and the token after it)."""
+    tokenizer = frozen.tokenizer
+    ends = ends_line(tokenizer).to(frozen.device)
+    answers: list[Answer] = []
     for i in range(0, len(xs), batch_size):
         batch = encoder.collate([encoder.encode(x, "_") for x in xs[i : i + batch_size]], inputs="context").to(frozen.device)
         attention, positions = batch.attention_mask, batch.position_ids
         out = frozen.model(**model_inputs(frozen, batch, embed_with_prompt(frozen, batch, prompt)), use_cache=True, logits_to_keep=1)
-        generated = []
-        for _ in range(MAX_NEW_TOKENS):
+        generated, ended = [], torch.zeros(len(attention), dtype=torch.bool, device=frozen.device)
+        for n in range(max(MAX_ANSWER_TOKENS, min_tokens)):
             token = out.logits[:, -1].argmax(-1)
             generated.append(token)
+            ended |= ends[token]
+            if n + 1 >= min_tokens and bool(ended.all()):
+                break
             attention = torch.cat([attention, attention.new_ones((len(token), 1))], dim=1)
             positions = positions[:, -1:] + 1
-            out = frozen.model(
-                input_ids=token[:, None],
-                attention_mask=attention,
-                position_ids=positions,
-                use_cache=True,
-                **reuse_cache(out),
-            )
-        texts = frozen.tokenizer.batch_decode(torch.stack(generated, 1).tolist(), skip_special_tokens=True)
-        words += [first_word(t) for t in texts]
-    return words
+            out = frozen.model(input_ids=token[:, None], attention_mask=attention, position_ids=positions, use_cache=True,
+                               **reuse_cache(out))
+        for row in torch.stack(generated, 1).tolist():
+            line = next((k for k, t in enumerate(row) if ends[t]), len(row))
+            text = tokenizer.decode(row[:line], skip_special_tokens=True)
+            answers.append(Answer(row, text.split("\n")[0].strip()))
+    return answers
 
 
-def first_word(text: str) -> str:
-    match = FIRST_WORD.search(text)
-    return match.group(0).lower() if match else ""
+def ends_line(tokenizer) -> torch.Tensor:
+    """Bool [vocab]: does this token end the answer (end of text, or a newline in it)? Kept on the tokenizer."""
+    table = getattr(tokenizer, "_promptgrad_ends_line", None)
+    if table is None:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        special = set(tokenizer.all_special_ids)
+        table = torch.tensor([i in special or "\n" in t for i, t in enumerate(texts)])
+        tokenizer._promptgrad_ends_line = table
+    return table
+
+
+def wrote_target(tokenizer, generated: list[int], target: list[int]) -> bool:
+    """The accuracy rule, on generated tokens: the target token for token, then a token that does not
+    continue its last word (or nothing more: the text ended)."""
+    if generated[: len(target)] != target:
+        return False
+    return len(generated) == len(target) or not bool(continues_word(tokenizer)[generated[len(target)]])
 
 
 def predictions(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor) -> list[Prediction]:
+    """Each pair's whole greedy answer, marked right by the rule that scores accuracy."""
     if not pairs:
         return []
-    words = greedy_words(frozen, encoder, [p.x for p in pairs], prompt, len(pairs))
-    return [Prediction(p.x, p.y, w, w == p.y.lower()) for p, w in zip(pairs, words)]
+    targets = [encoder.encode(p.x, p.y).target for p in pairs]
+    answers = greedy_answers(frozen, encoder, [p.x for p in pairs], prompt, len(pairs), max(map(len, targets)) + 1)
+    return [Prediction(p.x, p.y, a.text, wrote_target(frozen.tokenizer, a.ids, t)) for p, a, t in zip(pairs, answers, targets)]

@@ -73,9 +73,10 @@ class Evaluation(Event):
     step: int
     prompt: str
     test_loss: float
-    accuracy: float  # greedy exact match of the first generated word
+    accuracy: float  # greedy exact match of the whole target (evaluation.py states the rule)
     n_pairs: int
     best_test_loss: float | None  # best learned-prompt test loss so far (None before the first)
+    text: str = ""  # a hand-written prompt's wording (a run may compare several)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Example pairs (x -> y): loading them from JSONL, CSV or `datasets`, and the seeded train/test split.
+"""Example pairs (x -> y): loading them from JSONL, CSV, parquet or `datasets`, and the seeded train/test split.
 
-A bundled name (`antonyms`) reads `data/antonyms.jsonl` shipped with the package. A path ending in
-.jsonl/.json/.csv is read locally with the standard library, so that a bad line gets an exact message.
-Anything else is handed to `datasets.load_dataset`; when the hub cannot be reached (or offline mode is set)
-only the local cache is consulted, so that a missing data set is said at once rather than after retries.
+A bundled task's name (`antonyms`, tasks.py) reads its file shipped with the package. A path ending in
+.jsonl/.json/.csv is read locally with the standard library, so that a bad line gets an exact message. A
+.parquet file or a folder written by `save_to_disk` is read by `datasets`. Anything else is handed to
+`datasets.load_dataset` as a hub name; when the hub cannot be reached (or offline mode is set) only the
+local cache is consulted, so that a missing data set is said at once rather than after retries.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import os
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 
 from promptgrad.errors import UserError
 from promptgrad.files import read_bytes
 
-BUNDLED = {"antonyms": "antonyms.jsonl"}
 
 
 @dataclass(frozen=True)
@@ -36,10 +35,6 @@ class Split:
     test: list[Pair]
 
 
-def bundled_path(name: str) -> Path:
-    return Path(str(resources.files("promptgrad.data").joinpath(BUNDLED[name])))
-
-
 class PairList(list[Pair]):
     """The pairs `load_pairs` read (a plain list of Pair to its callers), and how many rows it skipped."""
 
@@ -47,17 +42,24 @@ class PairList(list[Pair]):
 
 
 def load_pairs(source: str, x_column: str = "x", y_column: str = "y") -> PairList:
-    """Read the pairs from a bundled name, a local .jsonl/.json/.csv file, or a `datasets` name.
+    """Read the pairs from a bundled task's name, a local .jsonl/.json/.csv file (read here, so a bad line
+    gets an exact message), a .parquet file or a folder saved by `save_to_disk` (read by `datasets`), or
+    a Hugging Face dataset name.
 
     A cell is used as text: a string as written (stripped), an integer as its digits; any other value (a
     float, a boolean, a list) is refused with the row and column, since str() would alter it (1.50 -> 1.5).
     A row whose x or y is missing, null or empty is skipped (sparse data sets are fine); the result is a
     `PairList`, a list of Pair whose `skipped` attribute says how many rows were skipped.
     """
-    if source in BUNDLED:
-        rows, where = read_local(bundled_path(source)), f"bundled data set {source!r}"
-    elif source.endswith((".jsonl", ".json", ".csv")) or Path(source).exists():
-        rows, where = read_local(Path(source)), source
+    from promptgrad.tasks import bundled_tasks
+
+    path = Path(source).expanduser()
+    if source in bundled_tasks():
+        rows, where = read_local(bundled_tasks()[source].path), f"bundled task {source!r}"
+    elif source.endswith(".parquet") or path.is_dir():
+        rows, where = read_with_datasets(path), source
+    elif source.endswith((".jsonl", ".json", ".csv")) or path.exists():
+        rows, where = read_local(path), source
     else:
         rows, where = read_hub(source), source
     if not rows:
@@ -157,6 +159,31 @@ def read_text(path: Path) -> str:
         line = data.count(b"\n", 0, e.start) + 1
         raise UserError(f"data file {path} line {line} (byte {e.start}) is not valid UTF-8; "
                         f"re-save the file as UTF-8", "data") from None
+
+
+def read_with_datasets(path: Path) -> list[tuple[str, dict]]:
+    """A .parquet file, or a folder written by `Dataset.save_to_disk` (its train split, if it holds several)."""
+    import datasets
+
+    if not path.exists():
+        raise UserError(f"data {path} does not exist; give a .jsonl/.csv/.parquet file or a save_to_disk folder", "data")
+    try:
+        if path.is_dir():
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                if "train" not in loaded:
+                    raise UserError(f"data folder {path} holds the splits {', '.join(loaded)} but no 'train'; save one "
+                                    f"split, or name it train", "data")
+                loaded = loaded["train"]
+        else:
+            loaded = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    except UserError:
+        raise
+    except Exception as e:  # datasets raises many kinds; the user needs one line either way
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        kind = "a folder saved by datasets' save_to_disk" if path.is_dir() else "a parquet file"
+        raise UserError(f"data {path} cannot be read as {kind} ({reason})", "data") from None
+    return [(f"data {path} row {number}", row) for number, row in enumerate(loaded, 1)]
 
 
 def read_hub(name: str) -> list[tuple[str, dict]]:

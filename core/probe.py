@@ -3,7 +3,7 @@
     probe = Probe()
     for event in train(config, stop, probe=probe):   # the loop attaches its model and prompt
         ...
-    probe.ask("hot")   # from any thread: ProbeAnswer(x="hot", learned="cold", hand_written="hot", step=40)
+    probe.ask("hot")   # from any thread: ProbeAnswer(x="hot", learned="cold", hand_written="hot and cold", step=40)
 
 `ask` decodes greedily (no randomness, so the run's RNG stream is untouched), under inference mode
 (no graph), with a copy of the prompt taken under the lock the loop holds while it updates the prompt
@@ -26,7 +26,7 @@ from promptgrad.errors import UserError
 @dataclass(frozen=True)
 class ProbeAnswer:
     x: str
-    learned: str  # the first word the model writes with the learned prompt
+    learned: str  # the whole answer the model writes with the learned prompt (evaluation.py's Answer.text)
     hand_written: str  # ... and with the hand-written one
     step: int  # the step whose prompt answered
 
@@ -45,7 +45,7 @@ class Probe:
         return self._attached is not None
 
     def ask(self, x: str) -> ProbeAnswer:
-        from promptgrad.evaluation import greedy_words
+        from promptgrad.evaluation import greedy_answers
 
         if self._attached is None:
             raise UserError("there is no prompt to try yet: start or resume a run first")
@@ -56,6 +56,6 @@ class Probe:
         with self.lock:
             vectors, at = prompt().detach().clone(), step()
         frozen = session.frozen
-        learned = greedy_words(frozen, session.encoder, [x], vectors, 1)[0]
-        hand = greedy_words(frozen, baseline_encoder, [x], baseline, 1)[0]
+        learned = greedy_answers(frozen, session.encoder, [x], vectors, 1)[0].text
+        hand = greedy_answers(frozen, baseline_encoder, [x], baseline, 1)[0].text
         return ProbeAnswer(x, learned, hand, at)

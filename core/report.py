@@ -82,7 +82,8 @@ class TrainingReport:
             self.say(f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
                      f"the learning rate decays from {event.lr:.3g} to 0 by step {event.total_steps}")
         elif kind == "evaluation":
-            self.say(escape(f"step {event.step}: {event.prompt} prompt: test loss {event.test_loss:.4f}, "
+            wording = f" {event.text!r}" if event.text else ""
+            self.say(escape(f"step {event.step}: {event.prompt} prompt{wording}: test loss {event.test_loss:.4f}, "
                             f"accuracy {event.accuracy:.1%} on {event.n_pairs} test pairs"))
         elif kind == "predictions":
             self.say(escape("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows)))

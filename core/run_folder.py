@@ -1,7 +1,8 @@
 """A run folder, `runs/<name>/`: everything needed to trace, resume, view or reuse a run.
 
     config.toml          the resolved TrainConfig (precision as decided, never "auto")
-    facts.json           which data exactly the run split: its source, pair count and hash (run_facts.py)
+    facts.json           the precision decided, and which data exactly the run split: its source, pair count and hash
+    split.jsonl          which pairs were trained on and which tested ({"x", "y", "side"} a line)
     metrics.jsonl        one JSON object per event, flushed as it goes (readable while being written)
     checkpoint.pt        the learner's state, RNG state, step and schedule, for resume (written atomically)
     prompt.safetensors   tensor `prompt` [prompt_len, hidden] float32 with string metadata
@@ -46,8 +47,8 @@ from promptgrad.files import (READ_WRITE, atomic_write, kind_of, no_space, not_r
 from promptgrad.run_facts import FACTS
 
 CONFIG, METRICS, CHECKPOINT, PROMPT = "config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"
-TRACEBACK, LOCK = "traceback.txt", ".lock"
-FILES = (CONFIG, METRICS, CHECKPOINT, PROMPT, TRACEBACK, LOCK, FACTS)  # all that promptgrad reads or writes in a run folder
+TRACEBACK, LOCK, SPLIT = "traceback.txt", ".lock", "split.jsonl"
+FILES = (CONFIG, METRICS, CHECKPOINT, PROMPT, TRACEBACK, LOCK, FACTS, SPLIT)  # all that promptgrad reads or writes in a run folder
 
 
 def whole_file_lock(kind: int) -> bytes:
@@ -232,6 +233,14 @@ class RunFolder:
     def load_prompt(self) -> tuple[torch.Tensor, dict[str, str]]:
         return load_prompt(self.path / PROMPT)
 
+    # ---- the split ----------------------------------------------------------------------------
+    def save_split(self, split) -> None:
+        """Which pairs were trained on and which tested, one JSON object a line ({"x", "y", "side"}), so a
+        score can be reproduced outside promptgrad."""
+        lines = [json.dumps({"x": p.x, "y": p.y, "side": side}, ensure_ascii=False) + "\n"
+                 for side, pairs in (("train", split.train), ("test", split.test)) for p in pairs]
+        atomic_write(self.path / SPLIT, "".join(lines).encode())
+
     # ---- failures ---------------------------------------------------------------------------
     def save_traceback(self, text: str) -> Path:
         """Append a bug's traceback (a folder keeps every failure it saw, newest last)."""
@@ -371,7 +380,7 @@ def summarize(path: Path) -> RunSummary:
     if running:
         state = "running"
     problem = f"{METRICS} lines {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} are not events (skipped)" if bad else ""
-    return RunSummary(run.path, run.path.name, state, step, total, best, final, config.task.model, config.learning.mode, modified, problem)
+    return RunSummary(run.path, run.path.name, state, step, total, best, final, config.problem.model, config.learning.mode, modified, problem)
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:

@@ -31,8 +31,12 @@ class Session:
     processes: Processes = Processes()
 
     def baseline_prompt(self) -> tuple[torch.Tensor, TemplateEncoder]:
-        """The hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
-        return self.text_prompt(self.config.task.baseline_text, "baseline_text")
+        """The first hand-written prompt's embeddings, and an encoder with room for exactly its tokens."""
+        return self.text_prompt(self.config.problem.baseline_text[0], "baseline_text")
+
+    def baseline_prompts(self) -> list[tuple[str, torch.Tensor, TemplateEncoder]]:
+        """Every hand-written prompt: its text, its embeddings, an encoder with room for exactly its tokens."""
+        return [(text, *self.text_prompt(text, "baseline_text")) for text in self.config.problem.baseline_text]
 
     def text_prompt(self, text: str, field: str | None = None) -> tuple[torch.Tensor, TemplateEncoder]:
         """Any wording as a prompt: its tokens' embeddings, in this run's template."""
@@ -54,22 +58,29 @@ class Session:
 
 
 def open_session(config: TrainConfig, recorded: RunFacts | None = None, run: str = "", evaluating: bool = False,
-                 precision: str | None = None) -> Session:
+                 precision: str | None = None, test_data: str | None = None) -> Session:
     """Data first (a bad file fails before minutes of model loading), then precision, then the model.
     For a new run the precision is decided here; for a run folder (`run`) the data must be what it
     `recorded`, and its recorded precision is used, and must be native here, unless `precision` (eval's
-    --precision) asks for another."""
+    --precision) asks for another. `test_data` (eval's --data): every pair of that file is a test pair,
+    and the run's own data is not read."""
+    config = config.resolved()
+    if config.machine.threads:
+        torch.set_num_threads(config.machine.threads)
     device = resolve_device(config.machine.device)
     group = processes(device.type)
     if group.active and config.learning.batch_size < group.world_size:
         raise UserError(f"batch_size {config.learning.batch_size} is smaller than the {group.world_size} processes sharing it",
                         "batch_size")
     device = resolve_device(config.machine.device, group.local_rank)
-    pairs = load_pairs(config.task.data, config.task.x_column, config.task.y_column)
-    data = DataFacts.of(config.task.data, pairs)
-    if recorded is not None:
-        data.check_same_as(recorded.data, run)
-    split = split_pairs(pairs, config.learning.test_fraction, config.learning.seed, config.learning.train_size)
+    pairs = load_pairs(test_data or config.problem.data, config.problem.x_column, config.problem.y_column)
+    data = DataFacts.of(test_data or config.problem.data, pairs)
+    if test_data:
+        split = Split([], list(dict.fromkeys(pairs)))
+    else:
+        if recorded is not None:
+            data.check_same_as(recorded.data, run)
+        split = split_pairs(pairs, config.learning.test_fraction, config.learning.seed, config.learning.train_size)
     if recorded is not None and precision:
         choice = PrecisionChoice(precision, f"as asked, not the {recorded.precision} the run recorded")
     elif recorded is not None:
@@ -77,15 +88,41 @@ def open_session(config: TrainConfig, recorded: RunFacts | None = None, run: str
         choice = PrecisionChoice(recorded.precision, recorded.precision_reason)
     else:
         asked = config.machine.precision
-        choice = choose_precision(asked, device, hidden_size(config.task.model) if asked == "auto" else 0)
+        choice = choose_precision(asked, device, hidden_size(config.problem.model) if asked == "auto" else 0)
         if group.any(choice.precision == "fp32", device) and choice.precision != "fp32":
             # every process must compute alike: fp32 if any of them would not choose bf16
             choice = PrecisionChoice("fp32", choice.reason + ", but another process chose fp32")
-    frozen = load_model(config.task.model, device, DTYPES[choice.precision], config.machine.device_map)
-    return session_around(config, frozen, split, RunFacts(choice.precision, choice.reason, str(device), data), group)
+    frozen = load_model(config.problem.model, device, DTYPES[choice.precision], config.machine.device_map)
+    session = session_around(config, frozen, split, RunFacts(choice.precision, choice.reason, str(device), data), group)
+    check_context_length(session)
+    return session
+
+
+def context_length(model) -> int | None:
+    """The most positions the model can attend to, from its config (None: no limit it states)."""
+    config = model.config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    return None
+
+
+def check_context_length(session: Session) -> None:
+    """A pair too long for the model's context would fail deep inside its forward pass: name it instead."""
+    limit = context_length(session.frozen.model)
+    if limit is None:
+        return
+    encoder = session.encoder
+    baseline = max(len(encoder.tokens(t)) for t in session.config.problem.baseline_text) - encoder.prompt_len
+    for pair in (*session.split.train, *session.split.test):
+        encoded = encoder.encode(pair.x, pair.y)
+        length = len(encoded.context) + len(encoded.target) + max(0, baseline)
+        if length > limit:
+            raise UserError(f"the pair {pair.x!r} -> {pair.y!r} makes {length} tokens in the template, more than the "
+                            f"model's context of {limit}; shorten it or leave it out of the data", "data")
 
 
 def session_around(config: TrainConfig, frozen: FrozenModel, split: Split, facts: RunFacts,
                    group: Processes = Processes()) -> Session:
-    encoder = TemplateEncoder(Template.parse(config.task.template), frozen.tokenizer, config.task.prompt_len)
+    encoder = TemplateEncoder(Template.parse(config.problem.template), frozen.tokenizer, config.problem.prompt_len)
     return Session(config, split, frozen, encoder, facts, group)

@@ -57,7 +57,9 @@ class SoftPrompt(torch.nn.Module):
             ids = tokenizer(argument, add_special_tokens=False)["input_ids"]
             if not ids:
                 raise UserError(f"init text {argument!r} encodes to no tokens", "init")
-            ids = (ids * prompt_len)[:prompt_len]  # repeat or truncate to the prompt length, as PEFT does
+            if len(ids) != prompt_len:  # never repeated or cut without a word (PEFT repeats it)
+                raise UserError(f"init text {argument!r} is {len(ids)} token(s), but prompt_len is {prompt_len}: set "
+                                f"prompt_len {len(ids)}, or give words that make {prompt_len} tokens", "init")
             return SoftPrompt(table[ids])
         from promptgrad.run_folder import load_prompt
 

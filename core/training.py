@@ -26,6 +26,7 @@ the steps, a last look on the whole test set, the end.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 import time
@@ -86,9 +87,16 @@ def epoch_batches(pairs: list, batch_size: int, seed: int, epoch: int) -> list[l
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def prompt_metadata(config: TrainConfig, step: int) -> dict[str, str]:
-    return {"model": config.task.model, "template": config.task.template, "prompt_len": str(config.task.prompt_len),
-            "init": config.task.init, "step": str(step), "mode": config.learning.mode}
+def prompt_metadata(config: TrainConfig, facts: RunFacts, step: int) -> dict[str, str]:
+    """What someone with only prompt.safetensors needs to use it: where the model loads from, the
+    template it stands in, the hand-written prompts it was compared with, which data it learned from."""
+    from promptgrad.models import model_source
+
+    problem = config.problem
+    return {"model": problem.model, "model_source": model_source(problem.model), "template": problem.template,
+            "prompt_len": str(problem.prompt_len), "baseline_text": json.dumps(problem.baseline_text), "init": problem.init,
+            "task": problem.task, "data": problem.data, "data_sha256": facts.data.sha256, "step": str(step),
+            "mode": config.learning.mode}
 
 
 def make_learner(session: Session) -> Learner:
@@ -99,9 +107,9 @@ def make_learner(session: Session) -> Learner:
             raise UserError("hard mode runs in a single process; start it without accelerate launch / torchrun", "mode")
         from promptgrad.search.hard_learner import HardLearner
 
-        return HardLearner(frozen, encoder, session.split.train, session.eval_batch_size, generator, init=config.task.init,
+        return HardLearner(frozen, encoder, session.split.train, session.eval_batch_size, generator, init=config.problem.init,
                            search=config.search, gcg=config.gcg, lr=config.learning.lr)
-    initial = SoftPrompt.initial(config.task.init, config.task.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator)
+    initial = SoftPrompt.initial(config.problem.init, config.problem.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator)
     pairs = [encoder.encode(p.x, p.y) for p in session.split.train]
     return SoftLearner(frozen, initial, pairs, config.learning.batch_size, config.learning.lr, session.processes)
 
@@ -199,7 +207,7 @@ class TrainingRun:
         """The folder locked, what a resume goes on from, the model and data, the learner, the schedule."""
         resumed = self.open_folder()
         if self.session is None:
-            yield Progress(0, f"loading data and model {self.config.task.model}", 0, 0)
+            yield Progress(0, f"loading data and model {self.config.problem.model}", 0, 0)
             self.session = open_session(self.config, resumed.facts if resumed else None, str(self.resume or ""))
         session, config = self.session, self.config
         self.learner = make_learner(session)
@@ -212,11 +220,12 @@ class TrainingRun:
             self.run.save_config(config)
             if not resumed:
                 session.facts.save(self.run.path)
+                self.run.save_split(session.split)
         if self.probe:
             self.probe.attach(session, self.learner.prompt, lambda: self.step)
         self.start_step = self.step
         facts, split = session.facts, session.split
-        yield self.emit(Started(str(self.run.path) if self.run else "", config.task.model, str(session.frozen.device),
+        yield self.emit(Started(str(self.run.path) if self.run else "", config.problem.model, str(session.frozen.device),
                                 facts.precision, len(split.train), len(split.test), self.total, self.start_step,
                                 self.steps_per_epoch, facts.precision_reason, facts.data.skipped_rows))
         if extended:
@@ -224,7 +233,7 @@ class TrainingRun:
 
     def open_folder(self) -> Resumed | None:
         """Lock the folder first (rank 0 only), so a second writer fails at once; on resume, what it holds."""
-        self.config = config = self.config.with_absolute_paths()  # the same files from any working directory
+        self.config = config = self.config.resolved()  # empty settings from the task; the same files from any directory
         if self.session is not None:
             return None  # api.py: a model already loaded, no folder
         group = processes(resolve_device(config.machine.device).type)
@@ -273,8 +282,8 @@ class TrainingRun:
 
     def first_look(self) -> Iterator[Event]:
         """Before step 1: the hand-written and the untrained prompt on the evaluation subset, and a readout."""
-        baseline, baseline_encoder = self.session.baseline_prompt()
-        yield from self.evaluate("hand-written", baseline, self.eval_pairs, baseline_encoder)
+        for text, baseline, baseline_encoder in self.session.baseline_prompts():
+            yield from self.evaluate("hand-written", baseline, self.eval_pairs, baseline_encoder, text=text)
         yield from self.evaluate("untrained", self.learner.initial_prompt(), self.eval_pairs)
         if hasattr(self.learner, "start_events"):
             yield from map(self.emit, self.learner.start_events())
@@ -321,15 +330,15 @@ class TrainingRun:
         session, stoppable = self.session, not self.session.processes.active
         test = session.split.test
         if self.eval_pairs is not test:
-            baseline, baseline_encoder = session.baseline_prompt()
-            for label, vectors, encoder in (("hand-written", baseline, baseline_encoder),
-                                            ("untrained", self.learner.initial_prompt(), session.encoder)):
-                if label in self.full_baselines:  # an extended run measured them at its first end
-                    loss, accuracy, n = self.full_baselines[label]
-                    yield self.emit(Evaluation(self.step, label, loss, accuracy, int(n), None))
+            baselines = [("hand-written", text, vectors, encoder) for text, vectors, encoder in session.baseline_prompts()]
+            for label, text, vectors, encoder in [*baselines, ("untrained", "", self.learner.initial_prompt(), session.encoder)]:
+                key = f"{label} {text}"
+                if key in self.full_baselines:  # an extended run measured them at its first end
+                    loss, accuracy, n = self.full_baselines[key]
+                    yield self.emit(Evaluation(self.step, label, loss, accuracy, int(n), None, text))
                 else:
-                    score = yield from self.evaluate(label, vectors, test, encoder, stoppable)
-                    self.full_baselines[label] = [score.test_loss, score.accuracy, score.n_pairs]
+                    score = yield from self.evaluate(label, vectors, test, encoder, stoppable, text)
+                    self.full_baselines[key] = [score.test_loss, score.accuracy, score.n_pairs]
         return (yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable))
 
     def stopped(self) -> Iterator[Event]:
@@ -348,12 +357,13 @@ class TrainingRun:
         return str(self.run.path / PROMPT) if self.run else ""
 
     def evaluate(self, label: str, vectors: torch.Tensor, pairs: list[Pair], encoder: TemplateEncoder | None = None,
-                 stoppable: bool = True) -> Generator[Event, None, PromptScore]:
-        score = yield from self.scored(f"scoring the {label} prompt", vectors, pairs, encoder or self.session.encoder, stoppable)
+                 stoppable: bool = True, text: str = "") -> Generator[Event, None, PromptScore]:
+        what = f"{label} prompt {text!r}" if text else f"{label} prompt"
+        score = yield from self.scored(f"scoring the {what}", vectors, pairs, encoder or self.session.encoder, stoppable)
         if label == "learned":
             self.best = min(self.best, score.test_loss)
         yield self.emit(Evaluation(self.step, label, score.test_loss, score.accuracy, score.n_pairs,
-                                   self.best if self.best < math.inf else None))
+                                   self.best if self.best < math.inf else None, text))
         return score
 
     def readout(self) -> Iterator[Event]:
@@ -383,7 +393,8 @@ class TrainingRun:
                  "finished": done, "full_baselines": self.full_baselines}
         with uninterrupted():
             self.run.save_checkpoint(state)
-            self.run.save_prompt(self.learner.prompt(), {**prompt_metadata(self.config, self.step), **self.learner.metadata()})
+            metadata = {**prompt_metadata(self.config, self.session.facts, self.step), **self.learner.metadata()}
+            self.run.save_prompt(self.learner.prompt(), metadata)
             self.emit(event)
         yield event
 

@@ -116,7 +116,7 @@ def main() -> None:
 
         model = str(make_tiny_gpt2(scratch / "tiny-gpt2"))
     # a slice of the bundled antonyms, so that the final evaluation on the whole test set is quick
-    lines = (files("promptgrad.data") / "antonyms.jsonl").read_text().splitlines(keepends=True)
+    lines = (files("promptgrad.data") / "tasks" / "antonyms.jsonl").read_text().splitlines(keepends=True)
     data = scratch / "antonyms-500.jsonl"
     data.write_text("".join(random.Random(0).sample(lines, 500)))
     config = TrainConfig(model=model, data=str(data), steps=args.steps, batch_size=8, eval_every=5, eval_size=64,

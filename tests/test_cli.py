@@ -11,7 +11,7 @@ from promptgrad.cli import main
 
 
 def tiny_args(config, *extra):
-    return ["train", "--model", config.task.model, "--data", config.task.data, "--steps", "2", "--batch-size", "4",
+    return ["train", "--model", config.problem.model, "--data", config.problem.data, "--steps", "2", "--batch-size", "4",
             "--eval-size", "4", "--precision", "fp32", "--runs-dir", config.machine.runs_dir, *extra]
 
 
@@ -64,7 +64,7 @@ def test_bad_input_leaves_an_existing_run_untouched(tiny_config, capsys):
 def test_train_eval_predict_nearest(tiny_config, capsys):
     assert main(tiny_args(tiny_config, "--name", "cli")) == 0
     out = capsys.readouterr().out
-    assert "hand-written prompt: test loss" in out and "finished at step 2" in out
+    assert "hand-written prompt ' antonyms': test loss" in out and "finished at step 2" in out
     run = f"{tiny_config.machine.runs_dir}/cli"
     assert main(["eval", run]) == 0
     out = capsys.readouterr().out
@@ -83,7 +83,7 @@ def test_config_file_and_overrides(tiny_config, tmp_path, capsys):
     from promptgrad.run_folder import RunFolder
 
     saved = RunFolder.open(f"{tiny_config.machine.runs_dir}/from-file").config()
-    assert saved.learning.seed == 3 and saved.learning.steps == 1 and saved.task.model == tiny_config.task.model
+    assert saved.learning.seed == 3 and saved.learning.steps == 1 and saved.problem.model == tiny_config.problem.model
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = \n")
     assert main(["train", "--config", str(bad)]) == 2
@@ -265,3 +265,32 @@ def test_a_nul_byte_in_a_name_is_one_line(tiny_config, tmp_path, capsys):
     one_line(capsys, main(tiny_args(tiny_config, "--config", str(config))), 2, "NUL byte")
     one_line(capsys, main(["eval", "runs/a\x00b"]), 2, "NUL byte")
     one_line(capsys, main(["train", "--resume", "runs/a\x00b"]), 2, "NUL byte")
+
+
+def test_the_split_is_saved_and_eval_scores_any_file(soft_run, tmp_path, capsys):
+    from promptgrad.run_facts import RunFacts
+
+    lines = [json.loads(line) for line in (soft_run / "split.jsonl").read_text().splitlines()]
+    sides = [line["side"] for line in lines]
+    assert set(sides) == {"train", "test"} and sides == sorted(sides, key=["train", "test"].index)
+    assert len(lines) == len({(line["x"], line["y"]) for line in lines})  # each pair on one side only
+    started = json.loads((soft_run / "metrics.jsonl").read_text().splitlines()[0])
+    assert sides.count("train") == started["n_train"] and sides.count("test") == started["n_test"]
+    assert RunFacts.load(soft_run).data.n_pairs == len(lines)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"x": "wet", "y": "dry"}\n{"x": "early", "y": "late"}\n{"x": "near", "y": "far"}\n')
+    capsys.readouterr()
+    assert main(["eval", str(soft_run), "--data", str(other)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"3 pairs of {other}" in out and "soft (learned vectors)" in out
+
+
+def test_threads_sets_pytorchs_cpu_threads(tiny_config):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(tiny_args(tiny_config, "--threads", "1", "--name", "one-thread")) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -68,7 +68,7 @@ def setup(tiny_gpt2, tmp_path_factory) -> Setup:
     allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], readable_only=True)
     projection = Projection(frozen.embedding.weight, allowed)
     round_trip = RoundTrip(encoder, [p.x for p in session.split.train[:3]])
-    vectors, ids = start_ids(session.config.task.init, encoder, frozen, projection, allowed, round_trip,
+    vectors, ids = start_ids(session.config.problem.init, encoder, frozen, projection, allowed, round_trip,
                              torch.Generator().manual_seed(0))
     batch = encoder.collate([encoder.encode(p.x, p.y) for p in session.split.train[:4]])
     return Setup(session, allowed, projection, round_trip, ids, vectors, batch)

@@ -171,7 +171,7 @@ def test_a_gpu_before_ampere_is_not_taken_for_native_bf16(monkeypatch):
 # ---- the data a run split is the data it resumes and is evaluated on ---------------------------------
 
 def test_resume_and_eval_refuse_data_that_changed_since_the_run_started(tiny_config, tmp_path, capsys):
-    data = Path(tiny_config.task.data)
+    data = Path(tiny_config.problem.data)
     run = stop_at(tiny_config.replace(name="data", checkpoint_every=0), 2)
     original = data.read_text()
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -192,11 +192,11 @@ def test_a_relative_data_path_means_the_same_file_from_any_working_directory(tin
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     here.mkdir()
     elsewhere.mkdir()
-    (here / "pairs.jsonl").write_text(Path(tiny_config.task.data).read_text())
+    (here / "pairs.jsonl").write_text(Path(tiny_config.problem.data).read_text())
     (elsewhere / "pairs.jsonl").write_text('{"x": "in", "y": "out"}\n{"x": "out", "y": "in"}\n' * 3)  # another file, same name
     monkeypatch.chdir(here)
     run = stop_at(tiny_config.replace(name="relative", data="pairs.jsonl", checkpoint_every=0), 2)
-    assert RunFolder.open(run).config().task.data == str(here / "pairs.jsonl")
+    assert RunFolder.open(run).config().problem.data == str(here / "pairs.jsonl")
     monkeypatch.chdir(elsewhere)
     assert main(["train", "--resume", str(run), "--data", str(here / "pairs.jsonl")]) == 0  # the same file: allowed
     assert main(["eval", str(run)]) == 0

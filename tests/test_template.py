@@ -79,7 +79,7 @@ def test_cached_prefix_gives_the_same_loss_gradient_and_predictions(frozen):
     prompt's gradient are those of feeding every column, and so are greedy predictions."""
     import dataclasses
 
-    from promptgrad.evaluation import greedy_words
+    from promptgrad.evaluation import greedy_answers
 
     encoder = TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, prompt_len=2)
     assert encoder.prefix_len == len(frozen.tokenizer("Here are two")["input_ids"]) == 3
@@ -98,6 +98,6 @@ def test_cached_prefix_gives_the_same_loss_gradient_and_predictions(frozen):
     front = TemplateEncoder(Template.parse("{prompt} {x} and {y}"), frozen.tokenizer, prompt_len=2)
     assert front.prefix_len == 0  # nothing constant before the prompt: nothing to cache
     xs = ["hot", "big", "extraordinarily"]
-    cached = greedy_words(frozen, encoder, xs, prompt.detach(), 8)
+    cached = greedy_answers(frozen, encoder, xs, prompt.detach(), 8)
     encoder.prefix_len = 0
-    assert greedy_words(frozen, encoder, xs, prompt.detach(), 8) == cached
+    assert greedy_answers(frozen, encoder, xs, prompt.detach(), 8) == cached

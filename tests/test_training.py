@@ -3,10 +3,12 @@
 import json
 import threading
 
+import pytest
 import torch
 from conftest import logged
 from safetensors import safe_open
 
+from promptgrad.errors import UserError
 from promptgrad.events import Checkpoint, Evaluation, Finished, NearestTokens, Predictions, Started, Step
 from promptgrad.models import load_model
 from promptgrad.nearest_tokens import nearest_tokens
@@ -47,12 +49,13 @@ def test_nearest_token_of_a_token_embedding_is_that_token_with_cosine_one(tiny_g
         assert row[1].cosine < row[0].cosine
 
 
-def test_init_from_text_repeats_the_text_embeddings(tiny_gpt2):
+def test_init_from_text_takes_its_tokens_and_says_when_they_do_not_fill_the_prompt(tiny_gpt2):
     frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
-    ids = frozen.tokenizer(" antonyms", add_special_tokens=False)["input_ids"]
-    prompt = SoftPrompt.initial("text: antonyms", 5, frozen.embedding.weight, frozen.tokenizer, torch.Generator())
-    expected = frozen.embedding.weight[(ids * 5)[:5]]
-    torch.testing.assert_close(prompt.vectors.detach(), expected.detach())
+    ids = frozen.tokenizer(" capital city", add_special_tokens=False)["input_ids"]
+    prompt = SoftPrompt.initial("text: capital city", len(ids), frozen.embedding.weight, frozen.tokenizer, torch.Generator())
+    torch.testing.assert_close(prompt.vectors.detach(), frozen.embedding.weight[ids].detach())
+    with pytest.raises(UserError, match=f"is {len(ids)} token\\(s\\), but prompt_len is 4: set prompt_len {len(ids)}"):
+        SoftPrompt.initial("text: capital city", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator())
 
 
 def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
@@ -67,8 +70,9 @@ def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
     assert len(events[-1 - [type(e) for e in reversed(events)].index(Predictions)].rows) == 3
 
     run = RunFolder.open(events[0].run_dir)
-    assert {p.name for p in run.path.iterdir()} >= {"config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"}
-    assert run.config() == tiny_config
+    assert {p.name for p in run.path.iterdir()} >= {"config.toml", "facts.json", "split.jsonl", "metrics.jsonl", "checkpoint.pt",
+                                                    "prompt.safetensors"}
+    assert run.config() == tiny_config.resolved()  # the settings as given, what was left empty filled from the task
     lines = (run.path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in lines] == [e.kind for e in events]
     assert run.events() == events
@@ -76,7 +80,9 @@ def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
         meta = f.metadata()
         tensor = f.get_tensor("prompt")
     assert tensor.dtype == torch.float32 and tuple(tensor.shape) == (4, 64)
-    assert meta["model"] == tiny_config.task.model and meta["template"] == tiny_config.task.template and meta["prompt_len"] == "4"
+    resolved = tiny_config.resolved().problem
+    assert meta["model"] == resolved.model and meta["template"] == resolved.template and meta["prompt_len"] == "4"
+    assert json.loads(meta["baseline_text"]) == resolved.baseline_text and meta["model_source"] == resolved.model
 
 
 def test_stop_saves_a_checkpoint_and_resume_continues_to_the_same_prompt(tiny_config, tmp_path):

@@ -91,7 +91,7 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
                            and screen.chart.test_steps and len(screen.chart.steps) >= 3, what="panes to fill")
             await pilot.press("ctrl+r")  # ignored: one run at a time
             await wait_for(pilot, lambda: not screen.chart.stale, what="chart redraw")
-            assert screen.nearest.row_count == config.task.prompt_len
+            assert screen.nearest.row_count == config.problem.prompt_len
             assert screen.predictions.row_count == config.watch.num_predictions
             assert screen.chart.hand_written is not None
             assert "running" in str(screen.status.line()) and f"/{config.learning.steps}" in str(screen.status.line())
@@ -206,7 +206,7 @@ def test_3_a_failure_keeps_its_reason_on_screen_flags_its_field_and_the_app_stay
             assert isinstance(app.screen, MessageLogScreen)
             await pilot.press("escape")
 
-            screen.form.config_fields["data"].value = tiny_config.task.data
+            screen.form.config_fields["data"].value = tiny_config.problem.data
             screen.form.config_fields["name"].value = "second"
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: not screen.running, what="the second run")
@@ -258,7 +258,7 @@ def test_open_run_folder_by_keys_and_export(tiny_config, tmp_path):
             await wait_for(pilot, lambda: screen.nearest.row_count, what="the run to show")
             assert len(screen.chart.steps) == tiny_config.learning.steps and screen.chart.test_steps
             assert screen.predictions.row_count == tiny_config.watch.num_predictions
-            assert screen.form.config_fields["model"].value == tiny_config.task.model
+            assert screen.form.config_fields["model"].value == tiny_config.problem.model
             assert "finished" in str(screen.status.line())
 
             await pilot.press("ctrl+y")
@@ -753,3 +753,36 @@ def test_a_crash_exits_non_zero(monkeypatch):
     run = PromptgradApp.run
     monkeypatch.setattr(PromptgradApp, "run", lambda self, **kwargs: run(self, headless=True))
     assert main([]) != 0
+
+
+# ---- any task a researcher brings -------------------------------------------------------------------
+def test_a_task_is_picked_from_a_list_with_a_preview_and_a_run_starts_on_it(tiny_config):
+    from promptgrad_tui.task_picker import TaskPicker
+    from textual.widgets import OptionList
+
+    async def scenario():
+        app = PromptgradApp(tiny_config.replace(steps=2, eval_size=8, name="on-capitals"))
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.main_screen
+            await pilot.press("f3")
+            picker = app.screen
+            assert isinstance(picker, TaskPicker)
+            options = picker.query_one(OptionList)
+            while options.get_option_at_index(options.highlighted).id != "capitals":
+                await pilot.press("down")
+            preview = str(picker.query_one("#task-preview").render())
+            assert "238 pairs" in preview
+            assert "'The {prompt} of {x} is {y}'" in preview and "' capital'" in preview and "GeoNames" in preview
+            await pilot.press("enter")
+            assert app.screen is screen
+            fields = screen.form.config_fields
+            assert fields["task"].value == "capitals" and fields["data"].value == "" and fields["template"].value == ""
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "finished" in str(screen.status.line()), timeout=120, what="the run to finish")
+            saved = RunFolder.open(Path(tiny_config.machine.runs_dir) / "on-capitals").config()
+            assert saved.problem.task == "capitals" and saved.problem.template == "The {prompt} of {x} is {y}"
+            assert saved.problem.baseline_text[0] == " capital"
+            rows = screen.predictions.row_count
+            assert rows == tiny_config.watch.num_predictions
+
+    run_async(scenario())

@@ -62,6 +62,7 @@ class PromptgradApp(App):
             ("Resume or extend a run", "ctrl+g: pick a run folder, then how many steps", main.action_resume),
             ("Branch from the shown run", "ctrl+b: a new run starting from its prompt", main.action_branch),
             ("Browse runs", "ctrl+o: open a run, mark runs to compare on the chart", main.action_browse),
+            ("Pick a task", "f3: the bundled tasks, each previewed", main.action_pick_task),
             ("Try an input", "f2: the learned prompt's answer beside the hand-written one's", main.action_probe),
             ("Export the prompt", "ctrl+y: copy prompt.safetensors", main.action_export),
             ("Next pane", "ctrl+n", main.action_next_pane),

@@ -195,6 +195,7 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 | **ctrl+g** | resume or extend a run folder (pick it, then how many steps) |
 | **ctrl+b** | branch: a new run that starts from the shown run's prompt (init run:…) |
 | **ctrl+o** | browse runs/: open one to view, **space** marks runs to overlay on the chart |
+| **f3** | pick a bundled task from a list, each previewed (pairs, template, hand-written prompts) |
 | **f2** | try an input with the prompt being learned, beside the hand-written one |
 | **ctrl+y** | export the learned prompt (prompt.safetensors) |
 | **ctrl+n** | next pane; **tab** / **shift+tab** move between fields |
@@ -212,7 +213,8 @@ and takes any Hugging Face id or local path; a path that does not exist is flagg
 (~) test loss; runs marked in the browser are overlaid (x, +, *). Below the hand-written line, the
 learned prompt wins.
 
-**Predictions**: fixed test pairs and what the model answers with the prompt so far; the box under
+**Predictions**: fixed test pairs and the whole answer the model writes with the prompt so far, marked ✓
+by the rule that scores accuracy (the target, case as written, then no more letters of its last word); the box under
 them tries any input you type, while training goes on, without changing the run.
 
 **Nearest tokens**: for each prompt position, the vocabulary tokens closest by cosine similarity

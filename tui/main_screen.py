@@ -29,6 +29,7 @@ from promptgrad_tui.messages import RunEvents
 from promptgrad_tui.panes import PANES, WIDE, Panes
 from promptgrad_tui.probing import Probing
 from promptgrad_tui.run_control import RunControl
+from promptgrad_tui.task_picker import TaskPicker
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.key_bar import KeyBar
 from promptgrad_tui.widgets.loss_chart import LossChart
@@ -47,6 +48,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         Binding("ctrl+g", "resume", "Resume"),
         Binding("ctrl+b", "branch", "Branch", show=False),
         Binding("ctrl+o", "browse", "Runs"),
+        Binding("f3", "pick_task", "Task", show=False),
         Binding("f2", "probe", "Try", show=False),
         Binding("ctrl+y", "export", "Export", show=False),
         Binding("ctrl+n", "next_pane", "Pane"),
@@ -128,7 +130,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
             return None if self.running else True  # shown greyed out until the run has really ended
         if action == "stop":
             return (None if self.stop_event.is_set() else True) if self.running else False
-        if action in ("resume", "browse", "branch"):
+        if action in ("resume", "browse", "branch", "pick_task"):
             return None if self.running else True
         if action == "export":
             return self.run_dir is not None
@@ -144,6 +146,24 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         bars = self.query(KeyBar)  # none yet while the screen is being composed
         if bars:
             bars.first().show_keys(self.check_action)
+
+    def action_pick_task(self) -> None:
+        if self.running:
+            return
+        self.app.push_screen(TaskPicker(self.form.config_fields["task"].value), self.task_picked)
+
+    def task_picked(self, name: str | None) -> None:
+        """The task in the form, and its data, template and hand-written prompts taken from it (emptied)."""
+        if name is None or self.running:
+            return
+        fields = self.form.config_fields
+        fields["task"].value = name
+        for key in ("data", "template", "baseline_text"):
+            fields[key].value = ""
+        self.form.check()
+        self.show_pane("config", focus=False)
+        self.say(f"Task {name}: its data, template and hand-written prompts are used (the fields left empty); ctrl+r starts",
+                 title="Task")
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())

@@ -9,6 +9,7 @@ line would print.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -25,8 +26,13 @@ def choices_of(f: dataclasses.Field) -> tuple[str, ...]:
     return f.metadata["choices"] or (("true", "false") if isinstance(f.default, bool) else ())
 
 
-def as_choice(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def as_text(value: object) -> str:
+    """A setting's value as the form shows it: true/false, a JSON list for several texts (their spaces seen)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False) if value else ""
+    return str(value)
 
 
 class ConfigField(Vertical):
@@ -44,11 +50,11 @@ class ConfigField(Vertical):
         with Horizontal(classes="field-row"):
             yield Label(self.field_name, classes="field-name")
             if choices := choices_of(self.declaration):
-                yield Select([(choice, choice) for choice in choices], value=as_choice(self.initial), allow_blank=False,
+                yield Select([(choice, choice) for choice in choices], value=as_text(self.initial), allow_blank=False,
                              compact=True, id=f"input-{self.field_name}")
             else:
                 suggester = SuggestFromList(meta["suggestions"]) if meta["suggestions"] else None
-                yield Input(str(self.initial), suggester=suggester, compact=True, id=f"input-{self.field_name}")
+                yield Input(as_text(self.initial), suggester=suggester, compact=True, id=f"input-{self.field_name}")
         if meta["hint"]:
             yield Static(meta["hint"], classes="field-hint")
         yield Static("", classes="field-error")
@@ -64,9 +70,9 @@ class ConfigField(Vertical):
     @value.setter
     def value(self, value: object) -> None:
         if isinstance(self.control, Select):
-            self.control.value = as_choice(value)
+            self.control.value = as_text(value)
         else:
-            self.control.value = str(value)
+            self.control.value = as_text(value)
             self.control.cursor_position = 0  # show a long value from its start, not its end
 
     def show_error(self, message: str | None) -> None:
@@ -107,8 +113,8 @@ class ConfigForm(VerticalScroll):
         """The config the form describes, or None with the offending field flagged and `self.error` set."""
         try:
             config = self.config_class.from_dict(self.values())
-            if looks_like_path(config.task.model) and not Path(config.task.model).expanduser().exists():
-                raise UserError(f"model folder {config.task.model} does not exist", "model")
+            if looks_like_path(config.problem.model) and not Path(config.problem.model).expanduser().exists():
+                raise UserError(f"model folder {config.problem.model} does not exist", "model")
             self.error = None
         except UserError as e:
             config, self.error = None, e

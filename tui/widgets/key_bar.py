@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 KEYS = [("ctrl+r", "^r", "Start", "start"), ("ctrl+t", "^t", "Stop", "stop"), ("ctrl+g", "^g", "Resume", "resume"),
-        ("ctrl+o", "^o", "Runs", "browse"), ("f2", "f2", "Try", "probe"), ("ctrl+n", "^n", "Pane", "next_pane"),
+        ("ctrl+o", "^o", "Runs", "browse"), ("f3", "f3", "Task", "pick_task"), ("f2", "f2", "Try", "probe"), ("ctrl+n", "^n", "Pane", "next_pane"),
         ("ctrl+l", "^l", "Log", "messages"), ("f1", "f1", "Help", "help"), ("ctrl+q", "^q", "Quit", "quit"),
         ("ctrl+p", "^p", "Palette", "palette")]
 
