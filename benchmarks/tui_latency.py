@@ -3,8 +3,9 @@
 The app runs on a pseudo-terminal, as in an SSH session; this script types into it and timestamps what
 the app writes back (it never asks the app itself). Two figures:
 
-  first point   ctrl+r -> the first evaluation drawn on the loss chart (the hand-written prompt's line,
-                whose legend entry appears with it), and -> the first training step the status line shows
+  first point   ctrl+r -> the first point drawn on the loss chart (step 1's training loss, whose legend
+                entry appears with it; the baselines are scored right after step 1), and -> the first
+                training step the status line shows
   key latency   during training, ctrl+n (next pane) -> the first frame that shows the new pane's title,
                 repeated; reported as median, p95 and max
 
@@ -127,7 +128,7 @@ def main(argv=None) -> None:
         terminal.wait_for("Configuration", 0, timeout=120)
         time.sleep(1.0)
         started = terminal.type(b"\x12")  # ctrl+r
-        first_eval = terminal.wait_for(" hand-written  ", started, timeout=300) - started  # its legend entry
+        first_eval = terminal.wait_for(" train EMA", started, timeout=300) - started  # its legend entry
         first_step = terminal.wait_for(r"step [1-9][0-9]*/", started, timeout=600) - started  # the first the screen shows
         time.sleep(2.0)
         pane = "chart" if columns < 120 else "config"  # a narrow screen shows the chart once a run starts
@@ -148,7 +149,7 @@ def main(argv=None) -> None:
                                                                "max": 1000 * max(latencies), "n": len(latencies)},
                "examples_per_s_during": rate}
     print(f"promptgrad-tui on {figures['cpu']}, model {args.model}, terminal {args.size}")
-    print(f"ctrl+r -> first point on the chart (hand-written prompt's loss): {first_eval:.1f} s; -> first step: {first_step:.1f} s")
+    print(f"ctrl+r -> first point on the chart (step 1's training loss): {first_eval:.1f} s; -> first step: {first_step:.1f} s")
     k = figures["key_latency_ms"]
     print(f"ctrl+n -> new pane on screen, during training, {k['n']} presses: median {k['median']:.0f} ms, "
           f"p95 {k['p95']:.0f} ms, max {k['max']:.0f} ms; training went on at {rate:.1f} examples/s")

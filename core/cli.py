@@ -155,28 +155,11 @@ def run_train(args: argparse.Namespace) -> int:
 # ---- eval, predict, nearest -------------------------------------------------------------------
 
 def open_run(path: Path, precision: str | None = None, test_data: str | None = None):
-    """A run's session, built with the precision the run recorded (or `precision`, given on the command
-    line), on the data it recorded, and its prompt, checked to fit the model."""
-    from promptgrad.run_facts import RunFacts
-    from promptgrad.run_folder import RunFolder
-    from promptgrad.session import open_session
+    """A run's session and prompt (session.open_run), with the libraries' chatter quieted first."""
+    from promptgrad.session import open_run as open_run_session
 
-    run = RunFolder.open(path)
-    prompt, metadata = run.load_prompt()
     quiet_libraries()
-    config = run.config()
-    session = open_session(config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision,
-                           test_data=test_data)
-    check_prompt_fits(run.path, prompt, config.problem.prompt_len, session.frozen.hidden_size)
-    return session, prompt.to(session.frozen.device)
-
-
-def check_prompt_fits(run: Path, prompt, prompt_len: int, hidden: int) -> None:
-    if prompt.shape[0] != prompt_len:
-        raise UserError(f"{run}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {prompt_len}")
-    if prompt.shape[1] != hidden:
-        raise UserError(f"{run}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but the run's model takes "
-                        f"{hidden}: the prompt belongs to another model")
+    return open_run_session(path, precision, test_data)
 
 
 SAME_TEST_PAIRS = ("model", "data", "x_column", "y_column", "test_fraction", "seed")  # settings that fix the test split
@@ -267,6 +250,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 rows.append((f"  front: {point.text!r} (held-out {point.train_loss:.3f})",
                              score_prompt(frozen, encoder, test, vectors, batch_size), point.nats_per_token))
         else:
+            from promptgrad.session import check_prompt_fits
+
             check_prompt_fits(run.path, prompt, config.problem.prompt_len, frozen.hidden_size)
             encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
             rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))

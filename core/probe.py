@@ -29,16 +29,45 @@ class ProbeAnswer:
     learned: str  # the whole answer the model writes with the learned prompt (evaluation.py's Answer.text)
     hand_written: str  # ... and with the hand-written one
     step: int  # the step whose prompt answered
+    others: tuple[tuple[str, str], ...] = ()  # (run name, its answer) for other runs' prompts asked alongside
 
 
 class Probe:
     def __init__(self) -> None:
         self.lock = threading.Lock()  # held by the training loop while it changes the prompt
         self._attached: tuple | None = None
+        self.others: list = []
 
     def attach(self, session, prompt: Callable[[], torch.Tensor], step: Callable[[], int]) -> None:
         baseline, baseline_encoder = session.baseline_prompt()
         self._attached = (session, prompt, step, baseline, baseline_encoder)
+        self.others: list[tuple[str, torch.Tensor, object]] = []  # (name, prompt, encoder) of other runs
+
+    @staticmethod
+    def of_run(path, others: tuple = ()) -> Probe:
+        """A probe for a finished run folder (its model loaded now), and for `others`, run folders of the
+        same model whose prompts answer alongside (each in its own template); others are left out."""
+        from pathlib import Path
+
+        from promptgrad.run_folder import RunFolder
+        from promptgrad.session import open_run
+        from promptgrad.template import Template, TemplateEncoder
+
+        session, prompt = open_run(Path(path))
+        probe = Probe()
+        step = int(RunFolder.open(path).load_prompt()[1].get("step", 0) or 0)
+        probe.attach(session, lambda: prompt, lambda: step)
+        for other in others:
+            try:
+                folder = RunFolder.open(other)
+                config, (vectors, _) = folder.config(), folder.load_prompt()
+            except UserError:
+                continue
+            if config.problem.model != session.config.problem.model or vectors.shape[1] != session.frozen.hidden_size:
+                continue
+            encoder = TemplateEncoder(Template.parse(config.problem.template), session.frozen.tokenizer, vectors.shape[0])
+            probe.others.append((Path(other).name, vectors.to(session.frozen.device), encoder))
+        return probe
 
     @property
     def ready(self) -> bool:
@@ -58,4 +87,5 @@ class Probe:
         frozen = session.frozen
         learned = greedy_answers(frozen, session.encoder, [x], vectors, 1)[0].text
         hand = greedy_answers(frozen, baseline_encoder, [x], baseline, 1)[0].text
-        return ProbeAnswer(x, learned, hand, at)
+        others = tuple((name, greedy_answers(frozen, encoder, [x], other, 1)[0].text) for name, other, encoder in self.others)
+        return ProbeAnswer(x, learned, hand, at, others)

@@ -8,6 +8,7 @@ decision. The library entry point (api.py) builds one around a model already loa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -126,3 +127,25 @@ def session_around(config: TrainConfig, frozen: FrozenModel, split: Split, facts
                    group: Processes = Processes()) -> Session:
     encoder = TemplateEncoder(Template.parse(config.problem.template), frozen.tokenizer, config.problem.prompt_len)
     return Session(config, split, frozen, encoder, facts, group)
+
+
+def open_run(path: Path, precision: str | None = None, test_data: str | None = None):
+    """A run's session, built with the precision the run recorded (or `precision`, given on the command
+    line), on the data it recorded, and its prompt, checked to fit the model."""
+    from promptgrad.run_folder import RunFolder
+
+    run = RunFolder.open(path)
+    prompt, metadata = run.load_prompt()
+    config = run.config()
+    session = open_session(config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision,
+                           test_data=test_data)
+    check_prompt_fits(run.path, prompt, config.problem.prompt_len, session.frozen.hidden_size)
+    return session, prompt.to(session.frozen.device)
+
+
+def check_prompt_fits(run: Path, prompt, prompt_len: int, hidden: int) -> None:
+    if prompt.shape[0] != prompt_len:
+        raise UserError(f"{run}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {prompt_len}")
+    if prompt.shape[1] != hidden:
+        raise UserError(f"{run}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but the run's model takes "
+                        f"{hidden}: the prompt belongs to another model")

@@ -138,6 +138,7 @@ class TrainingRun:
         self.finished = False  # resumed from the checkpoint of a run that had reached its end
         self.logging = False  # from Started on: a run refused before it began leaves its folder untouched
         self.learner: Learner | None = None  # the result, for a caller that wants the prompt itself (api.py)
+        self.pair_seconds = 0.0  # seconds to score one pair, as last measured (for the ETA)
 
     # ---- the stream and its failures ----------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -189,8 +190,8 @@ class TrainingRun:
     def run_all(self) -> Iterator[Event]:
         yield from self.set_up()
         try:
-            if self.step == 0 and not self.finished:
-                yield from self.first_look()
+            if self.step == 0 and not self.finished and hasattr(self.learner, "start_events"):
+                yield from map(self.emit, self.learner.start_events())  # the search's start is its first best
             yield from self.train_steps()
             if self.step < self.total:  # stopped early
                 yield from self.stopped()
@@ -199,7 +200,10 @@ class TrainingRun:
         except StopRequested:
             yield from self.stopped()
             return
-        yield from self.readout()
+        try:
+            yield from self.readout()
+        except StopRequested:
+            pass  # the result is measured: a stop now only leaves the last readout out
         yield from self.save(done=True)
         yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, self.prompt_path))
 
@@ -281,12 +285,12 @@ class TrainingRun:
         return extended
 
     def first_look(self) -> Iterator[Event]:
-        """Before step 1: the hand-written and the untrained prompt on the evaluation subset, and a readout."""
+        """Right after step 1 (so that training starts within seconds, however slow the machine): each
+        hand-written and the untrained prompt on the evaluation subset, and a readout."""
+        stoppable = not self.session.processes.active
         for text, baseline, baseline_encoder in self.session.baseline_prompts():
-            yield from self.evaluate("hand-written", baseline, self.eval_pairs, baseline_encoder, text=text)
-        yield from self.evaluate("untrained", self.learner.initial_prompt(), self.eval_pairs)
-        if hasattr(self.learner, "start_events"):
-            yield from map(self.emit, self.learner.start_events())
+            yield from self.evaluate("hand-written", baseline, self.eval_pairs, baseline_encoder, stoppable, text)
+        yield from self.evaluate("untrained", self.learner.initial_prompt(), self.eval_pairs, stoppable=stoppable)
         yield from self.readout()
 
     def train_steps(self) -> Iterator[Event]:
@@ -296,6 +300,7 @@ class TrainingRun:
         prompt_lock = self.probe.lock if self.probe else contextlib.nullcontext()
         started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
         batches, batches_epoch = [], -1
+        look_first = self.step == 0 and not self.finished
         stopping = group.any(self.stop.is_set(), device)
         while self.step < self.total and not stopping:
             t0 = time.perf_counter()
@@ -311,10 +316,13 @@ class TrainingRun:
             dt = time.perf_counter() - t0
             step_seconds += dt
             examples_per_s = len(rows) / dt if examples_per_s == 0 else 0.9 * examples_per_s + 0.1 * len(rows) / dt
-            eta = (self.total - self.step) * step_seconds / (self.step - self.start_step)
+            eta = self.seconds_to_go(step_seconds / (self.step - self.start_step), learner.batch_size)
             yield self.emit(Step(self.step, self.step / self.steps_per_epoch, loss, lr, examples_per_s,
                                  time.perf_counter() - started_at, eta))
             yield from map(self.emit, found)
+            if look_first:
+                look_first = False
+                yield from self.first_look()
             stopping = group.any(self.stop.is_set(), device)  # all processes agree, or collectives would hang
             if self.step < self.total and not stopping:
                 if watch.eval_every and self.step % watch.eval_every == 0:
@@ -324,6 +332,20 @@ class TrainingRun:
                 if ((watch.checkpoint_every and self.step % watch.checkpoint_every == 0)
                         or (minutes and time.monotonic() - self.last_save >= minutes * 60)):
                     yield from self.save()
+
+    def seconds_to_go(self, step_seconds: float, batch_size: int) -> float:
+        """The steps still to take, and the evaluations still to come: those on the subset, and at the end
+        the learned prompt (and the baselines not yet measured there) on the whole test set. Scoring a pair
+        is timed as it happens; until then it is taken as a third of training one (a forward pass only)."""
+        pair_seconds = self.pair_seconds or step_seconds / batch_size / 3
+        watch, n_test = self.config.watch, len(self.session.split.test)
+        subset_looks = sum(1 for k in range(self.step + 1, self.total) if watch.eval_every and k % watch.eval_every == 0)
+        last = n_test
+        if self.eval_pairs is not self.session.split.test:
+            unmeasured = 1 + len(self.config.problem.baseline_text) - len(self.full_baselines)
+            last += unmeasured * n_test
+        pairs = subset_looks * len(self.eval_pairs) + last
+        return (self.total - self.step) * step_seconds + pairs * pair_seconds
 
     def last_look(self) -> Generator[Event, None, PromptScore]:
         """The learned prompt on the whole test set, and both baselines too if only a subset scored them."""
@@ -367,17 +389,30 @@ class TrainingRun:
         return score
 
     def readout(self) -> Iterator[Event]:
-        """What the prompt does and is like now: sample predictions, nearest tokens, the model's reading."""
+        """What the prompt does and is like now: sample predictions, nearest tokens, the model's reading;
+        each part counted, and a stop heard between them."""
         session, prompt = self.session, self.learner.prompt()
         if not session.processes.is_main:
             return
         frozen, watch = session.frozen, self.config.watch
+        parts = 3 if self.learner.mode == "soft" else 2  # a hard prompt is real tokens: they read as themselves
         samples = session.split.test[: watch.num_predictions]
+        yield Progress(self.step, "reading out the prompt: sample predictions", 0, parts)
         yield self.emit(Predictions(self.step, predictions(frozen, session.encoder, samples, prompt)))
+        self.check_stop()
+        yield Progress(self.step, "reading out the prompt: nearest tokens", 1, parts)
         yield self.emit(NearestTokens(self.step, nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, watch.nearest_k)))
-        if self.learner.mode == "soft":  # a hard prompt is real tokens: they read as themselves
+        if parts == 3:
+            self.check_stop()
+            yield Progress(self.step, "reading out the prompt: what the model reads in it", 2, parts)
             reading = read_prompt(frozen, prompt)
             yield self.emit(Reading(self.step, reading.positions, reading.whole))
+
+    def check_stop(self) -> None:
+        """Between the parts of a phase: a stop asked for is acted on now (not under data parallelism,
+        where the processes must go on together)."""
+        if self.stop.is_set() and not self.session.processes.active:
+            raise StopRequested
 
     def save(self, done: bool = False) -> Iterator[Event]:
         self.last_save = time.monotonic()
@@ -414,10 +449,12 @@ class TrainingRun:
         raises StopRequested (not under data parallelism: the processes must finish the collective)."""
         session = self.session
         steps = scoring(session.frozen, encoder, pairs, vectors, session.eval_batch_size, session.processes)
+        started = time.perf_counter()
         while True:
             try:
                 done, total = next(steps)
             except StopIteration as finished:
+                self.pair_seconds = (time.perf_counter() - started) / max(1, len(pairs))
                 return finished.value
             if stoppable and self.stop.is_set():
                 raise StopRequested

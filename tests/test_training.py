@@ -107,3 +107,35 @@ def test_stop_saves_a_checkpoint_and_resume_continues_to_the_same_prompt(tiny_co
     torch.testing.assert_close(a, b)
     steps = [e for e in folder.events() if isinstance(e, Step)]
     assert [e.step for e in steps] == [1, 2, 3, 4, 5, 6]
+
+
+# ---- every phase counted, the ETA whole, a stop heard in any phase (the cockpit's item 3) ------------
+
+def test_the_first_step_comes_before_any_evaluation_or_readout(tiny_config):
+    events = [e for e in train(tiny_config) if e.kind != "progress"]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "started" and kinds[1] == "step"  # baselines and readouts wait until step 1 is done
+    first_eval = kinds.index("evaluation")
+    assert {e.prompt for e in events[first_eval:first_eval + 3]} == {"hand-written", "untrained"}
+
+
+def test_readouts_are_counted_and_the_eta_includes_the_evaluations_to_come(tiny_config):
+    events = list(train(tiny_config.replace(eval_size=4)))
+    readouts = [e for e in events if e.kind == "progress" and e.task.startswith("reading out the prompt")]
+    assert readouts and {e.total for e in readouts} == {3} and [e.done for e in readouts[:3]] == [0, 1, 2]
+    last_step = [e for e in events if isinstance(e, Step)][-1]
+    assert last_step.step == tiny_config.learning.steps and last_step.eta_s > 0  # the whole test set is still to score
+
+
+@pytest.mark.parametrize("phase", ["reading out the prompt: nearest tokens", "scoring the learned prompt"])
+def test_a_stop_in_any_phase_acts_before_another_step(tiny_config, phase):
+    stop = threading.Event()
+    seen = []
+    for event in train(tiny_config.replace(steps=20, eval_every=2, eval_size=8, name="stop-" + phase[:7].strip()), stop):
+        seen.append(event)
+        if event.kind == "progress" and event.task.startswith(phase) and event.step >= 2:
+            stop.set()
+    at = next(i for i, e in enumerate(seen) if e.kind == "progress" and e.task.startswith(phase) and e.step >= 2)
+    after = [e.kind for e in seen[at:]]
+    assert "step" not in after and isinstance(seen[-1], Finished) and seen[-1].stopped
+    assert seen[-1].step == seen[at].step

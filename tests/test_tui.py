@@ -86,10 +86,11 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
             screen = app.main_screen
             assert screen.check_action("stop", ()) is False  # nothing to stop yet
             await pilot.press("ctrl+r")
-            assert screen.running and screen.check_action("start", ()) is None  # greyed out while it runs
+            assert screen.running and screen.key_state("start") is None  # greyed out while it runs
             await wait_for(pilot, lambda: screen.predictions.row_count and screen.nearest.row_count
                            and screen.chart.test_steps and len(screen.chart.steps) >= 3, what="panes to fill")
-            await pilot.press("ctrl+r")  # ignored: one run at a time
+            await pilot.press("ctrl+r")  # one run at a time: it says so
+            assert any("A new run waits until the run has ended" in m.text for m in app.messages)
             await wait_for(pilot, lambda: not screen.chart.stale, what="chart redraw")
             assert screen.nearest.row_count == config.problem.prompt_len
             assert screen.predictions.row_count == config.watch.num_predictions
@@ -102,7 +103,7 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
             last = RunFolder.open(run_dir).events()[-1]
             assert isinstance(last, Finished) and last.stopped and 0 < last.step < config.learning.steps
             assert "stopped" in str(screen.status.line())
-            assert screen.check_action("start", ()) is True
+            assert screen.key_state("start") is True
 
             await pilot.press("ctrl+g")  # resume: the browser offers the run just stopped, then how far
             assert isinstance(app.screen, RunBrowser)
@@ -333,15 +334,15 @@ def test_1_long_phases_say_what_they_do_with_a_count_and_stop_acts_in_them(tiny_
     status_line = StatusLine()
     status_line.apply(Progress(0, "scoring the hand-written prompt", 64, 256))
     assert "scoring the hand-written prompt 64/256" in str(status_line.line(80))
-    # a stop asked for while the baselines are being scored ends the run before any step, with a checkpoint
+    # a stop asked for while the baselines are being scored (right after step 1) ends the run there, with a checkpoint
     stop = threading.Event()
     seen = []
     for event in train(tiny_config.replace(name="stop-early", eval_size=8), stop):
         seen.append(event)
         if isinstance(event, Progress) and event.total:
             stop.set()
-    assert isinstance(seen[-1], Finished) and seen[-1].stopped and seen[-1].step == 0
-    assert not any(isinstance(e, Step) for e in seen)
+    assert isinstance(seen[-1], Finished) and seen[-1].stopped and seen[-1].step == 1
+    assert sum(isinstance(e, Step) for e in seen) == 1
 
 
 def test_2_ctrl_n_pressed_quickly_keeps_tab_pane_and_cursor_in_step():
@@ -483,12 +484,16 @@ def test_8_path_prompts_complete_and_export_asks_before_overwriting(tiny_config,
             assert field.value == str(existing)  # completed
             await pilot.press("enter")
             assert isinstance(app.screen, ConfirmScreen)  # it exists: asked first
-            await pilot.press("n")
-            assert existing.read_bytes() == b"keep me"
+            await pilot.press("enter")  # enter is "no" where yes would overwrite
+            assert existing.read_bytes() == b"keep me" and not isinstance(app.screen, ConfirmScreen)
             await pilot.press("ctrl+y")
-            app.screen.query_one("#path", Input).value = str(tmp_path / "no" / "such" / "folder" / "p.safetensors")
+            dialog = app.screen
+            dialog.query_one("#path", Input).value = str(tmp_path / "no" / "such" / "folder" / "p.safetensors")
+            await pilot.press("enter")  # an error keeps the dialog open, saying what is wrong
+            assert app.screen is dialog and "does not exist" in str(dialog.query_one("#path-error").render())
+            dialog.query_one("#path", Input).value = str(tmp_path / "fixed.safetensors")
             await pilot.press("enter")
-            assert any("does not exist" in m.text and m.severity == "error" for m in app.messages)
+            assert (tmp_path / "fixed.safetensors").read_bytes() == (run_dir / "prompt.safetensors").read_bytes()
 
     run_async(scenario())
 
@@ -664,12 +669,10 @@ def test_export_never_writes_through_a_link_at_the_destination(tiny_config, tmp_
         app = PromptgradApp(run_dir=str(run_dir))
         async with app.run_test(size=(100, 40)) as pilot:
             await pilot.press("ctrl+y")
-            app.screen.query_one("#path", Input).value = str(link)
+            dialog = app.screen
+            dialog.query_one("#path", Input).value = str(link)
             await pilot.press("enter")
-            assert isinstance(app.screen, ConfirmScreen)
-            await pilot.press("y")
-            await pilot.pause(0.1)
-            assert any("symbolic link" in m.text and m.severity == "error" for m in app.messages)
+            assert app.screen is dialog and "symbolic link" in str(dialog.query_one("#path-error").render())
             assert victim.read_text() == "keep me" and link.is_symlink()
 
     run_async(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,16 @@ def complete_path(value: str, base: str = "") -> str | None:
 
 
 class PathPrompt(ModalScreen[str | None]):
-    """Ask for a path; tab completes it; dismiss with what was typed (enter) or None (escape)."""
+    """Ask for a path; tab completes it; dismiss with what was typed (enter) or None (escape). `check(text)`,
+    if given, says what is wrong with a path (None: fine): the prompt then stays open with the error under it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("tab", "complete", "Complete", priority=True)]
 
-    def __init__(self, title: str, hint: str, value: str = "", placeholder: str = "", base: str = "") -> None:
+    def __init__(self, title: str, hint: str, value: str = "", placeholder: str = "", base: str = "",
+                 check: Callable[[str], str | None] | None = None) -> None:
         super().__init__()
         self.title_text, self.hint, self.value, self.placeholder, self.base = title, hint, value, placeholder, base
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
@@ -62,6 +66,10 @@ class PathPrompt(ModalScreen[str | None]):
             yield Static("", id="path-error", classes="dialog-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        problem = self.check(event.value.strip()) if self.check else None
+        if problem:
+            self.query_one("#path-error", Static).update(Text(problem))
+            return
         self.dismiss(event.value.strip())
 
     def action_complete(self) -> None:
@@ -76,22 +84,28 @@ class PathPrompt(ModalScreen[str | None]):
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question: y or enter says yes, n or escape says no."""
+    """A yes/no question: y says yes, n or escape no, enter the `default` (no, where yes would lose
+    something: overwriting a file, quitting a run)."""
 
-    BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No"),
+                Binding("enter", "default", "Default")]
 
-    def __init__(self, title: str, question: str) -> None:
+    def __init__(self, title: str, question: str, default: bool = True) -> None:
         super().__init__()
-        self.title_text, self.question = title, question
+        self.title_text, self.question, self.default = title, question, default
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
             dialog.border_title = self.title_text
             yield Static(Text(self.question))
-            yield Static("y / enter: yes · n / escape: no", classes="dialog-hint")
+            enter = "yes" if self.default else "no"
+            yield Static(f"y: yes · n / escape: no · enter: {enter}", classes="dialog-hint")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+    def action_default(self) -> None:
+        self.dismiss(self.default)
 
 
 class StepsDialog(ModalScreen[int | None]):

@@ -25,8 +25,13 @@ class Following:
     def browsed(self, choice: BrowserChoice | None) -> None:
         if choice is None:
             return
+        if choice.path is not None and self.running:  # the run on screen stays: the picked one is overlaid
+            self.compare(tuple(dict.fromkeys([*choice.compare, choice.path])))
+            self.say(f"A run is going on: {Path(choice.path).name} is overlaid on the chart instead of opened",
+                     title="Compare")
+            return
         self.compare(choice.compare)
-        if choice.path is not None and not self.running:
+        if choice.path is not None:
             self.view_run(choice.path)
 
     def compare(self, paths: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
@@ -22,7 +23,8 @@ from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, Ha
                                ParetoFront, Predictions, Progress, Reading, Started, Step)
 from promptgrad.probe import Probe
 from promptgrad.run_folder import EventFollower, RunFolder
-from promptgrad_tui.dialogs import ErrorScreen, HelpScreen, MessageLogScreen
+from promptgrad_tui.device_use import DeviceUse
+from promptgrad_tui.dialogs import ConfirmScreen, ErrorScreen, HelpScreen, MessageLogScreen
 from promptgrad_tui.exporting import Exporting
 from promptgrad_tui.following import Following
 from promptgrad_tui.messages import RunEvents
@@ -35,9 +37,11 @@ from promptgrad_tui.widgets.key_bar import KeyBar
 from promptgrad_tui.widgets.loss_chart import LossChart
 from promptgrad_tui.widgets.nearest import NearestTable
 from promptgrad_tui.widgets.predictions import PredictionsPane
+from promptgrad_tui.widgets.results import ResultsStrip
 from promptgrad_tui.widgets.status import StatusLine
 
 REDRAW_SECONDS = 0.3  # the status line redraws at most this often
+DEVICE_SECONDS = 2.0  # how often device use is sampled for the status line
 CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
 
 
@@ -52,6 +56,9 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         Binding("f2", "probe", "Try", show=False),
         Binding("ctrl+y", "export", "Export", show=False),
         Binding("ctrl+n", "next_pane", "Pane"),
+        *(Binding(key, f"show_pane('{pane}')", title, show=False) for n, (pane, title) in enumerate(PANES.items(), 1)
+          for key in (str(n), f"alt+{n}")),  # 1-4 outside text fields, alt+1-4 anywhere
+        Binding("f4", "copy_result", "Copy", show=False),
         Binding("ctrl+l", "messages", "Log"),
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
@@ -74,16 +81,22 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         self.follower: EventFollower | None = None
         self.bad_lines: set[int] = set()  # lines of the followed metrics.jsonl already reported as damaged
         self.follow_timer = None
-        self.probe: Probe | None = None  # attached to the model of the run trained here
+        self.probe: Probe | None = None  # attached to the model of the run trained here, or of the run viewed
+        self.probe_for: tuple | None = None  # (viewed run, overlaid runs) the probe was made for
+        self.device_use = DeviceUse()
+        self.focus_given = set()
         self.compared: tuple[str, ...] = ()  # run folders overlaid on the chart
 
     def compose(self) -> ComposeResult:
-        yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), id="pane-tabs")
+        tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), id="pane-tabs")
+        tabs.can_focus = False  # ctrl+n, 1-4 and a click switch panes; as a focus stop it showed no cursor
+        yield tabs
         with Container(id="panes"):
             yield ConfigForm(self.initial_config, id="config", classes="pane")
             yield LossChart(id="chart", classes="pane")
             yield PredictionsPane(id="predictions", classes="pane")
             yield NearestTable(id="nearest", classes="pane")
+        yield ResultsStrip(id="results")
         yield Static("", id="failure")
         yield StatusLine(id="status")
         yield KeyBar(id="keys")
@@ -97,6 +110,8 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         self.redraw()
         self.set_interval(REDRAW_SECONDS, self.status.redraw)
         self.set_interval(CHART_SECONDS, self.chart.redraw)
+        self.set_interval(DEVICE_SECONDS, self.sample_device)
+        self.sample_device()
 
     def on_unmount(self) -> None:
         self.stop_event.set()  # however the app ends, a run still going finishes its step and saves
@@ -121,20 +136,35 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
     def status(self) -> StatusLine:
         return self.query_one(StatusLine)
 
+    @property
+    def results(self) -> ResultsStrip:
+        return self.query_one(ResultsStrip)
+
     def say(self, text: str, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
         self.app.notify(text, title=title, severity=severity, timeout=timeout)
 
     # ---- which keys apply now -------------------------------------------------------------------
+    # Keys that cannot act during a run still run their action, which says why (a key that does nothing
+    # and says nothing looks broken); the key bar shows them greyed out (`key_state`).
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "start":
-            return None if self.running else True  # shown greyed out until the run has really ended
         if action == "stop":
             return (None if self.stop_event.is_set() else True) if self.running else False
-        if action in ("resume", "browse", "branch", "pick_task"):
-            return None if self.running else True
         if action == "export":
             return self.run_dir is not None
         return True
+
+    def key_state(self, action: str, parameters: tuple[object, ...] = ()) -> bool | None:
+        """For the key bar: True (acts now), None (greyed: not during a run) or False (hidden)."""
+        if action in ("start", "resume", "branch", "pick_task") and self.running:
+            return None
+        return self.check_action(action, parameters)
+
+    def busy(self, what: str) -> bool:
+        """During a run, say why `what` cannot be done now (and what can); False when it can."""
+        if self.running:
+            self.say(f"{what} waits until the run has ended: ctrl+t stops it (a checkpoint is saved), ctrl+o can "
+                     f"still overlay other runs on the chart", title="A run is going on", severity="warning")
+        return self.running
 
     def watch_running(self) -> None:
         self.show_keys()
@@ -145,10 +175,27 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
     def show_keys(self) -> None:
         bars = self.query(KeyBar)  # none yet while the screen is being composed
         if bars:
-            bars.first().show_keys(self.check_action)
+            bars.first().show_keys(self.key_state)
+
+    def action_copy_result(self) -> None:
+        """f4: the hard prompt's text, or the results strip, to the clipboard (OSC 52 works over SSH)."""
+        if not self.results.display:
+            self.say("Nothing to copy yet: a finished run's result is copied (a hard prompt's text)", severity="warning")
+            return
+        self.app.copy_to_clipboard(self.results.copied)
+        self.say(f"Copied to the clipboard: {self.results.copied[:100]}", title="Copied")
+
+    @work(thread=True, exclusive=True, group="device", exit_on_error=False)
+    def sample_device(self) -> None:
+        """Device use for the status line, read off the UI thread (a few /proc reads, or CUDA's counters)."""
+        text = self.device_use.sample()
+        try:
+            self.app.call_from_thread(self.status.set_device_use, text)
+        except RuntimeError:
+            pass  # the app is closing
 
     def action_pick_task(self) -> None:
-        if self.running:
+        if self.busy("Picking a task"):
             return
         self.app.push_screen(TaskPicker(self.form.config_fields["task"].value), self.task_picked)
 
@@ -172,7 +219,13 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         self.app.push_screen(MessageLogScreen(self.app.messages))
 
     def action_quit(self) -> None:
-        self.run_worker(self.app.action_quit(), name="quit")
+        """q: quits at once when no run is going on; during a run it asks first (ctrl+q stops and quits)."""
+        if not self.running:
+            self.run_worker(self.app.action_quit(), name="quit")
+            return
+        question = "A run is going on. Stop it (a checkpoint is saved) and quit?"
+        self.app.push_screen(ConfirmScreen("Quit?", question, default=False),
+                             lambda yes: self.run_worker(self.app.action_quit(), name="quit") if yes else None)
 
     # ---- events to panes ------------------------------------------------------------------------
     def on_run_events(self, message: RunEvents) -> None:
@@ -184,6 +237,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
 
     def apply(self, event: Event, live: bool) -> None:
         self.status.apply(event)
+        self.results.apply(event)
         if isinstance(event, (Started, Step, Evaluation, Extended)):
             self.chart.add(event)
         if isinstance(event, Started):
@@ -233,6 +287,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
             banner.update(f"Run failed: {event.message}{where} · ctrl+l: all messages")
 
     def reset_panes(self, name: str = "") -> None:
+        self.results.reset()
         self.chart.reset()
         self.predictions.reset()
         self.nearest.reset()

@@ -16,6 +16,8 @@ WIDE = 120  # columns from which the four panes stand side by side
 class Panes:
     """Mixin of MainScreen."""
 
+    focus_given: set  # widgets this screen focused itself, whose focus message has not come yet
+
     def watch_pane(self, pane: str) -> None:
         self.show_panes()
         tabs = self.query_one(Tabs)
@@ -38,12 +40,16 @@ class Panes:
             self.show_pane(event.tab.id.removeprefix("tab-"))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        """Tab moving the cursor into another pane makes that pane the current one (for ctrl+n), and
-        its border the accented one."""
+        """Tab (or a click) moving the cursor into another pane makes that pane the current one (for ctrl+n),
+        and its border the accented one. A focus this screen gave itself (show_pane) changes nothing: when
+        keys come quickly its message can arrive after the next key has already moved on, and taking it
+        then would send the pane back."""
+        programmatic = event.widget in self.focus_given
+        self.focus_given.discard(event.widget)
         for name in PANES:
             pane = self.query_one(f"#{name}")
             has_cursor = pane in (event.widget, *event.widget.ancestors)
-            if has_cursor:
+            if has_cursor and not programmatic:
                 self.pane = name
             # the title in bold accent, set inline: a class change would restyle every widget inside the
             # pane, and a border change would lay the whole screen out again
@@ -65,6 +71,7 @@ class Panes:
 
             def focus_if_still_current() -> None:  # a later switch may have come first: then it wins
                 if self.pane == pane:
+                    self.focus_given.add(target)
                     target.focus()
 
             self.call_after_refresh(focus_if_still_current)
@@ -72,3 +79,6 @@ class Panes:
     def action_next_pane(self) -> None:
         names = list(PANES)
         self.show_pane(names[(names.index(self.pane) + 1) % len(names)])
+
+    def action_show_pane(self, pane: str) -> None:  # 1-4, alt+1-4
+        self.show_pane(pane)

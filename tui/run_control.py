@@ -25,13 +25,14 @@ from promptgrad_tui.panes import WIDE
 from promptgrad_tui.torch_thread import in_own_thread
 
 POST_SECONDS = 0.25  # the worker batches Step events arriving faster than this into one message
+LOCKED_FORM_COLUMNS = "34 1fr 1fr"  # the wide layout's columns while the form is locked (promptgrad.tcss: 50 1fr 1fr)
 
 
 class RunControl:
     """Mixin of MainScreen."""
 
     def action_start(self) -> None:
-        if self.running:
+        if self.busy("A new run"):
             return
         config = self.form.check()
         if config is None:
@@ -63,14 +64,20 @@ class RunControl:
     def begin(self, config: TrainConfig, resume: str | None) -> None:
         self.stop_following()
         self.stop_event = threading.Event()
-        self.probe = Probe()
+        self.probe, self.probe_for = Probe(), None
         self.running = True
+        self.form.clear_run_flags()
         self.form.set_locked(True)
+        self.narrow_form(True)
         self.show_failure(None)
         self.status.set_phase("starting")
         if self.size.width < WIDE:
             self.show_pane("chart")
         self.train_in_thread(config, resume, self.stop_event, self.probe)
+
+    def narrow_form(self, narrow: bool) -> None:
+        """On a wide screen the locked form gives room to the chart and the tables (one relayout a run)."""
+        self.query_one("#panes").styles.grid_columns = LOCKED_FORM_COLUMNS if narrow else None
 
     @work(thread=True, exclusive=True, group="train", name="train", exit_on_error=False)
     def train_in_thread(self, config: TrainConfig, resume: str | None, stop: threading.Event, probe: Probe) -> None:
@@ -101,6 +108,7 @@ class RunControl:
             return
         self.running = False
         self.form.set_locked(False)
+        self.narrow_form(False)
         if event.state == WorkerState.ERROR:  # train() reports its own errors; this is a bug here
             error = event.worker.error
             text = "".join(traceback.format_exception(error))
@@ -124,6 +132,8 @@ class RunControl:
         return value or "runs"
 
     def action_resume(self) -> None:
+        if self.busy("Resuming a run"):
+            return
         browser = RunBrowser(self.runs_dir, "Resume or extend a run · enter picks it", self.run_dir, self.compared)
         self.app.push_screen(browser, self.ask_steps)
 
@@ -165,6 +175,8 @@ class RunControl:
     def action_branch(self) -> None:
         """A new run that starts from the shown run's prompt: the form gets its settings, init run:<it>
         and an empty name; change what you like, then ctrl+r."""
+        if self.busy("Branching"):
+            return
         if self.run_dir is None:
             self.say("Open a run first (ctrl+o): a branch starts from the prompt of the run on screen",
                      title="Nothing to branch from", severity="warning")

@@ -84,12 +84,14 @@ class ConfigForm(VerticalScroll):
     """Every setting, in the order declared, one section per group (titled by the group's docstring)."""
 
     BORDER_TITLE = "Configuration"
+    can_focus = False  # its fields take the cursor; the form itself would be a focus stop that shows none
 
     def __init__(self, config: TrainConfig | None = None, config_class: type[TrainConfig] = TrainConfig, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config_class = config_class
         self.initial = config or config_class()
         self.error: UserError | None = None
+        self.run_flags: dict[str, str] = {}  # fields a failed run flagged, by their message
 
     def compose(self) -> ComposeResult:
         for group, kind in self.config_class.group_types().items():
@@ -120,15 +122,25 @@ class ConfigForm(VerticalScroll):
             config, self.error = None, e
         flagged = self.error.field if self.error else None
         for name, field in self.config_fields.items():
+            if name in self.run_flags:  # the failure banner still names it: kept until it is edited
+                continue
             if name == flagged or field.has_class("-invalid"):
                 field.show_error(str(self.error) if name == flagged else None)
         self.set_class(self.error is not None, "-invalid")
         return config
 
     def flag(self, field: str, message: str) -> None:
-        """Flag a field with an error found outside the form (by the run: a missing data file, say)."""
+        """Flag a field with an error found outside the form (by the run: a missing data file, say); it
+        stays flagged, as the failure banner says, until that field is edited or the next run starts."""
         if field in self.config_fields:
+            self.run_flags[field] = message
             self.config_fields[field].show_error(message)
+
+    def clear_run_flags(self) -> None:
+        flags, self.run_flags = self.run_flags, {}
+        for name in flags:
+            self.config_fields[name].show_error(None)
+        self.check()
 
     def set_locked(self, locked: bool) -> None:
         """Visibly locked while a run goes on: edits then could not change it."""
@@ -142,7 +154,13 @@ class ConfigForm(VerticalScroll):
             self.scroll_to_widget(field)
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.check()
+        self.edited(event.input)
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        self.edited(event.select)
+
+    def edited(self, control) -> None:
+        name = (control.id or "").removeprefix("input-")
+        if self.run_flags.pop(name, None) is not None:
+            self.config_fields[name].show_error(None)
         self.check()

@@ -2,10 +2,13 @@
 evaluation subset and on the whole test set, the hand-written and the untrained prompt's test loss as
 reference lines, and other runs overlaid for comparison.
 
-Readable without colour: every series has its own marker character, and the legend sits in a line of
-its own above the plot, never on the data. Events only append to the series and mark the chart stale;
-the screen calls `redraw()` on a timer, so a fast run costs at most one plot a second, built in a
-worker thread.
+Readable without colour: every series has its own marker character, and the legend sits in lines of
+its own above the plot, never on the data, each entry's marker beside its label. The reference lines are
+drawn first and the test points last, so where series cross the measurements stay visible. Steps are
+whole numbers on the x-axis; each series can be switched off and on by a key (t, a, s, f, h, u, c) while
+the chart has the cursor. Events only append to the series and mark the chart stale; the screen calls
+`redraw()` on a timer, so a fast run costs at most one plot a second, built in a worker thread; a
+resize rebuilds it at the new size.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rich.text import Text
 from textual import work
 from textual.worker import get_current_worker
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
@@ -29,6 +33,9 @@ MAX_POINTS = 600  # more points than this are thinned before plotting; a termina
 TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
     ("o", "orange", "test (subset)"), ("@", "red", "test (all pairs)"), ("-", "green", "hand-written"), \
     ("~", "magenta", "untrained")
+# the key that switches each series off and on, by its legend text ("compared" stands for the overlays)
+TOGGLES = {"t": "train", "a": "train EMA", "s": "test (subset)", "f": "test (all pairs)", "h": "hand-written",
+           "u": "untrained", "c": "compared"}
 OVERLAY_MARKERS = ("x", "+", "*", "%", "&")
 RICH = {"gray": "grey50", "orange": "dark_orange", "teal": "dark_cyan"}  # plotext colour names rich spells otherwise
 OVERLAY_COLORS = ("blue", "yellow", "white", "violet", "teal")
@@ -52,7 +59,8 @@ class Curves:
     subset_loss: list[float] = field(default_factory=list)
     full_steps: list[int] = field(default_factory=list)  # ... and on the whole test set
     full_loss: list[float] = field(default_factory=list)
-    hand_written: float | None = None  # on the whole test set once measured there, else on the subset
+    hand_written: float | None = None  # the first hand-written prompt's: on the whole test set once measured there, else on the subset
+    hand_written_text: str | None = None  # which wording that is (a run may compare several; the chart shows the first)
     untrained: float | None = None
     n_test: int = 0  # pairs in the whole test set (from the Started event)
 
@@ -70,8 +78,8 @@ class Curves:
             self.smoothed.append(average)
         elif isinstance(event, Evaluation) and event.test_loss is not None:
             whole = event.n_pairs == self.n_test
-            if event.prompt == "hand-written" and (self.hand_written is None or whole):
-                self.hand_written = event.test_loss
+            if event.prompt == "hand-written" and self.hand_written_text in (None, event.text) and (self.hand_written is None or whole):
+                self.hand_written, self.hand_written_text = event.test_loss, event.text
             elif event.prompt == "untrained" and (self.untrained is None or whole):
                 self.untrained = event.test_loss
             elif event.prompt == "learned":
@@ -95,6 +103,31 @@ class Curves:
         return curves
 
 
+def step_ticks(right: int, width: int) -> list[int]:
+    """Whole-number steps for the x-axis, as many as fit (a label every ~12 columns), on round values,
+    ending at the last step."""
+    wanted = max(2, min(right, width // 12))
+    raw = right / wanted
+    magnitude = 10 ** max(0, len(str(int(raw))) - 1)
+    stride = max(1, next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+    ticks = list(range(0, right + 1, stride))
+    if ticks[-1] != right:  # the last step labelled, in place of a round tick too close to it
+        ticks = ticks[:-1] + [right] if right - ticks[-1] < stride / 2 else ticks + [right]
+    return ticks
+
+
+def legend_lines(entries: list[Text], width: int) -> Text:
+    """The legend's entries packed into lines of `width`, an entry never split from its marker."""
+    lines: list[Text] = [Text()]
+    for entry in entries:
+        if lines[-1].cell_len and lines[-1].cell_len + 2 + entry.cell_len > width:
+            lines.append(Text())
+        if lines[-1].cell_len:
+            lines[-1].append("  ")
+        lines[-1].append_text(entry)
+    return Text("\n").join(lines)
+
+
 class BuiltPlot(PlotextPlot):
     """Shows a figure built elsewhere. PlotextPlot builds the whole figure in render(), on the UI thread:
     tens of milliseconds of Python at 160 columns, more while the training thread wants the GIL, and
@@ -106,15 +139,23 @@ class BuiltPlot(PlotextPlot):
     def render(self):
         return self.built if self.built is not None else Text("")
 
+    def on_resize(self) -> None:  # the chart's size follows the terminal's: build it again at the new size
+        chart = self.parent
+        if isinstance(chart, LossChart):
+            chart.stale = True
+            self.call_after_refresh(chart.redraw)
+
 
 class LossChart(Vertical):
-    """The chart pane: a one-line legend, then the plot."""
+    """The chart pane: the legend, then the plot."""
 
     can_focus = True
     BORDER_TITLE = "Loss"
+    BINDINGS = [Binding(key, f"toggle('{label}')", f"{label} on/off", show=False) for key, label in TOGGLES.items()]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.hidden: set[str] = set()  # series switched off by their key
         self.overlays: dict[str, Curves] = {}
         self.building = threading.Lock()
         self.builds = 0  # figures shown so far
@@ -157,42 +198,55 @@ class LossChart(Vertical):
         self.overlays = overlays
         self.stale = True
 
-    def legend(self) -> Text:
-        parts: list[tuple[str, str] | str] = []
-        c = self.curves
+    def action_toggle(self, label: str) -> None:
+        self.hidden.symmetric_difference_update({label})
+        self.stale = True
+        self.redraw()
+
+    def legend_entries(self) -> list[Text]:
+        """One entry per series present: its marker, its label, and the key that switches it (dim when off)."""
+        c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
         shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps),
                  (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
         for (marker, colour, label), present in shown:
             if present:
-                parts += [("━" if marker == "braille" else marker * 2, RICH.get(colour, colour)), f" {label}  "]
+                off = label in self.hidden
+                text = f"{label} {c.hand_written_text!r}" if label == "hand-written" and c.hand_written_text else label
+                entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, "dim" if off else RICH.get(colour, colour)),
+                                             (f" {text}", "dim" if off else ""), (f" ({keys[label]}{' off' if off else ''})", "dim")))
         for i, name in enumerate(self.overlays):
-            colour = OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
-            parts += [(OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)] * 2, RICH.get(colour, colour)), f" {name}  "]
-        return Text.assemble(*parts) if parts else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
+            colour, off = OVERLAY_COLORS[i % len(OVERLAY_COLORS)], "compared" in self.hidden
+            entries.append(Text.assemble((OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)] * 2, "dim" if off else RICH.get(colour, colour)),
+                                         (f" {name}", "dim" if off else ""), (" (c off)" if off else "", "dim")))
+        return entries
+
+    def legend(self, width: int = 10_000) -> Text:
+        entries = self.legend_entries()
+        return legend_lines(entries, width) if entries else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
 
     def on_resize(self) -> None:
         self.stale = True
         self.redraw()
 
     def series(self, right: int) -> list[tuple[str, list, list, str, str]]:
-        """What to plot, as (scatter|plot, xs, ys, marker, colour), copied: the build runs in another thread."""
-        c, out = self.curves, []
-        for i, other in enumerate(self.overlays.values()):
+        """What to plot, as (scatter|plot, xs, ys, marker, colour), copied (the build runs in another thread),
+        in drawing order: the reference lines first, the test points last, so that later series, drawn on
+        top, are the measurements."""
+        c, out, hidden = self.curves, [], self.hidden
+        for (marker, colour, label), value in ((HAND, c.hand_written), (UNTRAINED, c.untrained)):
+            if value is not None and label not in hidden:
+                out.append(("plot", [0, right], [value, value], marker, colour))
+        for i, other in enumerate(self.overlays.values() if "compared" not in hidden else ()):
             marker, colour = OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)], OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
-            if other.steps:
+            if other.steps:  # on its own steps: a shorter run ends where it ended
                 out.append(("plot", *thinned(other.steps, other.smoothed), marker, colour))
             if other.subset_steps or other.full_steps:
                 out.append(("scatter", other.subset_steps + other.full_steps, other.subset_loss + other.full_loss, marker, colour))
-        if c.steps:
-            out.append(("scatter", *thinned(c.steps, c.train_loss), *TRAIN[:2]))
-            out.append(("plot", *thinned(c.steps, c.smoothed), *EMA[:2]))
-        if c.subset_steps:
-            out.append(("scatter", list(c.subset_steps), list(c.subset_loss), *SUBSET[:2]))
-        if c.full_steps:
-            out.append(("scatter", list(c.full_steps), list(c.full_loss), *FULL[:2]))
-        for (marker, colour, _), value in ((HAND, c.hand_written), (UNTRAINED, c.untrained)):
-            if value is not None:
-                out.append(("plot", [0, right], [value, value], marker, colour))
+        for (marker, colour, label), xs, ys, kind in ((TRAIN, c.steps, c.train_loss, "scatter"), (EMA, c.steps, c.smoothed, "plot"),
+                                                       (SUBSET, c.subset_steps, c.subset_loss, "scatter"),
+                                                       (FULL, c.full_steps, c.full_loss, "scatter")):
+            if xs and label not in hidden:
+                out.append((kind, *thinned(xs, ys), marker, colour))
         return out
 
     def redraw(self) -> None:
@@ -203,8 +257,8 @@ class LossChart(Vertical):
         if not plot.display or plot.size.width < 8 or plot.size.height < 4:
             return  # not on screen (another tab): built once it is shown (on_resize)
         self.stale = False
-        legend = self.legend()
-        if legend != self.shown_legend:  # an update relays the screen out: only when a series appears
+        legend = self.legend(max(20, self.query_one(".legend", Static).size.width or self.size.width - 2))
+        if legend != self.shown_legend:  # an update relays the screen out: only when the legend changes
             self.query_one(".legend", Static).update(legend)
             self.shown_legend = legend
         c, others = self.curves, list(self.overlays.values())
@@ -220,14 +274,18 @@ class LossChart(Vertical):
                 return  # a newer build was asked for meanwhile
             plt = plot.plt
             plt.clear_data()
+            # plotext caps a figure at the terminal size it saw when it was made: a terminal resized
+            # from 80 to 160 columns kept an 80-column chart
+            plt._limit_size(False, False)  # (the figure object has no public name for it; plotext.limitsize sets the same)
             plt.plotsize(width, height)
             plt.theme(theme)
             plt.xlabel("step")
             plt.ylabel("loss (nats/token)")
             plt.xlim(0, right)
+            plt.xticks(step_ticks(right, width))
             for kind, xs, ys, marker, colour in series:
                 (plt.scatter if kind == "scatter" else plt.plot)(xs, ys, marker=marker, color=colour)
-            text = Text.from_ansi(plt.build())
+            text = Text.from_ansi(plt.build(), no_wrap=True, overflow="crop")  # never wrapped: the axis row stays
         try:
             self.app.call_from_thread(self.show_built, plot, text)
         except RuntimeError:

@@ -8,6 +8,7 @@ and the rows after the positions list the Pareto front (held-out task loss again
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from promptgrad.events import HardPromptFound, NearestTokens, ParetoFront, Reading
@@ -22,8 +23,11 @@ def visible(token: str) -> str:
 class NearestTable(DataTable):
     BORDER_TITLE = "Nearest tokens"
 
+    BINDINGS = [Binding("right", "page_right", "More", show=False), Binding("left", "page_left", "Back", show=False)]
+
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        # the position column stays in place while the neighbours scroll sideways, a page at a time
+        super().__init__(cursor_type="row", zebra_stripes=True, fixed_columns=1, **kwargs)
         self.event: NearestTokens | None = None
         self.reading: Reading | None = None
         self.front: ParetoFront | None = None

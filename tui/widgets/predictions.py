@@ -86,13 +86,14 @@ class ProbeBox(Vertical):
         event.stop()
         self.post_message(ProbeAsked(event.value))
 
-    def waiting(self, text: str) -> None:
-        self.query_one("#probe-answer", Static).update(Text(f"{text} → … (asking between two steps)", style="dim"))
+    def waiting(self, text: str, doing: str = "asking between two steps") -> None:
+        self.query_one("#probe-answer", Static).update(Text(f"{text} → … ({doing})", style="dim"))
 
     def show(self, answer: ProbeAnswer) -> None:
+        others = [part for name, said in answer.others for part in (f" · {name}: ", (said or "?", "bold"))]
         self.query_one("#probe-answer", Static).update(Text.assemble(
             (f"{answer.x}", "bold"), " → learned: ", (answer.learned or "?", "bold"),
-            " · hand-written: ", (answer.hand_written or "?", "bold"), (f" · prompt of step {answer.step}", "dim")))
+            " · hand-written: ", (answer.hand_written or "?", "bold"), *others, (f" · prompt of step {answer.step}", "dim")))
 
     def failed(self, message: str) -> None:
         self.query_one("#probe-answer", Static).update(Text(message, style="italic"))
