@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from rich.text import Text
-from textual.widgets import DataTable, Input
 
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step
 from promptgrad.training import train
