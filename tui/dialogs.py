@@ -212,11 +212,13 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 | **f3** | pick a bundled task from a list, each previewed (pairs, template, hand-written prompts) |
 | **f2** | try an input with the prompt being learned, beside the hand-written one |
 | **ctrl+y** | export the learned prompt (prompt.safetensors) |
-| **ctrl+n** | next pane; **tab** / **shift+tab** move between fields |
+| **ctrl+n** | next pane; **1**-**4** (outside text fields) or **alt+1**-**4** jump to one; **tab** / **shift+tab** move between fields |
+| **f4** | copy the result (a hard prompt's text, or the results strip) to the clipboard |
+| **t a s f h u c** | on the chart: switch a series off and on (train, average, subset and whole-set test, hand-written, untrained, compared runs) |
 | **ctrl+l** | the message log: every message, with its time |
 | **ctrl+p** | the command palette: every action by name |
 | **f1**, **?** | this help (? where the cursor is not in a text field) |
-| **ctrl+q**, **q** | quit (q where the cursor is not in a text field); a run is stopped cleanly first |
+| **ctrl+q**, **q** | quit (q where the cursor is not in a text field; during a run q asks first); a run is stopped cleanly first |
 
 **Configuration**: every setting of a run; a bad value is flagged under its field and blocks the start.
 It is locked while a run goes on. The model field completes smollm2-135m and gpt2 … gpt2-xl (press **→**)

@@ -135,13 +135,17 @@ class BuiltPlot(PlotextPlot):
     thread instead and hands the text over; render() only returns it."""
 
     built: Text | None = None
+    built_size: tuple[int, int] = (0, 0)  # the size it was built for
 
     def render(self):
         return self.built if self.built is not None else Text("")
 
-    def on_resize(self) -> None:  # the chart's size follows the terminal's: build it again at the new size
+    def on_resize(self) -> None:
+        """The chart follows the terminal's size: built again at a new size. Shown again at the size it was
+        built for (a pane switch on a narrow screen), it is not: a build then would compete with the
+        switch for the interpreter."""
         chart = self.parent
-        if isinstance(chart, LossChart):
+        if isinstance(chart, LossChart) and tuple(self.size) != self.built_size and self.size.width >= 8:
             chart.stale = True
             self.call_after_refresh(chart.redraw)
 
@@ -224,10 +228,6 @@ class LossChart(Vertical):
         entries = self.legend_entries()
         return legend_lines(entries, width) if entries else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
 
-    def on_resize(self) -> None:
-        self.stale = True
-        self.redraw()
-
     def series(self, right: int) -> list[tuple[str, list, list, str, str]]:
         """What to plot, as (scatter|plot, xs, ys, marker, colour), copied (the build runs in another thread),
         in drawing order: the reference lines first, the test points last, so that later series, drawn on
@@ -287,11 +287,11 @@ class LossChart(Vertical):
                 (plt.scatter if kind == "scatter" else plt.plot)(xs, ys, marker=marker, color=colour)
             text = Text.from_ansi(plt.build(), no_wrap=True, overflow="crop")  # never wrapped: the axis row stays
         try:
-            self.app.call_from_thread(self.show_built, plot, text)
+            self.app.call_from_thread(self.show_built, plot, text, (width, height))
         except RuntimeError:
             pass  # the app closed meanwhile
 
-    def show_built(self, plot: BuiltPlot, text: Text) -> None:
-        plot.built = text
+    def show_built(self, plot: BuiltPlot, text: Text, size: tuple[int, int]) -> None:
+        plot.built, plot.built_size = text, size
         self.builds += 1
         plot.refresh()
