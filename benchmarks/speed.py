@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
     print(f"{'untrained':<16}{'':>11}{'':>14}{untrained.test_loss:>11.4f}{untrained.accuracy:>10.1%}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "device": str(device), "peaks": peaks,
-                                               "hand_written": vars(hand), "untrained": vars(untrained),
+                                               "hand_written": dataclasses.asdict(hand), "untrained": dataclasses.asdict(untrained),
                                                "results": results}, indent=2, default=str))
 
 

@@ -125,7 +125,7 @@ def main(argv=None) -> None:
               f"{r['examples_per_s']:>8.2f}{r['test_loss']:>11.4f}{r['accuracy']:>10.1%}{ratio_text:>12}")
     print(f"{'hand-written':<22}{'':>8}{'':>7}{'':>9}{'':>8}{hand.test_loss:>11.4f}{hand.accuracy:>10.1%}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "hand_written": vars(hand), "target": target,
+        Path(args.json).write_text(json.dumps({"args": vars(args), "hand_written": dataclasses.asdict(hand), "target": target,
                                                "results": results}, indent=2))
 
 

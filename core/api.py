@@ -24,6 +24,7 @@ from promptgrad.models import FrozenModel
 from promptgrad.pairs import Pair, split_pairs
 from promptgrad.run_facts import DataFacts, RunFacts
 from promptgrad.session import session_around
+from promptgrad.trackers import tracked
 from promptgrad.training import TrainingRun
 
 
@@ -32,7 +33,7 @@ class LearnedPrompt:
     prompt: torch.Tensor  # [prompt_len, hidden] float32, on the CPU: what stands where {prompt} is
     test_loss: float  # on the test pairs (never trained on), per target token
     accuracy: float  # greedy exact match of the whole target on them
-    baselines: dict[str, float]  # test loss of each hand-written prompt ("hand-written ' antonyms'") and the untrained one
+    baselines: dict[str, float]  # test loss of each hand-written prompt ("hand-written ' antonyms'"), "k-shot", "untrained"
     test: list[Pair]  # the pairs it was tested on
     events: list[Event]  # everything the loop reported, as metrics.jsonl would hold it
 
@@ -50,10 +51,11 @@ def learn(model: torch.nn.Module, tokenizer, pairs: Iterable[tuple[str, str] | P
     frozen = FrozenModel(getattr(model, "name_or_path", type(model).__name__), model, tokenizer, weights.device, weights.dtype)
     precision = "bf16" if weights.dtype == torch.bfloat16 else "fp32"
     facts = RunFacts(precision, "the model's own dtype", str(weights.device), DataFacts.of("pairs given in memory", pairs))
-    split = split_pairs(pairs, config.learning.test_fraction, config.learning.seed, config.learning.train_size)
+    learning = config.learning
+    split = split_pairs(pairs, learning.test_fraction, learning.seed, learning.train_size, learning.val_fraction)
     run = TrainingRun(config, stop or threading.Event(), None, session=session_around(config, frozen, split, facts))
     events = []
-    for event in run.events():
+    for event in tracked(run.events(), config, lambda: run.config, False):  # report_to, as train() does
         if event.logged:
             events.append(event)
         if on_event:
@@ -63,6 +65,8 @@ def learn(model: torch.nn.Module, tokenizer, pairs: Iterable[tuple[str, str] | P
         raise UserError(last.message, last.field or None) if last.user_error else RuntimeError(last.message + "\n" + last.traceback)
     assert isinstance(last, Finished)
     final = [e for e in events if isinstance(e, Evaluation) and e.n_pairs == len(split.test) and e.prompt != "learned"]
-    baselines = {(f"hand-written {e.text!r}" if e.text else e.prompt): e.test_loss for e in final}
+    # the majority answer has no test loss (its accuracy is in `events`)
+    baselines = {(f"hand-written {e.text!r}" if e.prompt == "hand-written" else e.prompt): e.test_loss
+                 for e in final if e.test_loss is not None}
     return LearnedPrompt(run.learner.prompt().detach().float().cpu(), last.test_loss if last.test_loss is not None else float("nan"),
                          last.accuracy if last.accuracy is not None else float("nan"), baselines, split.test, events)

@@ -52,7 +52,7 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder from its checkpoint")
     add_settings(train, config_class)
 
-    ev = commands.add_parser("eval", help="test loss and accuracy of a run's prompt beside the hand-written one")
+    ev = commands.add_parser("eval", help="test loss and accuracy (95%% intervals) of a run's prompt beside the baselines")
     ev.add_argument("run", type=Path, nargs="+", help="one run folder, or several on the same data (soft and hard, say)")
     ev.add_argument("--text", action="append", metavar="WORDS",
                     help="also score this wording in the prompt's place, e.g. ' words with opposite meanings:' (repeatable)")
@@ -62,6 +62,8 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     ev.add_argument("--precision", choices=("fp32", "bf16"),
                     help="compute in this precision instead of the one the run recorded (fp32 evaluates a bf16 run "
                          "on a machine that only emulates bf16; its scores then differ slightly from the run's own)")
+    ev.add_argument("--json", type=Path, metavar="FILE", help="also write the table to FILE as JSON (values unrounded)")
+    ev.add_argument("--csv", type=Path, metavar="FILE", help="also write the table to FILE as CSV (values unrounded)")
     predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
     predict.add_argument("run", type=Path)
     predict.add_argument("words", nargs="+")
@@ -79,6 +81,34 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     nearest = commands.add_parser("nearest", help="the vocabulary tokens nearest to each prompt vector")
     nearest.add_argument("run", type=Path)
     nearest.add_argument("-k", type=int, default=5, help="how many tokens per position (at least 1)")
+    report = commands.add_parser("report", help="one table (Markdown, CSV, JSON) and plots of finished runs: means, spreads "
+                                                "and intervals over seeds, learned prompt vs baselines",
+                                 description="Tabulate and plot the final results of finished runs, grouping runs that "
+                                             "differ only by seed; unfinished, failed and damaged runs are listed and left out.")
+    report.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                        help="run folders, or folders holding them (runs/, a sweep folder), searched a few levels down")
+    report.add_argument("--out", type=Path, default=Path("report"), metavar="DIR",
+                        help="where to write report.md, report.csv, report.json and plots/*.svg (default: ./report)")
+    sweep = commands.add_parser("sweep", help="many runs: one per point of a grid of settings (tasks x seeds x ...), "
+                                              "resumable, on this machine's GPUs or CPU, or as Slurm jobs",
+                                description="Run promptgrad train once per point of a grid, each an ordinary run folder in "
+                                            "runs_dir/NAME; the same command again (or --resume) goes on: finished runs "
+                                            "are kept, runs with a checkpoint resumed, the others started.")
+    sweep.add_argument("sweep_name", metavar="NAME", help="the sweep's folder under runs_dir")
+    sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                       help="a setting and its values, split at commas (repeatable; each run takes one value of each)")
+    sweep.add_argument("--resume", action="store_true", help="go on with the sweep as runs_dir/NAME/sweep.toml records it")
+    sweep.add_argument("--jobs", type=int, metavar="N", help="runs at once: on a CPU N (default 1, the cores split between "
+                                                             "them), on GPUs at most one per GPU (default all GPUs)")
+    sweep.add_argument("--engine", choices=("local", "submitit"), default="local",
+                       help="local: this machine's pool; submitit: a job per run (Slurm where srun is found, else local "
+                            "processes); needs pip install 'promptgrad[slurm]'")
+    sweep.add_argument("--engine-folder", type=Path, metavar="DIR", help="submitit's job files (default runs_dir/NAME/submitit)")
+    sweep.add_argument("--engine-cluster", choices=("auto", "slurm", "local"), default="auto",
+                       help="where submitit runs the jobs (auto: Slurm if srun is on the PATH, else local processes)")
+    sweep.add_argument("--engine-option", action="append", metavar="KEY=VALUE",
+                       help="a submitit job parameter, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=240 (repeatable)")
+    add_settings(sweep, config_class)
     return parser
 
 
@@ -89,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"train": run_train, "eval": run_eval, "predict": run_predict, "nearest": run_nearest,
-                "explain": run_explain, "tasks": run_tasks, "export": run_export}[args.command](args)
+                "explain": run_explain, "tasks": run_tasks, "export": run_export,
+                "report": run_report, "sweep": run_sweep}[args.command](args)
     except UserError as e:
         print(f"promptgrad: error: {e}", file=sys.stderr)
         return 2
@@ -204,14 +235,73 @@ def hard_prompt_of(metadata: dict[str, str], path: Path, vocab_size: int) -> Har
     return HardPrompt(ids, text, metadata.get("method", "?"), fluency, front)
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalRow:
+    """One line of `promptgrad eval`'s table: as printed, and as --json and --csv write it (unrounded)."""
+
+    prompt: str
+    test_loss: float | None  # None: the majority answer, which is not a language model
+    loss_low: float | None
+    loss_high: float | None
+    accuracy: float
+    accuracy_low: float
+    accuracy_high: float
+    nats_per_token: float | None
+    n_pairs: int
+
+    @staticmethod
+    def of(name: str, score, nats: float | None) -> EvalRow:
+        """From a PromptScore (evaluation.py) or a MajorityScore (baselines.py), which has no loss."""
+        loss = getattr(score, "loss_interval", None)
+        return EvalRow(name, getattr(score, "test_loss", None), loss and loss.low, loss and loss.high, score.accuracy,
+                       score.accuracy_interval.low, score.accuracy_interval.high, nats, score.n_pairs)
+
+    def cells(self) -> tuple[str, str, str]:
+        """Test loss, accuracy and nats/token as the terminal shows them."""
+        from promptgrad.intervals import accuracy_text, interval_of, loss_text
+
+        return (loss_text(self.test_loss, interval_of(self.loss_low, self.loss_high), places=4),
+                accuracy_text(self.accuracy, interval_of(self.accuracy_low, self.accuracy_high)),
+                "–" if self.nats_per_token is None else f"{self.nats_per_token:.2f}")
+
+
+def write_eval_table(path: Path, title: str, rows: list[EvalRow], as_csv: bool) -> None:
+    """The table as JSON ({"title", "rows": [...]}) or CSV (a header, then a line a row; no value: empty)."""
+    import csv
+    import io
+    import json
+
+    from promptgrad.files import atomic_write
+
+    records = [dataclasses.asdict(row) for row in rows]
+    if as_csv:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=[f.name for f in dataclasses.fields(EvalRow)], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        data = text.getvalue()
+    else:
+        data = json.dumps({"title": title, "rows": records}, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(path.expanduser(), data.encode("utf-8"))
+
+
+def check_output_folder(path: Path | None, flag: str) -> None:
+    """A file that cannot be written is said before minutes of scoring, not after them."""
+    if path is not None and not path.expanduser().parent.is_dir():
+        raise UserError(f"{flag} {path}: there is no folder {path.expanduser().parent}; give a file in an existing folder")
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    """Test loss and accuracy, on the same test pairs, of each run's prompt (soft vectors, or the tokens of
-    a hard prompt when its metadata has `hard_prompt_ids`, with the rest of its Pareto front) beside the
-    hand-written one and any `--text` wordings; and each text prompt's own fluency in nats/token.
-    `args.run` is one run folder or a list of them (say a soft and a hard run of the same model and data)."""
+    """Test loss and accuracy with their 95% bootstrap intervals, on the same test pairs, of each run's
+    prompt (soft vectors, or the tokens of a hard prompt when its metadata has `hard_prompt_ids`, with the
+    rest of its Pareto front) beside the hand-written one and any `--text` wordings, the k-shot
+    demonstrations and the majority answer (both drawn from the run's training pairs, so not with --data);
+    and each text prompt's own fluency in nats/token. `args.run` is one run folder or a list of them (say
+    a soft and a hard run of the same model and data). --json and --csv also write the table."""
     from rich.table import Table
     from rich.text import Text
 
+    from promptgrad.baselines import score_majority
     from promptgrad.evaluation import score_prompt
     from promptgrad.search.fluency import text_nats_per_token
     from promptgrad.run_facts import RunFacts
@@ -220,6 +310,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     paths = args.run if isinstance(args.run, list) else [args.run]
     test_data = getattr(args, "data", None)
+    json_file, csv_file = getattr(args, "json", None), getattr(args, "csv", None)
+    check_output_folder(json_file, "--json")
+    check_output_folder(csv_file, "--csv")
     session, _ = open_run(paths[0], getattr(args, "precision", None), test_data)
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
 
@@ -259,17 +352,31 @@ def run_eval(args: argparse.Namespace) -> int:
         rows.append(scored_text(f"text {text!r}", text))
     for text in session.config.problem.baseline_text:
         rows.append(scored_text(f"hand-written {text!r}", text, "baseline_text"))
+    if (k_shot := session.k_shot_prompt()) is not None:
+        name, vectors, encoder = k_shot
+        wording = session.config.problem.baseline_text[0]
+        rows.append((f"k-shot {name}: demonstrations, then {wording!r}", score_prompt(frozen, encoder, test, vectors, batch_size), None))
+    if session.split.train:
+        majority = score_majority(session.split.train, test)
+        rows.append((f"majority answer {majority.answer!r}", majority, None))
+    table_rows = [EvalRow.of(name, score, nats) for name, score, nats in rows]
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
     pairs = f"{len(test)} pairs of {test_data}" if test_data else f"{len(test)} test pairs never trained on"
-    table = Table(title=Text(f"{where}: {pairs}, computed in {session.facts.precision}"))
+    title = f"{where}: {pairs}, computed in {session.facts.precision}; [95% bootstrap intervals]"
+    table = Table(title=Text(title))
     for column in ("prompt", "test loss", "accuracy", "nats/token"):
         table.add_column(column)
-    for name, score, nats in rows:
-        table.add_row(Text(name), f"{score.test_loss:.4f}", f"{score.accuracy:.1%}", "–" if nats is None else f"{nats:.2f}")
+    for row in table_rows:
+        table.add_row(Text(row.prompt), *row.cells())
     console = Console()
     if not console.is_terminal:  # piped or logged: don't fold a prompt's text over lines
         console.width = max(console.width, 140)
     console.print(table)
+    if test_data:
+        console.print(Text("no k-shot or majority baseline: with --data the run's training pairs are not read"))
+    for path, as_csv in ((json_file, False), (csv_file, True)):
+        if path is not None:
+            write_eval_table(path, title, table_rows, as_csv)
     return 0
 
 
@@ -371,6 +478,83 @@ def run_nearest(args: argparse.Namespace) -> int:
     positions = nearest_tokens(prompt, session.frozen.embedding.weight, session.frozen.tokenizer, args.k)
     Console().print(nearest_table(positions))
     return 0
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+def run_report(args: argparse.Namespace) -> int:
+    """The final results of the finished runs under the paths (results.py), written as report.md, report.csv,
+    report.json and plots (plots.py) into --out, the table printed; runs left out are listed, one line each."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+    from rich.text import Text
+
+    from promptgrad.files import atomic_write
+    from promptgrad.plots import draw
+    from promptgrad.results import collect
+
+    out: Path = args.out
+    if os.path.lexists(out / "config.toml"):
+        raise UserError(f"--out {out} is a run folder; a report goes into a folder of its own (say --out report)")
+    console, errors = Console(), Console(stderr=True)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=errors,
+                        transient=True, disable=not errors.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def advance(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = progress.add_task(what, total=total)
+        progress.update(tasks[what], completed=done)
+
+    try:
+        with progress:
+            results = collect(args.paths, advance)
+            plots = draw(results, advance)
+    except KeyboardInterrupt:
+        print("promptgrad: report stopped (ctrl+c); nothing was written", file=sys.stderr)
+        return 130
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot make the report folder {out}: {e.strerror or e}") from None
+    written = [out / "report.md", out / "report.csv", out / "report.json"]
+    for path, text in zip(written, (results.markdown(), results.csv(), results.json())):
+        atomic_write(path, text.encode())
+    for name, svg in plots.items():
+        atomic_write(out / "plots" / name, svg)
+        written.append(out / "plots" / name)
+    for stale in (out / "plots").glob("*.svg"):  # a task of an earlier report into this folder, not in this one
+        if stale.name not in plots and (stale.name.startswith(("compare-", "loss-"))) and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
+    header, cells = results.table()
+    table = Table(title=Text(f"{len(results.runs)} finished run(s) in {len(results.groups)} group(s) (legend: "
+                             f"{out / 'report.md'})"))
+    for column in header:
+        table.add_column(Text(column))
+    for row in cells:
+        table.add_row(*map(Text, row))
+    console.print(table)
+    for left in results.left_out:
+        console.print(Text(f"left out: {left.path}: {left.why}"))
+    console.print(f"wrote {escape(', '.join(map(str, written)))}", highlight=False)
+    return 0
+
+
+# ---- sweep --------------------------------------------------------------------------------------
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """A grid of runs (sweep.py): the settings given are shared by every run, --grid ones vary."""
+    from promptgrad.sweep import run_sweep as sweep
+
+    if args.name is not None:
+        raise UserError("--name is not a setting of a sweep: it names each run from its grid values (NAME names the sweep)")
+    fixed = {name: getattr(args, name) for name in TrainConfig.settings() if getattr(args, name, None) is not None}
+    quiet_libraries()
+    return sweep(args.sweep_name, args.grid, fixed, resume=args.resume, jobs=args.jobs, engine=args.engine,
+                 engine_folder=args.engine_folder, engine_cluster=args.engine_cluster, engine_options=args.engine_option)
 
 
 if __name__ == "__main__":

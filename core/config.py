@@ -111,6 +111,15 @@ def check_name(value: str) -> str | None:
     return f"name must be a plain folder name, got {value!r}" if "/" in value or value in (".", "..") else None
 
 
+TRACKERS = ("tensorboard", "mlflow", "trackio", "wandb")  # trackers.py has one class for each
+
+
+def check_report_to(value: list[str]) -> str | None:
+    unknown = [name for name in value if name not in TRACKERS]
+    return (f"report_to {unknown[0]!r} is not a tracker; each is one of {', '.join(TRACKERS)} (repeat the flag for "
+            f"several)") if unknown else None
+
+
 @dataclass
 class ProblemSettings:
     """What to learn"""
@@ -137,6 +146,9 @@ class ProblemSettings:
     baseline_text: list = setting([], "the hand-written prompts the learned one is compared with (a leading space belongs "
                                   "to the prompt; repeat the flag for several); empty: the task's", defines_run=True,
                                   hint="empty: the task's; a JSON list", check=check_baselines)
+    k_shot: int = setting(3, "a k-shot baseline beside the learned prompt: this many training pairs (drawn with the seed), "
+                          "written in the template with the first hand-written prompt, one per line before each test "
+                          "pair; 0: no k-shot baseline", defines_run=True, hint="0: no k-shot baseline", at_least=0)
 
 
 @dataclass
@@ -159,12 +171,26 @@ class LearningSettings:
     test_fraction: float = setting(0.2, "the share of pairs held out for testing (a pair and its reverse stay on one side)",
                                    defines_run=True)
     seed: int = setting(0, "seeds the split, the initial prompt and the batches", defines_run=True)
+    val_fraction: float = setting(0.0, "> 0: hold out this share of the training pairs as a validation split, scored every "
+                                  "eval_every steps; the prompt with the best validation loss is kept as the result",
+                                  defines_run=True, hint="0: none; e.g. 0.2")
+    stop_patience: int = setting(0, "stop after this many validation scores without a better one (0: never stop early; "
+                                 "the best prompt is still kept)", hint="0: never stop early", at_least=0)
 
     def validate(self) -> None:
         if self.steps == 0 and self.epochs == 0:
             raise UserError("set steps > 0 or epochs > 0", "steps")
         if not (math.isfinite(self.test_fraction) and 0 < self.test_fraction < 1):
             raise UserError(f"test_fraction must lie between 0 and 1, got {self.test_fraction}", "test_fraction")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"val_fraction must be at least 0 and below 1 (0: no validation split; 0.2: a fifth of the "
+                            f"training pairs), got {self.val_fraction}", "val_fraction")
+        if self.val_fraction and self.mode == "hard":
+            raise UserError("val_fraction is for soft prompts; hard mode already keeps the best prompt on a held-out "
+                            "slice of the training pairs: leave val_fraction at 0", "val_fraction")
+        if self.stop_patience and not self.val_fraction:
+            raise UserError(f"stop_patience {self.stop_patience} needs a validation split to watch: give val_fraction > 0 "
+                            f"(e.g. 0.2), or stop_patience 0", "stop_patience")
 
 
 @dataclass
@@ -205,6 +231,12 @@ class WatchSettings:
                                         hint="0: by steps only", at_least=0)
     num_predictions: int = setting(8, "test pairs whose greedy predictions are shown at each evaluation", at_least=0)
     nearest_k: int = setting(5, "vocabulary tokens shown nearest to each prompt vector", at_least=0)
+    report_to: list = setting([], "also log the run to these experiment trackers, each an optional extra (pip install "
+                              "'promptgrad[tensorboard]'): tensorboard, mlflow, trackio, wandb (repeat the flag for "
+                              "several); the run folder stays the record; empty: none",
+                              hint="tensorboard, mlflow, trackio, wandb", check=check_report_to)
+    tracker_dir: str = setting("tracking", "the folder for the trackers' local files (TensorBoard's event files, MLflow's "
+                               "store unless MLFLOW_TRACKING_URI is set, wandb's), beside the run folders, not in them")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Each process takes its share of every global batch; the prompt's gradient is summed across processes
 (each process divides its loss by the *global* number of target tokens, so the sum is exactly the
-single-process mean-loss gradient); evaluation is split across processes and the sums gathered. Only
+single-process mean-loss gradient); evaluation is split across processes and the per-pair values gathered. Only
 rank 0 writes the run folder. Without a launcher's environment (WORLD_SIZE unset or 1) every call here
 is a no-op, and nothing is initialised.
 """
@@ -47,6 +47,23 @@ class Processes:
     def sum_(self, tensor: torch.Tensor) -> None:
         if self.active:
             dist.all_reduce(tensor)
+
+    def gather(self, rows: torch.Tensor, n_items: int) -> torch.Tensor:
+        """The rows of a whole list of `n_items` items from each process's rows of its `share`, on every
+        process, back in the list's order (so what is computed from them, a bootstrap interval say, does
+        not depend on the number of processes). Shares differ in length by one at most; all_gather wants
+        equal shapes, so each is padded to the longest and cut back after."""
+        if not self.active:
+            return rows
+        sizes = [len(range(rank, n_items, self.world_size)) for rank in range(self.world_size)]
+        padded = rows.new_zeros((max(sizes), *rows.shape[1:]))
+        padded[: len(rows)] = rows
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        whole = torch.empty((n_items, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        for rank, (part, size) in enumerate(zip(parts, sizes)):
+            whole[rank :: self.world_size] = part[:size]  # the inverse of share()
+        return whole
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process if it is True on any (a stop requested on one stops all)."""

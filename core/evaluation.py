@@ -22,8 +22,9 @@ import torch
 
 from promptgrad.distributed import Processes
 from promptgrad.events import Prediction
+from promptgrad.intervals import Interval, mean_interval, ratio_interval
 from promptgrad.models import FrozenModel
-from promptgrad.objective import embed_with_prompt, summed_cross_entropy, target_logits
+from promptgrad.objective import cross_entropy_per_row, embed_with_prompt, target_logits
 from promptgrad.pairs import Pair
 from promptgrad.prefix_cache import model_inputs, reuse_cache
 from promptgrad.template import TemplateEncoder
@@ -36,6 +37,8 @@ class PromptScore:
     test_loss: float
     accuracy: float
     n_pairs: int
+    loss_interval: Interval  # bootstrap over the pairs (intervals.py)
+    accuracy_interval: Interval
 
 
 def continues_word(tokenizer) -> torch.Tensor:
@@ -51,28 +54,30 @@ def continues_word(tokenizer) -> torch.Tensor:
 
 def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
             processes: Processes = Processes()) -> Generator[tuple[int, int], None, PromptScore]:
-    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy, as a generator
-    that yields (pairs done, pairs in all) after each batch and returns the PromptScore, so that a caller
-    can show progress and stop between batches. Under data parallelism each process scores its share of
-    the pairs and the sums are gathered. The sums stay on the device until the end: one host sync."""
+    """Mean cross-entropy per target token, and greedy first-word exact-match accuracy, each with its
+    bootstrap interval, as a generator that yields (pairs done, pairs in all) after each batch and
+    returns the PromptScore, so that a caller can show progress and stop between batches. Each pair's
+    loss sum, target tokens and rightness are kept (the intervals resample pairs), on the device until
+    the end: one host sync. Under data parallelism each process scores its share of the pairs and the
+    per-pair values are gathered."""
     extends = continues_word(frozen.tokenizer).to(frozen.device)
     encoded = sorted((encoder.encode(p.x, p.y) for p in pairs), key=lambda e: len(e.context) + len(e.target))
     encoded = processes.share(encoded)
-    sums = torch.zeros(3, dtype=torch.float64, device=frozen.device)  # loss, target tokens, right
-    for i in range(0, len(encoded), batch_size):  # sorted by length: little padding; sums don't care about order
+    per_pair = torch.zeros((len(encoded), 3), dtype=torch.float64, device=frozen.device)  # loss sum, target tokens, right
+    for i in range(0, len(encoded), batch_size):  # sorted by length: little padding
         with torch.inference_mode():
             batch = encoder.collate(encoded[i : i + batch_size], inputs="score").to(frozen.device)
             T = batch.target_ids.shape[1]
             logits = target_logits(frozen, batch, prompt, n_logits=T + 1)
-            s, n = summed_cross_entropy(logits[:, :T], batch)
+            s, n = cross_entropy_per_row(logits[:, :T], batch)
             greedy = logits.argmax(-1)
             spelled = ((greedy[:, :T] == batch.target_ids.to(greedy.device)) | ~batch.target_mask.to(greedy.device)).all(1)
-            right = (spelled & ~extends.to(greedy.device)[greedy[:, T]]).sum()
-            sums += torch.stack([s.double(), n.double(), right.double()]).to(sums.device)
+            right = spelled & ~extends.to(greedy.device)[greedy[:, T]]
+            per_pair[i : i + len(s)] = torch.stack([s.double(), n.double(), right.double()], 1).to(per_pair.device)
         yield min(len(encoded), i + batch_size) * max(1, processes.world_size), len(pairs)
-    processes.sum_(sums)
-    total, count, right = sums.tolist()
-    return PromptScore(total / count, right / len(pairs), len(pairs))
+    loss, tokens, right = processes.gather(per_pair, len(pairs)).cpu().unbind(1)
+    return PromptScore(float(loss.sum() / tokens.sum()), float(right.sum()) / len(pairs), len(pairs),
+                       ratio_interval(loss, tokens), mean_interval(right))
 
 
 def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,

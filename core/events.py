@@ -38,6 +38,7 @@ class Started(Event):
     steps_per_epoch: int
     precision_reason: str = ""  # why this precision (precision.py); the concrete value is in config.toml
     skipped_rows: int = 0  # data rows without both an x and a y, left out
+    n_validation: int = 0  # training pairs held out to choose the prompt by (val_fraction), not in n_train
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,40 @@ class Step(Event):
 
 @dataclass(frozen=True)
 class Evaluation(Event):
-    """Test loss and accuracy of one prompt. `prompt` names it: learned, hand-written or untrained."""
+    """Test loss and accuracy of one prompt, or of a baseline. `prompt` names it: learned, hand-written,
+    untrained, k-shot (demonstrations before the query, baselines.py) or majority (always the most common
+    training answer: no language model, so no test loss). The intervals are 95% percentile bootstraps
+    over the pairs (intervals.py); None in records written before they existed."""
 
     kind: ClassVar[str] = "evaluation"
     step: int
     prompt: str
-    test_loss: float
+    test_loss: float | None  # None for the majority answer
     accuracy: float  # greedy exact match of the whole target (evaluation.py states the rule)
     n_pairs: int
     best_test_loss: float | None  # best learned-prompt test loss so far (None before the first)
-    text: str = ""  # a hand-written prompt's wording (a run may compare several)
+    text: str = ""  # a hand-written prompt's wording (a run may compare several), "3-shot", the majority answer
+    loss_low: float | None = None
+    loss_high: float | None = None
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Validation(Event):
+    """The learned prompt on the validation pairs (carved from the training pairs, never the test pairs):
+    the run keeps the prompt with the lowest validation loss as its result, and ends early when
+    `stop_patience` scores in a row brought none lower."""
+
+    kind: ClassVar[str] = "validation"
+    step: int
+    loss: float  # mean cross-entropy per target token on the validation pairs
+    accuracy: float
+    n_pairs: int
+    best_loss: float  # the lowest validation loss so far (this one's, if it is the best)
+    best_step: int  # the step of the prompt that scored it: the one kept
+    without_gain: int  # scores since the best one (0: this is the best)
+    stopping: bool = False  # patience ran out: training ends here, with the prompt of best_step
 
 
 @dataclass(frozen=True)
@@ -180,6 +205,8 @@ class Finished(Event):
     test_loss: float | None  # on the whole test set; None when stopped early (`promptgrad eval` gives it)
     accuracy: float | None
     prompt_path: str
+    stopped_early: bool = False  # the validation loss had not improved for stop_patience scores
+    best_step: int | None = None  # with a validation split: the step of the prompt kept (the best on it), else None
 
 
 @dataclass(frozen=True)
@@ -192,10 +219,22 @@ class Failed(Event):
     field: str = ""  # the setting at fault, for a user error that names one (a form flags it)
 
 
+@dataclass(frozen=True)
+class TrackerFailed(Event):
+    """An experiment tracker (report_to, trackers.py) failed; the run goes on without it. Shown, not
+    written to metrics.jsonl: the trackers mirror the run, its folder is the record."""
+
+    kind: ClassVar[str] = "tracker_failed"
+    logged: ClassVar[bool] = False
+    step: int
+    tracker: str
+    message: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Started, Progress, Step, Evaluation, Predictions, NearestTokens, Reading, HardPromptFound, ParetoFront, Extended,
-                Checkpoint, Finished, Failed)
+    for cls in (Started, Progress, Step, Evaluation, Validation, Predictions, NearestTokens, Reading, HardPromptFound,
+                ParetoFront, Extended, Checkpoint, Finished, Failed)
 }
 
 

@@ -105,6 +105,11 @@ class SoftLearner:
     def initial_prompt(self) -> torch.Tensor:
         return self.start
 
+    def set_prompt(self, vectors: torch.Tensor) -> None:
+        """Put `vectors` in the prompt's place: the loop makes the best prompt on a validation split the result."""
+        with torch.no_grad():
+            self.soft.vectors.copy_(vectors)
+
     def metadata(self) -> dict[str, str]:
         return {}
 

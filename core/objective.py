@@ -55,6 +55,16 @@ def summed_cross_entropy(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tens
     return (losses * mask).sum(), mask.sum()
 
 
+def cross_entropy_per_row(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's summed cross-entropy over its target tokens [B], and how many tokens each sums [B]:
+    evaluation keeps them per pair, for its bootstrap intervals."""
+    logits = logits.float()
+    B, T = batch.target_ids.shape
+    losses = F.cross_entropy(logits.flatten(0, 1), batch.target_ids.flatten().to(logits.device), reduction="none")
+    mask = batch.target_mask.to(logits.device)
+    return (losses.view(B, T) * mask).sum(1), mask.sum(1)
+
+
 def target_loss(frozen: FrozenModel, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per target token: the training loss and the reported test loss."""
     total, count = target_loss_sum(frozen, batch, prompt)

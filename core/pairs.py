@@ -14,7 +14,7 @@ import io
 import json
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +33,7 @@ class Pair:
 class Split:
     train: list[Pair]
     test: list[Pair]
+    validation: list[Pair] = field(default_factory=list)  # carved from the training pairs (val_fraction), never trained on
 
 
 class PairList(list[Pair]):
@@ -212,23 +213,50 @@ def read_hub(name: str) -> list[tuple[str, dict]]:
     return [(f"data {name!r} row {number}", row) for number, row in enumerate(loaded, 1)]
 
 
-def split_pairs(pairs: list[Pair], test_fraction: float, seed: int, train_size: int = 0) -> Split:
-    """Seeded split in which a pair and its reverse (hot->cold, cold->hot) always fall on the same side."""
-    distinct = list(dict.fromkeys(pairs))  # de-duplicated, order kept
+def reverse_groups(pairs: list[Pair]) -> list[list[Pair]]:
+    """The pairs grouped so that a pair and its reverse (hot->cold, cold->hot) are one group, in a fixed order."""
     groups: dict[frozenset[str], list[Pair]] = {}
-    for p in distinct:
+    for p in pairs:
         groups.setdefault(frozenset((p.x.lower(), p.y.lower())), []).append(p)
-    keys = sorted(groups, key=lambda k: sorted(k))
-    random.Random(seed).shuffle(keys)
+    return [groups[k] for k in sorted(groups, key=lambda k: sorted(k))]
+
+
+def split_pairs(pairs: list[Pair], test_fraction: float, seed: int, train_size: int = 0, val_fraction: float = 0.0) -> Split:
+    """Seeded split in which a pair and its reverse (hot->cold, cold->hot) always fall on the same side;
+    `val_fraction` > 0 then holds out that share of the training pairs for validation (`carve_validation`)."""
+    distinct = list(dict.fromkeys(pairs))  # de-duplicated, order kept
+    groups = reverse_groups(distinct)
+    random.Random(seed).shuffle(groups)
     n_test_target = round(test_fraction * len(distinct))
     test: list[Pair] = []
     train: list[Pair] = []
-    for key in keys:
-        (test if len(test) < n_test_target else train).extend(groups[key])
+    for group in groups:
+        (test if len(test) < n_test_target else train).extend(group)
     if not train or not test:
         repeated = f" ({len(pairs)} rows with duplicates removed)" if len(distinct) < len(pairs) else ""
         raise UserError(f"{len(distinct)} distinct pairs{repeated} are too few to split into train and test "
                         f"(a pair and its reverse stay on one side); give more data", "data")
     if train_size:
         train = train[:train_size]
-    return Split(train, test)
+    if not val_fraction:
+        return Split(train, test)
+    train, validation = carve_validation(train, val_fraction, seed)
+    return Split(train, test, validation)
+
+
+def carve_validation(train: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """(training pairs left, validation pairs): a seeded share of the training pairs, at least one, a pair
+    and its reverse on one side as in the test split; both lists keep the order of `train`. The test pairs
+    take no part: early stopping, which chooses on these, never sees them."""
+    groups = reverse_groups(train)
+    random.Random(f"validation {seed}").shuffle(groups)
+    wanted, held = max(1, round(val_fraction * len(train))), set()
+    for group in groups:
+        if len(held) >= wanted:
+            break
+        held.update(group)
+    rest = [p for p in train if p not in held]
+    if not rest:
+        raise UserError(f"val_fraction {val_fraction:g} leaves none of the {len(train)} training pairs to train on (a pair "
+                        f"and its reverse stay on one side); lower val_fraction or give more data", "val_fraction")
+    return rest, [p for p in train if p in held]

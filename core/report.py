@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from promptgrad.events import Event, NearestToken
+from promptgrad.events import Evaluation, Event, NearestToken
+from promptgrad.intervals import accuracy_text, interval_of, loss_text
 
 
 def nearest_table(positions: list[list[NearestToken]]) -> Table:
@@ -27,6 +28,19 @@ def nearest_table(positions: list[list[NearestToken]]) -> Table:
     for p, tokens in enumerate(positions):
         table.add_row(str(p), *(Text(f"{t.token!r} {t.cosine:.2f}") for t in tokens))  # Text: tokens may hold "[...]"
     return table
+
+
+def evaluation_line(event: Evaluation) -> str:
+    """'step 6: hand-written prompt ' antonyms': test loss 3.6860 [3.61, 3.75], accuracy 6.0% [4.7, 7.4] on
+    1292 test pairs' (the intervals: 95% bootstrap, intervals.py; absent from records older than them)."""
+    loss = interval_of(event.loss_low, event.loss_high)
+    accuracy = accuracy_text(event.accuracy, interval_of(event.accuracy_low, event.accuracy_high))
+    if event.prompt == "majority":  # not a prompt, and no language model: no loss
+        what = f"majority answer {event.text!r} (always the most common training answer): accuracy {accuracy}"
+    else:
+        wording = f" {event.text!r}" if event.text else ""
+        what = f"{event.prompt} prompt{wording}: test loss {loss_text(event.test_loss, loss, places=4)}, accuracy {accuracy}"
+    return f"step {event.step}: {what} on {event.n_pairs} test pairs"
 
 
 class TrainingReport:
@@ -61,6 +75,7 @@ class TrainingReport:
             self.total = event.total_steps
             self.say(escape(f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}: {event.precision_reason}), "
                             f"{event.n_train} training / {event.n_test} test pairs"
+                            + (f" ({event.n_validation} more held out for validation)" if event.n_validation else "")
                             + (f" ({event.skipped_rows} data rows without both x and y left out)" if event.skipped_rows else "")
                             + f", {event.total_steps} steps"
                             + (f", resuming at step {event.start_step}" if event.start_step else "")))
@@ -82,9 +97,12 @@ class TrainingReport:
             self.say(f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
                      f"the learning rate decays from {event.lr:.3g} to 0 by step {event.total_steps}")
         elif kind == "evaluation":
-            wording = f" {event.text!r}" if event.text else ""
-            self.say(escape(f"step {event.step}: {event.prompt} prompt{wording}: test loss {event.test_loss:.4f}, "
-                            f"accuracy {event.accuracy:.1%} on {event.n_pairs} test pairs"))
+            self.say(escape(evaluation_line(event)))
+        elif kind == "validation":
+            since = f", {event.without_gain} score(s) without a lower one" if event.without_gain else " (the best: kept)"
+            stop = f"; stopping early, with the prompt of step {event.best_step}" if event.stopping else ""
+            self.say(f"step {event.step}: learned prompt: validation loss {event.loss:.4f}, accuracy {event.accuracy:.1%} on "
+                     f"{event.n_pairs} validation pairs; best {event.best_loss:.4f} at step {event.best_step}{since}{stop}")
         elif kind == "predictions":
             self.say(escape("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows)))
         elif kind == "nearest_tokens":
@@ -98,9 +116,13 @@ class TrainingReport:
                             f"(loss {event.train_loss:.4f} on held-out training pairs, {event.nats_per_token:.2f} nats/token)"))
         elif kind == "checkpoint":
             pass
+        elif kind == "tracker_failed":
+            self.say(escape(f"report_to {event.tracker}: {event.message}"))
         elif kind == "finished":
-            how = "stopped" if event.stopped else "finished"
+            how = "stopped" if event.stopped else "stopped early" if event.stopped_early else "finished"
             result = "" if event.test_loss is None else f": test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}"
+            if event.best_step is not None and not event.stopped:
+                result = f" with the prompt of step {event.best_step}, the best on the validation pairs{result}"
             resume = "; resume with: promptgrad train --resume " + str(Path(event.prompt_path).parent) if event.stopped and event.prompt_path else ""
             self.say(escape(f"{how} at step {event.step}{result}; prompt saved to {event.prompt_path}{resume}"))
         elif kind == "failed":

@@ -2,7 +2,7 @@
 
     config.toml          the resolved TrainConfig (precision as decided, never "auto")
     facts.json           the precision decided, and which data exactly the run split: its source, pair count and hash
-    split.jsonl          which pairs were trained on and which tested ({"x", "y", "side"} a line)
+    split.jsonl          which pairs were trained on, held out for validation, tested ({"x", "y", "side"} a line)
     metrics.jsonl        one JSON object per event, flushed as it goes (readable while being written)
     checkpoint.pt        the learner's state, RNG state, step and schedule, for resume (written atomically)
     prompt.safetensors   tensor `prompt` [prompt_len, hidden] float32 with string metadata
@@ -44,6 +44,7 @@ from promptgrad.errors import UserError
 from promptgrad.events import Event, event_from_json
 from promptgrad.files import (READ_WRITE, atomic_write, kind_of, no_space, not_regular, open_append, open_regular,
                               open_update, read_bytes, read_text)
+from promptgrad.pairs import Pair, Split
 from promptgrad.run_facts import FACTS
 
 CONFIG, METRICS, CHECKPOINT, PROMPT = "config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"
@@ -234,12 +235,34 @@ class RunFolder:
         return load_prompt(self.path / PROMPT)
 
     # ---- the split ----------------------------------------------------------------------------
-    def save_split(self, split) -> None:
-        """Which pairs were trained on and which tested, one JSON object a line ({"x", "y", "side"}), so a
-        score can be reproduced outside promptgrad."""
+    def save_split(self, split: Split) -> None:
+        """Which pairs were trained on, which held out for validation and which tested, one JSON object a
+        line ({"x", "y", "side"}), so a score can be reproduced outside promptgrad."""
         lines = [json.dumps({"x": p.x, "y": p.y, "side": side}, ensure_ascii=False) + "\n"
-                 for side, pairs in (("train", split.train), ("test", split.test)) for p in pairs]
+                 for side, pairs in (("train", split.train), ("validation", split.validation), ("test", split.test))
+                 for p in pairs]
         atomic_write(self.path / SPLIT, "".join(lines).encode())
+
+    def split(self) -> Split | None:
+        """The split recorded when the run started, in its order (a folder written before validation
+        splits has no "validation" lines: none); None for a folder from before split.jsonl."""
+        try:
+            text = read_text(self.path / SPLIT)
+        except FileNotFoundError:
+            return None
+        sides: dict[str, list[Pair]] = {"train": [], "validation": [], "test": []}
+        for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): a pair may hold U+2028
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not (isinstance(row["x"], str) and isinstance(row["y"], str)):
+                    raise TypeError
+                sides[row["side"]].append(Pair(row["x"], row["y"]))
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"{self.path / SPLIT} line {number} is not a recorded pair like "
+                                f'{{"x": "hot", "y": "cold", "side": "train"}}; the run\'s record of its split is damaged') from None
+        return Split(sides["train"], sides["test"], sides["validation"])
 
     # ---- failures ---------------------------------------------------------------------------
     def save_traceback(self, text: str) -> Path:

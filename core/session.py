@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
+from promptgrad.baselines import demonstrations, k_shot_template
 from promptgrad.config import TrainConfig
 from promptgrad.distributed import Processes, processes
 from promptgrad.errors import UserError
 from promptgrad.models import FrozenModel, hidden_size, load_model
-from promptgrad.pairs import Split, load_pairs, split_pairs
+from promptgrad.pairs import Pair, Split, load_pairs, split_pairs
 from promptgrad.precision import DTYPES, PrecisionChoice, check_recorded_precision, choose_precision, resolve_device
 from promptgrad.run_facts import DataFacts, RunFacts
 from promptgrad.template import Template, TemplateEncoder
@@ -53,6 +54,26 @@ class Session:
             vectors = self.frozen.embedding(torch.tensor(ids, device=self.frozen.device)).float()
         return vectors, TemplateEncoder(template or self.encoder.template, self.frozen.tokenizer, len(ids))
 
+    def k_shot_demonstrations(self) -> list[Pair]:
+        """The training pairs the k-shot baseline shows (baselines.py); none when k_shot is 0, when there
+        are no training pairs (eval --data reads none) or no hand-written prompt (a resolved config has one)."""
+        problem = self.config.problem
+        if not (problem.k_shot and self.split.train and problem.baseline_text):
+            return []
+        return demonstrations(self.split.train, problem.k_shot, self.config.learning.seed)
+
+    def k_shot_prompt(self) -> tuple[str, torch.Tensor, TemplateEncoder] | None:
+        """The k-shot baseline: its name ("3-shot"), the first hand-written prompt's embeddings, and an
+        encoder whose template holds the demonstrations before the query; None without demonstrations."""
+        shown = self.k_shot_demonstrations()
+        if not shown:
+            return None
+        text = self.config.problem.baseline_text[0]
+        ids = self.frozen.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"baseline_text {text!r} encodes to no tokens", "baseline_text")
+        return (f"{len(shown)}-shot", *self.token_prompt(ids, k_shot_template(self.encoder.template, shown, text)))
+
     @property
     def eval_batch_size(self) -> int:
         return max(64, self.config.learning.batch_size * 2)
@@ -81,7 +102,8 @@ def open_session(config: TrainConfig, recorded: RunFacts | None = None, run: str
     else:
         if recorded is not None:
             data.check_same_as(recorded.data, run)
-        split = split_pairs(pairs, config.learning.test_fraction, config.learning.seed, config.learning.train_size)
+        learning = config.learning
+        split = split_pairs(pairs, learning.test_fraction, learning.seed, learning.train_size, learning.val_fraction)
     if recorded is not None and precision:
         choice = PrecisionChoice(precision, f"as asked, not the {recorded.precision} the run recorded")
     elif recorded is not None:
@@ -115,12 +137,22 @@ def check_context_length(session: Session) -> None:
         return
     encoder = session.encoder
     baseline = max(len(encoder.tokens(t)) for t in session.config.problem.baseline_text) - encoder.prompt_len
-    for pair in (*session.split.train, *session.split.test):
+    pairs = (*session.split.train, *session.split.validation, *session.split.test)
+    # the k-shot context adds the same tokens to every pair (its demonstrations are one literal text, and
+    # the hand-written prompt stands in the prompt's place): measured once, on the first pair
+    k_shot, extra = session.k_shot_prompt(), 0
+    if k_shot is not None and pairs:
+        extra = len(k_shot[2].encode(pairs[0].x, pairs[0].y).context) - len(encoder.encode(pairs[0].x, pairs[0].y).context)
+    for pair in pairs:
         encoded = encoder.encode(pair.x, pair.y)
-        length = len(encoded.context) + len(encoded.target) + max(0, baseline)
-        if length > limit:
+        plain = len(encoded.context) + len(encoded.target)
+        if (length := plain + max(0, baseline)) > limit:
             raise UserError(f"the pair {pair.x!r} -> {pair.y!r} makes {length} tokens in the template, more than the "
                             f"model's context of {limit}; shorten it or leave it out of the data", "data")
+        if (length := plain + extra) > limit:
+            raise UserError(f"the k-shot baseline's context ({k_shot[0]}: its demonstrations, then the pair {pair.x!r} -> "
+                            f"{pair.y!r}) makes {length} tokens, more than the model's context of {limit}; lower k_shot "
+                            f"(0: no k-shot baseline)", "k_shot")
 
 
 def session_around(config: TrainConfig, frozen: FrozenModel, split: Split, facts: RunFacts,

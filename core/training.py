@@ -11,8 +11,13 @@ Soft prompts (Adam on vectors) and hard prompts (PEZ, GCG, relax) run through th
 - resume: the settings that define the run come from its folder, its data and precision from its
   facts.json, metrics.jsonl is cut back to the checkpoint, and a new length extends the schedule
   without the learning rate ever jumping up;
-- evaluation: the hand-written and the untrained prompt on the evaluation subset at the start (seconds),
-  the learned prompt on it every `eval_every` steps, and all three on the whole test set at the end;
+- evaluation: the baselines (each hand-written prompt, the k-shot demonstrations, the untrained prompt,
+  the majority answer: baselines.py) on the evaluation subset at the start (seconds), the learned
+  prompt on it every `eval_every` steps, and all of them on the whole test set at the end, each with
+  its bootstrap interval (intervals.py);
+- early stopping (`val_fraction`, early_stopping.py): the learned prompt scored on validation pairs
+  carved from the training pairs every `eval_every` steps and at the end; the best one is the result,
+  and `stop_patience` scores without a better one end training (Finished(stopped_early=True));
 - the stop signal (ctrl+c, SIGTERM, SIGHUP, the TUI's stop): checked after every step and between the
   batches of an evaluation; the run then saves a checkpoint and ends with Finished(stopped=True);
 - failures end the stream with one Failed event instead of an exception, so a UI consuming it stays
@@ -38,12 +43,14 @@ from pathlib import Path
 
 import torch
 
+from promptgrad.baselines import score_majority
 from promptgrad.config import TrainConfig
 from promptgrad.distributed import Processes, processes
 from promptgrad.errors import UserError, environment_problem, peer_ended
 from promptgrad.evaluation import PromptScore, predictions, scoring
+from promptgrad.early_stopping import EarlyStopping
 from promptgrad.events import (Checkpoint, Evaluation, Event, Extended, Failed, Finished, NearestTokens, Predictions,
-                               Progress, Reading, Started, Step)
+                               Progress, Reading, Started, Step, Validation)
 from promptgrad.explain import read_prompt
 from promptgrad.learner import Learner, NonFinite, SoftLearner, training_step  # noqa: F401 (training_step: the benchmarks' step)
 from promptgrad.nearest_tokens import nearest_tokens
@@ -69,8 +76,12 @@ def train(config: TrainConfig, stop: threading.Event | None = None, resume: str 
           probe: Probe | None = None) -> Iterator[Event]:
     """Run (or resume) training, yielding events. `resume` is a run folder; `config` then holds its saved
     settings with any overrides: more steps, other evaluation or checkpoint intervals, another device.
-    `probe` (probe.py), if given, lets another thread try the prompt while the run goes on."""
-    return TrainingRun(config, stop or threading.Event(), resume, probe).events()
+    `probe` (probe.py), if given, lets another thread try the prompt while the run goes on. The events
+    also go to the experiment trackers of `report_to` (trackers.py), here, where every caller passes."""
+    from promptgrad.trackers import tracked
+
+    run = TrainingRun(config, stop or threading.Event(), resume, probe)
+    return tracked(run.events(), config, lambda: run.config, resume is not None)
 
 
 def epoch_batches(pairs: list, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -139,6 +150,8 @@ class TrainingRun:
         self.logging = False  # from Started on: a run refused before it began leaves its folder untouched
         self.learner: Learner | None = None  # the result, for a caller that wants the prompt itself (api.py)
         self.pair_seconds = 0.0  # seconds to score one pair, as last measured (for the ETA)
+        self.early: EarlyStopping | None = None  # with a validation split (val_fraction): the best prompt on it
+        self.trained: torch.Tensor | None = None  # the trained vectors, once the best on validation took their place
 
     # ---- the stream and its failures ----------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -193,7 +206,7 @@ class TrainingRun:
             if self.step == 0 and not self.finished and hasattr(self.learner, "start_events"):
                 yield from map(self.emit, self.learner.start_events())  # the search's start is its first best
             yield from self.train_steps()
-            if self.step < self.total:  # stopped early
+            if self.step < self.total and not self.patience_ran_out:  # the stop signal
                 yield from self.stopped()
                 return
             final = yield from self.last_look()
@@ -205,7 +218,9 @@ class TrainingRun:
         except StopRequested:
             pass  # the result is measured: a stop now only leaves the last readout out
         yield from self.save(done=True)
-        yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, self.prompt_path))
+        early = self.early
+        yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, self.prompt_path,
+                                 stopped_early=self.patience_ran_out, best_step=early.best_step if early else None))
 
     def set_up(self) -> Iterator[Event]:
         """The folder locked, what a resume goes on from, the model and data, the learner, the schedule."""
@@ -214,7 +229,11 @@ class TrainingRun:
             yield Progress(0, f"loading data and model {self.config.problem.model}", 0, 0)
             self.session = open_session(self.config, resumed.facts if resumed else None, str(self.resume or ""))
         session, config = self.session, self.config
+        if resumed and (recorded := resumed.folder.split()) is not None:
+            session.split = recorded  # the pairs the run started with (the validation ones among them), as recorded
         self.learner = make_learner(session)
+        if session.split.validation:
+            self.early = EarlyStopping(config.learning.stop_patience)
         self.steps_per_epoch = math.ceil(len(self.learner.pairs) / self.learner.batch_size)
         self.total = config.total_steps(self.steps_per_epoch)
         learning = config.learning
@@ -231,7 +250,8 @@ class TrainingRun:
         facts, split = session.facts, session.split
         yield self.emit(Started(str(self.run.path) if self.run else "", config.problem.model, str(session.frozen.device),
                                 facts.precision, len(split.train), len(split.test), self.total, self.start_step,
-                                self.steps_per_epoch, facts.precision_reason, facts.data.skipped_rows))
+                                self.steps_per_epoch, facts.precision_reason, facts.data.skipped_rows,
+                                n_validation=len(split.validation)))
         if extended:
             yield self.emit(extended)
 
@@ -269,6 +289,13 @@ class TrainingRun:
         self.step, self.best = checkpoint["step"], checkpoint["best_test_loss"]
         self.full_baselines = dict(checkpoint["full_baselines"])
         self.finished = bool(checkpoint["finished"])
+        if self.early is not None and "early_stopping" in checkpoint:
+            self.early.load_state_dict(checkpoint["early_stopping"])
+            if self.finished and self.early.ran_out:
+                early = self.early
+                raise UserError(f"run {self.resume} stopped early at step {self.step}: its validation loss was not lower for "
+                                f"{early.without_gain} scores after step {early.best_step}; to train on, give a stop_patience "
+                                f"above {early.without_gain} (0: never stop early)", "stop_patience")
         learning = self.config.learning
         self.schedule = Schedule.from_state(learning.lr, learning.warmup_steps, learning.schedule, checkpoint["schedule"])
         if self.total == self.step and self.finished:
@@ -286,12 +313,28 @@ class TrainingRun:
 
     def first_look(self) -> Iterator[Event]:
         """Right after step 1 (so that training starts within seconds, however slow the machine): each
-        hand-written and the untrained prompt on the evaluation subset, and a readout."""
+        baseline (hand-written, k-shot, untrained, majority) on the evaluation subset, and a readout."""
         stoppable = not self.session.processes.active
-        for text, baseline, baseline_encoder in self.session.baseline_prompts():
-            yield from self.evaluate("hand-written", baseline, self.eval_pairs, baseline_encoder, stoppable, text)
-        yield from self.evaluate("untrained", self.learner.initial_prompt(), self.eval_pairs, stoppable=stoppable)
+        for label, text, vectors, encoder in self.baseline_prompts():
+            yield from self.evaluate(label, vectors, self.eval_pairs, encoder, stoppable, text)
+        yield self.emit(self.majority(self.eval_pairs))
         yield from self.readout()
+
+    def baseline_prompts(self) -> list[tuple[str, str, torch.Tensor, TemplateEncoder]]:
+        """(label, text, vectors, encoder) of each baseline that is scored as a prompt: every hand-written
+        one, the k-shot one (baselines.py), the untrained one."""
+        session = self.session
+        prompts = [("hand-written", text, vectors, encoder) for text, vectors, encoder in session.baseline_prompts()]
+        if (k_shot := session.k_shot_prompt()) is not None:
+            prompts.append(("k-shot", *k_shot))
+        return [*prompts, ("untrained", "", self.learner.initial_prompt(), session.encoder)]
+
+    def majority(self, pairs: list[Pair]) -> Evaluation:
+        """The majority answer's accuracy on `pairs` (no language model: no loss, and instant)."""
+        score = score_majority(self.session.split.train, pairs)
+        interval = score.accuracy_interval
+        return Evaluation(self.step, "majority", None, score.accuracy, score.n_pairs, self.best if self.best < math.inf else None,
+                          score.answer, accuracy_low=interval.low, accuracy_high=interval.high)
 
     def train_steps(self) -> Iterator[Event]:
         """Step until the end or a stop; evaluations, readouts and checkpoints on their intervals."""
@@ -302,7 +345,9 @@ class TrainingRun:
         batches, batches_epoch = [], -1
         look_first = self.step == 0 and not self.finished
         stopping = group.any(self.stop.is_set(), device)
-        while self.step < self.total and not stopping:
+        if self.validation_owed(watch.eval_every) and not stopping:
+            yield from self.validate()  # a stop interrupted this step's score: take it before going on
+        while self.step < self.total and not stopping and not self.patience_ran_out:
             t0 = time.perf_counter()
             epoch, k = divmod(self.step, self.steps_per_epoch)
             if epoch != batches_epoch:
@@ -326,12 +371,49 @@ class TrainingRun:
             stopping = group.any(self.stop.is_set(), device)  # all processes agree, or collectives would hang
             if self.step < self.total and not stopping:
                 if watch.eval_every and self.step % watch.eval_every == 0:
-                    yield from self.evaluate("learned", learner.prompt(), self.eval_pairs, stoppable=not group.active)
-                    yield from self.readout()
+                    if self.early:
+                        yield from self.validate()
+                    if not self.patience_ran_out:  # else the end scores the kept prompt on the whole test set
+                        yield from self.evaluate("learned", learner.prompt(), self.eval_pairs, stoppable=not group.active)
+                        yield from self.readout()
                 minutes = watch.checkpoint_minutes
                 if ((watch.checkpoint_every and self.step % watch.checkpoint_every == 0)
                         or (minutes and time.monotonic() - self.last_save >= minutes * 60)):
                     yield from self.save()
+        if self.early and (self.step == self.total or self.patience_ran_out):
+            if self.early.scored_step != self.step:
+                yield from self.validate()  # the last prompt is a candidate too
+            self.keep_best()
+
+    @property
+    def patience_ran_out(self) -> bool:
+        return self.early is not None and self.early.ran_out
+
+    def validation_owed(self, eval_every: int) -> bool:
+        """A resumed run whose stop came while this step's prompt was being scored on the validation pairs
+        (or before it was) owes that score: without it, it could keep another prompt than an uninterrupted run."""
+        early = self.early
+        return (early is not None and 0 < self.step < self.total and bool(eval_every) and self.step % eval_every == 0
+                and early.scored_step != self.step)
+
+    def validate(self) -> Iterator[Event]:
+        """The learned prompt on the validation pairs (never the test pairs): kept if it is the best so far."""
+        early, prompt, group = self.early, self.learner.prompt(), self.session.processes
+        score = yield from self.scored("scoring the learned prompt on the validation pairs", prompt,
+                                       self.session.split.validation, self.session.encoder, stoppable=not group.active)
+        early.record(self.step, score.test_loss, prompt)
+        yield self.emit(Validation(self.step, score.test_loss, score.accuracy, score.n_pairs, early.best_loss, early.best_step,
+                                   early.without_gain, early.ran_out))
+
+    def keep_best(self) -> None:
+        """The best prompt on validation becomes the learner's, so the result is it: what the last look tests,
+        the readout shows, prompt.safetensors holds and api.py returns. The trained vectors are kept for
+        the checkpoint, which an extended run goes on from."""
+        if self.early.best_prompt is None:
+            return
+        self.trained = self.learner.prompt().detach().cpu().clone()
+        with self.probe.lock if self.probe else contextlib.nullcontext():  # a probe never copies a prompt half-replaced
+            self.learner.set_prompt(self.early.best_prompt)
 
     def seconds_to_go(self, step_seconds: float, batch_size: int) -> float:
         """The steps still to take, and the evaluations still to come: those on the subset, and at the end
@@ -341,26 +423,31 @@ class TrainingRun:
         watch, n_test = self.config.watch, len(self.session.split.test)
         subset_looks = sum(1 for k in range(self.step + 1, self.total) if watch.eval_every and k % watch.eval_every == 0)
         last = n_test
-        if self.eval_pairs is not self.session.split.test:
-            unmeasured = 1 + len(self.config.problem.baseline_text) - len(self.full_baselines)
+        if self.eval_pairs is not self.session.split.test:  # the majority answer costs nothing
+            k_shot = 1 if self.session.k_shot_demonstrations() else 0
+            unmeasured = 1 + len(self.config.problem.baseline_text) + k_shot - len(self.full_baselines)
             last += unmeasured * n_test
         pairs = subset_looks * len(self.eval_pairs) + last
         return (self.total - self.step) * step_seconds + pairs * pair_seconds
 
     def last_look(self) -> Generator[Event, None, PromptScore]:
-        """The learned prompt on the whole test set, and both baselines too if only a subset scored them."""
+        """The learned prompt on the whole test set, and the baselines too if only a subset scored them."""
         session, stoppable = self.session, not self.session.processes.active
         test = session.split.test
         if self.eval_pairs is not test:
-            baselines = [("hand-written", text, vectors, encoder) for text, vectors, encoder in session.baseline_prompts()]
-            for label, text, vectors, encoder in [*baselines, ("untrained", "", self.learner.initial_prompt(), session.encoder)]:
+            for label, text, vectors, encoder in self.baseline_prompts():
                 key = f"{label} {text}"
                 if key in self.full_baselines:  # an extended run measured them at its first end
-                    loss, accuracy, n = self.full_baselines[key]
-                    yield self.emit(Evaluation(self.step, label, loss, accuracy, int(n), None, text))
+                    # [loss, accuracy, pairs, loss_low, loss_high, accuracy_low, accuracy_high]; a checkpoint
+                    # written before intervals existed holds the first three
+                    loss, accuracy, n, *bounds = self.full_baselines[key]
+                    yield self.emit(Evaluation(self.step, label, loss, accuracy, int(n), None, text, *bounds))
                 else:
                     score = yield from self.evaluate(label, vectors, test, encoder, stoppable, text)
-                    self.full_baselines[key] = [score.test_loss, score.accuracy, score.n_pairs]
+                    self.full_baselines[key] = [score.test_loss, score.accuracy, score.n_pairs, score.loss_interval.low,
+                                                score.loss_interval.high, score.accuracy_interval.low,
+                                                score.accuracy_interval.high]
+            yield self.emit(self.majority(test))
         return (yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable))
 
     def stopped(self) -> Iterator[Event]:
@@ -385,7 +472,8 @@ class TrainingRun:
         if label == "learned":
             self.best = min(self.best, score.test_loss)
         yield self.emit(Evaluation(self.step, label, score.test_loss, score.accuracy, score.n_pairs,
-                                   self.best if self.best < math.inf else None, text))
+                                   self.best if self.best < math.inf else None, text, score.loss_interval.low,
+                                   score.loss_interval.high, score.accuracy_interval.low, score.accuracy_interval.high))
         return score
 
     def readout(self) -> Iterator[Event]:
@@ -426,10 +514,18 @@ class TrainingRun:
                  "step": self.step, "rng": torch.get_rng_state(), "best_test_loss": self.best,
                  "schedule": self.schedule.to_state(), "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)),
                  "finished": done, "full_baselines": self.full_baselines}
+        result = self.learner.prompt()
+        metadata = {**prompt_metadata(self.config, self.session.facts, self.step), **self.learner.metadata()}
+        if self.early:  # the result so far is the best prompt on validation; training goes on from the trained one
+            state["early_stopping"] = self.early.state_dict()
+            if self.trained is not None:
+                state["prompt"] = self.trained
+            if self.early.best_prompt is not None:
+                result = self.early.best_prompt
+                metadata.update(best_step=str(self.early.best_step), validation_loss=repr(self.early.best_loss))
         with uninterrupted():
             self.run.save_checkpoint(state)
-            metadata = {**prompt_metadata(self.config, self.session.facts, self.step), **self.learner.metadata()}
-            self.run.save_prompt(self.learner.prompt(), metadata)
+            self.run.save_prompt(result, metadata)
             self.emit(event)
         yield event
 

@@ -35,7 +35,9 @@ def test_two_processes_learn_the_same_prompt_as_one(tiny_gpt2, tiny_data, tmp_pa
     torch.testing.assert_close(two, one, rtol=1e-4, atol=1e-5)
     # only rank 0 wrote: exactly one run folder, and its metrics match the single run's evaluations
     assert [p.name for p in (tmp_path / "parallel").iterdir()] == ["run"]
-    evals = lambda folder: [(e.step, e.prompt, round(e.test_loss, 4), e.n_pairs)
+    # the intervals too: the per-pair values gathered back in one process's order resample alike
+    rounded = lambda *values: tuple(None if v is None else round(v, 4) for v in values)
+    evals = lambda folder: [(e.step, e.prompt, e.n_pairs, rounded(e.test_loss, e.loss_low, e.loss_high, e.accuracy_low, e.accuracy_high))
                             for e in RunFolder.open(folder).events() if e.kind == "evaluation"]
     assert evals(tmp_path / "parallel" / "run") == evals(tmp_path / "single" / "run")
     assert launched.stdout.count("finished at step 5") == 1  # one report, from rank 0

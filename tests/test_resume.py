@@ -79,10 +79,12 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
     assert [e.step for e in history if isinstance(e, Finished)] == [7]  # the first end's record was cut
     assert [e.step for e in history if isinstance(e, Step)] == list(range(1, 8))
     # the baselines were scored on the whole test set at the first end; the second end repeats, not recomputes, them
-    full = [e for e in events if isinstance(e, Evaluation) and e.prompt in ("hand-written", "untrained")]
-    assert {(e.prompt, e.test_loss) for e in full} == {(e.prompt, e.test_loss) for e in first
-                                                       if isinstance(e, Evaluation) and e.n_pairs == full[0].n_pairs
-                                                       and e.prompt in ("hand-written", "untrained")}
+    repeated = ("hand-written", "k-shot", "untrained")  # with their intervals
+    full = [e for e in events if isinstance(e, Evaluation) and e.prompt in repeated]
+    assert {(e.prompt, e.test_loss, e.loss_low, e.accuracy_high) for e in full} == {
+        (e.prompt, e.test_loss, e.loss_low, e.accuracy_high) for e in first
+        if isinstance(e, Evaluation) and e.n_pairs == full[0].n_pairs and e.prompt in repeated}
+    assert len({e.prompt for e in full}) == 3 and all(e.loss_low is not None for e in full)
 
 
 def test_init_from_a_run_starts_where_that_run_ended(tiny_config):

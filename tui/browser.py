@@ -1,6 +1,7 @@
 """The run browser (ctrl+o, ctrl+g): every folder under runs/ with its state, steps, best test loss,
-model and date; type to filter, arrows to move, enter to pick, space to mark runs to compare. A folder
-whose files cannot be read is listed as damaged, and picking it says why instead of opening it."""
+model and date; type to filter, arrows to move, enter to pick, space to mark runs to compare, f5 for
+the report of the marked runs (report_table.py). A folder whose files cannot be read is listed as
+damaged, and picking it says why instead of opening it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
+from promptgrad.errors import UserError
+from promptgrad.results import Results, collect
 from promptgrad.run_folder import RunSummary, list_runs
 
 
@@ -33,6 +38,7 @@ class RunBrowser(ModalScreen[BrowserChoice]):
         Binding("escape", "close", "Close"),
         Binding("down", "move(1)", "Down", show=False, priority=True),
         Binding("up", "move(-1)", "Up", show=False, priority=True),
+        Binding("f5", "report", "Report"),
     ]  # space marks a run: the filter never holds spaces, so a typed space is taken as that (see on_input_changed)
 
     def __init__(self, runs_dir: str, title: str, selected: str | None = None, marked: tuple[str, ...] = ()) -> None:
@@ -47,7 +53,8 @@ class RunBrowser(ModalScreen[BrowserChoice]):
             box.border_title = self.title_text
             yield Input(placeholder="type to filter by name or model", id="filter")
             yield DataTable(cursor_type="row", zebra_stripes=True, id="runs")
-            yield Static("↑↓ move · enter: pick · space: mark to compare on the chart · escape: close",
+            yield Static("↑↓ move · enter: pick · space: mark to compare on the chart · f5: report of the marked runs · "
+                         "escape: close",
                          classes="dialog-hint")
 
     def on_mount(self) -> None:
@@ -114,6 +121,47 @@ class RunBrowser(ModalScreen[BrowserChoice]):
             self.app.notify(f"{run.name} is damaged: {run.problem}", title="Cannot open", severity="error", timeout=15)
         elif run is not None:
             self.dismiss(BrowserChoice(str(run.path), tuple(sorted(self.marked))))
+
+    @dataclass
+    class ReportReady(Message):
+        """The marked runs' results, read in a thread (or why there are none)."""
+
+        results: Results | None
+        paths: list[str]
+        problem: str = ""  # nothing to report (a UserError), or a bug
+        traceback: str = ""  # a bug's
+
+    def action_report(self) -> None:
+        """The report table of the marked runs (the run under the cursor if none is marked)."""
+        run = self.current()
+        paths = sorted(self.marked) or ([str(run.path)] if run is not None else [])
+        if not paths:
+            self.app.notify("mark runs with space first", title="Report")
+            return
+        self.read_results(paths)
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def read_results(self, paths: list[str]) -> None:
+        try:
+            self.post_message(self.ReportReady(collect(paths), paths))
+        except UserError as e:
+            self.post_message(self.ReportReady(None, paths, str(e)))
+        except Exception as e:  # a bug: kept whole in an error screen, never a toast that fades
+            import traceback
+
+            self.post_message(self.ReportReady(None, paths, f"{type(e).__name__}: {e}", traceback.format_exc()))
+
+    def on_run_browser_report_ready(self, message: ReportReady) -> None:
+        from promptgrad_tui.report_table import ReportScreen
+
+        if message.traceback:
+            from promptgrad_tui.dialogs import ErrorScreen
+
+            self.app.push_screen(ErrorScreen("The report failed", message.problem, message.traceback))
+        elif message.results is None:
+            self.app.notify(message.problem, title="No report", severity="warning", timeout=15)
+        else:
+            self.app.push_screen(ReportScreen(message.results, message.paths))
 
     def action_close(self) -> None:
         self.dismiss(BrowserChoice(None, tuple(sorted(self.marked))))

@@ -20,7 +20,7 @@ from textual.widgets import Static, Tab, Tabs
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens,
-                               ParetoFront, Predictions, Progress, Reading, Started, Step)
+                               ParetoFront, Predictions, Progress, Reading, Started, Step, TrackerFailed, Validation)
 from promptgrad.probe import Probe
 from promptgrad.run_folder import EventFollower, RunFolder
 from promptgrad_tui.device_use import DeviceUse
@@ -238,7 +238,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
     def apply(self, event: Event, live: bool) -> None:
         self.status.apply(event)
         self.results.apply(event)
-        if isinstance(event, (Started, Step, Evaluation, Extended)):
+        if isinstance(event, (Started, Step, Evaluation, Extended, Validation)):
             self.chart.add(event)
         if isinstance(event, Started):
             if live:  # a viewed folder keeps its own path: a copied folder's records name the original
@@ -265,7 +265,9 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
                 self.say(f"Stopped at step {event.step}; checkpoint saved in {self.run_dir} (ctrl+g resumes it)")
             elif live:
                 score = "" if event.test_loss is None else f"test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}; "
-                self.say(f"{score}prompt saved to {event.prompt_path}", title="Run finished", timeout=10)
+                kept = "" if event.best_step is None else f"the prompt of step {event.best_step} (best on validation) is the result; "
+                self.say(f"{kept}{score}prompt saved to {event.prompt_path}",
+                         title="Run stopped early" if event.stopped_early else "Run finished", timeout=10)
         elif isinstance(event, Failed):
             self.status.set_phase("failed" + ("" if live else " (viewing)"))
             if live:
@@ -276,6 +278,8 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
                     self.say(event.message, title="Run failed", severity="error", timeout=15)
                 if event.field:
                     self.form.flag(event.field, event.message)
+        elif isinstance(event, TrackerFailed) and live:  # the run goes on; the tracker's trouble stays on screen a while
+            self.say(event.message, title=f"report_to {event.tracker}", severity="warning", timeout=15)
         # other kinds (a newer core may add some) are not shown
 
     def show_failure(self, event: Failed | None) -> None:

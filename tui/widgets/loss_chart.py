@@ -1,11 +1,11 @@
 """The loss chart: training loss per step (raw and smoothed), the learned prompt's test loss on the
-evaluation subset and on the whole test set, the hand-written and the untrained prompt's test loss as
-reference lines, and other runs overlaid for comparison.
+evaluation subset and on the whole test set, its loss on the validation pairs (with val_fraction), the
+hand-written and the untrained prompt's test loss as reference lines, and other runs overlaid for comparison.
 
 Readable without colour: every series has its own marker character, and the legend sits in lines of
 its own above the plot, never on the data, each entry's marker beside its label. The reference lines are
 drawn first and the test points last, so where series cross the measurements stay visible. Steps are
-whole numbers on the x-axis; each series can be switched off and on by a key (t, a, s, f, h, u, c) while
+whole numbers on the x-axis; each series can be switched off and on by a key (t, a, s, f, v, h, u, c) while
 the chart has the cursor. Events only append to the series and mark the chart stale; the screen calls
 `redraw()` on a timer, so a fast run costs at most one plot a second, built in a worker thread; a
 resize rebuilds it at the new size.
@@ -25,7 +25,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from promptgrad.events import Evaluation, Event, Extended, Started, Step
+from promptgrad.events import Evaluation, Event, Extended, Started, Step, Validation
 
 SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss
 MAX_POINTS = 600  # more points than this are thinned before plotting; a terminal shows far fewer
@@ -33,8 +33,9 @@ MAX_POINTS = 600  # more points than this are thinned before plotting; a termina
 TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
     ("o", "orange", "test (subset)"), ("@", "red", "test (all pairs)"), ("-", "green", "hand-written"), \
     ("~", "magenta", "untrained")
+VALID = ("v", "blue", "validation")
 # the key that switches each series off and on, by its legend text ("compared" stands for the overlays)
-TOGGLES = {"t": "train", "a": "train EMA", "s": "test (subset)", "f": "test (all pairs)", "h": "hand-written",
+TOGGLES = {"t": "train", "a": "train EMA", "s": "test (subset)", "f": "test (all pairs)", "v": "validation", "h": "hand-written",
            "u": "untrained", "c": "compared"}
 OVERLAY_MARKERS = ("x", "+", "*", "%", "&")
 RICH = {"gray": "grey50", "orange": "dark_orange", "teal": "dark_cyan"}  # plotext colour names rich spells otherwise
@@ -59,6 +60,8 @@ class Curves:
     subset_loss: list[float] = field(default_factory=list)
     full_steps: list[int] = field(default_factory=list)  # ... and on the whole test set
     full_loss: list[float] = field(default_factory=list)
+    valid_steps: list[int] = field(default_factory=list)  # the learned prompt on the validation pairs (val_fraction)
+    valid_loss: list[float] = field(default_factory=list)
     hand_written: float | None = None  # the first hand-written prompt's: on the whole test set once measured there, else on the subset
     hand_written_text: str | None = None  # which wording that is (a run may compare several; the chart shows the first)
     untrained: float | None = None
@@ -86,11 +89,14 @@ class Curves:
                 steps, losses = (self.full_steps, self.full_loss) if whole else (self.subset_steps, self.subset_loss)
                 steps.append(event.step)
                 losses.append(event.test_loss)
+        elif isinstance(event, Validation):
+            self.valid_steps.append(event.step)
+            self.valid_loss.append(event.loss)
 
     def truncate(self, step: int) -> None:
         """Forget everything after `step`: a resumed run goes on from its checkpoint."""
         for xs, *ys in ((self.steps, self.train_loss, self.smoothed), (self.subset_steps, self.subset_loss),
-                        (self.full_steps, self.full_loss)):
+                        (self.full_steps, self.full_loss), (self.valid_steps, self.valid_loss)):
             keep = sum(1 for s in xs if s <= step)
             for series in (xs, *ys):
                 del series[keep:]
@@ -210,7 +216,7 @@ class LossChart(Vertical):
     def legend_entries(self) -> list[Text]:
         """One entry per series present: its marker, its label, and the key that switches it (dim when off)."""
         c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
-        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps),
+        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
                  (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
         for (marker, colour, label), present in shown:
             if present:
@@ -243,6 +249,7 @@ class LossChart(Vertical):
             if other.subset_steps or other.full_steps:
                 out.append(("scatter", other.subset_steps + other.full_steps, other.subset_loss + other.full_loss, marker, colour))
         for (marker, colour, label), xs, ys, kind in ((TRAIN, c.steps, c.train_loss, "scatter"), (EMA, c.steps, c.smoothed, "plot"),
+                                                       (VALID, c.valid_steps, c.valid_loss, "scatter"),
                                                        (SUBSET, c.subset_steps, c.subset_loss, "scatter"),
                                                        (FULL, c.full_steps, c.full_loss, "scatter")):
             if xs and label not in hidden:
@@ -262,7 +269,7 @@ class LossChart(Vertical):
             self.query_one(".legend", Static).update(legend)
             self.shown_legend = legend
         c, others = self.curves, list(self.overlays.values())
-        right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:],
+        right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:], *c.valid_steps[-1:],
                      *(o.steps[-1] for o in others if o.steps)])
         self.build(plot, self.series(right), right, plot.size.width, plot.size.height,
                    plot._get_plotext_theme_name(self.app.theme))

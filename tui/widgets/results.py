@@ -1,8 +1,10 @@
 """The results strip: once a run has its result on the whole test set, it stays under the panes until
-the next run starts: the learned prompt's test loss and accuracy beside each hand-written prompt's and the
-untrained one's, with the difference, said in words where the learned prompt did worse, and the text of
-a hard prompt. f4 copies it (the hard prompt's text, or the strip) through the terminal (OSC 52, which
-works over SSH)."""
+the next run starts: a small table of the learned prompt's test loss and accuracy, each with its 95%
+bootstrap interval, above each baseline's (every hand-written prompt, the k-shot demonstrations, the
+untrained prompt, the majority answer), with the learned prompt's difference from each hand-written and
+k-shot one, said in words where it did worse, and the text of a hard prompt. One row a prompt, in
+columns that fit 80 columns. f4 copies it (the hard prompt's text, or the strip) through the terminal
+(OSC 52, which works over SSH)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from promptgrad.events import Evaluation, Event, Finished, HardPromptFound, Started
+from promptgrad.intervals import accuracy_text, interval_of, loss_text
+
+NAME, LOSS, ACCURACY = 24, 18, 19  # column widths: with the difference (14), 78 characters
+BASELINE_ORDER = ("hand-written", "k-shot", "untrained", "majority")
 
 
 class ResultsStrip(Static):
@@ -45,19 +51,42 @@ class ResultsStrip(Static):
         learned = next((e for e in reversed(self.final) if e.prompt == "learned"), None)
         if learned is None:
             return Text("")
-        head = Text.assemble(("Result", "bold"), f" on {learned.n_pairs:,} test pairs: ")
-        parts = [Text.assemble(("learned", "bold"), f" {learned.test_loss:.3f} ({learned.accuracy:.1%})")]
-        for e in self.final:
-            if e.prompt == "hand-written":
-                delta = learned.test_loss - e.test_loss
-                verdict = (f"learned {delta:+.3f} ({delta / e.test_loss:+.1%})" if delta < 0 else
-                           f"learned is WORSE by {delta:.3f}")
-                parts.append(Text.assemble(f"hand-written {e.text!r} {e.test_loss:.3f} ({e.accuracy:.1%}), ",
-                                           (verdict, "bold" if delta >= 0 else "")))
-        for e in self.final:
-            if e.prompt == "untrained":
-                parts.append(Text(f"untrained {e.test_loss:.3f} ({e.accuracy:.1%})"))
+        head = f"Result, {learned.n_pairs:,} test pairs"
+        lines = [Text.assemble((fit(head, NAME).ljust(NAME), "bold"), " ", "test loss [95%]".ljust(LOSS), " ", "accuracy [95%]")]
+        lines.append(row(learned, Text("f4 copies", style="dim")))
+        for e in sorted((e for e in self.final if e.prompt in BASELINE_ORDER), key=lambda e: BASELINE_ORDER.index(e.prompt)):
+            lines.append(row(e, difference(learned, e) if e.prompt in ("hand-written", "k-shot") else Text("")))
         if self.hard_text is not None:
-            parts.append(Text.assemble("hard prompt ", (repr(self.hard_text), "bold")))
-        parts.append(Text("f4 copies", style="dim"))
-        return head + Text(" · ").join(parts)
+            lines.append(Text.assemble("hard prompt ", (repr(self.hard_text), "bold")))
+        return Text("\n").join(lines)
+
+
+def fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def name_of(e: Evaluation) -> str:
+    if e.prompt == "hand-written":
+        return f"hand-written {e.text!r}"
+    if e.prompt == "k-shot":
+        return f"{e.text} demonstrations"
+    if e.prompt == "majority":
+        return f"majority {e.text!r}"
+    return e.prompt
+
+
+def row(e: Evaluation, last: Text) -> Text:
+    loss = loss_text(e.test_loss, interval_of(e.loss_low, e.loss_high))
+    accuracy = accuracy_text(e.accuracy, interval_of(e.accuracy_low, e.accuracy_high))
+    name = (fit(name_of(e), NAME).ljust(NAME), "bold" if e.prompt == "learned" else "")
+    line = Text.assemble(name, " ", loss.ljust(LOSS), " ", accuracy.ljust(ACCURACY), " ", last)
+    line.rstrip()
+    return line
+
+
+def difference(learned: Evaluation, e: Evaluation) -> Text:
+    """The learned prompt's test loss minus this baseline's, said in words where the learned one is worse."""
+    if learned.test_loss is None or e.test_loss is None:
+        return Text("")
+    delta = learned.test_loss - e.test_loss
+    return Text(f"learned {delta:+.3f}") if delta < 0 else Text(f"WORSE by {delta:.3f}", style="bold")

@@ -1,0 +1,459 @@
+"""The final results of run folders, side by side: what `promptgrad report` tabulates and plots.
+
+    collect(["runs/sweep"])    every run folder found under the paths, read (never trusting its files)
+      .runs                    each finished run: its settings, its prompts' final scores, its loss curve
+      .left_out                each run folder not in the table (unfinished, failed, damaged), and why
+      .groups                  runs that differ only by seed, with the mean, spread and interval per prompt
+      .markdown() .csv() .json()
+
+A run's result is its Evaluation events on the whole test set (n_pairs == the run's test pairs): the
+learned prompt's at the run's last step, and for each other prompt (hand-written, untrained, majority,
+k-shot, ...) its latest one (a baseline does not change while the prompt learns). Intervals (95%
+bootstrap over the test pairs) are None in runs made before them, and majority has no test loss (it is
+not a language model); both are shown as such, never as zero.
+
+Runs are grouped by everything that defines them (config.py's defines-run settings) except the seed,
+plus the rest of the learning settings (steps or epochs, early stopping) and the data's hash
+(facts.json): two runs in a group are the same experiment repeated with another seed, and their
+spread is what another seed would change. Every file is read through run_folder.py's readers (a link
+or a FIFO planted in a folder is refused, never followed or waited on).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptgrad.config import TrainConfig, is_bundled
+from promptgrad.errors import UserError
+from promptgrad.events import Evaluation, Failed, Finished, Started, Step
+from promptgrad.run_folder import CONFIG, METRICS, RunFolder, RunSummary, read_events, summarize
+
+MAX_DEPTH = 4  # runs_dir/NAME/<run> and a little more; a report never walks a whole disk
+PROMPT_ORDER = ("learned", "hand-written", "k-shot", "untrained", "majority")  # rows in this order, others after
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+TASK_SETTINGS = ("task", "data", "data_sha256", "x_column", "y_column", "template", "baseline_text")  # what a task brings
+
+
+# ---- one run ---------------------------------------------------------------------------------------
+
+PROMPT_TEXT_IS_A_RESULT = ("majority",)  # its text is the answer it found, which differs by seed: not a name
+
+
+def prompt_key(evaluation: Evaluation) -> tuple[str, str]:
+    """Which prompt an evaluation scored: its kind, and the wording that names it (a hand-written one's, "3-shot")."""
+    return evaluation.prompt, "" if evaluation.prompt in PROMPT_TEXT_IS_A_RESULT else evaluation.text
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run, as the report needs it."""
+
+    path: Path
+    name: str
+    seed: int
+    task: str  # the data's name: a bundled task's, or the data file's stem
+    model: str
+    settings: dict[str, Any]  # result_settings(), and data_sha256 (None for a run from before facts.json)
+    n_test: int
+    scores: list[Evaluation]  # one per prompt, on the whole test set
+    training_loss: list[tuple[int, float]]  # (step, training loss of its batch)
+    learned_test_loss: list[tuple[int, int, float]]  # (step, pairs scored, test loss) of each evaluation of the learned prompt
+    skipped_lines: list[int] = field(default_factory=list)  # lines of metrics.jsonl that were not events
+
+    def score(self, key: tuple[str, str]) -> Evaluation | None:
+        return next((s for s in self.scores if prompt_key(s) == key), None)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    path: Path
+    why: str
+
+
+def result_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings a run's result depends on, but the seed: those that define the run (config.py's
+    declarations), and the rest of how it learns (its length in steps or epochs, its early stopping),
+    which may differ between two runs of one definition; not where it ran or how often it was watched."""
+    return {name: config.get(name) for name, (group, f) in TrainConfig.settings().items()
+            if (f.metadata["defines_run"] or group == "learning") and name != "seed"}
+
+
+def task_name(config: TrainConfig) -> str:
+    data = config.problem.data
+    return data if is_bundled(data) else Path(data).stem or data
+
+
+def data_sha256(path: Path) -> str | None:
+    from promptgrad.run_facts import RunFacts
+
+    try:
+        return RunFacts.load(path).data.sha256
+    except UserError:  # older runs have no facts.json; their data is then known by its name only
+        return None
+
+
+def why_unfinished(summary: RunSummary) -> str:
+    at = f"step {summary.step} of {summary.total_steps}"
+    if summary.state == "failed":
+        failed = [e for e in read_events(summary.path / METRICS)[0] if isinstance(e, Failed)]
+        return f"failed at {at}" + (f": {failed[-1].message.splitlines()[0][:200]}" if failed and failed[-1].message else "")
+    return {"running": f"still running ({at}; a process holds its lock)", "stopped": f"stopped at {at}",
+            "started": f"unfinished ({at}, no end recorded)", "empty": f"no events in its {METRICS}",
+            "damaged": f"damaged: {summary.problem}"}.get(summary.state, summary.state)
+
+
+def read_run(path: Path) -> RunResult | LeftOut:
+    """A finished run's result, or why it is left out. Nothing is executed, no link followed (RunFolder.open
+    refuses a planted link or special file; metrics.jsonl is read by its typed reader, which never follows one)."""
+    summary = summarize(path)
+    if summary.state != "finished":
+        return LeftOut(path, why_unfinished(summary))
+    try:
+        config = RunFolder.open(path).config()
+        events, bad = read_events(path / METRICS)
+    except (UserError, OSError) as e:
+        return LeftOut(path, f"damaged: {e if isinstance(e, UserError) else e.strerror or e}")
+    started = next((e for e in reversed(events) if isinstance(e, Started)), None)  # a resumed run's last start
+    finished = next((e for e in reversed(events) if isinstance(e, Finished)), None)
+    if started is None or finished is None:
+        return LeftOut(path, f"damaged: {METRICS} lacks its {'started' if started is None else 'finished'} event")
+    scores: dict[tuple[str, str], Evaluation] = {}
+    learned: list[tuple[int, int, float]] = []
+    for score in (e for e in events if isinstance(e, Evaluation)):
+        if score.prompt == "learned" and score.test_loss is not None:
+            learned.append((score.step, score.n_pairs, score.test_loss))
+        if score.n_pairs == started.n_test and (score.prompt != "learned" or score.step == finished.step):
+            scores[prompt_key(score)] = score  # the latest on the whole test set
+    if ("learned", "") not in scores:
+        return LeftOut(path, f"no evaluation of the learned prompt on all {started.n_test} test pairs at its last step "
+                             f"({finished.step})")
+    order = {name: i for i, name in enumerate(PROMPT_ORDER)}
+    ranked = sorted(scores.values(), key=lambda s: order.get(s.prompt, len(order)))  # stable: wordings stay in run order
+    settings = {**result_settings(config), "data_sha256": data_sha256(path)}
+    training_loss = [(e.step, e.loss) for e in events if isinstance(e, Step)]
+    return RunResult(path, path.name, config.learning.seed, task_name(config), config.problem.model, settings,
+                     started.n_test, ranked, training_loss, learned, bad)
+
+
+def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[LeftOut]]:
+    """Run folders (those with a config.toml) at or below each path, MAX_DEPTH levels down at most, never
+    through a symbolic link: a link met on the way is listed as left out, not followed."""
+    found: list[Path] = []
+    links: list[LeftOut] = []
+    for top in paths:
+        if "\x00" in str(top):
+            raise UserError(f"{str(top)!r} holds a NUL byte (\\x00), which no file name may hold; remove it")
+        if not top.is_dir():
+            raise UserError(f"{top} is not a folder; give run folders or folders that hold them (runs/, runs/SWEEP)")
+        stack = [(top, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            if os.path.lexists(folder / CONFIG):
+                found.append(folder)
+                continue  # a run folder holds no other run
+            if depth == MAX_DEPTH:
+                continue
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_symlink():
+                    if entry.is_dir():  # a link to a file (a FIFO, anything) is simply not a folder of runs
+                        links.append(LeftOut(Path(entry.path), "a symbolic link; a report never follows one"))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), depth + 1))
+    unique = list(dict.fromkeys(os.path.normpath(p) for p in found))
+    return [Path(p) for p in unique], links
+
+
+# ---- aggregation -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Spread:
+    """One number over the runs of a group: mean, standard deviation (n-1; None for one run), and the
+    interval: one run's own 95% bootstrap interval (low, high), or over several runs the mean half-width of
+    theirs (None where a run recorded none)."""
+
+    mean: float
+    sd: float | None
+    n: int
+    low: float | None
+    high: float | None
+    half_width: float | None
+
+    @staticmethod
+    def of(values: list[float], intervals: list[tuple[float | None, float | None]]) -> Spread:
+        sd = statistics.stdev(values) if len(values) > 1 else None
+        whole = [(lo, hi) for lo, hi in intervals if lo is not None and hi is not None]
+        half = statistics.fmean((hi - lo) / 2 for lo, hi in whole) if whole and len(whole) == len(intervals) else None
+        low, high = whole[0] if len(values) == 1 and whole else (None, None)
+        return Spread(statistics.fmean(values), sd, len(values), low, high, half)
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    prompt: str
+    text: str
+    seeds: list[int]
+    loss: Spread | None  # None: the prompt has no LM loss (majority)
+    accuracy: Spread
+
+    @property
+    def label(self) -> str:
+        if self.prompt == "k-shot" and self.text:
+            return self.text  # "3-shot"
+        return f"{self.prompt} {self.text!r}" if self.text else self.prompt
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The learned prompt's mean minus the best other prompt's mean (lowest loss, highest accuracy)."""
+
+    loss: float | None
+    loss_baseline: str
+    accuracy: float | None
+    accuracy_baseline: str
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs that differ only by seed."""
+
+    task: str
+    model: str
+    settings: dict[str, Any]
+    runs: list[RunResult]
+    rows: list[PromptRow]
+    delta: Delta
+
+    def setting(self, name: str) -> Any:
+        return self.model if name == "model" else self.settings.get(name)
+
+
+def shown_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "; ".join(map(repr, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(value).name  # a local model or data folder: its name says enough in a table
+    return "–" if value is None else str(value)
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers in numeric order (lr 0.003 before 0.01 before 0.1), anything else by its text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return 0, value
+    return 1, json.dumps(value, default=str)
+
+
+def group_key(run: RunResult) -> str:
+    return json.dumps([run.task, run.model, run.settings], sort_keys=True, default=str)
+
+
+def prompt_rows(runs: list[RunResult]) -> list[PromptRow]:
+    keys = list(dict.fromkeys(prompt_key(s) for run in runs for s in run.scores))
+    order = {name: i for i, name in enumerate(PROMPT_ORDER)}
+    keys.sort(key=lambda k: order.get(k[0], len(order)))
+    rows = []
+    for key in keys:
+        have = [(run, run.score(key)) for run in runs if run.score(key) is not None]
+        losses = [(run, s) for run, s in have if s.test_loss is not None]
+        loss = (Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses])
+                if len(losses) == len(have) else None)  # a loss for some runs only would not be a mean over the seeds
+        accuracy = Spread.of([s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have])
+        rows.append(PromptRow(key[0], key[1], [run.seed for run, _ in have], loss, accuracy))
+    return rows
+
+
+def delta_of(rows: list[PromptRow]) -> Delta:
+    learned = next(r for r in rows if (r.prompt, r.text) == ("learned", ""))
+    others = [r for r in rows if r is not learned]
+    by_loss = min((r for r in others if r.loss is not None), key=lambda r: r.loss.mean, default=None)
+    by_accuracy = max(others, key=lambda r: r.accuracy.mean, default=None)
+    loss = learned.loss.mean - by_loss.loss.mean if by_loss and learned.loss else None
+    accuracy = learned.accuracy.mean - by_accuracy.accuracy.mean if by_accuracy else None
+    return Delta(loss, by_loss.label if by_loss else "", accuracy, by_accuracy.label if by_accuracy else "")
+
+
+@dataclass
+class Results:
+    runs: list[RunResult]
+    left_out: list[LeftOut]
+    groups: list[Group] = field(default_factory=list)
+    varying: list[str] = field(default_factory=list)  # settings whose values differ between groups
+
+    @staticmethod
+    def of(runs: list[RunResult], left_out: list[LeftOut]) -> Results:
+        by_key: dict[str, list[RunResult]] = {}
+        for run in runs:
+            by_key.setdefault(group_key(run), []).append(run)
+        groups = []
+        for members in by_key.values():
+            members.sort(key=lambda r: (r.seed, str(r.path)))
+            rows = prompt_rows(members)
+            first = members[0]
+            groups.append(Group(first.task, first.model, first.settings, members, rows, delta_of(rows)))
+        def differ(among: list[Group], name: str) -> bool:
+            return len({json.dumps(g.setting(name), default=str) for g in among}) > 1
+
+        varying = []
+        for name in ["model", *(groups[0].settings if groups else ())]:
+            if name in TASK_SETTINGS:  # differ with the task (its column says which): shown where one task's groups differ
+                if any(differ([g for g in groups if g.task == task], name) for task in {g.task for g in groups}):
+                    varying.append(name)
+            elif differ(groups, name):
+                varying.append(name)
+        groups.sort(key=lambda g: (g.task, [sort_key(g.setting(n)) for n in varying]))
+        return Results(runs, left_out, groups, varying)
+
+    # ---- as tables ----------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """One plain record per group x prompt: what report.csv holds, and report.json's groups' rows."""
+        out = []
+        for number, group in enumerate(self.groups, 1):
+            for row in group.rows:
+                record: dict[str, Any] = {"group": number, "task": group.task, "model": group.model}
+                record.update({name: group.setting(name) for name in self.varying if name != "model"})
+                record.update({"prompt": row.prompt, "text": row.text, "n_seeds": len(row.seeds),
+                               "seeds": " ".join(map(str, row.seeds))})
+                for metric, spread in (("loss", row.loss), ("accuracy", row.accuracy)):
+                    for part in ("mean", "sd", "low", "high", "half_width"):
+                        record[f"{metric}_{part}"] = getattr(spread, part) if spread else None
+                learned = (row.prompt, row.text) == ("learned", "")
+                delta = group.delta
+                record.update({"delta_loss_vs_best_baseline": delta.loss if learned else None,
+                               "best_baseline_by_loss": delta.loss_baseline if learned else "",
+                               "delta_accuracy_vs_best_baseline": delta.accuracy if learned else None,
+                               "best_baseline_by_accuracy": delta.accuracy_baseline if learned else ""})
+                out.append(record)
+        return out
+
+    def csv(self) -> str:
+        rows = self.rows()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["group"], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list) else ("" if v is None else v) for k, v in row.items()})
+        return buffer.getvalue()
+
+    def json(self) -> str:
+        runs = [{"path": str(r.path), "name": r.name, "seed": r.seed, "task": r.task, "model": r.model, "settings": r.settings,
+                 "n_test": r.n_test, "group": next(i for i, g in enumerate(self.groups, 1) if any(r is x for x in g.runs)),
+                 "scores": [asdict(s) for s in r.scores], "skipped_metrics_lines": r.skipped_lines} for r in self.runs]
+        groups = [{"group": i, "task": g.task, "model": g.model, "settings": g.settings, "seeds": [r.seed for r in g.runs],
+                   "runs": [str(r.path) for r in g.runs], "delta": asdict(g.delta)} for i, g in enumerate(self.groups, 1)]
+        document = {"legend": LEGEND, "varying_settings": self.varying, "rows": self.rows(), "groups": groups, "runs": runs,
+                    "left_out": [{"path": str(x.path), "why": x.why} for x in self.left_out]}
+        return json.dumps(plain(document), indent=1, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """The Markdown table's header and cells (the terminal shows the same cells)."""
+        header = ["task", *self.varying, "prompt", "seeds", "test loss", "loss 95% CI", "accuracy", "accuracy 95% CI",
+                  "Δ loss vs best baseline", "Δ accuracy vs best baseline"]
+        cells = []
+        for group in self.groups:
+            for row in group.rows:
+                learned = (row.prompt, row.text) == ("learned", "")
+                delta = group.delta
+                cells.append([group.task, *(shown_value(group.setting(n)) for n in self.varying), short(row.label),
+                              f"{len(row.seeds)} ({', '.join(map(str, row.seeds))})",
+                              spread_text(row.loss, "{:.3f}"), interval_text(row.loss, "{:.3f}"),
+                              spread_text(row.accuracy, "{:.1%}"), interval_text(row.accuracy, "{:.1%}"),
+                              f"{delta.loss:+.3f} vs {short(delta.loss_baseline)}" if learned and delta.loss is not None else "",
+                              f"{delta.accuracy * 100:+.1f} pts vs {short(delta.accuracy_baseline)}"
+                              if learned and delta.accuracy is not None else ""])
+        return header, cells
+
+    def markdown(self) -> str:
+        header, cells = self.table()
+        lines = ["# promptgrad report", "",
+                 f"{len(self.runs)} finished run(s) in {len(self.groups)} group(s) of runs that differ only by seed"
+                 + (f"; settings that differ between groups: {', '.join(self.varying)}" if self.varying else "")
+                 + (f"; {len(self.left_out)} run folder(s) left out (below)" if self.left_out else "") + ".", "",
+                 "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
+        lines += ["", *(f"- {item}" for item in LEGEND)]
+        if self.left_out:
+            lines += ["", "## Left out", "", *(f"- `{x.path}`: {md_cell(x.why)}" for x in self.left_out)]
+        return "\n".join(lines) + "\n"
+
+
+LEGEND = [
+    "test loss: mean cross-entropy per target token on the run's test pairs (never trained on); mean over the "
+    "group's seeds ± their standard deviation (n-1), or the one run's value; – for a prompt with no LM loss (majority).",
+    "accuracy: greedy exact match of the whole target; mean ± standard deviation over the seeds, as for the loss.",
+    "95% CI: for one seed, that run's 95% bootstrap interval over its test pairs [low, high]; for several seeds, "
+    "± the mean half-width of the runs' intervals (the test-pair noise of one run, not an interval of the mean); "
+    "– where the runs recorded none (runs made before intervals were added).",
+    "seeds: how many runs of the group scored this prompt, and their seeds. A group is the runs that differ only by "
+    "seed (same task, data, model, steps and every other setting that defines a run).",
+    "Δ vs best baseline (on the learned row): the learned prompt's mean minus the best other prompt's mean "
+    "(lowest test loss; highest accuracy, in percentage points); a negative Δ loss and a positive Δ accuracy "
+    "mean the learned prompt is better.",
+]
+
+
+def plain(value: Any) -> Any:
+    """`value` as strict JSON holds it: a diverged run's NaN or inf loss becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def spread_text(spread: Spread | None, form: str) -> str:
+    if spread is None:
+        return "–"
+    return form.format(spread.mean) + (f" ± {form.format(spread.sd)}" if spread.sd is not None else "")
+
+
+def interval_text(spread: Spread | None, form: str) -> str:
+    if spread is None:
+        return "–"
+    if spread.low is not None and spread.high is not None:
+        return f"[{form.format(spread.low)}, {form.format(spread.high)}]"
+    return f"± {form.format(spread.half_width)}" if spread.half_width is not None else "–"
+
+
+def md_cell(text: str) -> str:
+    """A cell's text that cannot end the cell or the row early."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+# ---- collecting ------------------------------------------------------------------------------------
+
+def collect(paths: list[str | Path], progress: Progress | None = None) -> Results:
+    """The results of every run folder at or below `paths`; `progress(what, done, total)` is called after
+    each folder (a KeyboardInterrupt there, or raised by it, stops the collection)."""
+    folders, left_out = find_run_folders([Path(p) for p in paths])
+    runs = []
+    for done, folder in enumerate(folders, 1):
+        result = read_run(folder)
+        (left_out if isinstance(result, LeftOut) else runs).append(result)
+        if progress:
+            progress("reading run folders", done, len(folders))
+    if not runs:
+        states = f" ({len(folders)} run folder(s), none finished: {'; '.join(f'{x.path.name}: {x.why}' for x in left_out[:3])}" \
+                 f"{' ...' if len(left_out) > 3 else ''})" if folders else " (no run folder there: none holds a config.toml)"
+        raise UserError(f"nothing to report under {', '.join(map(str, paths))}{states}; give folders that hold finished runs")
+    return Results.of(runs, left_out)
+

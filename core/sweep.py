@@ -1,0 +1,381 @@
+"""A sweep: one ordinary run of `promptgrad train` per point of a grid of settings, resumable.
+
+    promptgrad sweep NAME --grid task=capitals,currencies --grid seed=0,1,2 [--KEY VALUE ...] [--jobs N]
+
+writes runs_dir/NAME/:
+
+    sweep.toml              the grid and the settings every run shares; a later command must ask for the
+                            same sweep (or say --resume, which reads them from here)
+    capitals-seed0/ ...     one ordinary run folder per grid point, named from its grid values
+    logs/capitals-seed0.log each run's output (a run folder holds only promptgrad's own files)
+    .lock                   held by the one sweep process going through the grid (an OFD lock, as a run's)
+    submitit/               the engine's job files, with --engine submitit (sweep_engine.py)
+
+What is done is read from each run folder's own record (run_folder.summarize): a finished run is kept
+and never opened for writing, a run with a checkpoint is resumed (`promptgrad train --resume`), any
+other is started afresh. Each run is a subprocess `python -m promptgrad train ...`, so a crash is that
+run's failure, and the sweep goes on. The local pool runs one run per GPU at a time (CUDA_VISIBLE_DEVICES),
+or on a CPU one after the other, or `--jobs N` at once with the cores split between them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import itertools
+import os
+import re
+import shlex
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptgrad.config import TrainConfig, check_name, default_of
+from promptgrad.errors import UserError
+from promptgrad.files import READ_WRITE, atomic_write, open_regular, read_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from promptgrad.sweep_pool import Outcome, SweepReport
+
+SPEC, LOGS, LOCK = "sweep.toml", "logs", ".lock"
+ENGINE_FOLDER = "submitit"
+NOT_GRIDDED = {"name": "the sweep names each run from its grid values", "runs_dir": "the sweep's runs all go in runs_dir/NAME"}
+
+
+# ---- the grid ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Point:
+    """One run of the sweep: its folder's name and every setting given for it (the shared ones and its
+    grid values), as the run will record them."""
+
+    name: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    folder: Path  # runs_dir/NAME
+    axes: dict[str, list[Any]]  # setting -> its values, in the order given (the first varies slowest)
+    fixed: dict[str, Any]  # the settings every run shares
+    points: list[Point]
+
+    def spec(self) -> dict[str, Any]:
+        """What sweep.toml holds: what the runs are, not how they are run (jobs, engine)."""
+        return {"grid": self.axes, "settings": self.fixed}
+
+
+def flag_name(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
+
+
+def parse_axis(text: str) -> tuple[str, list[str]]:
+    """`seed=0,1,2` -> ("seed", ["0", "1", "2"]); the values are checked later, by TrainConfig."""
+    key, equals, values = text.partition("=")
+    key = key.strip().replace("-", "_")
+    settings = TrainConfig.settings()
+    if not equals or not key:
+        raise UserError(f"--grid {text!r} is not KEY=VALUE,VALUE,...; e.g. --grid seed=0,1,2")
+    if key not in settings:
+        raise UserError(f"--grid {key}: no such setting; known settings: {', '.join(settings)}")
+    if key in NOT_GRIDDED:
+        raise UserError(f"--grid {key}: {key} cannot be gridded ({NOT_GRIDDED[key]})")
+    if isinstance(default_of(settings[key][1]), list):
+        raise UserError(f"--grid {key}: {key} holds a list of texts, which a grid cannot vary; give it as a shared "
+                        f"setting ({flag_name(key)} TEXT, repeated) or make one sweep per list")
+    return key, values.split(",")
+
+
+def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dict[str, Any]) -> Sweep:
+    """The sweep's runs, each one's settings checked by TrainConfig (every setting's own validation)
+    before anything runs; values as the run will record them (numbers typed, local paths absolute), so
+    `lr=0.01` and `lr=1e-2` are the same sweep, and a relative path means the same file from anywhere."""
+    if problem := check_name(name):
+        raise UserError(problem.replace("name must", "the sweep's NAME must"))
+    if not axes:
+        raise UserError("give at least one --grid KEY=VALUE,VALUE,... (e.g. --grid seed=0,1,2); promptgrad train runs one run")
+    for key, why in NOT_GRIDDED.items():
+        if key in fixed:
+            raise UserError(f"{flag_name(key)} is not a setting of a sweep: {why}")
+    for key in axes:
+        if key in fixed:
+            raise UserError(f"{key} is both gridded and given as {flag_name(key)}; drop {flag_name(key)} (the grid gives its values)")
+    resolved: list[dict[str, Any]] = []
+    for values in itertools.product(*axes.values()):
+        point = dict(zip(axes, values))
+        try:
+            config = TrainConfig().replace(**fixed, **point).resolved()
+        except UserError as e:
+            where = f"--grid {e.field}={point[e.field]}" if e.field in point else (flag_name(e.field) if e.field else "")
+            raise UserError(f"{where}: {e}" if where else str(e), e.field) from None
+        resolved.append({key: config.get(key) for key in [*fixed, *point]})
+    canonical_axes = {key: list(dict.fromkeys(r[key] for r in resolved)) for key in axes}
+    for key, values in axes.items():
+        if len(canonical_axes[key]) != len(values):
+            raise UserError(f"--grid {key} gives the same value twice ({', '.join(map(str, values))}); give each once")
+    canonical_fixed = {key: resolved[0][key] for key in fixed}
+    points = [Point(run_name({k: r[k] for k in axes}), r) for r in resolved]
+    names = [p.name for p in points]
+    for reserved in (LOGS, ENGINE_FOLDER):
+        if reserved in names:
+            raise UserError(f"a run of this grid would be named {reserved!r}, the name of the sweep's own folder; "
+                            f"change the grid's order or values")
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise UserError(f"two runs of this grid would both be named {twice!r}; give values that differ in letters or digits")
+    return Sweep(name, Path(runs_dir) / name, canonical_axes, canonical_fixed, points)
+
+
+def run_name(values: dict[str, Any]) -> str:
+    """A readable, deterministic folder name from a point's grid values: `capitals-seed0-lr0.01`. A text
+    value stands alone (a task, a model, a mode); a number follows its setting's name. A value that is
+    not a plain name (a path, words) is cut to its last part, with a short hash of it so that two
+    values never share a name."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}_{'true' if value else 'false'}")
+        elif isinstance(value, str):
+            text = value.rstrip("/").rsplit("/", 1)[-1]
+            plain = re.sub(r"[^A-Za-z0-9._+]+", "_", text).strip("._")[:40] or key
+            if plain != value:
+                plain += "-" + hashlib.sha1(value.encode()).hexdigest()[:6]
+            parts.append(plain)
+        else:
+            parts.append(f"{key}{flag_text(value)}")
+    return "-".join(parts)
+
+
+def flag_text(value: Any) -> str:
+    """A setting's value as a flag gives it (and reads it back exactly: repr of a float)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+# ---- sweep.toml and the sweep's lock ----------------------------------------------------------------
+
+def save_spec(sweep: Sweep) -> None:
+    import tomli_w
+
+    header = (f"# promptgrad sweep {sweep.name}: one run per point of [grid], each with [settings];\n"
+              f"# promptgrad sweep {sweep.name} --resume goes on with it\n")
+    atomic_write(sweep.folder / SPEC, (header + tomli_w.dumps(sweep.spec())).encode(), overwrite=False)
+
+
+def load_spec(folder: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    path = folder / SPEC
+    try:
+        spec = tomllib.loads(read_text(path))
+    except FileNotFoundError:
+        raise UserError(f"{folder} holds no sweep ({SPEC} is missing); start it with --grid KEY=VALUE,...") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML ({e}); it was changed after promptgrad wrote it") from None
+    grid, settings = spec.get("grid"), spec.get("settings", {})
+    if not (isinstance(grid, dict) and all(isinstance(v, list) for v in grid.values()) and isinstance(settings, dict)):
+        raise UserError(f"{path} has no [grid] table of lists; it was changed after promptgrad wrote it")
+    return grid, settings
+
+
+def difference(saved: dict[str, Any], asked: dict[str, Any]) -> str:
+    """The first way two sweep specs differ, in words."""
+    if list(saved["grid"].items()) != list(asked["grid"].items()):
+        shown = [" ".join(f"--grid {k}={','.join(map(flag_text, v))}" for k, v in spec["grid"].items()) for spec in (saved, asked)]
+        return f"its grid is {shown[0]}, this command's {shown[1]}"
+    old, new = saved["settings"], asked["settings"]
+    for key in dict.fromkeys([*old, *new]):
+        if old.get(key) != new.get(key):
+            shown = lambda value: repr(value) if isinstance(value, str) else flag_text(value)
+            show = lambda spec: f"{flag_name(key)} {shown(spec[key])}" if key in spec else f"no {flag_name(key)}"
+            return f"it has {show(old)}, this command {show(new)}"
+    return ""
+
+
+def lock_sweep(folder: Path) -> int:
+    """Take the sweep's one-writer lock (two sweeps of one grid would start the same runs twice)."""
+    from promptgrad.run_folder import lock_holder, whole_file_lock
+
+    fd = open_regular(folder / LOCK, READ_WRITE)
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
+    except OSError:
+        os.close(fd)
+        raise UserError(f"sweep {folder} is being run by {lock_holder(folder / LOCK)}; wait for it to end or stop it "
+                        f"(kill -TERM stops it cleanly)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} (promptgrad sweep {folder.name})".encode(), 0)
+    return fd
+
+
+def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: dict[str, Any], resume: bool) -> Sweep:
+    """The sweep this command asks for, its folder made (or found) and sweep.toml written (or checked):
+    with --resume, as sweep.toml says; otherwise the grid and settings given, which must be those of
+    sweep.toml if there is one."""
+    folder = Path(runs_dir) / name
+    if resume:
+        if grid or fixed:
+            given = ", ".join([*(f"--grid {g}" for g in grid or []), *map(flag_name, fixed)])
+            raise UserError(f"--resume goes on with the grid and settings in {folder / SPEC}; drop {given} (or leave out "
+                            f"--resume to check them against it)")
+        return plan(name, runs_dir, *load_spec(folder))
+    axes: dict[str, list[str]] = {}
+    for text in grid or []:
+        key, values = parse_axis(text)
+        if key in axes:
+            raise UserError(f"--grid {key} is given twice; give all its values in one: --grid {key}=A,B,C")
+        axes[key] = values
+    sweep = plan(name, runs_dir, axes, fixed)
+    if os.path.lexists(folder / SPEC):
+        saved = dict(zip(("grid", "settings"), load_spec(folder)))
+        if saved != sweep.spec() or list(saved["grid"]) != list(sweep.axes):
+            raise UserError(f"{folder / SPEC} records another sweep ({difference(saved, sweep.spec())}); go on with it "
+                            f"as it was started: promptgrad sweep {name} --resume, or give this one another NAME")
+        return sweep
+    if folder.is_dir() and any(p.name not in (LOGS, ENGINE_FOLDER, LOCK) for p in folder.iterdir()):
+        what = "a run folder" if os.path.lexists(folder / "config.toml") else "a folder that is not a sweep"
+        raise UserError(f"{folder} is {what}; give the sweep another NAME")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot make the sweep's folder {folder}: {e.strerror or e}") from None
+    save_spec(sweep)
+    return sweep
+
+
+# ---- what each run needs next ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Action:
+    """What a run needs next: kept (finished before), resume (from its checkpoint), start (afresh),
+    refused (damaged) or busy (being written by another process); `why` says what the folder held."""
+
+    kind: str
+    why: str = ""
+
+
+def next_action(run: Path) -> Action:
+    """Read from the run folder's own record, without opening it for writing."""
+    from promptgrad.run_folder import CHECKPOINT, CONFIG, is_regular, lock_holder, summarize
+
+    if not os.path.lexists(run / CONFIG):
+        return Action("start")
+    summary = summarize(run)
+    if summary.state == "finished":
+        return Action("kept", f"finished at step {summary.step}")
+    if summary.state == "running":
+        return Action("busy", f"being written by {lock_holder(run / '.lock')}; wait for it to end or stop it")
+    if summary.state == "damaged":
+        return Action("refused", f"damaged ({summary.problem}); move it away to run it again")
+    if is_regular(run / CHECKPOINT):
+        return Action("resume", f"{summary.state} at step {summary.step}")
+    return Action("start", f"{summary.state} with no checkpoint to resume from")
+
+
+def clear_for_restart(run: Path) -> None:
+    """A run that never checkpointed starts afresh in its folder: promptgrad's own files are removed
+    (under the folder's lock, never through a link); anything else there is left alone."""
+    from promptgrad.run_folder import FILES, LOCK as RUN_LOCK, RunFolder
+
+    folder = RunFolder.open_for_writing(run)
+    try:
+        for name in FILES:
+            if name != RUN_LOCK:
+                (run / name).unlink(missing_ok=True)
+    finally:
+        folder.release()
+
+
+def train_command(sweep: Sweep, point: Point, action: Action, threads: int = 0) -> list[str]:
+    """The `promptgrad train` command line for a run's next step; flags as `--key=value`, so that a value
+    that starts with a dash stays a value."""
+    command = [sys.executable, "-m", "promptgrad", "train"]
+    if action.kind == "resume":
+        command += ["--resume", str((sweep.folder / point.name).absolute())]
+    else:
+        for key, value in point.settings.items():
+            command += [f"{flag_name(key)}={text}" for text in value] if isinstance(value, list) else [f"{flag_name(key)}={flag_text(value)}"]
+        command += [f"--name={point.name}", f"--runs-dir={sweep.folder.absolute()}"]
+    if threads:
+        command.append(f"--threads={threads}")
+    return command
+
+
+# ---- the whole command ------------------------------------------------------------------------------------
+
+def resume_hint(sweep: Sweep, runs_dir: str, engine: str) -> str:
+    where = "" if runs_dir == TrainConfig.settings()["runs_dir"][1].default else f" --runs-dir {shlex.quote(runs_dir)}"
+    how = " --engine submitit" if engine == "submitit" else ""
+    return f"promptgrad sweep {shlex.quote(sweep.name)} --resume{where}{how}"
+
+
+def run_sweep(name: str, grid: list[str] | None, fixed: dict[str, Any], *, resume: bool = False, jobs: int | None = None,
+              engine: str = "local", engine_folder: Path | None = None, engine_cluster: str = "auto",
+              engine_options: list[str] | None = None, console: Console | None = None) -> int:
+    """`promptgrad sweep`: plan, check, run what is left, summarise. Exit status 0 when every run has
+    finished, 1 when some failed or stopped, 130 when a signal stopped the sweep."""
+    from promptgrad.sweep_pool import Outcome, SweepReport, local_slots, run_local, visible_gpus
+
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    fixed = dict(fixed)
+    runs_dir = str(fixed.pop("runs_dir", TrainConfig.settings()["runs_dir"][1].default))
+    if engine == "submitit":
+        from promptgrad.sweep_engine import require_submitit
+
+        require_submitit()  # before anything is written
+    sweep = open_sweep(name, runs_dir, grid, fixed, resume)
+    lock = lock_sweep(sweep.folder)
+    try:
+        actions = [(index, point, next_action(sweep.folder / point.name)) for index, point in enumerate(sweep.points, 1)]
+        for _, point, action in actions:
+            if action.kind == "busy":  # a run left running by an earlier sweep killed alone, or a train --resume
+                raise UserError(f"run {sweep.folder / point.name} is {action.why}; then go on with: "
+                                f"{resume_hint(sweep, runs_dir, engine)}")
+        executor = None
+        if engine == "submitit":  # set up before anything is shown: submitit checks the options
+            from promptgrad.sweep_engine import make_executor
+
+            executor = make_executor(engine_folder or sweep.folder / ENGINE_FOLDER, engine_cluster, engine_options or [],
+                                     jobs, sweep.name)
+        with SweepReport(console) as report:
+            kept = [Outcome(p.name, "kept", a.why) for _, p, a in actions if a.kind == "kept"]
+            refused = [Outcome(p.name, "refused", a.why) for _, p, a in actions if a.kind == "refused"]
+            todo = [(i, p, a) for i, p, a in actions if a.kind in ("start", "resume")]
+            counts = f"{len(kept)} finished before, " if kept else ""
+            counts += f"{sum(a.kind == 'resume' for _, _, a in todo)} to resume, {sum(a.kind == 'start' for _, _, a in todo)} to start"
+            if executor is not None:
+                from promptgrad.sweep_engine import run_submitit
+
+                report.say(f"sweep {sweep.name}: {len(sweep.points)} runs ({counts}) in {sweep.folder}; submitit "
+                           f"({executor.cluster}), job files in {executor.folder}")
+                outcomes, stopped_by = run_submitit(executor, sweep, todo, report)
+            else:
+                slots, how = local_slots(sweep, jobs, visible_gpus() if todo else [], len(os.sched_getaffinity(0)))
+                report.say(f"sweep {sweep.name}: {len(sweep.points)} runs ({counts}) in {sweep.folder}; {how}")
+                outcomes, stopped_by = run_local(sweep, todo, slots, report)
+            return summarise(sweep, kept + refused + outcomes, stopped_by, resume_hint(sweep, runs_dir, engine), report)
+    finally:
+        os.close(lock)
+
+
+def summarise(sweep: Sweep, outcomes: list[Outcome], stopped_by: str, hint: str, report: SweepReport) -> int:
+    done = [o for o in outcomes if o.done]
+    counted = f"{len(done)} of {len(sweep.points)} runs finished"
+    if stopped_by:
+        report.say(f"sweep {sweep.name} stopped ({stopped_by}): {counted}; the runs it stopped saved a checkpoint; "
+                   f"go on with: {hint}")
+        return 130
+    left = [o for o in outcomes if not o.done]
+    if not left:
+        report.say(f"sweep {sweep.name}: {counted}; run folders in {sweep.folder}")
+        return 0
+    report.say(f"sweep {sweep.name}: {counted}; {len(left)} not:")
+    for o in left:
+        report.say(f"  {o.name}: {o.state} {o.detail}")
+    report.say(f"go on with: {hint}")
+    return 1
