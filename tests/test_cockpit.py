@@ -109,6 +109,26 @@ def test_2_the_result_stays_with_each_baseline_and_says_when_the_learned_prompt_
     run_async(scenario())
 
 
+def test_2_a_hand_written_wording_is_whole_where_the_strip_has_room_and_cut_only_at_80_columns():
+    wording = " words with the opposite meaning, one per line:"
+    events = finished_events()
+    events.insert(-1, Evaluation(0, "hand-written", 3.1, 0.1, 10, None, wording))
+
+    async def scenario(width: int) -> str:
+        app = PromptgradApp()
+        async with app.run_test(size=(width, 30)) as pilot:
+            screen = app.main_screen
+            screen.replay(events, live=True)
+            await pilot.pause()
+            rows = str(screen.results.render()).splitlines()
+            assert max(map(len, rows)) <= screen.results.size.width  # nothing runs off the strip
+            return "\n".join(rows)
+
+    assert repr(wording) in asyncio.run(scenario(160))
+    narrow = asyncio.run(scenario(80))
+    assert repr(wording) not in narrow and "hand-written ' words" in narrow and "…" in narrow
+
+
 # ---- 3. every phase counted; the first step soon; the ETA includes the evaluations to come -------------
 def test_3_phases_show_a_count_and_the_first_step_comes_first(tiny_config, monkeypatch):
     from promptgrad_tui.widgets.status import StatusLine

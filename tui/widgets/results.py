@@ -14,7 +14,7 @@ from textual.widgets import Static
 from promptgrad.events import Evaluation, Event, Finished, HardPromptFound, Started
 from promptgrad.intervals import accuracy_text, interval_of, loss_text
 
-NAME, LOSS, ACCURACY = 24, 18, 19  # column widths: with the difference (14), 78 characters
+NAME, LOSS, ACCURACY, LAST = 24, 18, 19, 14  # column widths at 80 columns (78 characters); wider: longer names
 BASELINE_ORDER = ("hand-written", "k-shot", "untrained", "majority")
 
 
@@ -39,23 +39,31 @@ class ResultsStrip(Static):
             self.final = [e for e in self.final if (e.prompt, e.text) != (event.prompt, event.text)] + [event]
         elif isinstance(event, Finished) and not event.stopped and event.test_loss is not None:
             self.finished = event
-            self.update(self.text())
             self.display = True
+            self.refresh(layout=True)
+
+    def render(self) -> Text:
+        # drawn at the width it has: on a wide terminal a hand-written prompt's whole wording fits
+        return self.text(self.size.width)
 
     @property
     def copied(self) -> str:
         """What f4 copies: a hard prompt's text (to paste into any API), else the strip itself."""
-        return self.hard_text if self.hard_text is not None else self.text().plain
+        return self.hard_text if self.hard_text is not None else self.text(width=10_000).plain  # every name whole
 
-    def text(self) -> Text:
+    def text(self, width: int = 80) -> Text:
         learned = next((e for e in reversed(self.final) if e.prompt == "learned"), None)
         if learned is None:
             return Text("")
+        baselines = sorted((e for e in self.final if e.prompt in BASELINE_ORDER), key=lambda e: BASELINE_ORDER.index(e.prompt))
+        longest = max(len(name_of(e)) for e in [learned, *baselines])
+        name_width = max(NAME, min(longest, width - 2 - (LOSS + ACCURACY + LAST + 3)))
         head = f"Result, {learned.n_pairs:,} test pairs"
-        lines = [Text.assemble((fit(head, NAME).ljust(NAME), "bold"), " ", "test loss [95%]".ljust(LOSS), " ", "accuracy [95%]")]
-        lines.append(row(learned, Text("f4 copies", style="dim")))
-        for e in sorted((e for e in self.final if e.prompt in BASELINE_ORDER), key=lambda e: BASELINE_ORDER.index(e.prompt)):
-            lines.append(row(e, difference(learned, e) if e.prompt in ("hand-written", "k-shot") else Text("")))
+        lines = [Text.assemble((fit(head, name_width).ljust(name_width), "bold"), " ", "test loss [95%]".ljust(LOSS), " ",
+                               "accuracy [95%]")]
+        lines.append(row(learned, Text("f4 copies", style="dim"), name_width))
+        for e in baselines:
+            lines.append(row(e, difference(learned, e) if e.prompt in ("hand-written", "k-shot") else Text(""), name_width))
         if self.hard_text is not None:
             lines.append(Text.assemble("hard prompt ", (repr(self.hard_text), "bold")))
         return Text("\n").join(lines)
@@ -75,10 +83,10 @@ def name_of(e: Evaluation) -> str:
     return e.prompt
 
 
-def row(e: Evaluation, last: Text) -> Text:
+def row(e: Evaluation, last: Text, name_width: int = NAME) -> Text:
     loss = loss_text(e.test_loss, interval_of(e.loss_low, e.loss_high))
     accuracy = accuracy_text(e.accuracy, interval_of(e.accuracy_low, e.accuracy_high))
-    name = (fit(name_of(e), NAME).ljust(NAME), "bold" if e.prompt == "learned" else "")
+    name = (fit(name_of(e), name_width).ljust(name_width), "bold" if e.prompt == "learned" else "")
     line = Text.assemble(name, " ", loss.ljust(LOSS), " ", accuracy.ljust(ACCURACY), " ", last)
     line.rstrip()
     return line
