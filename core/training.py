@@ -152,6 +152,7 @@ class TrainingRun:
         self.pair_seconds = 0.0  # seconds to score one pair, as last measured (for the ETA)
         self.early: EarlyStopping | None = None  # with a validation split (val_fraction): the best prompt on it
         self.trained: torch.Tensor | None = None  # the trained vectors, once the best on validation took their place
+        self.looked_first = False  # the baselines were scored after step 1 (a stop can come before they all are)
 
     # ---- the stream and its failures ----------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -289,6 +290,7 @@ class TrainingRun:
         self.step, self.best = checkpoint["step"], checkpoint["best_test_loss"]
         self.full_baselines = dict(checkpoint["full_baselines"])
         self.finished = bool(checkpoint["finished"])
+        self.looked_first = bool(checkpoint.get("looked_first", True))  # older checkpoints: taken as scored
         if self.early is not None and "early_stopping" in checkpoint:
             self.early.load_state_dict(checkpoint["early_stopping"])
             if self.finished and self.early.ran_out:
@@ -318,6 +320,7 @@ class TrainingRun:
         for label, text, vectors, encoder in self.baseline_prompts():
             yield from self.evaluate(label, vectors, self.eval_pairs, encoder, stoppable, text)
         yield self.emit(self.majority(self.eval_pairs))
+        self.looked_first = True
         yield from self.readout()
 
     def baseline_prompts(self) -> list[tuple[str, str, torch.Tensor, TemplateEncoder]]:
@@ -343,7 +346,10 @@ class TrainingRun:
         prompt_lock = self.probe.lock if self.probe else contextlib.nullcontext()
         started_at, step_seconds, examples_per_s = time.perf_counter(), 0.0, 0.0
         batches, batches_epoch = [], -1
-        look_first = self.step == 0 and not self.finished
+        look_first = not self.looked_first and not self.finished
+        if look_first and self.step > 0:  # stopped before its baselines were all scored: score them now, at this step
+            look_first = False
+            yield from self.first_look()
         stopping = group.any(self.stop.is_set(), device)
         if self.validation_owed(watch.eval_every) and not stopping:
             yield from self.validate()  # a stop interrupted this step's score: take it before going on
@@ -513,7 +519,7 @@ class TrainingRun:
         state = {**self.learner.state_dict(), "mode": self.config.learning.mode, "method": self.config.search.method,
                  "step": self.step, "rng": torch.get_rng_state(), "best_test_loss": self.best,
                  "schedule": self.schedule.to_state(), "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)),
-                 "finished": done, "full_baselines": self.full_baselines}
+                 "finished": done, "full_baselines": self.full_baselines, "looked_first": self.looked_first}
         result = self.learner.prompt()
         metadata = {**prompt_metadata(self.config, self.session.facts, self.step), **self.learner.metadata()}
         if self.early:  # the result so far is the best prompt on validation; training goes on from the trained one

@@ -203,3 +203,27 @@ def test_a_relative_data_path_means_the_same_file_from_any_working_directory(tin
     assert main(["train", "--resume", str(run), "--data", str(here / "pairs.jsonl")]) == 0  # the same file: allowed
     assert main(["eval", str(run)]) == 0
     assert main(["train", "--resume", str(run), "--steps", "8", "--data", "pairs.jsonl"]) == 2  # here that names another
+
+
+def test_a_run_stopped_while_its_baselines_are_scored_scores_them_on_resume(tiny_config):
+    """A stop during the first look (the baselines, scored after step 1) is acted on between batches; the
+    resumed run scores them then, so its record holds every baseline as an uninterrupted run's does."""
+    config = tiny_config.replace(steps=4, eval_every=0, eval_size=0)  # eval_size 0: the first look is the only one
+
+    def baselines(events) -> dict:
+        return {(e.prompt, e.text): (e.test_loss, e.accuracy) for e in events if isinstance(e, Evaluation) and e.prompt != "learned"}
+
+    whole = baselines(train(config.replace(name="whole")))
+    assert {prompt for prompt, _ in whole} == {"hand-written", "k-shot", "untrained", "majority"}
+
+    stop, seen = threading.Event(), []
+    for event in train(config.replace(name="cut"), stop):
+        seen.append(event)
+        if isinstance(event, Evaluation) and event.prompt == "hand-written":
+            stop.set()  # the next prompt's scoring stops after its first batch
+    assert isinstance(event, Finished) and event.stopped and event.step == 1
+    run = Path(config.machine.runs_dir) / "cut"
+    assert len(baselines(seen)) < len(whole)  # the stop came before the baselines were all scored
+    for _ in train(config.replace(name="cut"), resume=run):
+        pass
+    assert baselines(RunFolder.open(run).events()) == whole
