@@ -74,3 +74,24 @@ def tiny_config(tiny_gpt2, tiny_data, tmp_path):
 def logged(events) -> list:
     """The events a run logs to metrics.jsonl: all but the Progress ones, which are only shown."""
     return [e for e in events if e.logged]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For the TUI's tests (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): the machine is
+    shared, and one thread makes the tiny model no slower and leaves a core free."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Let a Pilot-driven app run until `condition()` holds, or fail saying what never came."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from rich.text import Text
+
+from conftest import wait_for
 
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step
 from promptgrad.training import train
@@ -19,20 +20,7 @@ from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.loss_chart import BuiltPlot, legend_lines, step_ticks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
 
 
 def finished_events(steps: int = 12, learned: float = 2.0, hand: float = 3.7, untrained: float = 4.7,

@@ -9,11 +9,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import wait_for
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished
@@ -28,21 +29,7 @@ from promptgrad.events import Started, Step
 from promptgrad_tui.widgets.status import StatusLine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The machine is shared: one thread makes the tiny model no slower and leaves a core free."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
 
 
 def notifications(app) -> list:
