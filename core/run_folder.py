@@ -30,7 +30,7 @@ import stat
 import struct
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -407,12 +407,31 @@ def summarize(path: Path) -> RunSummary:
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
-    """Every run folder under `runs_dir` (damaged ones included, as such), newest first."""
+    """Every run folder under `runs_dir` (damaged ones included, as such), newest first; and the runs of
+    each sweep there (a folder holding sweep.toml: `promptgrad sweep` puts its runs in runs_dir/SWEEP/),
+    named SWEEP/RUN, so a sweep's runs can be found, filtered by the sweep's name and reported together.
+    A sweep folder that is a link is not entered."""
+    from promptgrad.sweep import SPEC as SWEEP_SPEC
+
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [summarize(p) for p in root.iterdir() if p.is_dir() and os.path.lexists(p / CONFIG)]
+    runs = []
+    for p in root.iterdir():
+        if p.is_dir() and os.path.lexists(p / CONFIG):
+            runs.append(summarize(p))
+        elif is_directory(p) and is_regular(p / SWEEP_SPEC):
+            runs += [replace(summarize(q), name=f"{p.name}/{q.name}") for q in p.iterdir()
+                     if q.is_dir() and os.path.lexists(q / CONFIG)]
     return sorted(runs, key=lambda r: r.modified, reverse=True)
+
+
+def is_directory(path: Path) -> bool:
+    """Is there a folder at `path` itself (a link to one does not count)?"""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -185,6 +185,13 @@ def test_a_sweep_finishes_as_ordinary_runs_and_a_second_time_redoes_nothing(tiny
     assert {p.name for p in runs[0].iterdir()} <= {"config.toml", "facts.json", "split.jsonl", "metrics.jsonl",
                                                   "checkpoint.pt", "prompt.safetensors", ".lock"}  # no log inside
     assert main(["eval", str(runs[1])]) == 0 and "learned" in capsys.readouterr().out
+    # the run browser's list (run_folder.list_runs) finds a sweep's runs under their sweep's name; a link
+    # to a sweep folder is not entered
+    from promptgrad.run_folder import list_runs
+
+    (folder.parent / "linked").symlink_to(folder, target_is_directory=True)
+    listed = {r.name: r.state for r in list_runs(folder.parent)}
+    assert listed == {"grid/seed0": "finished", "grid/seed1": "finished"}, listed
     before = [fingerprint(run) for run in runs]
     code, out, err = finish(start(args, sweep_env(tmp_path)))
     assert code == 0 and "2 finished before, 0 to resume, 0 to start" in out and "started" not in out, (out, err)
