@@ -422,18 +422,22 @@ class TrainingRun:
             self.learner.set_prompt(self.early.best_prompt)
 
     def seconds_to_go(self, step_seconds: float, batch_size: int) -> float:
-        """The steps still to take, and the evaluations still to come: those on the subset, and at the end
-        the learned prompt (and the baselines not yet measured there) on the whole test set. Scoring a pair
-        is timed as it happens; until then it is taken as a third of training one (a forward pass only)."""
+        """The steps still to take, and the evaluations still to come: those on the subset (this step's
+        too: it is asked for right after the step), the validation pairs' at each of them and once more at
+        the end, and at the end the learned prompt (and the baselines not yet measured there) on the whole
+        test set. Scoring a pair is timed as it happens; until then it is taken as a third of training one
+        (a forward pass only)."""
         pair_seconds = self.pair_seconds or step_seconds / batch_size / 3
         watch, n_test = self.config.watch, len(self.session.split.test)
-        subset_looks = sum(1 for k in range(self.step + 1, self.total) if watch.eval_every and k % watch.eval_every == 0)
+        subset_looks = sum(1 for k in range(self.step, self.total) if watch.eval_every and k % watch.eval_every == 0)
         last = n_test
         if self.eval_pairs is not self.session.split.test:  # the majority answer costs nothing
             k_shot = 1 if self.session.k_shot_demonstrations() else 0
             unmeasured = 1 + len(self.config.problem.baseline_text) + k_shot - len(self.full_baselines)
             last += unmeasured * n_test
         pairs = subset_looks * len(self.eval_pairs) + last
+        if self.early:
+            pairs += (subset_looks + 1) * len(self.session.split.validation)
         return (self.total - self.step) * step_seconds + pairs * pair_seconds
 
     def last_look(self) -> Generator[Event, None, PromptScore]:

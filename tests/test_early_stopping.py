@@ -202,3 +202,26 @@ def test_the_tui_chart_draws_the_validation_loss_and_forgets_it_past_a_resume():
     assert any("validation (v)" in entry.plain for entry in chart.legend_entries())
     curves.add(Started("runs/x", "m", "cpu", "fp32", 51, 36, 80, 6, 4, n_validation=13))  # resumed from step 6
     assert curves.valid_steps == [4]
+
+
+def test_the_eta_counts_the_validation_scores_still_to_come(tiny_config):
+    from promptgrad.early_stopping import EarlyStopping
+    from promptgrad.session import open_session
+
+    session = open_session(tiny_config.replace(val_fraction=0.25, eval_every=2, eval_size=3))
+    n_validation = len(session.split.validation)
+    assert n_validation > 0
+    run = TrainingRun(session.config, threading.Event(), None, session=session)
+    run.total, run.pair_seconds = 6, 1.0  # so the ETA counts pairs still to score
+
+    def pairs_left(step: int) -> float:
+        run.step = step
+        return run.seconds_to_go(step_seconds=0.0, batch_size=4)
+
+    # at step 2 the looks of steps 2 and 4 are still to come (the ETA is given right after the step,
+    # before its look); at step 3 only step 4's: one subset of 3 test pairs less
+    assert pairs_left(2) - pairs_left(3) == 3
+    without = pairs_left(2)
+    run.early = EarlyStopping(0)
+    # with a validation split: the validation pairs at each of those looks, and once more at the end
+    assert pairs_left(2) - without == 3 * n_validation
