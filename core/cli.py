@@ -96,7 +96,8 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
                                             "are kept, runs with a checkpoint resumed, the others started.")
     sweep.add_argument("sweep_name", metavar="NAME", help="the sweep's folder under runs_dir")
     sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
-                       help="a setting and its values, split at commas (repeatable; each run takes one value of each)")
+                       help="a setting and its values, split at commas; \\, is a comma inside a value "
+                            "(repeatable; each run takes one value of each)")
     sweep.add_argument("--resume", action="store_true", help="go on with the sweep as runs_dir/NAME/sweep.toml records it")
     sweep.add_argument("--jobs", type=int, metavar="N", help="runs at once: on a CPU N (default 1, the cores split between "
                                                              "them), on GPUs at most one per GPU (default all GPUs)")

@@ -75,7 +75,8 @@ def flag_name(setting: str) -> str:
 
 
 def parse_axis(text: str) -> tuple[str, list[str]]:
-    """`seed=0,1,2` -> ("seed", ["0", "1", "2"]); the values are checked later, by TrainConfig."""
+    """`seed=0,1,2` -> ("seed", ["0", "1", "2"]); `\\,` is a comma inside a value (a template such as
+    `{x}\\, {y}`). The values are checked later, by TrainConfig."""
     key, equals, values = text.partition("=")
     key = key.strip().replace("-", "_")
     settings = TrainConfig.settings()
@@ -88,7 +89,7 @@ def parse_axis(text: str) -> tuple[str, list[str]]:
     if isinstance(default_of(settings[key][1]), list):
         raise UserError(f"--grid {key}: {key} holds a list of texts, which a grid cannot vary; give it as a shared "
                         f"setting ({flag_name(key)} TEXT, repeated) or make one sweep per list")
-    return key, values.split(",")
+    return key, [value.replace("\\,", ",") for value in re.split(r"(?<!\\),", values)]
 
 
 def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dict[str, Any]) -> Sweep:

@@ -102,6 +102,15 @@ def test_each_point_is_named_from_its_values_and_checked_by_train_config(tiny_co
     assert run_name({"init": "text: a b"}) != run_name({"init": "text:a b"})  # never two values, one name
 
 
+def test_a_comma_inside_a_grid_value_is_written_backslash_comma(tmp_path):
+    from promptgrad.sweep import parse_axis, plan
+
+    assert parse_axis("seed=0,1") == ("seed", ["0", "1"])
+    key, values = parse_axis(r"template=Here are two {prompt} {x}\, {y},{prompt} {x} = {y}")
+    assert key == "template" and values == ["Here are two {prompt} {x}, {y}", "{prompt} {x} = {y}"]
+    assert [p.settings["template"] for p in plan("s", tmp_path, {key: values}, {}).points] == values
+
+
 @pytest.mark.parametrize(
     "grid, extra, message",
     [
