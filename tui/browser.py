@@ -1,7 +1,7 @@
-"""The run browser (ctrl+o, ctrl+g): every folder under runs/ with its state, steps, best test loss,
-model and date; type to filter, arrows to move, enter to pick, space to mark runs to compare, f5 for
-the report of the marked runs (report_table.py). A folder whose files cannot be read is listed as
-damaged, and picking it says why instead of opening it."""
+"""The run browser (ctrl+o, ctrl+g): every run folder under runs/ (and each sweep's, as SWEEP/RUN) with
+its state, steps, best test loss, model and date; type to filter, arrows to move, enter to pick, space
+to mark runs to compare, f5 for the report of the marked runs (report_table.py). A folder whose files
+cannot be read is listed as damaged, and picking it says why instead of opening it."""
 
 from __future__ import annotations
 

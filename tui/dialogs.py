@@ -208,7 +208,7 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 | **ctrl+t** | stop the run: finish the step, save a checkpoint |
 | **ctrl+g** | resume or extend a run folder (pick it, then how many steps) |
 | **ctrl+b** | branch: a new run that starts from the shown run's prompt (init run:…) |
-| **ctrl+o** | browse runs/: open one to view, **space** marks runs to overlay on the chart, **f5** shows their report table (means over seeds) |
+| **ctrl+o** | browse runs/ (a sweep's runs as SWEEP/RUN; type to filter): open one to view, **space** marks runs to overlay on the chart, **f5** shows their report table (means over seeds) |
 | **f3** | pick a bundled task from a list, each previewed (pairs, template, hand-written prompts) |
 | **f2** | try an input with the prompt being learned, beside the hand-written one |
 | **ctrl+y** | export the learned prompt (prompt.safetensors) |
