@@ -3,7 +3,7 @@ the learned prompt, the best hand-written one (by mean accuracy), k-shot and maj
 mean ± standard deviation over seeds (test loss in brackets), and one run's 95% interval half-width for
 the learned prompt's accuracy (the test-pair noise of a single run).
 
-    python benchmarks/report_summary.py benchmarks/results/tasks-x-seeds/report.json
+    python benchmarks/report_summary.py benchmarks/results/bundled-tasks/report.json
 """
 
 from __future__ import annotations

@@ -300,3 +300,25 @@ def test_failed_and_stopped_runs_are_left_out_with_why(tmp_path):
     assert [r.name for r in results.runs] == ["good"]
     why = {x.path.name: x.why for x in results.left_out}
     assert why == {"failed": "failed at step 100 of 100: out of memory", "stopped": "stopped at step 3 of 100"}
+
+
+def test_the_readme_table_across_tasks_is_the_committed_reports_summary():
+    """The README's table across the bundled tasks is what benchmarks/report_summary.py makes of the report
+    committed under benchmarks/results/bundled-tasks (so neither can drift from the other), and that report
+    holds every bundled task with three seeds, each with the learned prompt and every baseline."""
+    import importlib.util
+
+    from promptgrad.tasks import bundled_tasks
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("report_summary", root / "benchmarks" / "report_summary.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = json.loads((root / "benchmarks" / "results" / "bundled-tasks" / "report.json").read_text())
+    table = module.summary(report)
+    assert table in (root / "README.md").read_text()
+    learned = {row["task"]: row["n_seeds"] for row in report["rows"] if row["prompt"] == "learned"}
+    assert learned == {name: 3 for name in bundled_tasks()}
+    for task in learned:
+        prompts = {row["prompt"] for row in report["rows"] if row["task"] == task}
+        assert {"learned", "hand-written", "k-shot", "untrained", "majority"} <= prompts, (task, prompts)
