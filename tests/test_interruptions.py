@@ -49,10 +49,17 @@ def runs_dir(run_config: Path) -> Path:
     return run_config.parent / "runs"
 
 
+def hangup_as_a_terminal_sends_it() -> None:
+    """In a child: SIGHUP back to its default. Under `nohup make test` the children would inherit it
+    ignored, and a run rightly leaves it so (nohup asks for that), so the hang-up tests would test nohup."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def cli(run_config: Path, name: str, slow: float) -> subprocess.Popen:
     env = {**os.environ, "SLOW_STEP_SECONDS": str(slow), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, ENTRY, "cli", "train", "--config", str(run_config), "--name", name],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=hangup_as_a_terminal_sends_it)
 
 
 def resume(run: Path) -> subprocess.CompletedProcess:
@@ -145,6 +152,7 @@ def test_tui_stops_cleanly_when_its_terminal_hangs_up(run_config, uninterrupted)
     pid, fd = pty.fork()
     if pid == 0:  # the child: a shell on the pseudo-terminal, running the app
         os.environ.update(SLOW_STEP_SECONDS="0.3", OMP_NUM_THREADS="1", TERM="xterm-256color")
+        hangup_as_a_terminal_sends_it()
         os.execv("/bin/sh", ["sh", "-c", f"'{sys.executable}' '{ENTRY}' tui --config '{config}'; exit $?"])
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     screen = bytearray()
