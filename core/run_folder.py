@@ -413,16 +413,18 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     A sweep folder that is a link is not entered."""
     from promptgrad.sweep import SPEC as SWEEP_SPEC
 
+    def holds_a_run(path: Path) -> bool:
+        return path.is_dir() and os.path.lexists(path / CONFIG)
+
     root = Path(runs_dir)
     if not root.is_dir():
         return []
     runs = []
     for p in root.iterdir():
-        if p.is_dir() and os.path.lexists(p / CONFIG):
+        if holds_a_run(p):
             runs.append(summarize(p))
         elif is_directory(p) and is_regular(p / SWEEP_SPEC):
-            runs += [replace(summarize(q), name=f"{p.name}/{q.name}") for q in p.iterdir()
-                     if q.is_dir() and os.path.lexists(q / CONFIG)]
+            runs += [replace(summarize(q), name=f"{p.name}/{q.name}") for q in p.iterdir() if holds_a_run(q)]
     return sorted(runs, key=lambda r: r.modified, reverse=True)
 
 
