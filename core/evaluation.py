@@ -33,12 +33,25 @@ MAX_ANSWER_TOKENS = 20  # a whole answer of a few words; generation also stops a
 
 
 @dataclass(frozen=True)
+class PairScore:
+    """One test pair under one prompt: what the model wrote and how it was judged (pair_scores.jsonl)."""
+
+    x: str
+    y: str
+    answer: str  # the greedy answer as the model wrote it (decoded text)
+    right: bool  # by the accuracy rule
+    loss: float  # cross-entropy summed over the target's tokens
+    tokens: int  # the target's tokens
+
+
+@dataclass(frozen=True)
 class PromptScore:
     test_loss: float
     accuracy: float
     n_pairs: int
     loss_interval: Interval  # bootstrap over the pairs (intervals.py)
     accuracy_interval: Interval
+    pairs: tuple[PairScore, ...] = ()  # each pair's result, in the order of the pairs scored
 
 
 def continues_word(tokenizer) -> torch.Tensor:
