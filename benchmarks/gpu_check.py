@@ -13,7 +13,7 @@ What it writes to DIR:
                      original-style loop (fp32, bf16 autocast) and PEFT's prompt tuning, FLOP/s against the peak
   epoch.json         seconds per epoch of the bundled antonyms' training split at the original experiment's
                      settings (gpt2-large shape, bf16, batch 64), promptgrad against the original loop in bf16
-  summary.md         all of the above in a few lines, for the README's GPU table
+  summary.md         all of the above in a few lines, for the GPU table of docs/results.md
   log.txt            what it printed
 
 The models are random weights of the named shapes (benchmarks/shapes.py): speed does not depend on the

@@ -1,4 +1,4 @@
-"""The README's compact table across tasks, from the report.json that `promptgrad report` writes: per task
+"""The compact table across tasks of docs/results.md, from the report.json that `promptgrad report` writes: per task
 the learned prompt, the best hand-written one (by mean accuracy), k-shot and majority, each as accuracy
 mean ± standard deviation over seeds (test loss in brackets), and one run's 95% interval half-width for
 the learned prompt's accuracy (the test-pair noise of a single run).

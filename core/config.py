@@ -4,7 +4,7 @@ A setting is a field of one of the groups below, declared with `setting(...)` (P
 transformers' `field(metadata={"help": ...})` pattern). Everything else is generated from these
 declarations: the command line's flags and `--help` (cli.py), the TUI's form with its sections, hints
 and choice widgets (tui/widgets/config_form.py), TOML load and save with validation, the check that a
-resumed run keeps what defines it, and the README's settings table (`python -m promptgrad.config`).
+resumed run keeps what defines it, and the settings table of docs/settings.md (`python -m promptgrad.config`).
 
     TrainConfig
       problem   what to learn: the task, the model, the data, the template, the prompt
@@ -41,7 +41,7 @@ MAX_LR = 10.0
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), defines_run: bool = False, hint: str = "",
             suggestions: tuple[str, ...] = (), at_least: float | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
-    """Declare a setting. `help` is the whole explanation (--help, the README); `hint` a few words under
+    """Declare a setting. `help` is the whole explanation (--help, docs/settings.md); `hint` a few words under
     the form's field; `choices` a closed set; `at_least` a lower bound; `check(value)` returns what is
     wrong with a value, or None; `defines_run`: a resumed run must keep it. A list default makes a
     setting that holds several texts (a repeatable flag, a TOML list)."""
@@ -462,10 +462,10 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         raise UserError(f"{f.name} must be {kind.__name__}, got {value!r}", f.name) from None
 
 
-# ---- the README's settings table ------------------------------------------------------------------
+# ---- docs/settings.md's settings table ---------------------------------------------------------------
 
 def describe(f: dataclasses.Field) -> str:
-    """A setting's help with its choices and default, as --help and the README show it."""
+    """A setting's help with its choices and default, as --help and docs/settings.md show it."""
     meta, default = f.metadata, default_of(f)
     choices = f" (one of: {', '.join(meta['choices'])})" if meta["choices"] else ""
     if isinstance(default, bool):

@@ -2,8 +2,7 @@
 
 PEFT's prompt tuning puts its virtual tokens before everything the model is given, BOS included. That
 is promptgrad's context only when the template starts with {prompt} and the tokenizer adds no BOS
-token; any other run is refused, with a pointer to the plain-transformers way (README, "Using a learned
-prompt outside promptgrad"), rather than exported as an adapter that would quietly mean something else.
+token; any other run is refused, with a pointer to the plain-transformers way (docs/outside.md), rather than exported as an adapter that would quietly mean something else.
 Hard-prompt runs export the same way: their vectors are the chosen tokens' embeddings.
 
 The adapter is built by PEFT itself (so its format is whatever the installed PEFT reads), written into
@@ -23,7 +22,7 @@ import torch
 
 from promptgrad.errors import UserError
 
-OUTSIDE = "use prompt.safetensors as the README's 'Using a learned prompt outside promptgrad' section shows"
+OUTSIDE = "use prompt.safetensors as docs/outside.md shows"
 
 
 def check_destination(out_dir: Path) -> None:

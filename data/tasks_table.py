@@ -1,4 +1,4 @@
-"""Print the task library (data/tasks.toml) as a Markdown table for the README.
+"""Print the task library (data/tasks.toml) as a Markdown table for docs/tasks.md.
 
     python data/tasks_table.py
 

@@ -1,4 +1,4 @@
-"""A learned prompt used without promptgrad: as a PEFT adapter, and by the README's plain-transformers code."""
+"""A learned prompt used without promptgrad: as a PEFT adapter, and by the plain-transformers code of docs/outside.md."""
 
 import contextlib
 import io
@@ -99,9 +99,9 @@ def test_an_occupied_destination_is_refused(tiny_config, tmp_path):
 
 
 def outside_code() -> str:
-    """The README's one python block between the markers."""
-    readme = (ROOT / "README.md").read_text()
-    assert START in readme and END in readme, "the README has no outside-promptgrad section"
+    """docs/outside.md's one python block between the markers."""
+    readme = (ROOT / "docs" / "outside.md").read_text()
+    assert START in readme and END in readme, "docs/outside.md has no outside-promptgrad section"
     section = readme.split(START, 1)[1].split(END, 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 1, "the outside-promptgrad section should hold exactly one python code block"
@@ -122,7 +122,7 @@ def test_the_readme_code_answers_as_promptgrad_predict_does(tiny_config, templat
     run = trained(tiny_config, template, "outside", request.getfixturevalue("bos_gpt2") if bos else None)
     words = ["hot", "purple", "New York"]  # seen in training, unseen, several tokens
     lines = printed(lambda: main(["predict", str(run), *words])).splitlines()
-    code = compile(outside_code(), "README.md", "exec")
+    code = compile(outside_code(), "docs/outside.md", "exec")
     answers = []
     for x, line in zip(words, lines, strict=True):
         head = template.split("{y}")[0].replace("{prompt}", "[prompt]").replace("{x}", x) + "-> "

@@ -302,8 +302,8 @@ def test_failed_and_stopped_runs_are_left_out_with_why(tmp_path):
     assert why == {"failed": "failed at step 100 of 100: out of memory", "stopped": "stopped at step 3 of 100"}
 
 
-def test_the_readme_table_across_tasks_is_the_committed_reports_summary():
-    """The README's table across the bundled tasks is what benchmarks/report_summary.py makes of the report
+def test_the_results_table_across_tasks_is_the_committed_reports_summary():
+    """docs/results.md's table across the bundled tasks is what benchmarks/report_summary.py makes of the report
     committed under benchmarks/results/bundled-tasks (so neither can drift from the other), and that report
     holds every bundled task with three seeds, each with the learned prompt and every baseline."""
     import importlib.util
@@ -316,7 +316,7 @@ def test_the_readme_table_across_tasks_is_the_committed_reports_summary():
     spec.loader.exec_module(module)
     report = json.loads((root / "benchmarks" / "results" / "bundled-tasks" / "report.json").read_text())
     table = module.summary(report)
-    assert table in (root / "README.md").read_text()
+    assert table in (root / "docs" / "results.md").read_text()
     learned = {row["task"]: row["n_seeds"] for row in report["rows"] if row["prompt"] == "learned"}
     assert learned == {name: 3 for name in bundled_tasks()}
     for task in learned:
