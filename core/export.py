@@ -22,7 +22,7 @@ import torch
 
 from promptgrad.errors import UserError
 
-OUTSIDE = "use prompt.safetensors as docs/outside.md shows"
+OUTSIDE = "use prompt.safetensors as docs/outside.md ('Using a learned prompt outside promptgrad') shows"
 
 
 def check_destination(out_dir: Path) -> None:

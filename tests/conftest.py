@@ -95,3 +95,48 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "conditi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+# ---- the tiers ----------------------------------------------------------------------------------------
+# Every test is in one tier, marked at collection: `tui` (a Textual app driven by Pilot, or a terminal),
+# `integration` (starts processes: the CLI as a subprocess, sweeps, signals, wheels, benchmarks), `slow`
+# (the bundled SmolLM2 end to end), else `fast`. `pytest -m fast` is the everyday tier; in it a test that
+# starts a process, drives an app or loads the bundled model fails at once, naming the tier it belongs in,
+# so a misfiled test cannot slow the fast tier down unseen.
+TUI_MODULES = {"test_tui", "test_cockpit"}
+INTEGRATION_MODULES = {"test_interruptions", "test_distributed", "test_gpu_check", "test_benchmarks", "test_packaging",
+                       "test_sweep"}
+TIERS = ("slow", "integration", "tui")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if module in TUI_MODULES:
+            item.add_marker(pytest.mark.tui)
+        elif module in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture(autouse=True)
+def fast_tier_guard(request, monkeypatch):
+    """In the fast tier, what belongs to another tier fails at once, with the marker to give the test."""
+    if request.node.get_closest_marker("fast") is None:
+        return
+
+    def refuse(what: str, tier: str):
+        def refused(*args, **kwargs):
+            raise AssertionError(f"a fast test {what}: mark it @pytest.mark.{tier}")
+        return refused
+
+    import subprocess
+
+    from textual.app import App
+
+    import promptgrad.models
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process", "integration"))
+    monkeypatch.setattr(App, "run_test", refuse("drives the TUI", "tui"))
+    monkeypatch.setattr(promptgrad.models, "bundled_folder", refuse("loads the bundled model", "slow"))
