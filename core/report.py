@@ -95,7 +95,7 @@ class TrainingReport:
                 self.say(f"step {event.step}/{self.total} loss {event.loss:.4f} {event.examples_per_s:.1f} ex/s eta {event.eta_s:.0f}s")
         elif kind == "extended":
             self.say(f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
-                     f"the learning rate decays from {event.lr:.3g} to 0 by step {event.total_steps}")
+                     f"{event.describe()}")
         elif kind == "evaluation":
             self.say(escape(evaluation_line(event)))
         elif kind == "validation":

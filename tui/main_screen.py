@@ -247,8 +247,8 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         elif isinstance(event, Progress):
             self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)
         elif isinstance(event, Extended) and live:
-            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; the learning rate "
-                     f"decays from {event.lr:.3g} to 0 by step {event.total_steps}", title="Run extended")
+            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; {event.describe()}",
+                     title="Run extended")
         elif isinstance(event, Predictions):
             self.predictions.show(event)
         elif isinstance(event, NearestTokens):
