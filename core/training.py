@@ -10,7 +10,8 @@ Soft prompts (Adam on vectors) and hard prompts (PEZ, GCG, relax) run through th
   checkpoints every `checkpoint_every` steps, every `checkpoint_minutes`, on a stop and at the end;
 - resume: the settings that define the run come from its folder, its data and precision from its
   facts.json, metrics.jsonl is cut back to the checkpoint, and a new length extends the schedule
-  without the learning rate ever jumping up;
+  without the learning rate ever jumping up; a finished run whose rate has decayed to 0 is extended
+  only with a new peak for its added steps (`extend_lr`), else refused before a step is spent;
 - evaluation: the baselines (each hand-written prompt, the k-shot demonstrations, the untrained prompt,
   the majority answer: baselines.py) on the evaluation subset at the start (seconds), the learned
   prompt on it every `eval_every` steps, and all of them on the whole test set at the end, each with
