@@ -50,6 +50,10 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     train.add_argument("--config", type=Path, help="TOML file of settings (the names below, with underscores; flat or "
                                                     "one table per group, as a run folder's config.toml)")
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder from its checkpoint")
+    train.add_argument("--extend-lr", type=float, metavar="LR",
+                       help="with --resume and more --steps: the added steps get a new peak learning rate (a short "
+                            "warm-up to it, then the run's schedule to the new last step); a finished cosine run, whose "
+                            "learning rate has decayed to 0, needs it (or a branch: a new run with --init run:RUN)")
     add_settings(train, config_class)
 
     ev = commands.add_parser("eval", help="test loss and accuracy (95%% intervals) of a run's prompt beside the baselines")
@@ -176,7 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
     # under accelerate launch / torchrun only rank 0 reports (and writes the run folder)
     console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
     with stop_on_signals(stop, on_signal), TrainingReport(console) as report:
-        for event in train(config, stop, resume=args.resume):
+        for event in train(config, stop, resume=args.resume, extend_lr=args.extend_lr):
             try:
                 report.show(event)
             except OSError:  # the terminal went away (EIO, EPIPE) before its SIGHUP: carry on without it

@@ -181,13 +181,24 @@ class ParetoFront(Event):
 @dataclass(frozen=True)
 class Extended(Event):
     """A resumed run was given another length; from `step` the learning rate decays from `lr` to zero
-    at `total_steps` (schedule.py), so it never jumps up."""
+    at `total_steps` (schedule.py), so it never jumps up; or, with `new_peak` (extend_lr, for a finished
+    run whose learning rate had decayed to 0), it warms up over `warmup_steps` to the new peak `lr`,
+    then decays to zero at `total_steps`."""
 
     kind: ClassVar[str] = "extended"
     step: int
     previous_total_steps: int
     total_steps: int
     lr: float
+    warmup_steps: int = 0
+    new_peak: bool = False
+
+    def describe(self) -> str:
+        """What the learning rate does over the added steps, in words (the CLI and the TUI say it)."""
+        if self.new_peak:
+            warmup = f"warms up over {self.warmup_steps} steps to" if self.warmup_steps else "starts at"
+            return f"the learning rate {warmup} a new peak of {self.lr:.3g}, then decays to 0 by step {self.total_steps}"
+        return f"the learning rate decays from {self.lr:.3g} to 0 by step {self.total_steps}"
 
 
 @dataclass(frozen=True)

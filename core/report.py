@@ -57,6 +57,8 @@ class TrainingReport:
         self.task = None
         self.total = 0
         self.exit_status = 0
+        self.n_test = 0
+        self.start: Evaluation | None = None  # the prompt the run started from, on the whole test set
 
     def __enter__(self) -> TrainingReport:
         self.progress.__enter__()
@@ -72,7 +74,7 @@ class TrainingReport:
     def show(self, event: Event) -> None:
         kind = event.kind
         if kind == "started":
-            self.total = event.total_steps
+            self.total, self.n_test = event.total_steps, event.n_test
             self.say(escape(f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}: {event.precision_reason}), "
                             f"{event.n_train} training / {event.n_test} test pairs"
                             + (f" ({event.n_validation} more held out for validation)" if event.n_validation else "")
@@ -95,9 +97,11 @@ class TrainingReport:
                 self.say(f"step {event.step}/{self.total} loss {event.loss:.4f} {event.examples_per_s:.1f} ex/s eta {event.eta_s:.0f}s")
         elif kind == "extended":
             self.say(f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
-                     f"the learning rate decays from {event.lr:.3g} to 0 by step {event.total_steps}")
+                     f"{event.describe()}")
         elif kind == "evaluation":
             self.say(escape(evaluation_line(event)))
+            if event.prompt == "untrained" and event.n_pairs == self.n_test:
+                self.start = event
         elif kind == "validation":
             since = f", {event.without_gain} score(s) without a lower one" if event.without_gain else " (the best: kept)"
             stop = f"; stopping early, with the prompt of step {event.best_step}" if event.stopping else ""
@@ -125,6 +129,12 @@ class TrainingReport:
                 result = f" with the prompt of step {event.best_step}, the best on the validation pairs{result}"
             resume = "; resume with: promptgrad train --resume " + str(Path(event.prompt_path).parent) if event.stopped and event.prompt_path else ""
             self.say(escape(f"{how} at step {event.step}{result}; prompt saved to {event.prompt_path}{resume}"))
+            start = self.start
+            if (not event.stopped and event.test_loss is not None and start is not None and start.test_loss is not None
+                    and event.test_loss > start.test_loss):
+                self.say(escape(f"the learned prompt ends WORSE than its start: test loss {event.test_loss:.4f} against "
+                                f"{start.test_loss:.4f} for the prompt it started from; a lower lr or fewer steps may keep "
+                                f"what the start had"))
         elif kind == "failed":
             message = event.message
             if event.traceback and "traceback in" not in message:  # no run folder to keep it: keep it here

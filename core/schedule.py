@@ -7,8 +7,13 @@ Extending a run (resuming it with more steps, or fewer) never makes the learning
 nanoGPT keeps its decay length apart from the number of iterations for the same reason: from the step
 it is resumed at, the learning rate goes on from the value it has there and decays along a cosine to
 zero at the new last step. A constant schedule stays constant, and a run still warming up keeps its
-warm-up and decays over the new length. A finished cosine run has decayed to zero, so extending it
-changes little; to train its prompt further, start a new run from it (init `run:<folder>`).
+warm-up and decays over the new length.
+
+A finished cosine run has decayed to zero, so going on from where it is would train at learning rate 0
+and change nothing. Its added steps can instead get a schedule of their own (`restarted`: a new peak,
+a short warm-up to it, then the same cosine to zero at the new last step, as SGDR's warm restarts do),
+recorded in the checkpoint like any extension, so a resumed run still follows it exactly; or the prompt
+can start a new run (init `run:<folder>`).
 """
 
 from __future__ import annotations
@@ -28,11 +33,22 @@ def learning_rate(step: int, total_steps: int, peak: float, warmup_steps: int, s
 
 @dataclass(frozen=True)
 class Extension:
-    """From `start` on, decay from `lr` (the rate the schedule had at `start`) to zero at `end`."""
+    """From `start` on, decay from `lr` to zero at `end`: `lr` is the rate the schedule had at `start`, or,
+    for a restart, a new peak, reached after `warmup` steps of linear warm-up."""
 
     start: int
     end: int
     lr: float
+    warmup: int = 0
+
+    def at(self, step: int, kind: str) -> float:
+        done = step - self.start
+        if done < self.warmup:
+            return self.lr * (done + 1) / self.warmup
+        if kind == "constant":
+            return self.lr
+        progress = (done - self.warmup) / max(1, self.end - self.start - self.warmup)
+        return self.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 @dataclass(frozen=True)
@@ -51,10 +67,7 @@ class Schedule:
     def at(self, step: int) -> float:
         """The learning rate of the step that follows `step` steps done (0-based)."""
         if self.extensions and step >= self.extensions[-1].start:
-            ext = self.extensions[-1]
-            if self.kind == "constant":
-                return ext.lr
-            return ext.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - ext.start) / max(1, ext.end - ext.start))))
+            return self.extensions[-1].at(step, self.kind)
         earlier = Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps, self.extensions[:-1])
         if self.extensions:  # a step before the latest extension follows the schedule as it was then
             return earlier.at(step)
@@ -66,13 +79,32 @@ class Schedule:
             return self
         if not self.extensions and at_step < self.warmup_steps:
             return Schedule(self.peak, self.warmup_steps, self.kind, new_end)  # nothing decayed yet
+        last = self.extensions[-1] if self.extensions else None
+        if last is not None and at_step < last.start + last.warmup:  # a restart still warming up: nothing decayed yet
+            return Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps,
+                            (*self.extensions[:-1], Extension(last.start, new_end, last.lr, last.warmup)))
         return Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps,
                         (*self.extensions, Extension(at_step, new_end, self.at(at_step))))
 
+    def restarted(self, at_step: int, new_end: int, peak: float, warmup_limit: int) -> Schedule:
+        """The schedule of a run resumed at `at_step` whose added steps, to `new_end`, get a new `peak`:
+        a warm-up of at most `warmup_limit` steps and no more than a tenth of them (most of the added
+        steps are then spent near the peak and decaying, not climbing to it), then the run's own kind
+        (cosine decay to zero at `new_end`, or constant)."""
+        warmup = min(warmup_limit, (new_end - at_step) // 10)
+        return Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps,
+                        (*self.extensions, Extension(at_step, new_end, peak, warmup)))
+
+    def decayed(self, step: int) -> bool:
+        """Whether the learning rate has reached zero at `step` (a cosine schedule at its end): more steps
+        that go on from here would all be taken at learning rate 0."""
+        return self.at(step) <= 1e-12 * max([self.peak, *(e.lr for e in self.extensions)])
+
     def to_state(self) -> dict:
-        return {"total_steps": self.total_steps, "extensions": [[e.start, e.end, e.lr] for e in self.extensions]}
+        return {"total_steps": self.total_steps, "extensions": [[e.start, e.end, e.lr, e.warmup] for e in self.extensions]}
 
     @staticmethod
     def from_state(peak: float, warmup_steps: int, kind: str, state: dict) -> Schedule:
         return Schedule(peak, warmup_steps, kind, int(state["total_steps"]),
-                        tuple(Extension(int(s), int(e), float(lr)) for s, e, lr in state["extensions"]))
+                        tuple(Extension(int(s), int(e), float(lr), int(warmup[0]) if warmup else 0)  # older: no warm-up
+                              for s, e, lr, *warmup in state["extensions"]))

@@ -10,7 +10,8 @@ Soft prompts (Adam on vectors) and hard prompts (PEZ, GCG, relax) run through th
   checkpoints every `checkpoint_every` steps, every `checkpoint_minutes`, on a stop and at the end;
 - resume: the settings that define the run come from its folder, its data and precision from its
   facts.json, metrics.jsonl is cut back to the checkpoint, and a new length extends the schedule
-  without the learning rate ever jumping up;
+  without the learning rate ever jumping up; a finished run whose rate has decayed to 0 is extended
+  only with a new peak for its added steps (`extend_lr`), else refused before a step is spent;
 - evaluation: the baselines (each hand-written prompt, the k-shot demonstrations, the untrained prompt,
   the majority answer: baselines.py) on the evaluation subset at the start (seconds), the learned
   prompt on it every `eval_every` steps, and all of them on the whole test set at the end, each with
@@ -44,7 +45,7 @@ from pathlib import Path
 import torch
 
 from promptgrad.baselines import score_majority
-from promptgrad.config import TrainConfig
+from promptgrad.config import TrainConfig, check_lr
 from promptgrad.distributed import Processes, processes
 from promptgrad.errors import UserError, environment_problem, peer_ended
 from promptgrad.evaluation import PromptScore, predictions, scoring
@@ -73,14 +74,16 @@ class StopRequested(Exception):
 
 
 def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None,
-          probe: Probe | None = None) -> Iterator[Event]:
+          probe: Probe | None = None, extend_lr: float | None = None) -> Iterator[Event]:
     """Run (or resume) training, yielding events. `resume` is a run folder; `config` then holds its saved
     settings with any overrides: more steps, other evaluation or checkpoint intervals, another device.
+    `extend_lr`: the added steps of a resumed run get a new peak learning rate (schedule.py's restart),
+    which a finished run whose learning rate has decayed to 0 needs to learn anything more.
     `probe` (probe.py), if given, lets another thread try the prompt while the run goes on. The events
     also go to the experiment trackers of `report_to` (trackers.py), here, where every caller passes."""
     from promptgrad.trackers import tracked
 
-    run = TrainingRun(config, stop or threading.Event(), resume, probe)
+    run = TrainingRun(config, stop or threading.Event(), resume, probe, extend_lr=extend_lr)
     return tracked(run.events(), config, lambda: run.config, resume is not None)
 
 
@@ -125,6 +128,21 @@ def make_learner(session: Session) -> Learner:
     return SoftLearner(frozen, initial, pairs, config.learning.batch_size, config.learning.lr, session.processes)
 
 
+def uses_learning_rate(config: TrainConfig) -> bool:
+    """GCG searches by exact losses and takes no learning rate; soft prompts, PEZ and relax learn by one."""
+    return config.learning.mode == "soft" or config.search.method != "gcg"
+
+
+def needs_new_peak(folder: RunFolder) -> bool:
+    """Whether more steps for this run folder would all be taken at learning rate 0: it finished with its
+    (cosine) schedule decayed to zero, and it learns by a learning rate. What a UI asks before extending."""
+    checkpoint = load_checkpoint(folder.path / CHECKPOINT)
+    config = folder.config()
+    learning = config.learning
+    schedule = Schedule.from_state(learning.lr, learning.warmup_steps, learning.schedule, checkpoint["schedule"])
+    return bool(checkpoint["finished"]) and uses_learning_rate(config) and schedule.decayed(int(checkpoint["step"]))
+
+
 @dataclass
 class Resumed:
     """What a run folder holds to go on from: its saved settings, its facts, its checkpoint."""
@@ -137,9 +155,10 @@ class Resumed:
 
 class TrainingRun:
     def __init__(self, config: TrainConfig, stop: threading.Event, resume: str | Path | None, probe: Probe | None = None,
-                 session: Session | None = None):
+                 session: Session | None = None, extend_lr: float | None = None):
         """`session`, if given, is a model and data already set up (api.py): the run then writes no folder."""
         self.config, self.stop, self.resume, self.probe, self.session = config, stop, resume, probe, session
+        self.extend_lr = extend_lr
         self.run: RunFolder | None = None  # the folder this process writes (rank 0 only)
         self.step = 0
         self.best = math.inf  # best test loss of the learned prompt so far
@@ -259,6 +278,8 @@ class TrainingRun:
     def open_folder(self) -> Resumed | None:
         """Lock the folder first (rank 0 only), so a second writer fails at once; on resume, what it holds."""
         self.config = config = self.config.resolved()  # empty settings from the task; the same files from any directory
+        if self.extend_lr is not None and not self.resume:
+            raise UserError("extend_lr gives the added steps of a resumed run a new peak; a new run takes lr", "extend_lr")
         if self.session is not None:
             return None  # api.py: a model already loaded, no folder
         group = processes(resolve_device(config.machine.device).type)
@@ -304,14 +325,36 @@ class TrainingRun:
             raise UserError(f"run {self.resume} finished at step {self.step}; to train on, give more steps than {self.step}", "steps")
         if self.total < self.step:
             raise UserError(f"run {self.resume} is at step {self.step} already; give at least {self.step} steps", "steps")
-        extended = None
-        if self.total != self.schedule.end:
-            previous = self.schedule.end
-            self.schedule = self.schedule.extended(self.step, self.total)
-            extended = Extended(self.step, previous, self.total, self.schedule.at(self.step))
+        extended = self.extend(self.schedule.end) if self.total != self.schedule.end or self.extend_lr is not None else None
         if self.run:
             self.run.truncate_metrics(checkpoint["metrics_bytes"])
         return extended
+
+    def extend(self, previous: int) -> Extended:
+        """The schedule over a new length: going on from the rate where the run is, or, with extend_lr, a
+        new peak for the added steps. A run whose rate has decayed to 0 (a finished cosine run) needs one:
+        its added steps would otherwise all be taken at lr 0 and leave the prompt as it is, so that is
+        refused before any is spent, naming what helps."""
+        learning, where = self.config.learning, self.resume
+        if self.extend_lr is not None:
+            if problem := check_lr(self.extend_lr):
+                raise UserError(problem.replace("lr must", "extend_lr must", 1), "extend_lr")
+            if not uses_learning_rate(self.config):
+                raise UserError(f"run {where} searches by GCG, which takes no learning rate: leave extend_lr out", "extend_lr")
+            if self.total == previous:
+                raise UserError(f"extend_lr gives added steps a new peak, but run {where} is given none (it ends at step "
+                                f"{previous}): give more steps than {previous} with it, or leave it out to go on as it is",
+                                "extend_lr")
+            self.schedule = self.schedule.restarted(self.step, self.total, self.extend_lr, learning.warmup_steps)
+            last = self.schedule.extensions[-1]
+            return Extended(self.step, previous, self.total, last.lr, last.warmup, new_peak=True)
+        if self.finished and uses_learning_rate(self.config) and self.schedule.decayed(self.step):
+            raise UserError(f"run {where} finished at step {self.step} with its learning rate decayed to 0 ({learning.schedule} "
+                            f"schedule), so more steps would not change its prompt; either give the added steps a new peak "
+                            f"learning rate (--extend-lr LR, e.g. {learning.lr:g}), or branch: a new run from its prompt "
+                            f"(--init run:{where})", "steps")
+        self.schedule = self.schedule.extended(self.step, self.total)
+        return Extended(self.step, previous, self.total, self.schedule.at(self.step))
 
     def first_look(self) -> Iterator[Event]:
         """Right after step 1 (so that training starts within seconds, however slow the machine): each

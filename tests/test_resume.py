@@ -67,13 +67,12 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 2  # finished, and no more steps asked for
     assert "finished at step 4; to train on, give more steps than 4" in capsys.readouterr().err
-    lr_before = [e.lr for e in first if isinstance(e, Step)][-1]
-    events = logged(train(RunFolder.open(run).config().replace(steps=7), resume=run))
+    events = logged(train(RunFolder.open(run).config().replace(steps=7), resume=run, extend_lr=0.02))
     assert isinstance(events[0], Started) and events[0].start_step == 4 and events[0].total_steps == 7
     assert isinstance(events[1], Extended) and events[1].previous_total_steps == 4 and events[1].total_steps == 7
     rates = [e.lr for e in events if isinstance(e, Step)]
     assert [e.step for e in events if isinstance(e, Step)] == [5, 6, 7]
-    assert rates[0] <= lr_before and all(b <= a for a, b in zip(rates, rates[1:]))
+    assert rates[0] == 0.02 and all(b <= a for a, b in zip(rates, rates[1:]))  # 3 added steps: no warm-up
     assert RunFolder.open(run).config().learning.steps == 7
     history = RunFolder.open(run).events()
     assert [e.step for e in history if isinstance(e, Finished)] == [7]  # the first end's record was cut
@@ -85,6 +84,106 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
         (e.prompt, e.test_loss, e.loss_low, e.accuracy_high) for e in first
         if isinstance(e, Evaluation) and e.n_pairs == full[0].n_pairs and e.prompt in repeated}
     assert len({e.prompt for e in full}) == 3 and all(e.loss_low is not None for e in full)
+
+
+def test_the_schedule_of_added_steps_with_a_new_peak():
+    """A restart: a warm-up (the run's, at most a tenth of the added steps) to the new peak, then the run's
+    own decay to zero at the new end; recorded in the checkpoint's state like any extension."""
+    schedule = Schedule(peak=0.03, warmup_steps=10, kind="cosine", total_steps=40)
+    assert schedule.decayed(40) and not schedule.decayed(39)
+    restarted = schedule.restarted(40, 100, 0.01, warmup_limit=10)
+    rates = [restarted.at(k) for k in range(100)]
+    assert rates[:40] == [schedule.at(k) for k in range(40)]
+    assert rates[40:46] == pytest.approx([0.01 * k / 6 for k in range(1, 7)])  # 60 added steps: a warm-up of 6
+    assert max(rates[40:]) == pytest.approx(0.01) and all(b <= a for a, b in zip(rates[45:], rates[46:]))
+    assert restarted.decayed(100) and Schedule.from_state(0.03, 10, "cosine", restarted.to_state()) == restarted
+    # stopped during the restart's warm-up and given more steps: the warm-up is kept, stretched to the new end
+    longer = restarted.extended(42, 200)
+    assert [longer.at(k) for k in range(46)] == rates[:46] and longer.at(46) > longer.at(150) > longer.at(199)
+    # a checkpoint written before restarts existed holds [start, end, lr]
+    old = Schedule.from_state(0.03, 10, "cosine", {"total_steps": 40, "extensions": [[20, 60, 0.01]]})
+    assert old.at(20) == 0.01 and old.extensions[0].warmup == 0
+    assert {Schedule(0.03, 0, "constant", 40).restarted(40, 60, 0.01, 0).at(k) for k in range(40, 60)} == {0.01}
+
+
+def finished_cosine_run(tiny_config, name: str = "done") -> Path:
+    config = tiny_config.replace(name=name, steps=4, eval_size=4, warmup_steps=1, checkpoint_every=0)
+    assert isinstance(logged(train(config))[-1], Finished)
+    return Path(config.machine.runs_dir) / name
+
+
+def test_extending_a_finished_cosine_run_is_refused_naming_a_new_peak_or_a_branch(tiny_config, capsys):
+    """Its learning rate has decayed to 0: more steps alone would be spent changing nothing. Refused in one
+    line before any is spent, the folder untouched, naming both ways on."""
+    run = finished_cosine_run(tiny_config)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "learning rate decayed to 0" in err[0], err
+    assert "--extend-lr" in err[0] and f"--init run:{run}" in err[0]
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # a new peak on a run given no more steps, or on a new run, is refused too
+    assert main(["train", "--resume", str(run), "--extend-lr", "0.01"]) == 2
+    assert "give more steps than 4" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--steps", "9", "--extend-lr", "nan"]) == 2
+    assert "extend_lr must be a number above 0" in capsys.readouterr().err
+    assert main(["train", "--steps", "2", "--extend-lr", "0.01", "--model", tiny_config.problem.model,
+                 "--data", tiny_config.problem.data, "--runs-dir", tiny_config.machine.runs_dir, "--name", "new"]) == 2
+    assert "a new run takes lr" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_finished_run_extended_with_a_new_peak_learns_and_records_it(tiny_config, capsys):
+    run = finished_cosine_run(tiny_config)
+    prompt_before, _ = RunFolder.open(run).load_prompt()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "24", "--extend-lr", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "a new peak of 0.02, then decays to 0 by step 24" in out
+    history = RunFolder.open(run).events()
+    extended = [e for e in history if isinstance(e, Extended)]
+    assert extended == [Extended(4, 4, 24, 0.02, warmup_steps=1, new_peak=True)]  # the run's 1 warm-up step (< 20 / 10)
+    rates = [e.lr for e in history if isinstance(e, Step) and e.step > 4]
+    assert len(rates) == 20 and rates[0] == pytest.approx(0.02) and all(b <= a for a, b in zip(rates, rates[1:]))
+    prompt_after, _ = RunFolder.open(run).load_prompt()
+    assert not torch.equal(prompt_before, prompt_after)  # it learned: the added steps were not at lr 0
+    assert [e.step for e in history if isinstance(e, Finished)] == [24]
+
+
+def test_a_run_extended_with_a_new_peak_interrupted_and_resumed_ends_as_if_never_interrupted(tiny_config, tmp_path):
+    """nanoGPT-style exactness: the restart lives in the checkpoint's schedule, so the resumed run (given
+    no --extend-lr again) follows it step for step."""
+    import shutil
+
+    run = finished_cosine_run(tiny_config.replace(warmup_steps=3), "base")
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    shutil.copytree(run, straight)
+    shutil.copytree(run, cut)
+    whole = logged(train(RunFolder.open(straight).config().replace(steps=34, checkpoint_every=0), resume=straight,
+                         extend_lr=0.02))
+    stop = threading.Event()
+    for event in train(RunFolder.open(cut).config().replace(steps=34, checkpoint_every=0), stop, resume=cut, extend_lr=0.02):
+        if isinstance(event, Step) and event.step == 6:  # inside the restart's warm-up (3 steps from step 4)
+            stop.set()
+    assert isinstance(event, Finished) and event.stopped and event.step == 6
+    assert main(["train", "--resume", str(cut), "--extend-lr", "0.02"]) == 2  # already given: not twice
+    resumed = logged(train(RunFolder.open(cut).config(), resume=cut))
+    assert not any(isinstance(e, Extended) for e in resumed)
+    added = {e.step: (e.lr, e.loss) for e in RunFolder.open(cut).events() if isinstance(e, Step) and e.step > 4}
+    assert added == {e.step: (e.lr, e.loss) for e in whole if isinstance(e, Step)} and len(added) == 30
+    assert resumed[-1].test_loss == whole[-1].test_loss and resumed[-1].step == 34
+    torch.testing.assert_close(RunFolder.open(cut).load_prompt()[0], RunFolder.open(straight).load_prompt()[0], rtol=0, atol=0)
+
+
+def test_an_unfinished_run_given_more_steps_goes_on_decaying_without_a_jump(tiny_config):
+    run = stop_at(tiny_config.replace(name="half", steps=8, warmup_steps=1, checkpoint_every=0), 4)
+    lr_before = [e.lr for e in RunFolder.open(run).events() if isinstance(e, Step)][-1]
+    events = logged(train(RunFolder.open(run).config().replace(steps=12), resume=run))
+    assert isinstance(events[1], Extended) and not events[1].new_peak and events[1].warmup_steps == 0
+    rates = [e.lr for e in events if isinstance(e, Step)]
+    assert len(rates) == 8 and 0 < rates[0] <= lr_before and all(b <= a for a, b in zip(rates, rates[1:]))
+    assert isinstance(events[-1], Finished) and not events[-1].stopped
 
 
 def test_init_from_a_run_starts_where_that_run_ended(tiny_config):

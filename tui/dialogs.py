@@ -17,6 +17,8 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Input, Markdown, Static
 
+from promptgrad.config import check_lr
+
 
 class PathSuggester(Suggester):
     """Completes a path from the folder it is in: `runs/li` -> `runs/live/`. Relative paths are taken
@@ -108,29 +110,51 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(self.default)
 
 
-class StepsDialog(ModalScreen[int | None]):
-    """How far a resumed run should go: its own total, or more (an extension), never below where it is."""
+@dataclass(frozen=True)
+class ResumeChoice:
+    """What the steps dialog decided: go on to `steps`, the added ones with a new peak learning rate
+    `extend_lr` if given; or `branch`: a new run from the run's prompt instead."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    steps: int = 0
+    extend_lr: float | None = None
+    branch: bool = False
 
-    def __init__(self, run: str, step: int, total: int, finished: bool) -> None:
+
+class StepsDialog(ModalScreen[ResumeChoice | None]):
+    """How far a resumed run should go: its own total, or more (an extension), never below where it is.
+    A finished run whose learning rate has decayed to 0 (`new_peak`: the peak to suggest) is said to be
+    so before any step is spent: its added steps need a new peak learning rate, or the user branches."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+b", "branch", "Branch")]
+
+    def __init__(self, run: str, step: int, total: int, finished: bool, new_peak: float | None = None) -> None:
         super().__init__()
-        self.run, self.step, self.total, self.finished = run, step, total, finished
+        self.run, self.step, self.total, self.finished, self.new_peak = run, step, total, finished, new_peak
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
             dialog.border_title = f"Resume {self.run}"
             where = "finished" if self.finished else "stopped"
+            if self.new_peak is not None:
+                yield Static(Text(f"This run has finished: its learning rate is 0 (decayed at step {self.step}), so more "
+                                  f"steps alone would not change its prompt. Extend with a new peak learning rate, or "
+                                  f"branch (ctrl+b: a new run from its prompt).", style="bold"))
             yield Static(f"{where} at step {self.step} of {self.total}. Go on to step:")
             suggested = self.total if not self.finished else self.total * 2
             yield Input(str(suggested), id="steps", type="integer")
-            yield Static("more steps than it had extend it: the learning rate goes on decaying from where it is, "
-                         "it never jumps up · enter: resume · escape: cancel", classes="dialog-hint")
+            if self.new_peak is not None:
+                yield Static("New peak learning rate of the added steps:")
+                yield Input(f"{self.new_peak:g}", id="extend-lr", type="number")
+                yield Static("a short warm-up to it, then decay to 0 at the new last step · tab: next field · "
+                             "enter: extend · ctrl+b: branch · escape: cancel", classes="dialog-hint")
+            else:
+                yield Static("more steps than it had extend it: the learning rate goes on decaying from where it is, "
+                             "it never jumps up · enter: resume · ctrl+b: branch · escape: cancel", classes="dialog-hint")
             yield Static("", id="steps-error", classes="dialog-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            steps = int(event.value)
+            steps = int(self.query_one("#steps", Input).value)
         except ValueError:
             steps = -1
         lowest = self.step + 1 if self.finished else self.step
@@ -138,10 +162,29 @@ class StepsDialog(ModalScreen[int | None]):
             reason = "it has finished" if self.finished else "it is there already"
             self.query_one("#steps-error", Static).update(f"give at least {max(1, lowest)} steps: {reason} at step {self.step}")
             return
-        self.dismiss(steps)
+        extend_lr = None
+        if self.new_peak is not None:
+            problem, extend_lr = peak_problem(self.query_one("#extend-lr", Input).value)
+            if problem:
+                self.query_one("#steps-error", Static).update(problem)
+                return
+        self.dismiss(ResumeChoice(steps, extend_lr))
+
+    def action_branch(self) -> None:
+        self.dismiss(ResumeChoice(branch=True))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def peak_problem(text: str) -> tuple[str | None, float | None]:
+    """What is wrong with a typed peak learning rate (None: fine), and the rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        return f"the new peak learning rate must be a number, e.g. 0.03, got {text!r}", None
+    problem = check_lr(value)
+    return (problem.replace("lr must", "the new peak learning rate must", 1) if problem else None), value
 
 
 @dataclass(frozen=True)
@@ -206,7 +249,7 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 |---|---|
 | **ctrl+r** | start a run with the configuration in the form (asks first if a run is on screen) |
 | **ctrl+t** | stop the run: finish the step, save a checkpoint |
-| **ctrl+g** | resume or extend a run folder (pick it, then how many steps) |
+| **ctrl+g** | resume or extend a run folder (pick it, then how many steps; a finished run whose learning rate has decayed to 0 asks for a new peak, or branches with **ctrl+b**) |
 | **ctrl+b** | branch: a new run that starts from the shown run's prompt (init run:…) |
 | **ctrl+o** | browse runs/ (a sweep's runs as SWEEP/RUN; type to filter): open one to view, **space** marks runs to overlay on the chart, **f5** shows their report table (means over seeds) |
 | **f3** | pick a bundled task from a list, each previewed (pairs, template, hand-written prompts) |

@@ -31,7 +31,7 @@ from promptgrad_tui.messages import RunEvents
 from promptgrad_tui.panes import PANES, WIDE, Panes
 from promptgrad_tui.probing import Probing
 from promptgrad_tui.run_control import RunControl
-from promptgrad_tui.task_picker import TaskPicker
+from promptgrad_tui.task_picker import INIT_DEFAULT, TaskPicker, init_of_another_task
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.key_bar import KeyBar
 from promptgrad_tui.widgets.loss_chart import LossChart
@@ -207,10 +207,14 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         fields["task"].value = name
         for key in ("data", "template", "baseline_text"):
             fields[key].value = ""
+        reset = ""
+        if other := init_of_another_task(fields["init"].value, name):  # a branch's init: another task's prompt
+            reset = f"; init was {fields['init'].value} (a prompt learned on {other}), now {INIT_DEFAULT}"
+            fields["init"].value = INIT_DEFAULT
         self.form.check()
         self.show_pane("config", focus=False)
-        self.say(f"Task {name}: its data, template and hand-written prompts are used (the fields left empty); ctrl+r starts",
-                 title="Task")
+        self.say(f"Task {name}: its data, template and hand-written prompts are used (the fields left empty){reset}; "
+                 f"ctrl+r starts", title="Task")
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
@@ -247,8 +251,8 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         elif isinstance(event, Progress):
             self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)
         elif isinstance(event, Extended) and live:
-            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; the learning rate "
-                     f"decays from {event.lr:.3g} to 0 by step {event.total_steps}", title="Run extended")
+            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; {event.describe()}",
+                     title="Run extended")
         elif isinstance(event, Predictions):
             self.predictions.show(event)
         elif isinstance(event, NearestTokens):

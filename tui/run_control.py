@@ -17,9 +17,9 @@ from promptgrad.errors import UserError
 from promptgrad.events import Event, Step
 from promptgrad.probe import Probe
 from promptgrad.run_folder import PROMPT, RunFolder, summarize
-from promptgrad.training import train
+from promptgrad.training import needs_new_peak, train
 from promptgrad_tui.browser import BrowserChoice, RunBrowser
-from promptgrad_tui.dialogs import ConfirmScreen, ErrorScreen, StepsDialog
+from promptgrad_tui.dialogs import ConfirmScreen, ErrorScreen, ResumeChoice, StepsDialog
 from promptgrad_tui.messages import RunEvents
 from promptgrad_tui.panes import WIDE
 from promptgrad_tui.torch_thread import in_own_thread
@@ -61,7 +61,7 @@ class RunControl:
         self.reset_panes(config.machine.name)
         self.begin(config, resume=None)
 
-    def begin(self, config: TrainConfig, resume: str | None) -> None:
+    def begin(self, config: TrainConfig, resume: str | None, extend_lr: float | None = None) -> None:
         self.stop_following()
         self.stop_event = threading.Event()
         self.probe, self.probe_for = Probe(), None
@@ -73,14 +73,15 @@ class RunControl:
         self.status.set_phase("starting")
         if self.size.width < WIDE:
             self.show_pane("chart")
-        self.train_in_thread(config, resume, self.stop_event, self.probe)
+        self.train_in_thread(config, resume, self.stop_event, self.probe, extend_lr)
 
     def narrow_form(self, narrow: bool) -> None:
         """On a wide screen the locked form gives room to the chart and the tables (one relayout a run)."""
         self.query_one("#panes").styles.grid_columns = LOCKED_FORM_COLUMNS if narrow else None
 
     @work(thread=True, exclusive=True, group="train", name="train", exit_on_error=False)
-    def train_in_thread(self, config: TrainConfig, resume: str | None, stop: threading.Event, probe: Probe) -> None:
+    def train_in_thread(self, config: TrainConfig, resume: str | None, stop: threading.Event, probe: Probe,
+                        extend_lr: float | None = None) -> None:
         worker = get_current_worker()
         batch: list[Event] = []
         posted = time.monotonic()
@@ -88,7 +89,7 @@ class RunControl:
 
         def run() -> None:
             nonlocal batch, posted
-            for event in train(config, stop, resume=resume, probe=probe):
+            for event in train(config, stop, resume=resume, probe=probe, extend_lr=extend_lr):
                 if worker.is_cancelled:  # the app is closing: finish the step and save, as a stop does
                     stop.set()
                 batch.append(event)
@@ -153,16 +154,23 @@ class RunControl:
             self.say(f"{choice.path} has no checkpoint to resume from (it stopped before its first one); "
                      f"start a new run instead", title="Cannot resume", severity="error")
             return
+        try:  # said before any step is spent: more steps of a run whose rate has decayed to 0 change nothing
+            new_peak = folder.config().learning.lr if needs_new_peak(folder) else None
+        except (UserError, OSError, KeyError):
+            new_peak = None  # a checkpoint it cannot read: the resumed run says what is wrong with it, as it starts
         dialog = StepsDialog(folder.path.name, summary.step, summary.total_steps or folder.config().learning.steps,
-                             summary.state == "finished")
-        self.app.push_screen(dialog, lambda steps: self.resume_run(str(folder.path), steps))
+                             summary.state == "finished", new_peak)
+        self.app.push_screen(dialog, lambda choice: self.resume_run(str(folder.path), choice))
 
-    def resume_run(self, path: str, steps: int | None) -> None:
-        if steps is None or self.running:
+    def resume_run(self, path: str, choice: ResumeChoice | None) -> None:
+        if choice is None or self.running:
+            return
+        if choice.branch:
+            self.branch_from(path)
             return
         try:
             folder = RunFolder.open(path)
-            config = folder.config().replace(steps=steps, epochs=0)
+            config = folder.config().replace(steps=choice.steps, epochs=0)
         except UserError as e:
             self.say(str(e), title="Cannot resume", severity="error")
             return
@@ -170,7 +178,7 @@ class RunControl:
         self.reset_panes(folder.path.name)
         self.form.load(config)
         self.replay(folder.events(), live=False)  # the history so far; the worker continues it
-        self.begin(config, resume=str(folder.path))
+        self.begin(config, resume=str(folder.path), extend_lr=choice.extend_lr)
 
     def action_branch(self) -> None:
         """A new run that starts from the shown run's prompt: the form gets its settings, init run:<it>
@@ -181,12 +189,16 @@ class RunControl:
             self.say("Open a run first (ctrl+o): a branch starts from the prompt of the run on screen",
                      title="Nothing to branch from", severity="warning")
             return
-        if not (Path(self.run_dir) / PROMPT).is_file():
-            self.say(f"{self.run_dir} has saved no prompt yet", title="Nothing to branch from", severity="warning")
+        self.branch_from(self.run_dir)
+
+    def branch_from(self, run_dir: str) -> None:
+        """The form gets init run:<run_dir> and an empty name (ctrl+b, or the steps dialog's branch)."""
+        if not (Path(run_dir) / PROMPT).is_file():
+            self.say(f"{run_dir} has saved no prompt yet", title="Nothing to branch from", severity="warning")
             return
-        self.form.config_fields["init"].value = f"run:{self.run_dir}"
+        self.form.config_fields["init"].value = f"run:{run_dir}"
         self.form.config_fields["name"].value = ""
         self.form.check()
         self.show_pane("config")
-        self.say(f"The form starts a new run from the prompt of {self.run_dir}: change any setting, then ctrl+r",
+        self.say(f"The form starts a new run from the prompt of {run_dir}: change any setting, then ctrl+r",
                  title="Branch")

@@ -4,6 +4,8 @@ from), so a task is chosen by looking, not by typing a path. Enter picks it; esc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +14,10 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from promptgrad.config import TrainConfig, default_of
+from promptgrad.errors import UserError
+from promptgrad.run_folder import RunFolder
+from promptgrad.soft_prompt import parse_init
 from promptgrad.tasks import Task, bundled_tasks, task_preview
 
 
@@ -31,6 +37,28 @@ def preview_text(task: Task) -> Text:
     text.append("licence ", style="dim")
     text.append(f"{task.licence}")
     return text
+
+
+INIT_DEFAULT = default_of(TrainConfig.settings()["init"][1])  # what a picked task's init is reset to
+
+
+def init_of_another_task(init: str, task: str) -> str | None:
+    """What the run an `init` of run:<folder> starts from learned, when that is not `task` ("task
+    antonyms", "its own data"), so a task picked after a branch does not silently start from another
+    task's prompt; None when `init` is no run, or a run of this very task."""
+    try:
+        kind, folder = parse_init(init)
+    except UserError:
+        return None  # the form flags a bad init itself
+    if kind != "run":
+        return None
+    try:
+        learned = RunFolder.open(Path(folder).expanduser()).config().problem.task
+    except (UserError, OSError):
+        return "a run folder that cannot be read"
+    if learned == task:
+        return None
+    return f"task {learned}" if learned else "its own data"
 
 
 class TaskPicker(ModalScreen[str | None]):

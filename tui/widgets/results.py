@@ -63,7 +63,11 @@ class ResultsStrip(Static):
                                "accuracy [95%]")]
         lines.append(row(learned, Text("f4 copies", style="dim"), name_width))
         for e in baselines:
-            lines.append(row(e, difference(learned, e) if e.prompt in ("hand-written", "k-shot") else Text(""), name_width))
+            if e.prompt in ("hand-written", "k-shot"):
+                last = difference(learned, e)
+            else:
+                last = worse_than_start(learned, e) if e.prompt == "untrained" else Text("")
+            lines.append(row(e, last, name_width))
         if self.hard_text is not None:
             lines.append(Text.assemble("hard prompt ", (repr(self.hard_text), "bold")))
         return Text("\n").join(lines)
@@ -98,3 +102,11 @@ def difference(learned: Evaluation, e: Evaluation) -> Text:
         return Text("")
     delta = learned.test_loss - e.test_loss
     return Text(f"learned {delta:+.3f}") if delta < 0 else Text(f"WORSE by {delta:.3f}", style="bold")
+
+
+def worse_than_start(learned: Evaluation, start: Evaluation) -> Text:
+    """Flagged where training made the prompt worse than the one it started from (a branch from another
+    run's prompt can): otherwise nothing, the row says it with its numbers."""
+    if learned.test_loss is None or start.test_loss is None or learned.test_loss <= start.test_loss:
+        return Text("")
+    return Text(f"WORSE than its start by {learned.test_loss - start.test_loss:.3f}", style="bold")
