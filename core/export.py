@@ -99,9 +99,9 @@ def export_peft(run_dir: Path, out_dir: Path) -> Path:
     peft_model.peft_config["default"].base_model_name_or_path = base.name
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(prompt)
-    facts = CardFacts(folder.config(), read_text(folder.path / "config.toml"), folder.events(), base,
-                      metadata["model_source"], prompt_len, frozen.hidden_size, str(DTYPES[precision]).removeprefix("torch."),
-                      str(out_dir), len(inputs), metadata.get("hard_prompt_text", ""))
+    facts = CardFacts(folder.config(), read_text(folder.path / "config.toml"), folder.events(), base, prompt_len,
+                      frozen.hidden_size, str(DTYPES[precision]).removeprefix("torch."), str(out_dir), len(inputs),
+                      metadata.get("hard_prompt_text", ""))
 
     tmp = None
     try:

@@ -25,7 +25,6 @@ class CardFacts:
     config_toml: str  # the file as the run wrote it
     events: list[Event]  # metrics.jsonl
     base: PublicName
-    base_source: str  # where promptgrad loads the model from (the bundled model's cache folder, a path, a hub id)
     prompt_len: int
     hidden_size: int
     dtype: str  # "float32" or "bfloat16": the run's precision, which the answers depend on
@@ -175,8 +174,7 @@ def model_card(facts: CardFacts, test_inputs: list[str]) -> str:
         "## How it was made",
         "",
         f"`promptgrad train` (promptgrad {__version__}) with these settings (the run's `config.toml`), then "
-        f"`promptgrad export RUN --format peft --out {facts.adapter}`. The base model was loaded from "
-        f"`{facts.base_source}`.",
+        f"`promptgrad export RUN --format peft --out {facts.adapter}`.",
         "",
         "```toml",
         facts.config_toml.rstrip("\n"),

@@ -219,7 +219,7 @@ def test_the_base_model_is_named_as_anyone_can_find_it(answering_run, tmp_path):
     # the bundled model's card: the hub id, the de-quantised GGUF file, and the loader that gives its very weights
     folder = RunFolder.open(answering_run)
     facts = CardFacts(folder.config(), (answering_run / "config.toml").read_text(), folder.events(),
-                      public_name(BUNDLED_MODEL), "/home/someone/.cache/promptgrad/x", 4, 576, "float32", "adapter", 16)
+                      public_name(BUNDLED_MODEL), 4, 576, "float32", "adapter", 16)
     card = model_card(facts, ["hot"])
     assert f"base_model: {BUNDLED_HUB_ID}" in card and "Q4_1 GGUF" in card and "de-quantised" in card
     assert f'model_source("{BUNDLED_MODEL}")' in card_code_of(card)
