@@ -1,7 +1,7 @@
 """Where a training step's time goes: torch.profiler over a few steps of promptgrad's loop and of the
 original-style loop (see loops.py), on the same batches, the most expensive operators first.
 
-    python benchmarks/profile_step.py [--model smollm2-135m] [--batch-size 16] [--steps 3]
+    python benchmarks/profile_step.py [--model smollm2-135m-instruct-q4_1] [--batch-size 16] [--steps 3]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ test pairs, none trained on), the FLOPs its model work executes per example (tor
 padding included) and the FLOP/s that achieves against a measured matrix-product peak of the device in the
 variant's compute dtype.
 
-    python benchmarks/speed.py                       # bundled SmolLM2-135M, CPU here, GPU if present
+    python benchmarks/speed.py                       # bundled SmolLM2-135M-Instruct (Q4_1), CPU here, GPU if present
     python benchmarks/speed.py --model gpt2-large --batch-size 32 --steps 30   # on a GPU box
 """
 

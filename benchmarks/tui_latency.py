@@ -9,7 +9,7 @@ the app writes back (it never asks the app itself). Two figures:
   key latency   during training, ctrl+n (next pane) -> the first frame that shows the new pane's title,
                 repeated; reported as median, p95 and max
 
-    python benchmarks/tui_latency.py                          # the bundled SmolLM2-135M, 100x30
+    python benchmarks/tui_latency.py                          # the bundled SmolLM2-135M-Instruct (Q4_1), 100x30
     python benchmarks/tui_latency.py --model PATH --presses 40 --size 160x48
 
 The model cache should be warm (run `promptgrad train --steps 1` once first): de-quantising the bundled

@@ -5,7 +5,7 @@ with `promptgrad train` and with promptgrad-tui on a pseudo-terminal (ctrl+r, no
 turns, and reads each run's training speed from its own metrics.jsonl (the last step's examples/s, a
 running average over steps, evaluation excluded). It prints both and their ratio per round.
 
-    python benchmarks/tui_throughput.py                 # the bundled SmolLM2-135M, 30 steps, 2 rounds
+    python benchmarks/tui_throughput.py                 # the bundled SmolLM2-135M-Instruct (Q4_1), 30 steps, 2 rounds
     python benchmarks/tui_throughput.py --steps 60 --rounds 3
     python benchmarks/tui_throughput.py --probe         # the TUI run also answers the probe box once
 

@@ -438,7 +438,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     quiet_libraries()  # PEFT triggers a transformers FutureWarning (is_gradient_checkpointing)
     out = export_peft(args.run, args.out)
-    print(f"wrote a PEFT prompt-tuning adapter to {out}: PeftModel.from_pretrained(model, {str(out)!r})")
+    print(f"wrote a PEFT prompt-tuning adapter to {out}: PeftModel.from_pretrained(model, {str(out)!r}), then "
+          f"generate(..., use_cache=False), one text per call: {out / 'README.md'} shows the code and the run's scores")
     return 0
 
 

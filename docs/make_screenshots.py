@@ -7,7 +7,7 @@
                          by a few steps (ctrl+g), which loads the model the probe needs
 
     python docs/make_screenshots.py                                   # a small random GPT-2 (seconds)
-    python docs/make_screenshots.py --model smollm2-135m --steps 60   # the bundled model (minutes)
+    python docs/make_screenshots.py --model smollm2-135m-instruct-q4_1 --steps 60   # the bundled model (minutes)
 
 The small model is the one the tests use (tests/conftest.py), so its predictions are nonsense; the
 screenshots then show the layout, not a result.

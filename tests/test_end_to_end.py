@@ -1,4 +1,4 @@
-"""End to end on the bundled SmolLM2-135M: a brief training run beats the hand-written prompt.
+"""End to end on the bundled SmolLM2-135M-Instruct (Q4_1): a brief training run beats the hand-written prompt.
 
 Slow by this suite's standards (about two minutes on 2 CPU cores): 20 steps on a 5% test split.
 """

@@ -264,7 +264,7 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 | **ctrl+q**, **q** | quit (q where the cursor is not in a text field; during a run q asks first); a run is stopped cleanly first |
 
 **Configuration**: every setting of a run; a bad value is flagged under its field and blocks the start.
-It is locked while a run goes on. The model field completes smollm2-135m and gpt2 … gpt2-xl (press **→**)
+It is locked while a run goes on. The model field completes smollm2-135m-instruct-q4_1 (the bundled model) and gpt2 … gpt2-xl (press **→**)
 and takes any Hugging Face id or local path; a path that does not exist is flagged at once.
 
 **Loss**: training loss per step (·) and its moving average (line), test loss on the evaluation subset

@@ -3,7 +3,7 @@
 A prompt's fluency is the mean cross-entropy of its own tokens given the template text before them
 (for "Here are two {prompt} {x} and {y}", the tokens of "Here are two", after BOS where the tokenizer
 adds one; a `{x}` before `{prompt}` is left out, as the prompt must read well whatever the input).
-Natural wordings score about 3-4 nats/token with SmolLM2-135M; searched prompts without this term
+Natural wordings score about 3-4 nats/token with SmolLM2-135M-Instruct; searched prompts without this term
 about 10. EPO ("fluent dreaming") and FLRT add it to GCG's objective with a weight lambda:
 
     objective = task loss + lambda * nats/token
