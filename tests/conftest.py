@@ -107,6 +107,15 @@ TUI_MODULES = {"test_tui", "test_cockpit"}
 INTEGRATION_MODULES = {"test_interruptions", "test_distributed", "test_gpu_check", "test_benchmarks", "test_packaging",
                        "test_sweep"}
 TIERS = ("slow", "integration", "tui")
+# tests in otherwise fast modules that belong to another tier, by module::name (found by the guard below)
+MARKED = {
+    "test_cli::test_module_entry_point_runs_without_a_traceback": "integration",
+    "test_cli::test_a_second_ctrl_c_during_a_checkpoint_leaves_no_temporary_file_and_no_false_record": "integration",
+    "test_early_stopping::test_the_benchmark_reports_both_variants_per_task_and_seed": "integration",
+    "test_settings::test_a_new_setting_is_one_declaration_and_reaches_everything": "integration",
+    "test_tasks::test_builders_reproduce_the_files": "integration",
+    "test_report::test_the_run_browser_shows_the_report_of_the_marked_runs": "tui",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -116,6 +125,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.tui)
         elif module in INTEGRATION_MODULES:
             item.add_marker(pytest.mark.integration)
+        elif tier := MARKED.get(f"{module}::{item.originalname}"):
+            item.add_marker(getattr(pytest.mark, tier))
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.fast)
 
