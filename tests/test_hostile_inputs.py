@@ -195,18 +195,21 @@ def test_damaged_numbers_in_settings_files_and_checkpoints_are_one_line(tmp_path
 
 @pytest.mark.parametrize("grid, message", [
     ("seed = []", "--grid seed has no values"),
-    ('runs_dir = ["/tmp/elsewhere"]', "runs_dir cannot be gridded"),
+    ('runs_dir = ["ELSEWHERE"]', "runs_dir cannot be gridded"),
     ('task = ["capitals\\u001b[31m"]', "holds the control character '\\x1b'"),
     ('task = ["capitals\\u0000"]', "holds the control character '\\x00'"),
 ])
 def test_a_hostile_sweep_toml_is_one_line(tmp_path, capsys, grid, message):
     folder = tmp_path / "runs" / "s"
     folder.mkdir(parents=True)
-    (folder / "sweep.toml").write_text(f"[grid]\n{grid}\n\n[settings]\nsteps = 4\n")
+    grid = grid.replace("ELSEWHERE", str(tmp_path / "elsewhere"))
+    # a model that is not there: code that let the grid through fails its runs fast, not after training them
+    (folder / "sweep.toml").write_text(f"[grid]\n{grid}\n\n[settings]\nsteps = 4\nmodel = \"{tmp_path / 'no-model'}\"\n")
     before = fingerprint(folder)
     assert main(["sweep", "s", "--resume", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert message in one_error_line(capsys)
     assert [p.name for p in folder.iterdir()] == ["sweep.toml"] and fingerprint(folder) == before
+    assert not (tmp_path / "elsewhere").exists()
 
 
 @pytest.mark.parametrize("name, grid, message", [
