@@ -388,7 +388,7 @@ class Results:
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
         lines += ["", *(f"- {item}" for item in LEGEND)]
         if self.left_out:
-            lines += ["", "## Left out", "", *(f"- {md_cell(str(x.path))}: {md_cell(x.why)}" for x in self.left_out)]
+            lines += ["", "## Left out", "", *(f"- {md_code(str(x.path))}: {md_cell(x.why)}" for x in self.left_out)]
         return "\n".join(lines) + "\n"
 
 
@@ -441,6 +441,12 @@ def md_cell(text: str) -> str:
     `<script>` is shown as text by any Markdown viewer, never run)."""
     text = html.escape(text, quote=False)
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("\n", " ").replace("\r", " ")
+
+
+def md_code(text: str) -> str:
+    """A path as a Markdown code span (shown as typed, never HTML), or escaped text where a backtick or a
+    line break in it would end the span or the list item early."""
+    return f"`{text}`" if not any(c in text for c in "`\n\r") else md_cell(text)
 
 
 def spreadsheet_cell(value: Any) -> Any:
