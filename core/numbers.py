@@ -3,8 +3,8 @@ one parser, so a damaged number is refused the same way wherever it is read.
 
 JSON and TOML hold integers of any length, and Python's own `float(value)` of a 400-digit integer raises
 OverflowError, which no reader expected; NaN and infinity parse as floats. So every number read back goes
-through `read_int` or `read_float`, which raise `DamagedNumber` (a ValueError, which every reader of a
-record already takes as "this line or file is damaged"): a number that is not one (a string, a bool), an
+through `read_int` or `read_float`, which raise `DamagedNumber` (a ValueError and a TypeError, which every
+reader of a record already takes as "this line or file is damaged"): a number that is not one (a string, a bool), an
 integer beyond what a 64-bit count holds (torch, numpy and the TUI's chart all need that), a float beyond
 the float range, or NaN or infinity where the value cannot be one (an accuracy; a diverged run's loss can).
 """
@@ -17,8 +17,9 @@ from typing import Any
 LARGEST_INT = 2**63 - 1  # steps, pair counts, token ids: what a 64-bit integer holds
 
 
-class DamagedNumber(ValueError):
-    """A number read back from a file is not a usable one; the message says where and what it held."""
+class DamagedNumber(ValueError, TypeError):
+    """A number read back from a file is not a usable one; the message says where and what it held. Both
+    a ValueError and a TypeError: every reader of a record takes either as "damaged", as before."""
 
 
 def shown(value: Any) -> str:
