@@ -339,6 +339,8 @@ def run_eval(args: argparse.Namespace) -> int:
     json_file, csv_file = getattr(args, "json", None), getattr(args, "csv", None)
     check_output_folder(json_file, "--json")
     check_output_folder(csv_file, "--csv")
+    if json_file and csv_file and os.path.abspath(json_file.expanduser()) == os.path.abspath(csv_file.expanduser()):
+        raise UserError(f"--json and --csv both name {json_file}; the CSV would replace the JSON: give two files")
     session, _ = open_run(paths[0], getattr(args, "precision", None), test_data)
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
 

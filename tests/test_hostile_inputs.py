@@ -104,6 +104,8 @@ def test_eval_outputs_never_land_in_a_run_folder_and_are_checked_before_scoring(
     (tmp_path / "mine" / "config.toml").write_text("steps = 3\n")
     assert main(["eval", str(run), flag, str(tmp_path / "mine" / "eval.out")]) == 2
     assert "reached the scoring" in one_error_line(capsys)
+    assert main(["eval", str(run), "--json", str(tmp_path / "t"), "--csv", str(tmp_path / "t")]) == 2
+    assert "--json and --csv both name" in one_error_line(capsys)
 
 
 # ---- high: a sweep keeps, resumes or counts a run folder only if it is its grid point's run ----------------
