@@ -304,8 +304,8 @@ def check_output_folder(path: Path | None, flag: str) -> None:
 
 def run_folder_around(path: Path) -> Path | None:
     """The run folder that holds `path` (at any depth, through a linked folder too), or None."""
-    from promptgrad.run_folder import CONFIG, LOCK, METRICS
     from promptgrad.run_facts import FACTS
+    from promptgrad.run_folder import CONFIG, LOCK, METRICS
 
     def is_run(folder: Path) -> bool:  # a config.toml alone may be the user's own (--config FILE)
         return os.path.lexists(folder / CONFIG) and any(os.path.lexists(folder / n) for n in (METRICS, FACTS, LOCK))
