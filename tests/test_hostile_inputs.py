@@ -312,6 +312,7 @@ def test_a_file_named_parquet_that_is_not_one_is_one_line(tmp_path, capfd):
 
 # ---- low: a sweep killed alone and started again at once never runs one grid point twice ---------------------
 
+@pytest.mark.integration
 def test_a_sweep_killed_alone_and_restarted_at_once_does_not_start_its_live_run_twice(tiny_config, tmp_path):
     """The run the killed sweep started is still starting (not yet holding its folder's lock): it holds
     the sweep's lock, which it inherited, so the new sweep is refused in one line rather than starting
