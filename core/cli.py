@@ -291,9 +291,34 @@ def write_eval_table(path: Path, title: str, rows: list[EvalRow], as_csv: bool) 
 
 
 def check_output_folder(path: Path | None, flag: str) -> None:
-    """A file that cannot be written is said before minutes of scoring, not after them."""
-    if path is not None and not path.expanduser().parent.is_dir():
-        raise UserError(f"{flag} {path}: there is no folder {path.expanduser().parent}; give a file in an existing folder")
+    """A file that cannot be written is said before minutes of scoring, not after them; and an output
+    never lands in a run folder, its own or another's (--csv RUN/metrics.jsonl would erase the run's
+    history): a run folder holds only the files its run writes."""
+    if path is None:
+        return
+    path = path.expanduser()
+    if not path.parent.is_dir():
+        raise UserError(f"{flag} {path}: there is no folder {path.parent}; give a file in an existing folder")
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a folder; give the name of a file to write (say {flag} {path / ('eval' + path.suffix)})")
+    if (run := run_folder_around(path)) is not None:
+        raise UserError(f"{flag} {path} is inside run folder {run}, which holds only its run's own files; write it "
+                        f"elsewhere (say {flag} {path.name})")
+
+
+def run_folder_around(path: Path) -> Path | None:
+    """The run folder that holds `path` (at any depth, through a linked folder too), or None."""
+    from promptgrad.run_facts import FACTS
+    from promptgrad.run_folder import CONFIG, LOCK, METRICS
+
+    def is_run(folder: Path) -> bool:  # a config.toml alone may be the user's own (--config FILE)
+        return os.path.lexists(folder / CONFIG) and any(os.path.lexists(folder / n) for n in (METRICS, FACTS, LOCK))
+
+    for parent in dict.fromkeys((path.parent.absolute(), Path(os.path.realpath(path.parent)))):
+        for folder in (parent, *parent.parents):
+            if is_run(folder):
+                return folder
+    return None
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -318,6 +343,8 @@ def run_eval(args: argparse.Namespace) -> int:
     json_file, csv_file = getattr(args, "json", None), getattr(args, "csv", None)
     check_output_folder(json_file, "--json")
     check_output_folder(csv_file, "--csv")
+    if json_file and csv_file and os.path.abspath(json_file.expanduser()) == os.path.abspath(csv_file.expanduser()):
+        raise UserError(f"--json and --csv both name {json_file}; the CSV would replace the JSON: give two files")
     session, _ = open_run(paths[0], getattr(args, "precision", None), test_data)
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
 
@@ -545,6 +572,10 @@ def run_report(args: argparse.Namespace) -> int:
     console.print(table)
     for left in results.left_out:
         console.print(Text(f"left out: {left.path}: {left.why}"))
+    for run in results.runs:  # damaged lines (a number out of range, a wrong type) are skipped, and named here once
+        if run.skipped_lines:
+            lines = ", ".join(map(str, run.skipped_lines[:5])) + (" ..." if len(run.skipped_lines) > 5 else "")
+            console.print(Text(f"skipped: {run.path / 'metrics.jsonl'} line(s) {lines}: damaged, not events"))
     console.print(f"wrote {escape(', '.join(map(str, written)))}", highlight=False)
     return 0
 

@@ -27,6 +27,7 @@ import math
 import os
 import tomllib
 import typing
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -110,8 +111,18 @@ def task_names() -> tuple[str, ...]:
     return tuple(bundled_tasks())
 
 
+def control_characters(text: str, allowed: str = "") -> list[str]:
+    """The control characters in `text` (a newline, a tab, an escape, NUL; line and paragraph separators),
+    but `allowed`: in a name they end a TOML comment, a log line or a terminal's colours."""
+    return [c for c in text if c not in allowed and unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+
+
 def check_name(value: str) -> str | None:
-    return f"name must be a plain folder name, got {value!r}" if "/" in value or value in (".", "..") else None
+    if "/" in value or value in (".", ".."):
+        return f"name must be a plain folder name, got {value!r}"
+    if control := control_characters(value):
+        return f"name must hold no control characters (a newline, a tab, an escape), got {value!r} with {control[0]!r} in it"
+    return None
 
 
 TRACKERS = ("tensorboard", "mlflow", "trackio", "wandb")  # trackers.py has one class for each
@@ -355,6 +366,12 @@ class TrainConfig:
             raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
+        from promptgrad.numbers import DamagedNumber, read_plain  # the one parser of numbers read back
+
+        try:
+            values = read_plain(values, "")
+        except DamagedNumber as e:
+            raise UserError(f"config file {path} is damaged: {e}") from None
         return cls.from_dict(values)
 
     # ---- what a run is --------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from promptgrad.numbers import read_float, read_int
+
 
 @dataclass(frozen=True)
 class Event:
@@ -248,7 +250,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
                 ParetoFront, Extended, Checkpoint, Finished, Failed)
 }
 
-
+# fields that are never NaN nor infinite (a proportion of pairs); a loss may be (a diverged run), so only these
+FINITE_ONLY = {"accuracy", "accuracy_low", "accuracy_high"}
 
 
 def typed(hint: Any, value: Any, where: str) -> Any:
@@ -267,12 +270,14 @@ def typed(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise TypeError(f"{where} is not an object")
         return build(hint, value)
-    ok = {bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}[hint]
+    if hint is int:  # numbers through the one parser of numbers read back (numbers.py): a DamagedNumber is a ValueError
+        return read_int(value, where)
+    if hint is float:
+        return read_float(value, where, finite=where.rsplit(".", 1)[-1] in FINITE_ONLY)
+    ok = {bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}[hint]
     if not ok(value):
         raise TypeError(f"{where} is {value!r}, not {hint.__name__}")
-    return float(value) if hint is float else value
+    return value
 
 
 def build(cls: type, obj: dict[str, Any]) -> Any:

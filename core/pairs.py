@@ -168,6 +168,8 @@ def read_with_datasets(path: Path) -> list[tuple[str, dict]]:
 
     if not path.exists():
         raise UserError(f"data {path} does not exist; give a .jsonl/.csv/.parquet file or a save_to_disk folder", "data")
+    verbosity = datasets.utils.logging.get_verbosity()
+    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)  # its logged error would be a second line: ours says it
     try:
         if path.is_dir():
             loaded = datasets.load_from_disk(str(path))
@@ -184,6 +186,8 @@ def read_with_datasets(path: Path) -> list[tuple[str, dict]]:
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         kind = "a folder saved by datasets' save_to_disk" if path.is_dir() else "a parquet file"
         raise UserError(f"data {path} cannot be read as {kind} ({reason})", "data") from None
+    finally:
+        datasets.utils.logging.set_verbosity(verbosity)
     return [(f"data {path} row {number}", row) for number, row in enumerate(loaded, 1)]
 
 

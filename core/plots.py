@@ -12,6 +12,7 @@ it), a prompt's "$" is never taken for mathtext, and files carry no date, so one
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Callable
@@ -25,7 +26,10 @@ OTHER_COLOURS = ("tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:olive", 
 
 
 def file_stem(task: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", task).strip("-.") or "task"
+    """A file name for a task's plots: the task's own name when it is a plain one, else its plain part and
+    a short hash of the whole name, so `x y` and `x-y` never share a file (nor overwrite each other's)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", task).strip("-.") or "task"
+    return stem if stem == task else f"{stem}-{hashlib.sha1(task.encode()).hexdigest()[:8]}"
 
 
 def colours_of(labels: list[str], prompts: dict[str, str]) -> dict[str, str]:
@@ -120,13 +124,12 @@ def draw(results: Results, progress: Progress | None = None) -> dict[str, bytes]
     for group in results.groups:
         tasks.setdefault(group.task, []).append(group)
     files: dict[str, bytes] = {}
-    stems: dict[str, int] = {}
     with matplotlib.rc_context(STYLE):
         for done, (task, groups) in enumerate(tasks.items(), 1):
-            stem = file_stem(task)
-            stems[stem] = stems.get(stem, 0) + 1
-            if stems[stem] > 1:  # two tasks that differ only in characters a file name leaves out
-                stem = f"{stem}-{stems[stem]}"
+            stem, extra = file_stem(task), 1
+            while f"compare-{stem}.svg" in files:  # a task named like another's hashed name: never overwrite it
+                extra += 1
+                stem = f"{file_stem(task)}-{extra}"
             files[f"compare-{stem}.svg"] = comparison(results, task, groups)
             files[f"loss-{stem}.svg"] = loss_curves(results, task, groups)
             if progress:

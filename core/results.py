@@ -22,6 +22,7 @@ or a FIFO planted in a folder is refused, never followed or waited on).
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -345,7 +346,8 @@ class Results:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["group"], lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, list) else ("" if v is None else v) for k, v in row.items()})
+            writer.writerow({k: spreadsheet_cell(json.dumps(v) if isinstance(v, list) else ("" if v is None else v))
+                             for k, v in row.items()})
         return buffer.getvalue()
 
     def json(self) -> str:
@@ -386,7 +388,7 @@ class Results:
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
         lines += ["", *(f"- {item}" for item in LEGEND)]
         if self.left_out:
-            lines += ["", "## Left out", "", *(f"- `{x.path}`: {md_cell(x.why)}" for x in self.left_out)]
+            lines += ["", "## Left out", "", *(f"- {md_code(str(x.path))}: {md_cell(x.why)}" for x in self.left_out)]
         return "\n".join(lines) + "\n"
 
 
@@ -435,8 +437,24 @@ def interval_text(spread: Spread | None, form: str) -> str:
 
 
 def md_cell(text: str) -> str:
-    """A cell's text that cannot end the cell or the row early."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    """A cell's text that cannot end the cell or the row early, nor become HTML (a task or prompt named
+    `<script>` is shown as text by any Markdown viewer, never run)."""
+    text = html.escape(text, quote=False)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("\n", " ").replace("\r", " ")
+
+
+def md_code(text: str) -> str:
+    """A path as a Markdown code span (shown as typed, never HTML), or escaped text where a backtick or a
+    line break in it would end the span or the list item early."""
+    return f"`{text}`" if not any(c in text for c in "`\n\r") else md_cell(text)
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP's CSV injection rule): text
+    that starts with = + - @, a tab or a carriage return gets a leading single quote. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 # ---- collecting ------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from promptgrad.errors import UserError
 from promptgrad.events import Event, event_from_json
 from promptgrad.files import (READ_WRITE, atomic_write, kind_of, no_space, not_regular, open_append, open_regular,
                               open_update, read_bytes, read_text)
+from promptgrad.numbers import DamagedNumber, read_int
 from promptgrad.pairs import Pair, Split
 from promptgrad.run_facts import FACTS
 
@@ -452,6 +453,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                         f"with init run:{path.parent} if prompt.safetensors is intact") from None
     if not isinstance(state, dict) or not isinstance(state.get("step"), int) or "rng" not in state:
         raise UserError(f"{path} is not a promptgrad checkpoint (no step and RNG state in it)")
+    try:
+        read_int(state["step"], "its step")
+    except DamagedNumber as e:
+        raise UserError(f"{path} is damaged: {e}; start a new run, from its prompt with init run:{path.parent}") from None
     return state
 
 

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptgrad.config import TrainConfig, check_name, default_of
+from promptgrad.config import TrainConfig, check_name, control_characters, default_of
 from promptgrad.errors import UserError
 from promptgrad.files import READ_WRITE, atomic_write, open_regular, read_text
+from promptgrad.numbers import DamagedNumber, read_plain
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,6 +97,8 @@ def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dic
     """The sweep's runs, each one's settings checked by TrainConfig (every setting's own validation)
     before anything runs; values as the run will record them (numbers typed, local paths absolute), so
     `lr=0.01` and `lr=1e-2` are the same sweep, and a relative path means the same file from anywhere."""
+    if not name:
+        raise UserError("the sweep's NAME is empty; give it a name (its folder is runs_dir/NAME)")
     if problem := check_name(name):
         raise UserError(problem.replace("name must", "the sweep's NAME must"))
     if not axes:
@@ -103,6 +106,15 @@ def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dic
     for key, why in NOT_GRIDDED.items():
         if key in fixed:
             raise UserError(f"{flag_name(key)} is not a setting of a sweep: {why}")
+        if key in axes:  # sweep.toml's [grid] is read back here too, not only --grid
+            raise UserError(f"--grid {key}: {key} cannot be gridded ({why})")
+    for key, values in axes.items():
+        if not values:  # `seed = []` in sweep.toml: a grid of no runs
+            raise UserError(f"--grid {key} has no values; give at least one: --grid {key}=A,B")
+        for value in values:
+            check_text(value, f"--grid {key}")
+    for key, value in fixed.items():
+        check_text(value, flag_name(key))
     for key in axes:
         if key in fixed:
             raise UserError(f"{key} is both gridded and given as {flag_name(key)}; drop {flag_name(key)} (the grid gives its values)")
@@ -130,6 +142,14 @@ def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dic
         twice = next(n for n in names if names.count(n) > 1)
         raise UserError(f"two runs of this grid would both be named {twice!r}; give values that differ in letters or digits")
     return Sweep(name, Path(runs_dir) / name, canonical_axes, canonical_fixed, points)
+
+
+def check_text(value: Any, where: str) -> None:
+    """A grid value or shared setting holds no control character but a newline or a tab (which a template
+    may hold): an escape would reach the terminal in every line that names it, a NUL cannot be a flag."""
+    for text in value if isinstance(value, list) else [value]:
+        if isinstance(text, str) and (control := control_characters(text, allowed="\n\t")):
+            raise UserError(f"{where} {text!r} holds the control character {control[0]!r}; give the value without it")
 
 
 def run_name(values: dict[str, Any]) -> str:
@@ -180,7 +200,10 @@ def load_spec(folder: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     grid, settings = spec.get("grid"), spec.get("settings", {})
     if not (isinstance(grid, dict) and all(isinstance(v, list) for v in grid.values()) and isinstance(settings, dict)):
         raise UserError(f"{path} has no [grid] table of lists; it was changed after promptgrad wrote it")
-    return grid, settings
+    try:
+        return read_plain(grid, "[grid]"), read_plain(settings, "[settings]")
+    except DamagedNumber as e:
+        raise UserError(f"{path} is damaged: {e}; it was changed after promptgrad wrote it") from None
 
 
 def difference(saved: dict[str, Any], asked: dict[str, Any]) -> str:
@@ -199,15 +222,23 @@ def difference(saved: dict[str, Any], asked: dict[str, Any]) -> str:
 
 def lock_sweep(folder: Path) -> int:
     """Take the sweep's one-writer lock (two sweeps of one grid would start the same runs twice)."""
-    from promptgrad.run_folder import lock_holder, whole_file_lock
+    from promptgrad.run_folder import is_directory, is_locked, lock_holder, whole_file_lock
 
     fd = open_regular(folder / LOCK, READ_WRITE)
     try:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
-    except OSError:
+    except OSError:  # held by the sweep, or by a run it started (each inherits the lock), still alive
         os.close(fd)
-        raise UserError(f"sweep {folder} is being run by {lock_holder(folder / LOCK)}; wait for it to end or stop it "
-                        f"(kill -TERM stops it cleanly)") from None
+        def running(run: Path) -> bool:
+            try:
+                return is_directory(run) and is_locked(run)
+            except (UserError, OSError):
+                return False
+
+        alive = [p.name for p in sorted(folder.iterdir()) if running(p)]
+        runs = f" (its runs {', '.join(alive[:5])} still running)" if alive else ""
+        raise UserError(f"sweep {folder} is being run by {lock_holder(folder / LOCK)}{runs}; wait for it to end or stop it "
+                        f"(kill -TERM stops it cleanly), then go on with --resume") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"process {os.getpid()} (promptgrad sweep {folder.name})".encode(), 0)
     return fd
@@ -277,6 +308,42 @@ def next_action(run: Path) -> Action:
     return Action("start", f"{summary.state} with no checkpoint to resume from")
 
 
+AS_DECIDED = {"precision": "auto"}  # a run records what `auto` became, so its recorded value may differ from the grid's
+
+
+def mismatch(run: Path, point: Point) -> str:
+    """How the run folder's recorded settings (its config.toml) differ from its grid point, in words; ""
+    when they agree or the folder holds no readable config (next_action says why that folder is refused).
+    A folder is only kept, resumed or counted as this point's run if it is that run: not one of another
+    seed copied in, nor one made before sweep.toml was edited."""
+    from promptgrad.run_folder import CONFIG, RunFolder
+
+    if not os.path.lexists(run / CONFIG):
+        return ""
+    try:
+        recorded = RunFolder.open(run).config()
+    except (UserError, OSError):
+        return ""
+    for key, value in point.settings.items():
+        if AS_DECIDED.get(key) == value:
+            continue
+        if recorded.get(key) != value:
+            show = lambda v: repr(v) if isinstance(v, (str, list)) else flag_text(v)
+            return f"its {CONFIG} has {key} {show(recorded.get(key))}, its grid point {key} {show(value)}"
+    return ""
+
+
+def check_runs_match(sweep: Sweep) -> None:
+    """Refuse the whole sweep, in one line, when a run folder is not the run of its grid point: keeping it
+    would count another run's result as this point's, resuming it would train the wrong run on."""
+    differ = [(point, why) for point in sweep.points if (why := mismatch(sweep.folder / point.name, point))]
+    if differ:
+        point, why = differ[0]
+        more = f" (and {len(differ) - 1} other run folder(s) differ too)" if len(differ) > 1 else ""
+        raise UserError(f"run folder {sweep.folder / point.name} is not the run of its grid point: {why}{more}; "
+                        f"move it away to run it afresh, or put {sweep.folder / SPEC} back as it was")
+
+
 def clear_for_restart(run: Path) -> None:
     """A run that never checkpointed starts afresh in its folder: promptgrad's own files are removed
     (under the folder's lock, never through a link); anything else there is left alone."""
@@ -332,6 +399,7 @@ def run_sweep(name: str, grid: list[str] | None, fixed: dict[str, Any], *, resum
     sweep = open_sweep(name, runs_dir, grid, fixed, resume)
     lock = lock_sweep(sweep.folder)
     try:
+        check_runs_match(sweep)
         actions = [(index, point, next_action(sweep.folder / point.name)) for index, point in enumerate(sweep.points, 1)]
         for _, point, action in actions:
             if action.kind == "busy":  # a run left running by an earlier sweep killed alone, or a train --resume
@@ -358,7 +426,7 @@ def run_sweep(name: str, grid: list[str] | None, fixed: dict[str, Any], *, resum
             else:
                 slots, how = local_slots(sweep, jobs, visible_gpus() if todo else [], len(os.sched_getaffinity(0)))
                 report.say(f"sweep {sweep.name}: {len(sweep.points)} runs ({counts}) in {sweep.folder}; {how}")
-                outcomes, stopped_by = run_local(sweep, todo, slots, report)
+                outcomes, stopped_by = run_local(sweep, todo, slots, report, lock)
             return summarise(sweep, kept + refused + outcomes, stopped_by, resume_hint(sweep, runs_dir, engine), report)
     finally:
         os.close(lock)

@@ -59,9 +59,13 @@ class Launched:
     log_start: int  # where this attempt's output begins in the log
 
 
-def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | None = None, threads: int = 0) -> Launched:
+def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | None = None, threads: int = 0,
+           sweep_lock: int | None = None) -> Launched:
     """Start the run's next step as `python -m promptgrad train`, its output appended to its log. The child
-    stays in the sweep's process group, so a terminal's ctrl+c reaches it as it reaches a lone run."""
+    stays in the sweep's process group, so a terminal's ctrl+c reaches it as it reaches a lone run. It
+    inherits the descriptor of the sweep's lock (`sweep_lock`): the lock is then held while the run lives,
+    so a sweep killed alone and started again at once, before the run has taken its own folder's lock,
+    is refused instead of starting the same run a second time."""
     if action.kind == "start" and os.path.lexists(sweep.folder / point.name / "config.toml"):
         clear_for_restart(sweep.folder / point.name)
     command = train_command(sweep, point, action, threads)
@@ -73,7 +77,8 @@ def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | Non
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} promptgrad sweep {sweep.name}: {how}\n{shlex.join(command)}\n".encode())
         log.flush()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                   pass_fds=() if sweep_lock is None else (sweep_lock,))
     return Launched(point, process, path, start)
 
 
@@ -216,10 +221,13 @@ def local_slots(sweep: Sweep, jobs: int | None, gpus: list[str], cores: int) -> 
     threads = 0 if any("threads" in s for s in settings) else max(1, cores // n)
     env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     share = f", {threads} of {cores} cores each" if threads else ""
-    return [Slot(f"CPU {i}", env, threads) for i in range(n)], f"{n} runs at a time on the CPU{share}"
+    crowded = f"; warning: --jobs {n} is more than the {cores} cores here, so the runs share cores (none faster, " \
+              f"all slower; --jobs {cores} or fewer is best)" if n > cores else ""
+    return [Slot(f"CPU {i}", env, threads) for i in range(n)], f"{n} runs at a time on the CPU{share}{crowded}"
 
 
-def run_local(sweep: Sweep, todo: list[tuple[int, Point, Action]], slots: list[Slot], report: SweepReport) -> tuple[list[Outcome], str]:
+def run_local(sweep: Sweep, todo: list[tuple[int, Point, Action]], slots: list[Slot], report: SweepReport,
+              sweep_lock: int | None = None) -> tuple[list[Outcome], str]:
     """Run `todo` on the slots, each run's next step as a subprocess; returns the outcomes and the name
     of the signal that stopped the sweep ("" if none came). A signal (ctrl+c, SIGTERM, SIGHUP) starts
     no further runs and is passed on to the running ones as SIGTERM, which a run takes as ctrl+c (a
@@ -248,7 +256,7 @@ def run_local(sweep: Sweep, todo: list[tuple[int, Point, Action]], slots: list[S
                     index, point, action = pending.popleft()
                     slot = free.pop(0)
                     try:
-                        launched = launch(sweep, point, action, slots[slot].env, slots[slot].threads)
+                        launched = launch(sweep, point, action, slots[slot].env, slots[slot].threads, sweep_lock)
                     except (UserError, OSError) as e:  # its folder refused (a planted link), its log unwritable
                         free.append(slot)
                         outcomes.append(Outcome(point.name, "failed", f"(not started): {e}"))
