@@ -162,7 +162,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = resolve_config(args)
+    config = resolve_config(args).resolved()  # the task's settings filled in: refused here, before any folder is made
     quiet_libraries()
     from promptgrad.report import TrainingReport
     from promptgrad.signals import detach_from_terminal, stop_on_signals
@@ -176,6 +176,7 @@ def run_train(args: argparse.Namespace) -> int:
     # under accelerate launch / torchrun only rank 0 reports (and writes the run folder)
     console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
     with stop_on_signals(stop, on_signal), TrainingReport(console) as report:
+        report.begin(config.problem)
         for event in train(config, stop, resume=args.resume):
             try:
                 report.show(event)

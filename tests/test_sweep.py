@@ -25,7 +25,7 @@ TIMEOUT = 300  # seconds for a whole sweep: the runs are tiny, but the machine m
 
 
 def sweep_args(tiny_config, name: str, *extra: str, steps: int = 4) -> list[str]:
-    return ["sweep", name, "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--steps", str(steps),
+    return ["sweep", name, "--task", "antonyms", "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--steps", str(steps),
             "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--checkpoint-every", "2", "--num-predictions", "1",
             "--nearest-k", "1", "--precision", "fp32", "--device", "cpu", "--threads", "1",
             "--runs-dir", tiny_config.machine.runs_dir, *extra]
