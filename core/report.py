@@ -81,8 +81,10 @@ class TrainingReport:
         (self.progress.console if self.live else self.console).print(text, highlight=False)
 
     def begin(self, problem: ProblemSettings) -> None:
-        """The run's first line: its task, template, hand-written prompts and data."""
-        self.say(escape(task_line(problem)))
+        """The run's first line: its task, template, hand-written prompts and data (never folded: a template
+        or a path cut at the console's width would read as two)."""
+        (self.progress.console if self.live else self.console).print(escape(task_line(problem)), highlight=False,
+                                                                      soft_wrap=True)
 
     def show(self, event: Event) -> None:
         kind = event.kind

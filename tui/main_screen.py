@@ -207,6 +207,8 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         fields["task"].value = name
         for key in ("data", "template", "baseline_text"):
             fields[key].value = ""
+        for key in ("x_column", "y_column"):  # at their defaults, so that a task file's own columns apply
+            fields[key].value = TrainConfig.settings()[key][1].default
         self.form.check()
         self.show_pane("config", focus=False)
         self.say(f"Task {name}: its data, template and hand-written prompts are used (the fields left empty); ctrl+r starts",
