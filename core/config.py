@@ -128,7 +128,7 @@ class ProblemSettings:
                         "docs/tasks.md): its data, columns, template and hand-written prompts stand in for those settings "
                         "left empty; empty: the bundled antonyms when data is empty too (or the bundled task data names), "
                         "else none, and then template and baseline_text must be given", defines_run=True,
-                        hint="a bundled task or a .toml task file; empty: antonyms", suggestions=task_names(), check=check_task)
+                        hint="a bundled task or a .toml task file (f3 lists them)", suggestions=task_names(), check=check_task)
     model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m, a Hugging Face id (gpt2, gpt2-large) "
                          "or a local model folder", defines_run=True, hint="gpt2…gpt2-xl, id or path", suggestions=MODEL_SUGGESTIONS)
     data: str = setting("", "the example pairs: a bundled task's name, a .jsonl/.json/.csv/.parquet file, a folder saved by "
