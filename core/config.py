@@ -400,9 +400,11 @@ class TrainConfig:
                                 f"borrowed: give {' and '.join(missing)} ({' '.join(example[k] for k in missing)}), or a task "
                                 f"file that declares them (--task my-task.toml; docs/tasks.md)", missing[0])
             return {}
-        recorded = all(getattr(problem, k) for k in ("data", "template", "baseline_text"))
-        if is_task_file(name) and recorded and not Path(name).expanduser().exists():
-            return {}  # a run folder's settings, resolved when it started: the task file is no longer needed
+        if is_task_file(name) and all(getattr(problem, k) for k in ("data", "template", "baseline_text")):
+            # nothing left for the file to fill: a run folder's settings, resolved when it started (its task file
+            # may since have changed or gone), or all given; it is not read, so it changes nothing
+            path = Path(name).expanduser()
+            return {"task": os.path.abspath(path)} if path.exists() and os.path.abspath(path) != name else {}
         task = find_task(name)
         changes: dict[str, Any] = {"task": task.file or task.name} if (task.file or task.name) != problem.task else {}
         settings = type(self).settings()

@@ -83,7 +83,7 @@ def test_a_task_file_runs_and_its_run_folder_needs_it_no_more(tiny_gpt2, tmp_pat
     evaluations = [e for e in RunFolder.open(run).events() if e.kind == "evaluation" and e.prompt == "hand-written"]
     assert evaluations and {e.text for e in evaluations} == {" Opposites:"}  # compared with its own prompt
     # the task file changed, then gone: the run folder means what it meant
-    task.write_text(task.read_text().replace("Opposites:", "Changed:"))
+    task.write_text(task.read_text().replace("Opposites:", "Changed:").replace('"word"', '"w"').replace("{prompt} {x}", "{x} {prompt}"))
     assert RunFolder.open(run).config().resolved().problem == problem
     task.unlink()
     assert RunFolder.open(run).config().resolved().problem == problem
