@@ -128,6 +128,7 @@ def test_promptgrad_tasks_lists_a_folders_task_files(tmp_path, capsys, monkeypat
 
 # ---- a sweep over task files ---------------------------------------------------------------------------
 
+@pytest.mark.integration  # the sweep's runs are processes
 def test_a_sweep_grids_task_files_each_with_its_own_template_and_prompts(tiny_gpt2, tmp_path, capsys, monkeypatch):
     from promptgrad.sweep import plan
 
@@ -151,6 +152,7 @@ def test_a_sweep_grids_task_files_each_with_its_own_template_and_prompts(tiny_gp
 
 # ---- the TUI's picker ------------------------------------------------------------------------------------
 
+@pytest.mark.tui
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_tuis_picker_lists_the_task_files_of_tasks_and_picks_one(tiny_config, tmp_path, monkeypatch):
     from textual.widgets import OptionList
