@@ -130,7 +130,7 @@ def resume_is_exact(frozen: FrozenModel, folder) -> dict:
     data = Path(folder) / "pairs.jsonl"
     data.write_text("".join(f'{{"x": "{x}", "y": "{y}"}}\n' for x, y in PAIRS * 2))
     precision = "bf16" if frozen.dtype == torch.bfloat16 else "fp32"
-    config = TrainConfig(model="checked-model", data=str(data), steps=6, batch_size=4, eval_every=0, eval_size=4,
+    config = TrainConfig(task="antonyms", model="checked-model", data=str(data), steps=6, batch_size=4, eval_every=0, eval_size=4,
                          checkpoint_every=0, num_predictions=1, nearest_k=2, lr=1e-2, precision=precision,
                          device=frozen.device.type, runs_dir=str(Path(folder) / "runs"))
     real_load = session_module.load_model

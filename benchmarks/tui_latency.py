@@ -120,7 +120,8 @@ def main(argv=None) -> None:
     columns, rows = map(int, args.size.split("x"))
     folder = Path(tempfile.mkdtemp(prefix="tui-latency-"))
     config = folder / "run.toml"
-    TrainConfig(model=args.model, data=args.data, steps=args.steps, name="latency", runs_dir=str(folder / "runs"),
+    # the antonyms task's template and hand-written prompts, whatever --data holds: the figures are latencies
+    TrainConfig(task="antonyms", model=args.model, data=args.data, steps=args.steps, name="latency", runs_dir=str(folder / "runs"),
                 checkpoint_every=0, checkpoint_minutes=0).save(config)
     argv = [sys.executable, "-m", "promptgrad_tui.app", "--config", str(config)]
     terminal = Terminal(argv, columns, rows, {"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)})

@@ -73,7 +73,8 @@ def main(argv=None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="tui-throughput-"))
     config = folder / "run.toml"
     # no evaluation or checkpoint during the steps: the figure is training speed alone
-    TrainConfig(model=args.model, data=args.data, steps=args.steps, name="throughput", eval_every=0, checkpoint_every=0,
+    # the antonyms task's template and hand-written prompts, whatever --data holds: the figure is a speed
+    TrainConfig(task="antonyms", model=args.model, data=args.data, steps=args.steps, name="throughput", eval_every=0, checkpoint_every=0,
                 checkpoint_minutes=0).save(config)
     print(f"{args.model}, {args.steps} steps{', probe asked once in the TUI' if args.probe else ''}, on {cpu_description()}", flush=True)
     for round_ in range(1, args.rounds + 1):

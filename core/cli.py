@@ -80,8 +80,11 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
                         help="peft: an adapter for PeftModel.from_pretrained (a template that starts with {prompt}, "
                              "a model whose tokenizer adds no BOS token)")
     export.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new (or empty) folder for the adapter")
-    tasks = commands.add_parser("tasks", help="the bundled tasks: pairs, examples, template, hand-written prompts, source")
-    tasks.add_argument("name", nargs="?", help="one task, shown with more of its pairs")
+    tasks = commands.add_parser("tasks", help="the bundled tasks and your task files: pairs, examples, template, "
+                                              "hand-written prompts, source")
+    tasks.add_argument("name", nargs="?", help="one task (a bundled name or a .toml task file), shown with more of its pairs")
+    tasks.add_argument("--dir", type=Path, metavar="DIR", help="also list the task files (*.toml) in this folder (default: "
+                                                              "./tasks, where there is one; docs/tasks.md)")
     nearest = commands.add_parser("nearest", help="the vocabulary tokens nearest to each prompt vector")
     nearest.add_argument("run", type=Path)
     nearest.add_argument("-k", type=int, default=5, help="how many tokens per position (at least 1)")
@@ -166,7 +169,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = resolve_config(args)
+    config = resolve_config(args).resolved()  # the task's settings filled in: refused here, before any folder is made
     quiet_libraries()
     from promptgrad.report import TrainingReport
     from promptgrad.signals import detach_from_terminal, stop_on_signals
@@ -180,6 +183,7 @@ def run_train(args: argparse.Namespace) -> int:
     # under accelerate launch / torchrun only rank 0 reports (and writes the run folder)
     console = Console(quiet=int(os.environ.get("RANK", "0")) != 0)
     with stop_on_signals(stop, on_signal), TrainingReport(console) as report:
+        report.begin(config.problem)
         for event in train(config, stop, resume=args.resume, extend_lr=args.extend_lr):
             try:
                 report.show(event)
@@ -475,28 +479,43 @@ def run_tasks(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from promptgrad.tasks import bundled_tasks, task_named, task_preview
+    from promptgrad.tasks import TASKS_DIR, bundled_tasks, find_task, task_files_in, task_preview
 
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)
     if args.name:
-        task = task_named(args.name)
+        task = find_task(args.name)
         preview = task_preview(task, 10)
-        console.print(Text(f"{task.name}: {task.description}; {preview.n_pairs} pairs"))
+        console.print(Text(f"{task.name}: {task.description}; {preview.n_pairs} pairs" + (f" (task file {task.file})" if task.file else "")))
         console.print(Text(f"template: {task.template!r}; hand-written: {', '.join(repr(b) for b in task.baselines)}"))
-        console.print(Text(f"source: {task.source}; licence: {task.licence}; rebuilt by {task.build}"))
+        made = f"; rebuilt by {task.build}" if task.build else f"; data {task.data}"
+        console.print(Text(f"source: {task.source or '(not given)'}; licence: {task.licence or '(not given)'}{made}"))
         for pair in preview.pairs:
             console.print(Text(f"  {pair.x} -> {pair.y}"))
         return 0
-    table = Table(title=Text(f"{len(bundled_tasks())} bundled tasks (promptgrad train --task NAME; promptgrad tasks NAME for more)"))
+    folder = args.dir if args.dir is not None else Path(TASKS_DIR)
+    if args.dir is not None and not folder.is_dir():
+        raise UserError(f"--dir {folder} is not a folder; give the folder that holds your task files (*.toml)")
+    files = task_files_in(folder)
+    mine = f" and {len(files)} task file(s) in {folder}" if files else ""
+    table = Table(title=Text(f"{len(bundled_tasks())} bundled tasks{mine} (promptgrad train --task NAME or PATH; promptgrad "
+                             f"tasks NAME for more)"))
     for column in ("task", "pairs", "examples", "template", "hand-written", "source"):
         table.add_column(column)
-    for task in bundled_tasks().values():
-        preview = task_preview(task, 2)
-        table.add_row(Text(task.name), str(preview.n_pairs), Text("; ".join(f"{p.x} -> {p.y}" for p in preview.pairs)),
-                      Text(repr(task.template)), Text(", ".join(repr(b) for b in task.baselines)), Text(task.source))
+    left_out = [listed.problem for listed in files if listed.task is None]
+    for task in [*bundled_tasks().values(), *(f.task for f in files if f.task)]:
+        try:
+            preview = task_preview(task, 2)
+        except UserError as e:  # a task file whose data cannot be read: said below, the others listed
+            left_out.append(f"task file {task.file}: {e}")
+            continue
+        table.add_row(Text(os.path.relpath(task.file) if task.file else task.name), str(preview.n_pairs),
+                      Text("; ".join(f"{p.x} -> {p.y}" for p in preview.pairs)), Text(repr(task.template)),
+                      Text(", ".join(repr(b) for b in task.baselines)), Text(task.source))
     console.print(table)
+    for problem in left_out:
+        console.print(Text(f"left out: {problem}"))
     return 0
 
 

@@ -89,10 +89,10 @@ def check_lr(value: float) -> str | None:
 
 
 def check_task(value: str) -> str | None:
-    from promptgrad.tasks import task_named
+    from promptgrad.tasks import is_task_file, task_named
 
-    if not value:
-        return None
+    if not value or is_task_file(value):
+        return None  # a task file is read and checked where the config is resolved: a run folder names one it no longer needs
     try:
         task_named(value)
     except UserError as e:
@@ -138,9 +138,11 @@ def check_report_to(value: list[str]) -> str | None:
 class ProblemSettings:
     """What to learn"""
 
-    task: str = setting(BUNDLED_DATA, "a bundled task (promptgrad tasks lists them): its data, template and hand-written "
-                        "prompts stand in for those settings left empty; empty: none", defines_run=True,
-                        hint="a bundled task, or empty", suggestions=task_names(), check=check_task)
+    task: str = setting("", "a bundled task (promptgrad tasks lists them) or a task file of your own (a path ending .toml, "
+                        "docs/tasks.md): its data, columns, template and hand-written prompts stand in for those settings "
+                        "left empty; empty: the bundled antonyms when data is empty too (or the bundled task data names), "
+                        "else none, and then template and baseline_text must be given", defines_run=True,
+                        hint="a bundled task or a .toml task file (f3 lists them)", suggestions=task_names(), check=check_task)
     model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m-instruct-q4_1 (SmolLM2-135M-Instruct, its Q4_1 GGUF "
                          "de-quantised to float32), a Hugging Face id (gpt2, gpt2-large) "
                          "or a local model folder", defines_run=True, hint="gpt2…gpt2-xl, id or path", suggestions=MODEL_SUGGESTIONS)
@@ -392,16 +394,8 @@ class TrainConfig:
         task, and local files named relative to the working directory made absolute, so the folder means
         the same data, model and parent run from wherever it is resumed or evaluated."""
         from promptgrad.soft_prompt import parse_init
-        from promptgrad.tasks import task_named
 
-        problem, changes = self.problem, {}
-        if problem.task:
-            bundled = task_named(problem.task)
-            changes.update({k: v for k, v in (("data", problem.task), ("template", bundled.template),
-                                              ("baseline_text", list(bundled.baselines))) if not getattr(problem, k)})
-        elif not (problem.data and problem.template and problem.baseline_text):
-            missing = [k for k in ("data", "template", "baseline_text") if not getattr(problem, k)]
-            raise UserError(f"with no task, give {', '.join(missing)} (or a bundled task: promptgrad tasks lists them)", missing[0])
+        problem, changes = self.problem, self.task_settings()
         data = changes.get("data", problem.data)
         if not is_bundled(data) and Path(data).expanduser().exists():
             changes["data"] = os.path.abspath(Path(data).expanduser())
@@ -411,6 +405,36 @@ class TrainConfig:
         if kind == "run" and Path(argument).expanduser().is_dir():
             changes["init"] = "run:" + os.path.abspath(Path(argument).expanduser())
         return self.replace(**changes) if changes else self
+
+    def task_settings(self) -> dict[str, Any]:
+        """What the task brings to the settings left at their defaults, and the task named as recorded (a task
+        file by its absolute path). No task is ever borrowed: the default job (no task, no data) is the
+        bundled antonyms; data naming a bundled task is that task; other data without a task needs its own
+        template and hand-written prompts, or a task file that holds them."""
+        from promptgrad.tasks import find_task, is_task_file
+
+        problem = self.problem
+        name = problem.task or (problem.data if is_bundled(problem.data) else "" if problem.data else BUNDLED_DATA)
+        if not name:
+            missing = [k for k in ("template", "baseline_text") if not getattr(problem, k)]
+            if missing:
+                example = {"template": "--template '{prompt} {x} -> {y}'", "baseline_text": "--baseline-text ' Your words:'"}
+                raise UserError(f"data {problem.data} comes with no task, and no task's template or hand-written prompts are "
+                                f"borrowed: give {' and '.join(missing)} ({' '.join(example[k] for k in missing)}), or a task "
+                                f"file that declares them (--task my-task.toml; docs/tasks.md)", missing[0])
+            return {}
+        if is_task_file(name) and all(getattr(problem, k) for k in ("data", "template", "baseline_text")):
+            # nothing left for the file to fill: a run folder's settings, resolved when it started (its task file
+            # may since have changed or gone), or all given; it is not read, so it changes nothing
+            path = Path(name).expanduser()
+            return {"task": os.path.abspath(path)} if path.exists() and os.path.abspath(path) != name else {}
+        task = find_task(name)
+        changes: dict[str, Any] = {"task": task.file or task.name} if (task.file or task.name) != problem.task else {}
+        settings = type(self).settings()
+        for key, value in task.settings().items():
+            if self.get(key) == default_of(settings[key][1]) and value != self.get(key):
+                changes[key] = value  # the task's stands in only for what the run left at its default
+        return changes
 
 
 def is_bundled(data: str) -> bool:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from promptgrad.config import ProblemSettings
 from promptgrad.events import Evaluation, Event, NearestToken
 from promptgrad.intervals import accuracy_text, interval_of, loss_text
 
@@ -28,6 +29,16 @@ def nearest_table(positions: list[list[NearestToken]]) -> Table:
     for p, tokens in enumerate(positions):
         table.add_row(str(p), *(Text(f"{t.token!r} {t.cosine:.2f}") for t in tokens))  # Text: tokens may hold "[...]"
     return table
+
+
+def task_line(problem: ProblemSettings) -> str:
+    """A run's first line: what it learns (a resolved config's problem), so that no template or hand-written
+    prompt is taken unseen: 'task antonyms: template 'Here are two {prompt} {x} and {y}', hand-written
+    ' antonyms', ' words with opposite meanings:'; data antonyms'."""
+    task = f"task {problem.task}" if problem.task else "no task"
+    columns = "" if (problem.x_column, problem.y_column) == ("x", "y") else f" (columns {problem.x_column} -> {problem.y_column})"
+    return (f"{task}: template {problem.template!r}, hand-written {', '.join(repr(t) for t in problem.baseline_text)}; "
+            f"data {problem.data}{columns}")
 
 
 def evaluation_line(event: Evaluation) -> str:
@@ -70,6 +81,12 @@ class TrainingReport:
     def say(self, text: str) -> None:
         """Print a line; `text` is rich markup, so anything from data or the model must be escaped first."""
         (self.progress.console if self.live else self.console).print(text, highlight=False)
+
+    def begin(self, problem: ProblemSettings) -> None:
+        """The run's first line: its task, template, hand-written prompts and data (never folded: a template
+        or a path cut at the console's width would read as two)."""
+        (self.progress.console if self.live else self.console).print(escape(task_line(problem)), highlight=False,
+                                                                      soft_wrap=True)
 
     def show(self, event: Event) -> None:
         kind = event.kind

@@ -1,6 +1,7 @@
 """A sweep: one ordinary run of `promptgrad train` per point of a grid of settings, resumable.
 
     promptgrad sweep NAME --grid task=capitals,currencies --grid seed=0,1,2 [--KEY VALUE ...] [--jobs N]
+    promptgrad sweep NAME --grid task=tasks/a.toml,tasks/b.toml ...   (task files: recorded by absolute path)
 
 writes runs_dir/NAME/:
 
@@ -162,7 +163,7 @@ def run_name(values: dict[str, Any]) -> str:
         if isinstance(value, bool):
             parts.append(f"{key}_{'true' if value else 'false'}")
         elif isinstance(value, str):
-            text = value.rstrip("/").rsplit("/", 1)[-1]
+            text = value.rstrip("/").rsplit("/", 1)[-1].removesuffix(".toml")  # a task file by its name
             plain = re.sub(r"[^A-Za-z0-9._+]+", "_", text).strip("._")[:40] or key
             if plain != value:
                 plain += "-" + hashlib.sha1(value.encode()).hexdigest()[:6]

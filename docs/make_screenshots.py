@@ -119,7 +119,7 @@ def main() -> None:
     lines = (files("promptgrad.data") / "tasks" / "antonyms.jsonl").read_text().splitlines(keepends=True)
     data = scratch / "antonyms-500.jsonl"
     data.write_text("".join(random.Random(0).sample(lines, 500)))
-    config = TrainConfig(model=model, data=str(data), steps=args.steps, batch_size=8, eval_every=5, eval_size=64,
+    config = TrainConfig(task="antonyms", model=model, data=str(data), steps=args.steps, batch_size=8, eval_every=5, eval_size=64,
                          checkpoint_every=0, lr=3e-2, device="cpu", precision="fp32", name="prompt-len-4",
                          runs_dir=str(scratch / "runs"))
     # two earlier runs to compare with: a lower learning rate, and a shorter prompt

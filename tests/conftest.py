@@ -63,10 +63,11 @@ def tiny_data(tmp_path) -> str:
 
 @pytest.fixture()
 def tiny_config(tiny_gpt2, tiny_data, tmp_path):
-    """A TrainConfig that trains the tiny model for a few steps in a temporary runs folder."""
+    """A TrainConfig that trains the tiny model for a few steps in a temporary runs folder. The tiny pairs are
+    antonyms: the antonyms task is named for its template and hand-written prompts (data alone borrows none)."""
     from promptgrad.config import TrainConfig
 
-    return TrainConfig(model=tiny_gpt2, data=tiny_data, steps=6, batch_size=4, eval_every=3, eval_size=8,
+    return TrainConfig(task="antonyms", model=tiny_gpt2, data=tiny_data, steps=6, batch_size=4, eval_every=3, eval_size=8,
                        checkpoint_every=3, num_predictions=3, nearest_k=3, lr=1e-2, precision="fp32", device="cpu",
                        name="tiny", runs_dir=str(tmp_path / "runs"))
 

@@ -109,7 +109,7 @@ def test_a_pair_longer_than_the_models_context_is_one_line(tiny_config, tmp_path
     data = tmp_path / "long.jsonl"
     long_x = " ".join(["word"] * 80)  # the tiny GPT-2 has 64 positions
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in [*TINY_PAIRS, (long_x, "short")]))
-    assert main(["train", "--model", tiny_config.problem.model, "--data", str(data), "--steps", "1", "--precision", "fp32",
+    assert main(["train", "--task", "antonyms", "--model", tiny_config.problem.model, "--data", str(data), "--steps", "1", "--precision", "fp32",
                  "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "more than the model's context of 64" in err[0] and "word word" in err[0]

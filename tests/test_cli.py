@@ -11,7 +11,7 @@ from promptgrad.cli import main
 
 
 def tiny_args(config, *extra):
-    return ["train", "--model", config.problem.model, "--data", config.problem.data, "--steps", "2", "--batch-size", "4",
+    return ["train", "--task", "antonyms", "--model", config.problem.model, "--data", config.problem.data, "--steps", "2", "--batch-size", "4",
             "--eval-size", "4", "--precision", "fp32", "--runs-dir", config.machine.runs_dir, *extra]
 
 

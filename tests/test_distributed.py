@@ -14,7 +14,7 @@ from promptgrad.soft_prompt import SoftPrompt
 
 
 def test_two_processes_learn_the_same_prompt_as_one(tiny_gpt2, tiny_data, tmp_path):
-    common = ["train", "--model", tiny_gpt2, "--data", tiny_data, "--steps", "5", "--batch-size", "17",
+    common = ["train", "--task", "antonyms", "--model", tiny_gpt2, "--data", tiny_data, "--steps", "5", "--batch-size", "17",
               "--eval-every", "2", "--eval-size", "4", "--checkpoint-every", "0", "--precision", "fp32",
               "--device", "cpu", "--lr", "0.05", "--name", "run"]
     single = subprocess.run([sys.executable, "-m", "promptgrad", *common, "--runs-dir", str(tmp_path / "single")],
@@ -47,7 +47,7 @@ def test_a_peer_that_dies_is_one_line_and_exit_1_not_a_bug(tiny_gpt2, tiny_data,
     """Rank 1 ends abruptly (as a killed process would) before its third step; rank 0 cannot go on and
     says so in one line with exit status 1, not as a bug to report."""
     port = 29534
-    command = [sys.executable, str(Path(__file__).with_name("slow_entry.py")), "cli", "train", "--model", tiny_gpt2,
+    command = [sys.executable, str(Path(__file__).with_name("slow_entry.py")), "cli", "train", "--task", "antonyms", "--model", tiny_gpt2,
                "--data", tiny_data, "--steps", "6", "--batch-size", "8", "--eval-every", "0", "--eval-size", "4",
                "--num-predictions", "0", "--checkpoint-every", "2", "--precision", "fp32", "--device", "cpu",
                "--runs-dir", str(tmp_path / "runs"), "--name", "run"]

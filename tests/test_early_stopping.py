@@ -122,7 +122,7 @@ def test_patience_stops_early_keeps_the_best_prompt_and_never_trains_on_validati
 
 
 def test_bad_settings_are_one_line(tiny_config, capsys):
-    base = ["train", "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--device", "cpu",
+    base = ["train", "--task", "antonyms", "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--device", "cpu",
             "--runs-dir", tiny_config.machine.runs_dir, "--steps", "2"]
     for flags, words in ((["--val-fraction", "1"], "val_fraction must be at least 0 and below 1"),
                          (["--val-fraction", "-0.1"], "val_fraction must be at least 0 and below 1"),

@@ -63,7 +63,7 @@ def setup(tiny_gpt2, tmp_path_factory) -> Setup:
 
     data = tmp_path_factory.mktemp("hard-data") / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
-    session = open_session(TrainConfig(model=tiny_gpt2, data=str(data), precision="fp32", device="cpu", mode="hard"))
+    session = open_session(TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), precision="fp32", device="cpu", mode="hard"))
     frozen, encoder = session.frozen, session.encoder
     allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], readable_only=True)
     projection = Projection(frozen.embedding.weight, allowed)

@@ -39,7 +39,7 @@ def run_config(tiny_gpt2, tmp_path_factory) -> Path:
     data = folder / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
     path = folder / "run.toml"
-    TrainConfig(model=tiny_gpt2, data=str(data), steps=STEPS, batch_size=4, eval_every=0, eval_size=4, checkpoint_every=3,
+    TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=STEPS, batch_size=4, eval_every=0, eval_size=4, checkpoint_every=3,
                 num_predictions=1, nearest_k=2, lr=1e-2, precision="fp32", device="cpu",
                 runs_dir=str(folder / "runs")).save(path)
     return path

@@ -38,7 +38,7 @@ def sweep(tiny_gpt2, tmp_path_factory) -> Path:
             data = root / f"{task}.jsonl"
             data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in pairs))
             for seed in SEEDS[task]:  # eval_size 0: the baselines scored once, on all test pairs, at the first look
-                config = TrainConfig(model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=0,
+                config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=0,
                                      checkpoint_every=0, num_predictions=0, nearest_k=0, lr=1e-2, precision="fp32",
                                      device="cpu", seed=seed, name=f"{task}-seed{seed}", runs_dir=str(root / "runs" / "grid"))
                 for _ in train(config):

@@ -25,7 +25,9 @@ TIMEOUT = 300  # seconds for a whole sweep: the runs are tiny, but the machine m
 
 
 def sweep_args(tiny_config, name: str, *extra: str, steps: int = 4) -> list[str]:
-    return ["sweep", name, "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--steps", str(steps),
+    # the tiny pairs are antonyms: that task's template and hand-written prompts, unless the grid gives tasks
+    task = [] if any(a.startswith("task=") for a in extra) else ["--task", "antonyms"]
+    return ["sweep", name, *task, "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--steps", str(steps),
             "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--checkpoint-every", "2", "--num-predictions", "1",
             "--nearest-k", "1", "--precision", "fp32", "--device", "cpu", "--threads", "1",
             "--runs-dir", tiny_config.machine.runs_dir, *extra]
@@ -96,7 +98,7 @@ def test_each_point_is_named_from_its_values_and_checked_by_train_config(tiny_co
     with pytest.raises(Exception, match="same value twice"):
         plan("s", tmp_path, {"lr": ["0.01", "1e-2"]}, {})
     monkeypatch.chdir(Path(tiny_config.problem.data).parent)
-    data = plan("s", tmp_path, {"data": ["pairs.jsonl"]}, {}).points[0]
+    data = plan("s", tmp_path, {"data": ["pairs.jsonl"]}, {"task": "antonyms"}).points[0]
     assert data.settings["data"] == tiny_config.problem.data and data.name.startswith("pairs.jsonl-")
     assert run_name({"readable_only": False, "lr": 0.5}) == "readable_only_false-lr0.5"
     assert run_name({"init": "text: a b"}) != run_name({"init": "text:a b"})  # never two values, one name

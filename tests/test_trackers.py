@@ -106,7 +106,7 @@ def test_tensorboard_and_mlflow_hold_the_losses_of_metrics_jsonl_and_a_resume_go
 
 def test_a_missing_tracker_package_is_one_line_before_the_run_starts(tiny_gpt2, tiny_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # what an import of a package not installed does
-    status = main(["train", "--model", tiny_gpt2, "--data", tiny_data, "--steps", "2", "--device", "cpu", "--precision", "fp32",
+    status = main(["train", "--task", "antonyms", "--model", tiny_gpt2, "--data", tiny_data, "--steps", "2", "--device", "cpu", "--precision", "fp32",
                    "--runs-dir", str(tmp_path / "runs"), "--name", "tiny", "--report-to", "tensorboard",
                    "--tracker-dir", str(tmp_path / "tracking")])
     assert status == 2

@@ -211,6 +211,8 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         if other := init_of_another_task(fields["init"].value, name):  # a branch's init: another task's prompt
             reset = f"; init was {fields['init'].value} (a prompt learned on {other}), now {INIT_DEFAULT}"
             fields["init"].value = INIT_DEFAULT
+        for key in ("x_column", "y_column"):  # at their defaults, so that a task file's own columns apply
+            fields[key].value = TrainConfig.settings()[key][1].default
         self.form.check()
         self.show_pane("config", focus=False)
         self.say(f"Task {name}: its data, template and hand-written prompts are used (the fields left empty){reset}; "
