@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from promptgrad.baselines import k_shot_template, majority_answer, score_majority
+from promptgrad.baselines import k_shot_template, majority_answer, no_majority_reason, score_majority
 from promptgrad.cli import EvalRow, main
 from promptgrad.events import Evaluation, event_from_json
 from promptgrad.pairs import Pair
@@ -108,7 +108,33 @@ def test_the_eta_counts_the_k_shot_evaluation_still_to_come(tiny_config):
     assert seconds_left(3) == 5 * n_test
 
 
+def test_no_majority_row_where_no_answer_repeats_and_one_line_says_why():
+    train = [Pair("a", "Aardvark"), Pair("b", "Badger"), Pair("c", "Cat")]  # every answer once: "Aardvark" would be arbitrary
+    test = [Pair("d", "Aardvark"), Pair("e", "Dog")]
+    assert score_majority(train, test) is None
+    assert no_majority_reason(train) == ("no majority baseline: no answer repeats among the 3 training pairs, so none is "
+                                         "the most common (it would be an arbitrary pick)")
+    repeated = [*train, Pair("f", "Cat")]
+    assert no_majority_reason(repeated) == "" and score_majority(repeated, test).answer == "Cat"
+    assert [p.right for p in score_majority(repeated, [*test, Pair("g", "Cat")]).pairs] == [False, False, True]
+
+
+def test_a_run_whose_answers_are_all_unique_has_no_majority_row_and_says_why(tiny_config, tmp_path, capsys):
+    events = list(train(tiny_config.replace(steps=2, eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0)))
+    assert events[-1].kind == "finished", events[-1]
+    started = next(e for e in events if e.kind == "started")
+    assert started.no_majority.startswith("no majority baseline: no answer repeats among the")  # TINY_PAIRS: all unique
+    assert not [e for e in events if isinstance(e, Evaluation) and e.prompt == "majority"]
+    capsys.readouterr()
+    assert main(["eval", str(Path(tiny_config.get("runs_dir")) / "tiny"), "--json", str(tmp_path / "t.json")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "no majority baseline: no answer repeats among the" in shown
+    assert not [r for r in json.loads((tmp_path / "t.json").read_text())["rows"] if r["prompt"].startswith("majority")]
+
+
 # ---- in a run, and in eval ----------------------------------------------------------------------------
+
+REPEATED = [("chilly", "cold"), ("freezing", "cold"), ("icy", "cold"), ("frosty", "cold")]  # a majority answer to find
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
@@ -116,7 +142,7 @@ def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("baselines")
     data = folder / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
+    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS + REPEATED))
     config = TrainConfig(model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=3,
                          checkpoint_every=0, num_predictions=0, nearest_k=2, lr=1e-2, precision="fp32", device="cpu",
                          name="run", runs_dir=str(folder / "runs"))
