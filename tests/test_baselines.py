@@ -256,3 +256,67 @@ def test_a_checkpoint_from_before_intervals_still_extends(finished_run, tmp_path
     final = {e.prompt: e for e in events if isinstance(e, Evaluation) and e.step == 5}
     assert final["hand-written"].loss_low is None and final["k-shot"].test_loss == checkpoint["full_baselines"]["k-shot 3-shot"][0]
     assert final["learned"].loss_low is not None and final["majority"].accuracy_low is not None
+
+
+def test_eval_data_leaves_out_the_runs_training_pairs_and_says_how_many(finished_run, tmp_path, capsys):
+    split = [json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()]
+    trained = [s for s in split if s["side"] == "train"][:3]
+    held = [s for s in split if s["side"] == "test"][:2]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps({"x": s["x"], "y": s["y"]}) + "\n" for s in trained + held))
+    capsys.readouterr()
+    assert main(["eval", str(finished_run), "--data", str(data), "--json", str(tmp_path / "held.json")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("3 of the file's 5 pairs are training pairs of the run; they are left out, 2 held-out pairs scored "
+            "(--include-training-pairs scores all)") in shown
+    assert {r["n_pairs"] for r in json.loads((tmp_path / "held.json").read_text())["rows"]} == {2}
+    assert main(["eval", str(finished_run), "--data", str(data), "--include-training-pairs",
+                 "--json", str(tmp_path / "all.json")]) == 0
+    assert "all are scored, as --include-training-pairs asks" in " ".join(capsys.readouterr().out.split())
+    assert {r["n_pairs"] for r in json.loads((tmp_path / "all.json").read_text())["rows"]} == {5}
+    data.write_text("".join(json.dumps({"x": s["x"], "y": s["y"]}) + "\n" for s in trained))
+    assert main(["eval", str(finished_run), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing held out to score" in err[0] and "--include-training-pairs" in err[0]
+
+
+def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finished_run, tmp_path, capsys, monkeypatch):
+    """The scorer's per-pair results (PromptScore.pairs) are stood in for by scoring each pair on its own with
+    the real scorer; eval's paired comparisons must be paired.compare of exactly those, row by row."""
+    import dataclasses
+
+    import promptgrad.evaluation as evaluation
+    from promptgrad.evaluation import PairScore
+    from promptgrad.paired import compare
+
+    real = evaluation.score_prompt
+    scored = []
+
+    def with_pairs(frozen, encoder, pairs, prompt, batch_size, *args):
+        score = real(frozen, encoder, pairs, prompt, batch_size, *args)
+        each = []
+        for p in pairs:
+            alone, tokens = real(frozen, encoder, [p], prompt, 1), len(encoder.encode(p.x, p.y).target)
+            each.append(PairScore(p.x, p.y, "", alone.accuracy == 1.0, alone.test_loss * tokens, tokens))
+        scored.append(tuple(each))
+        return dataclasses.replace(score, pairs=tuple(each))
+
+    monkeypatch.setattr(evaluation, "score_prompt", with_pairs)
+    capsys.readouterr()
+    out_json, out_csv = tmp_path / "table.json", tmp_path / "table.csv"
+    assert main(["eval", str(finished_run), "--json", str(out_json), "--csv", str(out_csv)]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    table = json.loads(out_json.read_text())
+    names = [r["prompt"] for r in table["rows"]]
+    majority = score_majority(*(lambda s: ([Pair(r["x"], r["y"]) for r in s if r["side"] == "train"],
+                                           [Pair(r["x"], r["y"]) for r in s if r["side"] == "test"]))(
+        [json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()]))
+    expected = [compare(scored[0], other, name) for name, other in zip(names[1:], [*scored[1:], majority.pairs])]
+    assert len(expected) == 4 and expected[-1].loss_difference is None  # 2 hand-written, k-shot, majority
+    assert table["paired"] == [{"learned": names[0], **dataclasses.asdict(c)} for c in expected]
+    assert "learned minus each baseline on the same" in shown and "McNemar" in shown
+    with out_csv.open() as f:
+        records = {r["prompt"]: r for r in csv.DictReader(f)}
+    first = expected[0]
+    assert float(records[first.baseline]["learned_minus_accuracy"]) == first.accuracy_difference
+    assert float(records[first.baseline]["mcnemar_p"]) == first.mcnemar_p and records[names[0]]["mcnemar_p"] == ""
