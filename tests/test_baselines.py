@@ -320,3 +320,22 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
     first = expected[0]
     assert float(records[first.baseline]["learned_minus_accuracy"]) == first.accuracy_difference
     assert float(records[first.baseline]["mcnemar_p"]) == first.mcnemar_p and records[names[0]]["mcnemar_p"] == ""
+
+
+def test_the_start_prompt_is_named_for_what_it_is(finished_run, tiny_config, capsys):
+    """With init run:OTHER the row once called "untrained prompt" is the other run's learned prompt: its
+    Evaluation keeps prompt="untrained" (old folders, the TUI's chart), and its text says what it is."""
+    from promptgrad.soft_prompt import start_description
+
+    assert start_description("random") == "untrained (random)"
+    assert start_description("text: antonyms") == "start: text ' antonyms'"
+    assert start_description("run:runs/first") == "start: run runs/first"
+    events = list(train(tiny_config.replace(steps=2, eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0,
+                                            init=f"run:{finished_run}")))
+    assert events[-1].kind == "finished", events[-1]
+    starts = [e for e in events if isinstance(e, Evaluation) and e.prompt == "untrained"]
+    assert starts and {e.text for e in starts} == {f"start: run {finished_run}"}
+    line = evaluation_line(starts[-1])
+    assert line.startswith(f"step 2: start: run {finished_run}: test loss") and "untrained" not in line
+    random_start = next(e for e in RunFolder.open(finished_run).events() if isinstance(e, Evaluation) and e.prompt == "untrained")
+    assert random_start.text == "untrained (random)"
