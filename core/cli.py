@@ -372,7 +372,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if test_data:
         from promptgrad.session import held_out_of
 
-        test, said = held_out_of(test, paths[0], getattr(args, "include_training_pairs", False))
+        test, said = held_out_of(test, paths, getattr(args, "include_training_pairs", False))
         notes.append(said)
 
     def scored_text(name: str, text: str, field: str | None = None):
