@@ -151,6 +151,8 @@ def test_the_plots_are_svg_files_that_name_the_tasks_and_series(report):
             assert task in texts, (path, texts[:200])
             for label in labels:
                 assert label in texts, (path, label)
+            if kind == "compare":  # each group's test pairs per run
+                assert f"{len(SEEDS[task])} seed(s), " in texts and " test pairs each" in texts
 
 
 def test_an_unfinished_run_is_listed_and_left_out(report):
