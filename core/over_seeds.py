@@ -57,11 +57,13 @@ def t_quantile(level: float, df: int) -> float:
     return (low + high) / 2
 
 
-def mean_interval_over_seeds(values: list[float], level: float = LEVEL) -> Interval | None:
-    """The t interval of the mean of `values` (one per seed); None for fewer than two (no spread to go by)
-    or where a value is not finite (a diverged run)."""
+def mean_interval_over_seeds(values: list[float], level: float = LEVEL,
+                             bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval | None:
+    """The t interval of the mean of `values` (one per seed), cut to `bounds` (an accuracy's mean cannot
+    leave [0, 1], nor a difference of two accuracies [-1, 1], though a t interval over few seeds can); None
+    for fewer than two values (no spread to go by) or where one is not finite (a diverged run)."""
     if len(values) < 2 or not all(math.isfinite(v) for v in values):
         return None
     mean, sd = statistics.fmean(values), statistics.stdev(values)
     half = t_quantile(level, len(values) - 1) * sd / math.sqrt(len(values))
-    return Interval(mean - half, mean + half)
+    return Interval(max(bounds[0], mean - half), min(bounds[1], mean + half))

@@ -234,12 +234,13 @@ class Spread:
     mean_high: float | None = None
 
     @staticmethod
-    def of(values: list[float], intervals: list[tuple[float | None, float | None]]) -> Spread:
+    def of(values: list[float], intervals: list[tuple[float | None, float | None]],
+           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Spread:
         sd = statistics.stdev(values) if len(values) > 1 else None
         whole = [(lo, hi) for lo, hi in intervals if lo is not None and hi is not None]
         half = statistics.fmean((hi - lo) / 2 for lo, hi in whole) if whole and len(whole) == len(intervals) else None
         low, high = whole[0] if len(values) == 1 and whole else (None, None)
-        of_mean = mean_interval_over_seeds(values)
+        of_mean = mean_interval_over_seeds(values, bounds=bounds)
         return Spread(statistics.fmean(values), sd, len(values), low, high, half,
                       of_mean and of_mean.low, of_mean and of_mean.high)
 
@@ -290,8 +291,9 @@ class Difference:
     high: float
 
     @staticmethod
-    def of(values: list[float], one_run: tuple[float, float]) -> Difference:
-        of_mean = mean_interval_over_seeds(values)
+    def of(values: list[float], one_run: tuple[float, float],
+           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Difference:
+        of_mean = mean_interval_over_seeds(values, bounds=bounds)
         low, high = (of_mean.low, of_mean.high) if of_mean else one_run if len(values) == 1 else (math.nan, math.nan)
         return Difference(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, low, high)
 
@@ -366,9 +368,9 @@ def prompt_rows(runs: list[RunResult]) -> list[PromptRow]:
     for key in keys:
         have = [(run, run.score(key)) for run in runs if run.score(key) is not None]
         losses = [(run, s) for run, s in have if s.test_loss is not None]
-        loss = (Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses])
+        loss = (Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses], (0.0, math.inf))
                 if len(losses) == len(have) else None)  # a loss for some runs only would not be a mean over the seeds
-        accuracy = Spread.of([s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have])
+        accuracy = Spread.of([s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have], (0.0, 1.0))
         rows.append(PromptRow(key[0], key[1], [run.seed for run, _ in have], loss, accuracy))
     return rows
 
@@ -384,7 +386,7 @@ def paired_rows(runs: list[RunResult], rows: list[PromptRow]) -> list[PairedRow]
         comparisons = [c for _, c in have]
         first = comparisons[0]
         accuracy = Difference.of([c.accuracy_difference for c in comparisons],
-                                 (first.accuracy_interval.low, first.accuracy_interval.high))
+                                 (first.accuracy_interval.low, first.accuracy_interval.high), (-1.0, 1.0))
         loss = None
         if all(c.loss_difference is not None for c in comparisons):
             loss = Difference.of([c.loss_difference for c in comparisons], (first.loss_interval.low, first.loss_interval.high))
@@ -558,7 +560,7 @@ LEGEND = [
     "group's seeds ± their standard deviation (n-1), or the one run's value; – for a prompt with no LM loss (majority).",
     "accuracy: greedy exact match of the whole target; mean ± standard deviation over the seeds, as for the loss.",
     "95% CI of mean: for several seeds, the Student t interval of the mean over the seeds (mean ± t(0.975, n-1) "
-    "sd/√n), where the mean of many seeds would lie; each seed draws its own split, start and batches, so it holds "
+    "sd/√n; cut to 0-100% for an accuracy, at 0 for a loss), where the mean of many seeds would lie; each seed draws its own split, start and batches, so it holds "
     "that noise and the test pairs' both. For one seed, that run's 95% bootstrap interval over its test pairs "
     "(the test-pair noise only); – where the run recorded none (runs made before intervals were added). The mean "
     "half-width of the runs' own bootstrap intervals is in report.csv/json (loss_half_width, accuracy_half_width).",
@@ -575,7 +577,8 @@ PAIRED_LEGEND = [
     "prompt's accuracy minus the baseline's (in points) and test loss minus the baseline's (a negative Δ loss and "
     "a positive Δ accuracy favour the learned prompt).",
     "95% CI: for one seed, a paired bootstrap over the run's test pairs (each resample draws the same pairs for both "
-    "prompts); for several seeds, the Student t interval of the mean of the runs' differences.",
+    "prompts); for several seeds, the Student t interval of the mean of the runs' differences (accuracy's cut to "
+    "±100 points).",
     "right: learned only / baseline only: the pairs on which the two disagree, summed over the seeds; McNemar p: "
     "each run's exact two-sided McNemar test on those pairs (binomial, half each way if neither is more accurate).",
 ]

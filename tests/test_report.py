@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -63,13 +64,14 @@ def final_scores(run: Path) -> dict[tuple[str, str], dict]:
     return scores
 
 
-def t_interval(values: list[float]) -> tuple[float | None, float | None]:
-    """By hand, for the one or two seeds these tests use: mean ± 12.7062 * sd / sqrt(2) (Student t, 1 df)."""
+def t_interval(values: list[float], low: float = -math.inf, high: float = math.inf) -> tuple[float | None, float | None]:
+    """By hand, for the one or two seeds these tests use: mean ± 12.7062 * sd / sqrt(2) (Student t, 1 df),
+    cut to [low, high] (an accuracy's mean cannot leave [0, 1])."""
     if len(values) < 2:
         return None, None
     assert len(values) == 2
     half = 12.706204736174 * statistics.stdev(values) / 2 ** 0.5
-    return statistics.fmean(values) - half, statistics.fmean(values) + half
+    return max(low, statistics.fmean(values) - half), min(high, statistics.fmean(values) + half)
 
 
 def expected_rows(runs_dir: Path) -> dict[tuple[str, str, str], dict]:
@@ -91,7 +93,10 @@ def expected_rows(runs_dir: Path) -> dict[tuple[str, str, str], dict]:
                                  "loss_half_width": None if None in losses
                                  else statistics.fmean((hi - lo) / 2 for lo, hi in intervals),
                                  # several seeds: the t interval of the mean (t(0.975, 1) = 12.7062 for two seeds)
-                                 "accuracy_mean_low": t_interval(accuracies)[0], "accuracy_mean_high": t_interval(accuracies)[1]}
+                                 "loss_mean_low": None if None in losses else t_interval(losses, 0)[0],
+                                 "loss_mean_high": None if None in losses else t_interval(losses, 0)[1],
+                                 "accuracy_mean_low": t_interval(accuracies, 0, 1)[0],
+                                 "accuracy_mean_high": t_interval(accuracies, 0, 1)[1]}
     return out
 
 
@@ -243,8 +248,9 @@ def test_majority_k_shot_and_intervals_are_read_and_shown(tmp_path):
     assert by_prompt[("capitals", "majority")]["test loss"] == "–"
     # two seeds: the t interval of the mean, 1.2 ± t(0.975, 1) * sd / sqrt(2), t = 12.7062 (printed tables)
     half = 12.7062047362 * statistics.stdev([1.0, 1.4]) / 2 ** 0.5
-    assert rows["learned"].loss.mean_low == pytest.approx(1.2 - half) and rows["learned"].loss.mean_high == pytest.approx(1.2 + half)
-    assert by_prompt[("capitals", "learned")]["loss 95% CI of mean"] == f"[{1.2 - half:.3f}, {1.2 + half:.3f}]"
+    assert 1.2 - half < 0 and rows["learned"].loss.mean_low == 0.0  # a loss is never negative: the interval is cut at 0
+    assert rows["learned"].loss.mean_high == pytest.approx(1.2 + half)
+    assert by_prompt[("capitals", "learned")]["loss 95% CI of mean"] == f"[0.000, {1.2 + half:.3f}]"
     assert by_prompt[("capitals", "3-shot")]["accuracy 95% CI of mean"] == "[30.0%, 30.0%]"  # the seeds agree: no spread
     assert by_prompt[("old-capitals", "learned")]["loss 95% CI of mean"] == "–"
     assert by_prompt[("capitals", "learned")]["Δ loss vs best baseline"] == "-0.800 vs 3-shot"
@@ -380,8 +386,9 @@ def test_paired_comparisons_from_pair_scores_match_a_hand_computation_over_seeds
     differences = [12 / 20 - 8 / 20, 10 / 20 - 10 / 20]
     assert hand.seeds == [0, 1] and hand.n_pairs == [20, 20]
     assert hand.accuracy.mean == pytest.approx(statistics.fmean(differences))
-    low, high = t_interval(differences)
+    low, high = t_interval(differences, -1, 1)
     assert (hand.accuracy.low, hand.accuracy.high) == (pytest.approx(low), pytest.approx(high))
+    assert (hand.accuracy.low, hand.accuracy.high) == (-1, 1)  # +10 points ± 12.7 * 0.141 / √2: cut to ±100 points
     assert hand.mcnemar_p == [pytest.approx(2 * (1 + 8 + 28) / 2**8), 1.0]
     assert (hand.learned_only_right, hand.baseline_only_right) == (7, 3)
     # test loss: learned 0.5 and 0.6 per token; hand-written 1.05 per token in both runs
