@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import torch
 
 from promptgrad.intervals import Interval, mean_interval
-from promptgrad.paired import PairOutcome
 from promptgrad.pairs import Pair
 from promptgrad.template import Template
 
@@ -35,7 +34,7 @@ class MajorityScore:
     accuracy: float
     n_pairs: int
     accuracy_interval: Interval
-    pairs: tuple[PairOutcome, ...] = ()  # each test pair: right when its y is the answer; no loss (paired.py compares them)
+    right: tuple[bool, ...] = ()  # each test pair: is the majority answer right for it (by the accuracy rule)
 
 
 def majority_answer(train: list[Pair]) -> str:
@@ -62,9 +61,9 @@ def score_majority(train: list[Pair], test: list[Pair]) -> MajorityScore | None:
     if no_majority_reason(train):
         return None
     answer = majority_answer(train)
-    right = torch.tensor([p.y == answer for p in test], dtype=torch.float64)
-    pairs = tuple(PairOutcome("majority", answer, p.x, p.y, answer, p.y == answer, None, 0) for p in test)
-    return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right), pairs)
+    marks = tuple(p.y == answer for p in test)
+    right = torch.tensor(marks, dtype=torch.float64)
+    return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right), marks)
 
 
 def demonstrations(train: list[Pair], k: int, seed: int) -> list[Pair]:

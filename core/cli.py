@@ -287,13 +287,20 @@ class EvalRow:
                 "–" if self.nats_per_token is None else f"{self.nats_per_token:.2f}")
 
 
-def paired_comparisons(learned: list[tuple], baselines: list[tuple]) -> list[tuple]:
+def paired_comparisons(learned: list[tuple], baselines: list[tuple], test: list) -> list[tuple]:
     """(learned row's name, PairedComparison) of each learned prompt against each baseline row, from the
-    per-pair results the scorer kept (rows without them are not compared)."""
-    from promptgrad.paired import compare
+    per-pair results the scorer kept (PromptScore.pairs; the majority answer's rightness per test pair,
+    MajorityScore.right, with no loss); rows without them are not compared."""
+    from promptgrad.paired import PairOutcome, compare
 
-    return [(name, compare(score.pairs, other.pairs, other_name)) for name, score, _ in learned if score.pairs
-            for other_name, other, _ in baselines if getattr(other, "pairs", ())]
+    def per_pair(score) -> tuple:
+        if getattr(score, "pairs", ()):
+            return score.pairs
+        right = getattr(score, "right", ())
+        return tuple(PairOutcome("majority", score.answer, p.x, p.y, score.answer, r, None, 0) for p, r in zip(test, right))
+
+    return [(name, compare(score.pairs, per_pair(other), other_name)) for name, score, _ in learned if score.pairs
+            for other_name, other, _ in baselines if per_pair(other)]
 
 
 def comparison_table(comparisons: list[tuple], n_pairs: int):
@@ -424,7 +431,7 @@ def run_eval(args: argparse.Namespace) -> int:
             rows.append((f"majority answer {majority.answer!r}", majority, None))
         else:
             notes.append(no_majority_reason(session.split.train))
-    comparisons = paired_comparisons(learned, rows[first_baseline:])
+    comparisons = paired_comparisons(learned, rows[first_baseline:], test)
     table_rows = [EvalRow.of(name, score, nats, comparisons) for name, score, nats in rows]
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
     pairs = f"{len(test)} pairs of {test_data}" if test_data else f"{len(test)} test pairs never trained on"

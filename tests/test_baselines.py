@@ -116,7 +116,7 @@ def test_no_majority_row_where_no_answer_repeats_and_one_line_says_why():
                                          "the most common (it would be an arbitrary pick)")
     repeated = [*train, Pair("f", "Cat")]
     assert no_majority_reason(repeated) == "" and score_majority(repeated, test).answer == "Cat"
-    assert [p.right for p in score_majority(repeated, [*test, Pair("g", "Cat")]).pairs] == [False, False, True]
+    assert score_majority(repeated, [*test, Pair("g", "Cat")]).right == (False, False, True)
 
 
 def test_a_run_whose_answers_are_all_unique_has_no_majority_row_and_says_why(tiny_config, tmp_path, capsys):
@@ -287,7 +287,7 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
 
     import promptgrad.evaluation as evaluation
     from promptgrad.evaluation import PairScore
-    from promptgrad.paired import compare
+    from promptgrad.paired import PairOutcome, compare
 
     real = evaluation.score_prompt
     scored = []
@@ -311,7 +311,11 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
     majority = score_majority(*(lambda s: ([Pair(r["x"], r["y"]) for r in s if r["side"] == "train"],
                                            [Pair(r["x"], r["y"]) for r in s if r["side"] == "test"]))(
         [json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()]))
-    expected = [compare(scored[0], other, name) for name, other in zip(names[1:], [*scored[1:], majority.pairs])]
+    test = [Pair(s["x"], s["y"]) for s in map(json.loads, (finished_run / "split.jsonl").read_text().splitlines())
+            if s["side"] == "test"]
+    majority_pairs = [PairOutcome("majority", majority.answer, p.x, p.y, majority.answer, right, None, 0)
+                      for p, right in zip(test, majority.right)]
+    expected = [compare(scored[0], other, name) for name, other in zip(names[1:], [*scored[1:], majority_pairs])]
     assert len(expected) == 4 and expected[-1].loss_difference is None  # 2 hand-written, k-shot, majority
     assert table["paired"] == [{"learned": names[0], **dataclasses.asdict(c)} for c in expected]
     assert "learned minus each baseline on the same" in shown and "McNemar" in shown
