@@ -3,7 +3,9 @@
     collect(["runs/sweep"])    every run folder found under the paths, read (never trusting its files)
       .runs                    each finished run: its settings, its prompts' final scores, its loss curve
       .left_out                each run folder not in the table (unfinished, failed, damaged), and why
-      .groups                  runs that differ only by seed, with the mean, spread and interval per prompt
+      .groups                  runs that differ only by seed: per prompt the mean, its spread (sd) and the 95%
+                               interval of the mean over the seeds (over_seeds.py); the learned prompt against
+                               each baseline pair by pair (each run's pair_scores.jsonl, paired.py), over seeds
       .markdown() .csv() .json()
 
 A run's result is its Evaluation events on the whole test set (n_pairs == the run's test pairs): the
