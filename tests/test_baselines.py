@@ -292,11 +292,11 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
     real = evaluation.score_prompt
     scored = []
 
-    def with_pairs(frozen, encoder, pairs, prompt, batch_size, *args):
-        score = real(frozen, encoder, pairs, prompt, batch_size, *args)
+    def with_pairs(frozen, encoder, pairs, prompt, batch_size, *args, **kwargs):
+        score = real(frozen, encoder, pairs, prompt, batch_size, *args, **kwargs)
         each = []
         for p in pairs:
-            alone, tokens = real(frozen, encoder, [p], prompt, 1), len(encoder.encode(p.x, p.y).target)
+            alone, tokens = real(frozen, encoder, [p], prompt, 1, *args, **kwargs), len(encoder.encode(p.x, p.y).target)
             each.append(PairScore(p.x, p.y, "", alone.accuracy == 1.0, alone.test_loss * tokens, tokens))
         scored.append(tuple(each))
         return dataclasses.replace(score, pairs=tuple(each))
