@@ -5,7 +5,9 @@ hand-written and the untrained prompt (session.py), a run is compared with:
 
 - **majority**: always answer the most common target of the training pairs (ties: the first in sorted
   order). Its accuracy is the share of test pairs whose y is exactly that answer; it is not a language
-  model, so it has no test loss.
+  model, so it has no test loss. Where no answer repeats among the training pairs there is no most
+  common one, only the first in sorted order ("Aardvark", 0%): no majority row then, and
+  `no_majority_reason` says so in one line instead.
 - **k-shot**: `k_shot` training pairs, drawn with the run's seed (the same ones every time), written in
   the run's template with its {prompt} filled by the first hand-written prompt, one per line, before
   the query, which is the template as usual with that hand-written prompt. It is an ordinary template
@@ -32,6 +34,7 @@ class MajorityScore:
     accuracy: float
     n_pairs: int
     accuracy_interval: Interval
+    right: tuple[bool, ...] = ()  # each test pair: is the majority answer right for it (by the accuracy rule)
 
 
 def majority_answer(train: list[Pair]) -> str:
@@ -43,10 +46,24 @@ def majority_answer(train: list[Pair]) -> str:
     return min(y for y, n in counts.items() if n == top)
 
 
-def score_majority(train: list[Pair], test: list[Pair]) -> MajorityScore:
+def no_majority_reason(train: list[Pair]) -> str:
+    """Why there is no majority baseline for these training pairs, in one line; "" when there is one."""
+    if not train:
+        return "no majority baseline: there are no training pairs to take the most common answer from"
+    if max(Counter(p.y for p in train).values()) == 1:
+        return (f"no majority baseline: no answer repeats among the {len(train)} training pairs, so none is the most "
+                f"common (it would be an arbitrary pick)")
+    return ""
+
+
+def score_majority(train: list[Pair], test: list[Pair]) -> MajorityScore | None:
+    """The majority answer's accuracy on `test`; None where there is no majority answer (no_majority_reason)."""
+    if no_majority_reason(train):
+        return None
     answer = majority_answer(train)
-    right = torch.tensor([p.y == answer for p in test], dtype=torch.float64)
-    return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right))
+    marks = tuple(p.y == answer for p in test)
+    right = torch.tensor(marks, dtype=torch.float64)
+    return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right), marks)
 
 
 def demonstrations(train: list[Pair], k: int, seed: int) -> list[Pair]:

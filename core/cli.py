@@ -68,6 +68,9 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
                          "on a machine that only emulates bf16; its scores then differ slightly from the run's own)")
     ev.add_argument("--json", type=Path, metavar="FILE", help="also write the table to FILE as JSON (values unrounded)")
     ev.add_argument("--csv", type=Path, metavar="FILE", help="also write the table to FILE as CSV (values unrounded)")
+    ev.add_argument("--include-training-pairs", action="store_true",
+                    help="with --data: score the file's pairs the run trained on (or chose its prompt by) too; by "
+                         "default they are left out, and eval says how many")
     predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
     predict.add_argument("run", type=Path)
     predict.add_argument("words", nargs="+")
@@ -257,13 +260,31 @@ class EvalRow:
     accuracy_high: float
     nats_per_token: float | None
     n_pairs: int
+    # a baseline row: the paired comparison (paired.py) of the first run's learned prompt against it; None elsewhere
+    learned_minus_accuracy: float | None = None
+    learned_minus_accuracy_low: float | None = None
+    learned_minus_accuracy_high: float | None = None
+    learned_minus_loss: float | None = None
+    learned_minus_loss_low: float | None = None
+    learned_minus_loss_high: float | None = None
+    mcnemar_p: float | None = None
 
     @staticmethod
-    def of(name: str, score, nats: float | None) -> EvalRow:
-        """From a PromptScore (evaluation.py) or a MajorityScore (baselines.py), which has no loss."""
+    def of(name: str, score, nats: float | None, comparisons: list | None = None) -> EvalRow:
+        """From a PromptScore (evaluation.py) or a MajorityScore (baselines.py), which has no loss; with the
+        first paired comparison (learned, PairedComparison) whose baseline is this row, if any."""
         loss = getattr(score, "loss_interval", None)
-        return EvalRow(name, getattr(score, "test_loss", None), loss and loss.low, loss and loss.high, score.accuracy,
-                       score.accuracy_interval.low, score.accuracy_interval.high, nats, score.n_pairs)
+        row = EvalRow(name, getattr(score, "test_loss", None), loss and loss.low, loss and loss.high, score.accuracy,
+                      score.accuracy_interval.low, score.accuracy_interval.high, nats, score.n_pairs)
+        c = next((c for _, c in comparisons or [] if c.baseline == name), None)
+        if c is None:
+            return row
+        loss = c.loss_interval
+        return dataclasses.replace(row, learned_minus_accuracy=c.accuracy_difference,
+                                   learned_minus_accuracy_low=c.accuracy_interval.low,
+                                   learned_minus_accuracy_high=c.accuracy_interval.high, learned_minus_loss=c.loss_difference,
+                                   learned_minus_loss_low=loss and loss.low, learned_minus_loss_high=loss and loss.high,
+                                   mcnemar_p=c.mcnemar_p)
 
     def cells(self) -> tuple[str, str, str]:
         """Test loss, accuracy and nats/token as the terminal shows them."""
@@ -274,8 +295,45 @@ class EvalRow:
                 "–" if self.nats_per_token is None else f"{self.nats_per_token:.2f}")
 
 
-def write_eval_table(path: Path, title: str, rows: list[EvalRow], as_csv: bool) -> None:
-    """The table as JSON ({"title", "rows": [...]}) or CSV (a header, then a line a row; no value: empty)."""
+def paired_comparisons(learned: list[tuple], baselines: list[tuple], test: list) -> list[tuple]:
+    """(learned row's name, PairedComparison) of each learned prompt against each baseline row, from the
+    per-pair results the scorer kept (PromptScore.pairs; the majority answer's rightness per test pair,
+    MajorityScore.right, with no loss); rows without them are not compared."""
+    from promptgrad.paired import PairOutcome, compare
+
+    def per_pair(score) -> tuple:
+        if getattr(score, "pairs", ()):
+            return score.pairs
+        right = getattr(score, "right", ())
+        return tuple(PairOutcome("majority", score.answer, p.x, p.y, score.answer, r, None, 0) for p, r in zip(test, right))
+
+    return [(name, compare(score.pairs, per_pair(other), other_name)) for name, score, _ in learned if score.pairs
+            for other_name, other, _ in baselines if per_pair(other)]
+
+
+def comparison_table(comparisons: list[tuple], n_pairs: int):
+    """The paired comparisons as the terminal shows them."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(f"learned minus each baseline on the same {n_pairs} pairs (paired; paired.py): "
+                             f"[95% paired bootstrap], McNemar's exact test on the pairs where they disagree"))
+    for column in ("learned", "baseline", "Δ accuracy (points)", "Δ test loss", "right: learned only / baseline only",
+                   "McNemar p"):
+        table.add_column(column)
+    for name, c in comparisons:
+        accuracy = (f"{100 * c.accuracy_difference:+.1f} [{100 * c.accuracy_interval.low:+.1f}, "
+                    f"{100 * c.accuracy_interval.high:+.1f}]")
+        loss = ("–" if c.loss_difference is None else
+                f"{c.loss_difference:+.4f} [{c.loss_interval.low:+.3f}, {c.loss_interval.high:+.3f}]")
+        table.add_row(Text(name.strip()), Text(c.baseline), accuracy, loss, f"{c.learned_only_right} / {c.baseline_only_right}",
+                      f"{c.mcnemar_p:.3g}")
+    return table
+
+
+def write_eval_table(path: Path, title: str, rows: list[EvalRow], as_csv: bool, comparisons: list | None = None) -> None:
+    """The table as JSON ({"title", "rows": [...], "paired": [...]}) or CSV (a header, then a line a row; no
+    value: empty; the paired comparison against the first learned prompt in each baseline's row)."""
     import csv
     import io
     import json
@@ -290,7 +348,8 @@ def write_eval_table(path: Path, title: str, rows: list[EvalRow], as_csv: bool) 
         writer.writerows(records)
         data = text.getvalue()
     else:
-        data = json.dumps({"title": title, "rows": records}, indent=2, ensure_ascii=False) + "\n"
+        paired = [{"learned": name, **dataclasses.asdict(c)} for name, c in comparisons or []]
+        data = json.dumps({"title": title, "rows": records, "paired": paired}, indent=2, ensure_ascii=False) + "\n"
     atomic_write(path.expanduser(), data.encode("utf-8"))
 
 
@@ -335,7 +394,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from promptgrad.baselines import score_majority
+    from promptgrad.baselines import no_majority_reason, score_majority
     from promptgrad.evaluation import score_prompt
     from promptgrad.search.fluency import text_nats_per_token
     from promptgrad.run_facts import RunFacts
@@ -351,12 +410,18 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--json and --csv both name {json_file}; the CSV would replace the JSON: give two files")
     session, _ = open_run(paths[0], getattr(args, "precision", None), test_data)
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
+    notes = []  # one line each, printed under the table: what was scored and what was not, and why
+    if test_data:
+        from promptgrad.session import held_out_of
+
+        test, said = held_out_of(test, paths, getattr(args, "include_training_pairs", False))
+        notes.append(said)
 
     def scored_text(name: str, text: str, field: str | None = None):
         vectors, encoder = session.text_prompt(text, field)
         return name, score_prompt(frozen, encoder, test, vectors, batch_size), text_nats_per_token(frozen, encoder, text)
 
-    rows = []
+    rows, learned = [], []  # learned: each run's own prompt, compared pair by pair with each baseline below
     for path in paths:
         run = RunFolder.open(path)
         config = run.config()
@@ -374,6 +439,7 @@ def run_eval(args: argparse.Namespace) -> int:
             vectors, encoder = session.token_prompt(hard.ids, template)
             nats = text_nats_per_token(frozen, encoder, hard.text)
             rows.append((f"hard ({hard.method}{lam}) {hard.text!r}{where}", score_prompt(frozen, encoder, test, vectors, batch_size), nats))
+            learned.append(rows[-1])
             for point in [p for p in hard.front if p.ids != hard.ids][:MAX_FRONT_ROWS]:
                 vectors, encoder = session.token_prompt(point.ids, template)
                 rows.append((f"  front: {point.text!r} (held-out {point.train_loss:.3f})",
@@ -384,6 +450,8 @@ def run_eval(args: argparse.Namespace) -> int:
             check_prompt_fits(run.path, prompt, config.problem.prompt_len, frozen.hidden_size)
             encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
             rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
+            learned.append(rows[-1])
+    first_baseline = len(rows)
     for text in getattr(args, "text", None) or []:
         rows.append(scored_text(f"text {text!r}", text))
     for text in session.config.problem.baseline_text:
@@ -394,8 +462,12 @@ def run_eval(args: argparse.Namespace) -> int:
         rows.append((f"k-shot {name}: demonstrations, then {wording!r}", score_prompt(frozen, encoder, test, vectors, batch_size), None))
     if session.split.train:
         majority = score_majority(session.split.train, test)
-        rows.append((f"majority answer {majority.answer!r}", majority, None))
-    table_rows = [EvalRow.of(name, score, nats) for name, score, nats in rows]
+        if majority is not None:
+            rows.append((f"majority answer {majority.answer!r}", majority, None))
+        else:
+            notes.append(no_majority_reason(session.split.train))
+    comparisons = paired_comparisons(learned, rows[first_baseline:], test)
+    table_rows = [EvalRow.of(name, score, nats, comparisons) for name, score, nats in rows]
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
     pairs = f"{len(test)} pairs of {test_data}" if test_data else f"{len(test)} test pairs never trained on"
     title = f"{where}: {pairs}, computed in {session.facts.precision}; [95% bootstrap intervals]"
@@ -408,11 +480,15 @@ def run_eval(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # piped or logged: don't fold a prompt's text over lines
         console.width = max(console.width, 140)
     console.print(table)
+    if comparisons:
+        console.print(comparison_table(comparisons, len(test)))
     if test_data:
         console.print(Text("no k-shot or majority baseline: with --data the run's training pairs are not read"))
+    for note in notes:
+        console.print(Text(note))
     for path, as_csv in ((json_file, False), (csv_file, True)):
         if path is not None:
-            write_eval_table(path, title, table_rows, as_csv)
+            write_eval_table(path, title, table_rows, as_csv, comparisons)
     return 0
 
 
@@ -589,6 +665,16 @@ def run_report(args: argparse.Namespace) -> int:
     for row in cells:
         table.add_row(*map(Text, row))
     console.print(table)
+    paired_header, paired_cells = results.paired_table()
+    if paired_cells:  # from the runs' pair_scores.jsonl
+        paired = Table(title=Text("paired: learned minus each baseline on the same test pairs (legend: report.md)"))
+        for column in paired_header:
+            paired.add_column(Text(column))
+        for row in paired_cells:
+            paired.add_row(*map(Text, row))
+        console.print(paired)
+    for line in results.group_lines():
+        console.print(Text(line))
     for left in results.left_out:
         console.print(Text(f"left out: {left.path}: {left.why}"))
     for run in results.runs:  # damaged lines (a number out of range, a wrong type) are skipped, and named here once

@@ -41,6 +41,7 @@ class Started(Event):
     precision_reason: str = ""  # why this precision (precision.py); the concrete value is in config.toml
     skipped_rows: int = 0  # data rows without both an x and a y, left out
     n_validation: int = 0  # training pairs held out to choose the prompt by (val_fraction), not in n_train
+    no_majority: str = ""  # why the run has no majority baseline (baselines.py), in one line; "" when it has one
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def comparison(results: Results, task: str, groups: list[Group]) -> bytes:
             if row.loss is not None:
                 loss_axes.bar(at, row.loss.mean, width, color=colour, label=row.label, yerr=row.loss.sd, capsize=3)
     ticks = [", ".join(f"{n}={shown_value(g.setting(n))}" for n in results.varying) or task for g in groups]
-    ticks = [f"{tick}\n{len(g.runs)} seed(s)" for tick, g in zip(ticks, groups)]
+    ticks = [f"{tick}\n{len(g.runs)} seed(s), {'/'.join(map(str, g.n_test))} test pairs each" for tick, g in zip(ticks, groups)]
     for axes, title in ((accuracy_axes, "accuracy (%), greedy exact match"), (loss_axes, "test loss (nats/target token)")):
         axes.set_title(title)
         axes.set_xticks(range(len(groups)), ticks)
@@ -78,7 +78,7 @@ def comparison(results: Results, task: str, groups: list[Group]) -> bytes:
             handles.setdefault(label, handle)
     figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(3, len(handles)), fontsize=8)
     figure.suptitle(f"{task}: learned prompt vs baselines on the test pairs ({groups[0].model.rsplit('/', 1)[-1]}); "
-                    f"bars: mean over seeds, error bars: standard deviation")
+                    f"bars: mean over seeds, error bars: standard deviation over seeds (95% CIs: report.md)")
     return svg_of(figure)
 
 

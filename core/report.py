@@ -48,6 +48,8 @@ def evaluation_line(event: Evaluation) -> str:
     accuracy = accuracy_text(event.accuracy, interval_of(event.accuracy_low, event.accuracy_high))
     if event.prompt == "majority":  # not a prompt, and no language model: no loss
         what = f"majority answer {event.text!r} (always the most common training answer): accuracy {accuracy}"
+    elif event.prompt == "untrained" and event.text:  # the start prompt, named for what it is (soft_prompt.py)
+        what = f"{event.text}: test loss {loss_text(event.test_loss, loss, places=4)}, accuracy {accuracy}"
     else:
         wording = f" {event.text!r}" if event.text else ""
         what = f"{event.prompt} prompt{wording}: test loss {loss_text(event.test_loss, loss, places=4)}, accuracy {accuracy}"
@@ -98,6 +100,8 @@ class TrainingReport:
                             + (f" ({event.skipped_rows} data rows without both x and y left out)" if event.skipped_rows else "")
                             + f", {event.total_steps} steps"
                             + (f", resuming at step {event.start_step}" if event.start_step else "")))
+            if event.no_majority:
+                self.say(escape(event.no_majority))
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task("training", total=event.total_steps, completed=event.start_step, loss=math.nan, rate=0.0)

@@ -3,7 +3,9 @@
     collect(["runs/sweep"])    every run folder found under the paths, read (never trusting its files)
       .runs                    each finished run: its settings, its prompts' final scores, its loss curve
       .left_out                each run folder not in the table (unfinished, failed, damaged), and why
-      .groups                  runs that differ only by seed, with the mean, spread and interval per prompt
+      .groups                  runs that differ only by seed: per prompt the mean, its spread (sd) and the 95%
+                               interval of the mean over the seeds (over_seeds.py); the learned prompt against
+                               each baseline pair by pair (each run's pair_scores.jsonl, paired.py), over seeds
       .markdown() .csv() .json()
 
 A run's result is its Evaluation events on the whole test set (n_pairs == the run's test pairs): the
@@ -29,14 +31,17 @@ import math
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from promptgrad.config import TrainConfig, is_bundled
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Failed, Finished, Started, Step
+from promptgrad.over_seeds import mean_interval_over_seeds
+from promptgrad.paired import PAIR_SCORES, PairedComparison, compare, read_pair_scores
 from promptgrad.run_folder import CONFIG, METRICS, RunFolder, RunSummary, read_events, summarize
+from promptgrad.soft_prompt import start_description
 
 MAX_DEPTH = 4  # runs_dir/NAME/<run> and a little more; a report never walks a whole disk
 PROMPT_ORDER = ("learned", "hand-written", "k-shot", "untrained", "majority")  # rows in this order, others after
@@ -69,6 +74,10 @@ class RunResult:
     training_loss: list[tuple[int, float]]  # (step, training loss of its batch)
     learned_test_loss: list[tuple[int, int, float]]  # (step, pairs scored, test loss) of each evaluation of the learned prompt
     skipped_lines: list[int] = field(default_factory=list)  # lines of metrics.jsonl that were not events
+    template: str = ""
+    # the learned prompt against each other prompt, pair by pair (paired.py), keyed as scores are (prompt_key)
+    comparisons: dict[tuple[str, str], PairedComparison] = field(default_factory=dict)
+    paired_problem: str = ""  # why there are no comparisons: no pair_scores.jsonl (older runs), or it is damaged
 
     def score(self, key: tuple[str, str]) -> Evaluation | None:
         return next((s for s in self.scores if prompt_key(s) == key), None)
@@ -102,6 +111,37 @@ def data_sha256(path: Path) -> str | None:
         return None
 
 
+def named_start(score: Evaluation, config: TrainConfig) -> Evaluation:
+    """A run from before the start prompt was named wrote prompt="untrained", text="": the text its init
+    gives now (soft_prompt.start_description), so old and new runs of one group share one row."""
+    if score.prompt == "untrained" and not score.text:
+        return replace(score, text=start_description(config.problem.init))
+    return score
+
+
+def run_comparisons(path: Path, n_test: int) -> tuple[dict[tuple[str, str], PairedComparison], str]:
+    """The learned prompt against each other prompt from the run's pair_scores.jsonl (read through
+    files.py: never a link or a FIFO), or why there are none."""
+    try:
+        scores = read_pair_scores(path / PAIR_SCORES)
+    except FileNotFoundError:
+        return {}, f"no {PAIR_SCORES} (a run from before per-pair results)"
+    except (UserError, OSError) as e:
+        return {}, f"{PAIR_SCORES} not read: {e if isinstance(e, UserError) else e.strerror or e}"
+    learned = scores.get(("learned", ""))
+    if learned is None or len(learned) != n_test:
+        return {}, f"{PAIR_SCORES} holds no learned prompt on all {n_test} test pairs"
+    out = {}
+    try:
+        for (prompt, text), pairs in scores.items():
+            if (prompt, text) != ("learned", ""):
+                key = (prompt, "" if prompt in PROMPT_TEXT_IS_A_RESULT else text)
+                out[key] = compare(learned, pairs, PromptRow(prompt, text, [], None, None).label)
+    except UserError as e:
+        return {}, f"{PAIR_SCORES}: {e}"
+    return out, ""
+
+
 def why_unfinished(summary: RunSummary) -> str:
     at = f"step {summary.step} of {summary.total_steps}"
     if summary.state == "failed":
@@ -129,7 +169,7 @@ def read_run(path: Path) -> RunResult | LeftOut:
         return LeftOut(path, f"damaged: {METRICS} lacks its {'started' if started is None else 'finished'} event")
     scores: dict[tuple[str, str], Evaluation] = {}
     learned: list[tuple[int, int, float]] = []
-    for score in (e for e in events if isinstance(e, Evaluation)):
+    for score in (named_start(e, config) for e in events if isinstance(e, Evaluation)):
         if score.prompt == "learned" and score.test_loss is not None:
             learned.append((score.step, score.n_pairs, score.test_loss))
         if score.n_pairs == started.n_test and (score.prompt != "learned" or score.step == finished.step):
@@ -141,8 +181,9 @@ def read_run(path: Path) -> RunResult | LeftOut:
     ranked = sorted(scores.values(), key=lambda s: order.get(s.prompt, len(order)))  # stable: wordings stay in run order
     settings = {**result_settings(config), "data_sha256": data_sha256(path)}
     training_loss = [(e.step, e.loss) for e in events if isinstance(e, Step)]
+    comparisons, paired_problem = run_comparisons(path, started.n_test)
     return RunResult(path, path.name, config.learning.seed, task_name(config), config.problem.model, settings,
-                     started.n_test, ranked, training_loss, learned, bad)
+                     started.n_test, ranked, training_loss, learned, bad, config.problem.template, comparisons, paired_problem)
 
 
 def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[LeftOut]]:
@@ -181,9 +222,10 @@ def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[LeftOut]]:
 
 @dataclass(frozen=True)
 class Spread:
-    """One number over the runs of a group: mean, standard deviation (n-1; None for one run), and the
-    interval: one run's own 95% bootstrap interval (low, high), or over several runs the mean half-width of
-    theirs (None where a run recorded none)."""
+    """One number over the runs of a group: mean, standard deviation (n-1; None for one run), the 95%
+    interval of the mean over the seeds (Student t, over_seeds.py; None for one run), one run's own 95%
+    bootstrap interval over its test pairs (low, high; one run only), and the mean half-width of the runs'
+    own intervals (the test-pair noise of one run; None where a run recorded none)."""
 
     mean: float
     sd: float | None
@@ -191,14 +233,26 @@ class Spread:
     low: float | None
     high: float | None
     half_width: float | None
+    mean_low: float | None = None
+    mean_high: float | None = None
 
     @staticmethod
-    def of(values: list[float], intervals: list[tuple[float | None, float | None]]) -> Spread:
+    def of(values: list[float], intervals: list[tuple[float | None, float | None]],
+           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Spread:
         sd = statistics.stdev(values) if len(values) > 1 else None
         whole = [(lo, hi) for lo, hi in intervals if lo is not None and hi is not None]
         half = statistics.fmean((hi - lo) / 2 for lo, hi in whole) if whole and len(whole) == len(intervals) else None
         low, high = whole[0] if len(values) == 1 and whole else (None, None)
-        return Spread(statistics.fmean(values), sd, len(values), low, high, half)
+        of_mean = mean_interval_over_seeds(values, bounds=bounds)
+        return Spread(statistics.fmean(values), sd, len(values), low, high, half,
+                      of_mean and of_mean.low, of_mean and of_mean.high)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% CI the table shows: of the mean over seeds, or for one seed that run's bootstrap."""
+        if self.mean_low is not None and self.mean_high is not None:
+            return self.mean_low, self.mean_high
+        return (self.low, self.high) if self.low is not None and self.high is not None else None
 
 
 @dataclass(frozen=True)
@@ -213,6 +267,8 @@ class PromptRow:
     def label(self) -> str:
         if self.prompt == "k-shot" and self.text:
             return self.text  # "3-shot"
+        if self.prompt == "untrained" and self.text:
+            return self.text  # "untrained (random)", "start: run runs/first"
         return f"{self.prompt} {self.text!r}" if self.text else self.prompt
 
 
@@ -227,6 +283,41 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """Learned minus a baseline, over the runs that have per-pair results: the mean of the runs'
+    differences, their sd, and the 95% interval: for one run its paired bootstrap, for several the t
+    interval of the mean over seeds."""
+
+    mean: float
+    sd: float | None
+    low: float
+    high: float
+
+    @staticmethod
+    def of(values: list[float], one_run: tuple[float, float],
+           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Difference:
+        of_mean = mean_interval_over_seeds(values, bounds=bounds)
+        low, high = (of_mean.low, of_mean.high) if of_mean else one_run if len(values) == 1 else (math.nan, math.nan)
+        return Difference(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, low, high)
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """The learned prompt against one baseline, pair by pair in each run (paired.py), summarised over seeds."""
+
+    prompt: str
+    text: str
+    label: str
+    seeds: list[int]
+    n_pairs: list[int]  # test pairs compared in each run
+    accuracy: Difference
+    loss: Difference | None  # None: the baseline has no loss (majority)
+    mcnemar_p: list[float]  # each run's exact McNemar p-value, in the order of `seeds`
+    learned_only_right: int  # summed over the runs
+    baseline_only_right: int
+
+
+@dataclass(frozen=True)
 class Group:
     """Runs that differ only by seed."""
 
@@ -236,6 +327,16 @@ class Group:
     runs: list[RunResult]
     rows: list[PromptRow]
     delta: Delta
+    paired: list[PairedRow] = field(default_factory=list)
+
+    @property
+    def template(self) -> str:
+        return self.settings.get("template") or self.runs[0].template
+
+    @property
+    def n_test(self) -> list[int]:
+        """The test pairs of each run, distinct values in order (runs of one data share one count)."""
+        return sorted({run.n_test for run in self.runs})
 
     def setting(self, name: str) -> Any:
         return self.model if name == "model" else self.settings.get(name)
@@ -270,11 +371,32 @@ def prompt_rows(runs: list[RunResult]) -> list[PromptRow]:
     for key in keys:
         have = [(run, run.score(key)) for run in runs if run.score(key) is not None]
         losses = [(run, s) for run, s in have if s.test_loss is not None]
-        loss = (Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses])
+        loss = (Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses], (0.0, math.inf))
                 if len(losses) == len(have) else None)  # a loss for some runs only would not be a mean over the seeds
-        accuracy = Spread.of([s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have])
+        accuracy = Spread.of([s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have], (0.0, 1.0))
         rows.append(PromptRow(key[0], key[1], [run.seed for run, _ in have], loss, accuracy))
     return rows
+
+
+def paired_rows(runs: list[RunResult], rows: list[PromptRow]) -> list[PairedRow]:
+    """Each baseline's paired comparisons over the runs that have them, in the order of the table's rows."""
+    out = []
+    for row in rows:
+        key = (row.prompt, row.text)
+        have = [(run, run.comparisons[key]) for run in runs if key in run.comparisons]
+        if not have or key == ("learned", ""):
+            continue
+        comparisons = [c for _, c in have]
+        first = comparisons[0]
+        accuracy = Difference.of([c.accuracy_difference for c in comparisons],
+                                 (first.accuracy_interval.low, first.accuracy_interval.high), (-1.0, 1.0))
+        loss = None
+        if all(c.loss_difference is not None for c in comparisons):
+            loss = Difference.of([c.loss_difference for c in comparisons], (first.loss_interval.low, first.loss_interval.high))
+        out.append(PairedRow(row.prompt, row.text, row.label, [run.seed for run, _ in have], [c.n_pairs for c in comparisons],
+                             accuracy, loss, [c.mcnemar_p for c in comparisons], sum(c.learned_only_right for c in comparisons),
+                             sum(c.baseline_only_right for c in comparisons)))
+    return out
 
 
 def delta_of(rows: list[PromptRow]) -> Delta:
@@ -304,7 +426,7 @@ class Results:
             members.sort(key=lambda r: (r.seed, str(r.path)))
             rows = prompt_rows(members)
             first = members[0]
-            groups.append(Group(first.task, first.model, first.settings, members, rows, delta_of(rows)))
+            groups.append(Group(first.task, first.model, first.settings, members, rows, delta_of(rows), paired_rows(members, rows)))
         def differ(among: list[Group], name: str) -> bool:
             return len({json.dumps(g.setting(name), default=str) for g in among}) > 1
 
@@ -325,12 +447,20 @@ class Results:
         for number, group in enumerate(self.groups, 1):
             for row in group.rows:
                 record: dict[str, Any] = {"group": number, "task": group.task, "model": group.model}
-                record.update({name: group.setting(name) for name in self.varying if name != "model"})
-                record.update({"prompt": row.prompt, "text": row.text, "n_seeds": len(row.seeds),
+                record.update({name: group.setting(name) for name in self.varying if name not in ("model", "template")})
+                record.update({"template": group.template, "n_test": " ".join(map(str, group.n_test)),
+                               "prompt": row.prompt, "text": row.text, "n_seeds": len(row.seeds),
                                "seeds": " ".join(map(str, row.seeds))})
                 for metric, spread in (("loss", row.loss), ("accuracy", row.accuracy)):
-                    for part in ("mean", "sd", "low", "high", "half_width"):
+                    for part in ("mean", "sd", "mean_low", "mean_high", "low", "high", "half_width"):
                         record[f"{metric}_{part}"] = getattr(spread, part) if spread else None
+                paired = next((c for c in group.paired if (c.prompt, c.text) == (row.prompt, row.text)), None)
+                record["paired_seeds"] = " ".join(map(str, paired.seeds)) if paired else ""
+                for metric in ("accuracy", "loss"):  # learned minus this baseline, pair by pair (paired.py)
+                    difference = getattr(paired, metric) if paired else None
+                    for part in ("mean", "sd", "low", "high"):
+                        record[f"learned_minus_{metric}_{part}"] = getattr(difference, part) if difference else None
+                record["mcnemar_p"] = " ".join(f"{p:.6g}" for p in paired.mcnemar_p) if paired else ""
                 learned = (row.prompt, row.text) == ("learned", "")
                 delta = group.delta
                 record.update({"delta_loss_vs_best_baseline": delta.loss if learned else None,
@@ -353,17 +483,19 @@ class Results:
     def json(self) -> str:
         runs = [{"path": str(r.path), "name": r.name, "seed": r.seed, "task": r.task, "model": r.model, "settings": r.settings,
                  "n_test": r.n_test, "group": next(i for i, g in enumerate(self.groups, 1) if any(r is x for x in g.runs)),
-                 "scores": [asdict(s) for s in r.scores], "skipped_metrics_lines": r.skipped_lines} for r in self.runs]
-        groups = [{"group": i, "task": g.task, "model": g.model, "settings": g.settings, "seeds": [r.seed for r in g.runs],
-                   "runs": [str(r.path) for r in g.runs], "delta": asdict(g.delta)} for i, g in enumerate(self.groups, 1)]
+                 "scores": [asdict(s) for s in r.scores], "skipped_metrics_lines": r.skipped_lines,
+                 "paired": [asdict(c) for c in r.comparisons.values()], "paired_problem": r.paired_problem} for r in self.runs]
+        groups = [{"group": i, "task": g.task, "model": g.model, "template": g.template, "n_test": g.n_test,
+                   "settings": g.settings, "seeds": [r.seed for r in g.runs], "runs": [str(r.path) for r in g.runs],
+                   "delta": asdict(g.delta), "paired": [asdict(p) for p in g.paired]} for i, g in enumerate(self.groups, 1)]
         document = {"legend": LEGEND, "varying_settings": self.varying, "rows": self.rows(), "groups": groups, "runs": runs,
                     "left_out": [{"path": str(x.path), "why": x.why} for x in self.left_out]}
         return json.dumps(plain(document), indent=1, ensure_ascii=False, allow_nan=False, default=str) + "\n"
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The Markdown table's header and cells (the terminal shows the same cells)."""
-        header = ["task", *self.varying, "prompt", "seeds", "test loss", "loss 95% CI", "accuracy", "accuracy 95% CI",
-                  "Δ loss vs best baseline", "Δ accuracy vs best baseline"]
+        header = ["task", *self.varying, "prompt", "seeds", "test loss", "loss 95% CI of mean", "accuracy",
+                  "accuracy 95% CI of mean", "Δ loss vs best baseline", "Δ accuracy vs best baseline"]
         cells = []
         for group in self.groups:
             for row in group.rows:
@@ -378,6 +510,34 @@ class Results:
                               if learned and delta.accuracy is not None else ""])
         return header, cells
 
+    def paired_table(self) -> tuple[list[str], list[list[str]]]:
+        """The paired comparisons' header and cells: learned minus each baseline, per group."""
+        header = ["task", *self.varying, "baseline", "seeds", "Δ accuracy (points) [95% CI]", "Δ test loss [95% CI]",
+                  "right: learned only / baseline only", "McNemar p (per seed)"]
+        cells = []
+        for group in self.groups:
+            for c in group.paired:
+                loss = c.loss
+                cells.append([group.task, *(shown_value(group.setting(n)) for n in self.varying), short(c.label),
+                              f"{len(c.seeds)} ({', '.join(map(str, c.seeds))})",
+                              f"{100 * c.accuracy.mean:+.1f} [{100 * c.accuracy.low:+.1f}, {100 * c.accuracy.high:+.1f}]",
+                              "–" if loss is None else f"{loss.mean:+.3f} [{loss.low:+.3f}, {loss.high:+.3f}]",
+                              f"{c.learned_only_right} / {c.baseline_only_right}",
+                              ", ".join(f"{p:.2g}" for p in c.mcnemar_p)])
+        return header, cells
+
+    def group_lines(self) -> list[str]:
+        """What each group is: model, template, test pairs per run, seeds; and why a run has no paired comparison."""
+        lines = []
+        for number, group in enumerate(self.groups, 1):
+            setting = ", ".join(f"{n}={shown_value(group.setting(n))}" for n in self.varying if n != "model")
+            lines.append(f"- group {number}: {group.task}{f' ({setting})' if setting else ''}: model {group.model}, "
+                         f"template {group.template!r}, {'/'.join(map(str, group.n_test))} test pairs per run, "
+                         f"seeds {', '.join(str(r.seed) for r in group.runs)}")
+            lines += [f"  - seed {r.seed} ({r.name}): no paired comparison: {r.paired_problem}" for r in group.runs
+                      if r.paired_problem]
+        return lines
+
     def markdown(self) -> str:
         header, cells = self.table()
         lines = ["# promptgrad report", "",
@@ -387,6 +547,13 @@ class Results:
                  "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
         lines += ["", *(f"- {item}" for item in LEGEND)]
+        lines += ["", "## Groups", "", *self.group_lines()]
+        paired_header, paired_cells = self.paired_table()
+        if paired_cells:
+            lines += ["", "## Paired comparisons: learned minus each baseline on the same test pairs", "",
+                      "| " + " | ".join(paired_header) + " |", "|" + " --- |" * len(paired_header)]
+            lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in paired_cells]
+            lines += ["", *(f"- {item}" for item in PAIRED_LEGEND)]
         if self.left_out:
             lines += ["", "## Left out", "", *(f"- {md_code(str(x.path))}: {md_cell(x.why)}" for x in self.left_out)]
         return "\n".join(lines) + "\n"
@@ -396,14 +563,28 @@ LEGEND = [
     "test loss: mean cross-entropy per target token on the run's test pairs (never trained on); mean over the "
     "group's seeds ± their standard deviation (n-1), or the one run's value; – for a prompt with no LM loss (majority).",
     "accuracy: greedy exact match of the whole target; mean ± standard deviation over the seeds, as for the loss.",
-    "95% CI: for one seed, that run's 95% bootstrap interval over its test pairs [low, high]; for several seeds, "
-    "± the mean half-width of the runs' intervals (the test-pair noise of one run, not an interval of the mean); "
-    "– where the runs recorded none (runs made before intervals were added).",
+    "95% CI of mean: for several seeds, the Student t interval of the mean over the seeds (mean ± t(0.975, n-1) "
+    "sd/√n; cut to 0-100% for an accuracy, at 0 for a loss), where the mean of many seeds would lie; each seed draws its own split, start and batches, so it holds "
+    "that noise and the test pairs' both. For one seed, that run's 95% bootstrap interval over its test pairs "
+    "(the test-pair noise only); – where the run recorded none (runs made before intervals were added). The mean "
+    "half-width of the runs' own bootstrap intervals is in report.csv/json (loss_half_width, accuracy_half_width).",
     "seeds: how many runs of the group scored this prompt, and their seeds. A group is the runs that differ only by "
     "seed (same task, data, model, steps and every other setting that defines a run).",
     "Δ vs best baseline (on the learned row): the learned prompt's mean minus the best other prompt's mean "
     "(lowest test loss; highest accuracy, in percentage points); a negative Δ loss and a positive Δ accuracy "
     "mean the learned prompt is better.",
+]
+
+
+PAIRED_LEGEND = [
+    "Each run's pair_scores.jsonl holds every test pair's result under every prompt; on the same pairs, the learned "
+    "prompt's accuracy minus the baseline's (in points) and test loss minus the baseline's (a negative Δ loss and "
+    "a positive Δ accuracy favour the learned prompt).",
+    "95% CI: for one seed, a paired bootstrap over the run's test pairs (each resample draws the same pairs for both "
+    "prompts); for several seeds, the Student t interval of the mean of the runs' differences (accuracy's cut to "
+    "±100 points).",
+    "right: learned only / baseline only: the pairs on which the two disagree, summed over the seeds; McNemar p: "
+    "each run's exact two-sided McNemar test on those pairs (binomial, half each way if neither is more accurate).",
 ]
 
 
@@ -429,11 +610,11 @@ def spread_text(spread: Spread | None, form: str) -> str:
 
 
 def interval_text(spread: Spread | None, form: str) -> str:
-    if spread is None:
+    """The 95% CI of the mean over seeds, or one seed's own bootstrap interval (Spread.interval)."""
+    if spread is None or spread.interval is None:
         return "–"
-    if spread.low is not None and spread.high is not None:
-        return f"[{form.format(spread.low)}, {form.format(spread.high)}]"
-    return f"± {form.format(spread.half_width)}" if spread.half_width is not None else "–"
+    low, high = spread.interval
+    return f"[{form.format(low)}, {form.format(high)}]"
 
 
 def md_cell(text: str) -> str:

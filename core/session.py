@@ -181,3 +181,51 @@ def check_prompt_fits(run: Path, prompt, prompt_len: int, hidden: int) -> None:
     if prompt.shape[1] != hidden:
         raise UserError(f"{run}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but the run's model takes "
                         f"{hidden}: the prompt belongs to another model")
+
+
+def pairs_the_run_saw(path: Path) -> tuple[list[Pair], list[Pair]] | None:
+    """The run's training pairs and its validation pairs (which chose its prompt): from its split.jsonl, or
+    for a folder from before that file, its own data split again (only if that data is unchanged); None
+    where neither can be read, so a caller can say it cannot tell."""
+    from promptgrad.run_folder import RunFolder
+
+    run = RunFolder.open(path)
+    try:
+        split = run.split()
+        if split is None:
+            config = run.config().resolved()
+            pairs = load_pairs(config.problem.data, config.problem.x_column, config.problem.y_column)
+            DataFacts.of(config.problem.data, pairs).check_same_as(RunFacts.load(run.path).data, str(run.path))
+            learning = config.learning
+            split = split_pairs(pairs, learning.test_fraction, learning.seed, learning.train_size, learning.val_fraction)
+    except (UserError, OSError):
+        return None
+    return split.train, split.validation
+
+
+def held_out_of(pairs: list[Pair], paths: list[Path], include_seen: bool) -> tuple[list[Pair], str]:
+    """`pairs` (eval --data's) without those the runs at `paths` trained on or chose their prompt by, unless
+    `include_seen`; and one line that says how many of them the runs saw, and what was done about it."""
+    trained, validation = set(), set()
+    for path in paths:
+        seen = pairs_the_run_saw(path)
+        if seen is None:
+            return pairs, (f"cannot tell which of the {len(pairs)} pairs run {path} trained on (its split.jsonl and its "
+                           f"data cannot be read); all are scored")
+        trained |= set(seen[0])
+        validation |= set(seen[1])
+    validation -= trained
+    who = f"run {paths[0]}" if len(paths) == 1 else f"the {len(paths)} runs"
+    n_trained = sum(p in trained for p in pairs)
+    n_validation = sum(p in validation for p in pairs)
+    said = (f"{n_trained} of the file's {len(pairs)} pairs are training pairs of the run{'s' if len(paths) > 1 else ''}"
+            + (f" and {n_validation} more chose its prompt (validation)" if n_validation else ""))
+    if not n_trained + n_validation:
+        return pairs, f"none of the file's {len(pairs)} pairs was seen by {who} in training: all are held out"
+    if include_seen:
+        return pairs, said + "; all are scored, as --include-training-pairs asks (scores on seen pairs flatter the prompt)"
+    kept = [p for p in pairs if p not in trained and p not in validation]
+    if not kept:
+        raise UserError(f"every pair of the file was seen by {who} in training ({said}); nothing held out to score: "
+                        f"give other pairs, or --include-training-pairs to score them anyway")
+    return kept, said + f"; they are left out, {len(kept)} held-out pairs scored (--include-training-pairs scores all)"

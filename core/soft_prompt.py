@@ -30,6 +30,15 @@ def parse_init(init: str) -> tuple[str, str]:
     return kind, argument if kind == "text" else argument.strip()
 
 
+def start_description(init: str) -> str:
+    """What the prompt a run starts from is, as its baseline row names it (the Evaluation event's `text`
+    beside prompt="untrained", a label kept for old run folders and for the readers that pick the row by
+    it): only a random start is an untrained prompt; another run's prompt or a text's tokens are not."""
+    kind, argument = parse_init(init)
+    return {"random": "untrained (random)", "vocab": "untrained (random vocabulary rows)",
+            "text": f"start: text {argument!r}", "run": f"start: run {argument}"}[kind]
+
+
 class SoftPrompt(torch.nn.Module):
     def __init__(self, vectors: torch.Tensor):
         super().__init__()

@@ -95,7 +95,9 @@ def metrics_of(event: Event) -> dict[str, float]:
         return numbers({"train/loss": event.loss, "train/lr": event.lr, "train/examples_per_s": event.examples_per_s,
                         "train/epoch": event.epoch})
     if isinstance(event, Evaluation):
-        prompt = metric_name(f"{event.prompt} {event.text}" if event.text else event.prompt)
+        # the start prompt's text describes it ("untrained (random)", "start: run X"): its metric keeps one name
+        named = event.text and event.prompt != "untrained"
+        prompt = metric_name(f"{event.prompt} {event.text}" if named else event.prompt)
         values = {f"eval/{prompt}/test_loss": event.test_loss, f"eval/{prompt}/accuracy": event.accuracy}
         if event.prompt == "learned":
             values["eval/learned/best_test_loss"] = event.best_test_loss

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from promptgrad.baselines import score_majority
+from promptgrad.baselines import no_majority_reason, score_majority
 from promptgrad.config import TrainConfig, check_lr
 from promptgrad.distributed import Processes, processes
 from promptgrad.errors import UserError, environment_problem, peer_ended
@@ -63,7 +63,7 @@ from promptgrad.run_folder import CHECKPOINT, PROMPT, RunFolder, load_checkpoint
 from promptgrad.schedule import Schedule
 from promptgrad.session import Session, open_session
 from promptgrad.signals import uninterrupted
-from promptgrad.soft_prompt import SoftPrompt
+from promptgrad.soft_prompt import SoftPrompt, start_description
 from promptgrad.template import Batch, TemplateEncoder
 
 PROGRESS_SECONDS = 0.5  # Progress events come at most this often (plus the first and the last)
@@ -271,7 +271,7 @@ class TrainingRun:
         yield self.emit(Started(str(self.run.path) if self.run else "", config.problem.model, str(session.frozen.device),
                                 facts.precision, len(split.train), len(split.test), self.total, self.start_step,
                                 self.steps_per_epoch, facts.precision_reason, facts.data.skipped_rows,
-                                n_validation=len(split.validation)))
+                                n_validation=len(split.validation), no_majority=no_majority_reason(split.train)))
         if extended:
             yield self.emit(extended)
 
@@ -310,6 +310,9 @@ class TrainingRun:
         torch.set_rng_state(checkpoint["rng"])
         self.step, self.best = checkpoint["step"], checkpoint["best_test_loss"]
         self.full_baselines = dict(checkpoint["full_baselines"])
+        if "untrained " in self.full_baselines:  # a checkpoint from before the start prompt was named: the same prompt
+            self.full_baselines.setdefault(f"untrained {start_description(self.config.problem.init)}",
+                                           self.full_baselines.pop("untrained "))
         self.finished = bool(checkpoint["finished"])
         self.looked_first = bool(checkpoint.get("looked_first", True))  # older checkpoints: taken as scored
         if self.early is not None and "early_stopping" in checkpoint:
@@ -362,7 +365,8 @@ class TrainingRun:
         stoppable = not self.session.processes.active
         for label, text, vectors, encoder in self.baseline_prompts():
             yield from self.evaluate(label, vectors, self.eval_pairs, encoder, stoppable, text)
-        yield self.emit(self.majority(self.eval_pairs))
+        if (majority := self.majority(self.eval_pairs)) is not None:
+            yield self.emit(majority)
         self.looked_first = True
         yield from self.readout()
 
@@ -373,11 +377,16 @@ class TrainingRun:
         prompts = [("hand-written", text, vectors, encoder) for text, vectors, encoder in session.baseline_prompts()]
         if (k_shot := session.k_shot_prompt()) is not None:
             prompts.append(("k-shot", *k_shot))
-        return [*prompts, ("untrained", "", self.learner.initial_prompt(), session.encoder)]
+        # "untrained" stays the label (old folders, the TUI's chart pick the row by it); the text says what it is
+        start = start_description(self.config.problem.init)
+        return [*prompts, ("untrained", start, self.learner.initial_prompt(), session.encoder)]
 
-    def majority(self, pairs: list[Pair]) -> Evaluation:
-        """The majority answer's accuracy on `pairs` (no language model: no loss, and instant)."""
+    def majority(self, pairs: list[Pair]) -> Evaluation | None:
+        """The majority answer's accuracy on `pairs` (no language model: no loss, and instant); None where no
+        answer repeats in the training pairs (Started.no_majority said why)."""
         score = score_majority(self.session.split.train, pairs)
+        if score is None:
+            return None
         interval = score.accuracy_interval
         return Evaluation(self.step, "majority", None, score.accuracy, score.n_pairs, self.best if self.best < math.inf else None,
                           score.answer, accuracy_low=interval.low, accuracy_high=interval.high)
@@ -500,7 +509,8 @@ class TrainingRun:
                     self.full_baselines[key] = [score.test_loss, score.accuracy, score.n_pairs, score.loss_interval.low,
                                                 score.loss_interval.high, score.accuracy_interval.low,
                                                 score.accuracy_interval.high]
-            yield self.emit(self.majority(test))
+            if (majority := self.majority(test)) is not None:
+                yield self.emit(majority)
         return (yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable))
 
     def stopped(self) -> Iterator[Event]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from promptgrad.baselines import k_shot_template, majority_answer, score_majority
+from promptgrad.baselines import k_shot_template, majority_answer, no_majority_reason, score_majority
 from promptgrad.cli import EvalRow, main
 from promptgrad.events import Evaluation, event_from_json
 from promptgrad.pairs import Pair
@@ -108,7 +108,33 @@ def test_the_eta_counts_the_k_shot_evaluation_still_to_come(tiny_config):
     assert seconds_left(3) == 5 * n_test
 
 
+def test_no_majority_row_where_no_answer_repeats_and_one_line_says_why():
+    train = [Pair("a", "Aardvark"), Pair("b", "Badger"), Pair("c", "Cat")]  # every answer once: "Aardvark" would be arbitrary
+    test = [Pair("d", "Aardvark"), Pair("e", "Dog")]
+    assert score_majority(train, test) is None
+    assert no_majority_reason(train) == ("no majority baseline: no answer repeats among the 3 training pairs, so none is "
+                                         "the most common (it would be an arbitrary pick)")
+    repeated = [*train, Pair("f", "Cat")]
+    assert no_majority_reason(repeated) == "" and score_majority(repeated, test).answer == "Cat"
+    assert score_majority(repeated, [*test, Pair("g", "Cat")]).right == (False, False, True)
+
+
+def test_a_run_whose_answers_are_all_unique_has_no_majority_row_and_says_why(tiny_config, tmp_path, capsys):
+    events = list(train(tiny_config.replace(steps=2, eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0)))
+    assert events[-1].kind == "finished", events[-1]
+    started = next(e for e in events if e.kind == "started")
+    assert started.no_majority.startswith("no majority baseline: no answer repeats among the")  # TINY_PAIRS: all unique
+    assert not [e for e in events if isinstance(e, Evaluation) and e.prompt == "majority"]
+    capsys.readouterr()
+    assert main(["eval", str(Path(tiny_config.get("runs_dir")) / "tiny"), "--json", str(tmp_path / "t.json")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "no majority baseline: no answer repeats among the" in shown
+    assert not [r for r in json.loads((tmp_path / "t.json").read_text())["rows"] if r["prompt"].startswith("majority")]
+
+
 # ---- in a run, and in eval ----------------------------------------------------------------------------
+
+REPEATED = [("chilly", "cold"), ("freezing", "cold"), ("icy", "cold"), ("frosty", "cold")]  # a majority answer to find
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
@@ -116,7 +142,8 @@ def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("baselines")
     data = folder / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
+    data.write_text("".join(json.dumps({"x": x, "y": y}) + "
+" for x, y in TINY_PAIRS + REPEATED))
     config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=3,
                          checkpoint_every=0, num_predictions=0, nearest_k=2, lr=1e-2, precision="fp32", device="cpu",
                          name="run", runs_dir=str(folder / "runs"))
@@ -230,3 +257,90 @@ def test_a_checkpoint_from_before_intervals_still_extends(finished_run, tmp_path
     final = {e.prompt: e for e in events if isinstance(e, Evaluation) and e.step == 5}
     assert final["hand-written"].loss_low is None and final["k-shot"].test_loss == checkpoint["full_baselines"]["k-shot 3-shot"][0]
     assert final["learned"].loss_low is not None and final["majority"].accuracy_low is not None
+
+
+def test_eval_data_leaves_out_the_runs_training_pairs_and_says_how_many(finished_run, tmp_path, capsys):
+    split = [json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()]
+    trained = [s for s in split if s["side"] == "train"][:3]
+    held = [s for s in split if s["side"] == "test"][:2]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps({"x": s["x"], "y": s["y"]}) + "\n" for s in trained + held))
+    capsys.readouterr()
+    assert main(["eval", str(finished_run), "--data", str(data), "--json", str(tmp_path / "held.json")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("3 of the file's 5 pairs are training pairs of the run; they are left out, 2 held-out pairs scored "
+            "(--include-training-pairs scores all)") in shown
+    assert {r["n_pairs"] for r in json.loads((tmp_path / "held.json").read_text())["rows"]} == {2}
+    assert main(["eval", str(finished_run), "--data", str(data), "--include-training-pairs",
+                 "--json", str(tmp_path / "all.json")]) == 0
+    assert "all are scored, as --include-training-pairs asks" in " ".join(capsys.readouterr().out.split())
+    assert {r["n_pairs"] for r in json.loads((tmp_path / "all.json").read_text())["rows"]} == {5}
+    data.write_text("".join(json.dumps({"x": s["x"], "y": s["y"]}) + "\n" for s in trained))
+    assert main(["eval", str(finished_run), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing held out to score" in err[0] and "--include-training-pairs" in err[0]
+
+
+def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finished_run, tmp_path, capsys, monkeypatch):
+    """The scorer's per-pair results (PromptScore.pairs) are stood in for by scoring each pair on its own with
+    the real scorer; eval's paired comparisons must be paired.compare of exactly those, row by row."""
+    import dataclasses
+
+    import promptgrad.evaluation as evaluation
+    from promptgrad.evaluation import PairScore
+    from promptgrad.paired import PairOutcome, compare
+
+    real = evaluation.score_prompt
+    scored = []
+
+    def with_pairs(frozen, encoder, pairs, prompt, batch_size, *args, **kwargs):
+        score = real(frozen, encoder, pairs, prompt, batch_size, *args, **kwargs)
+        each = []
+        for p in pairs:
+            alone, tokens = real(frozen, encoder, [p], prompt, 1, *args, **kwargs), len(encoder.encode(p.x, p.y).target)
+            each.append(PairScore(p.x, p.y, "", alone.accuracy == 1.0, alone.test_loss * tokens, tokens))
+        scored.append(tuple(each))
+        return dataclasses.replace(score, pairs=tuple(each))
+
+    monkeypatch.setattr(evaluation, "score_prompt", with_pairs)
+    capsys.readouterr()
+    out_json, out_csv = tmp_path / "table.json", tmp_path / "table.csv"
+    assert main(["eval", str(finished_run), "--json", str(out_json), "--csv", str(out_csv)]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    table = json.loads(out_json.read_text())
+    names = [r["prompt"] for r in table["rows"]]
+    majority = score_majority(*(lambda s: ([Pair(r["x"], r["y"]) for r in s if r["side"] == "train"],
+                                           [Pair(r["x"], r["y"]) for r in s if r["side"] == "test"]))(
+        [json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()]))
+    test = [Pair(s["x"], s["y"]) for s in map(json.loads, (finished_run / "split.jsonl").read_text().splitlines())
+            if s["side"] == "test"]
+    majority_pairs = [PairOutcome("majority", majority.answer, p.x, p.y, majority.answer, right, None, 0)
+                      for p, right in zip(test, majority.right)]
+    expected = [compare(scored[0], other, name) for name, other in zip(names[1:], [*scored[1:], majority_pairs])]
+    assert len(expected) == 4 and expected[-1].loss_difference is None  # 2 hand-written, k-shot, majority
+    assert table["paired"] == [{"learned": names[0], **dataclasses.asdict(c)} for c in expected]
+    assert "learned minus each baseline on the same" in shown and "McNemar" in shown
+    with out_csv.open() as f:
+        records = {r["prompt"]: r for r in csv.DictReader(f)}
+    first = expected[0]
+    assert float(records[first.baseline]["learned_minus_accuracy"]) == first.accuracy_difference
+    assert float(records[first.baseline]["mcnemar_p"]) == first.mcnemar_p and records[names[0]]["mcnemar_p"] == ""
+
+
+def test_the_start_prompt_is_named_for_what_it_is(finished_run, tiny_config, capsys):
+    """With init run:OTHER the row once called "untrained prompt" is the other run's learned prompt: its
+    Evaluation keeps prompt="untrained" (old folders, the TUI's chart), and its text says what it is."""
+    from promptgrad.soft_prompt import start_description
+
+    assert start_description("random") == "untrained (random)"
+    assert start_description("text: antonyms") == "start: text ' antonyms'"
+    assert start_description("run:runs/first") == "start: run runs/first"
+    events = list(train(tiny_config.replace(steps=2, eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0,
+                                            init=f"run:{finished_run}")))
+    assert events[-1].kind == "finished", events[-1]
+    starts = [e for e in events if isinstance(e, Evaluation) and e.prompt == "untrained"]
+    assert starts and {e.text for e in starts} == {f"start: run {finished_run}"}
+    line = evaluation_line(starts[-1])
+    assert line.startswith(f"step 2: start: run {finished_run}: test loss") and "untrained" not in line
+    random_start = next(e for e in RunFolder.open(finished_run).events() if isinstance(e, Evaluation) and e.prompt == "untrained")
+    assert random_start.text == "untrained (random)"

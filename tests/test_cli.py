@@ -284,7 +284,10 @@ def test_the_split_is_saved_and_eval_scores_any_file(soft_run, tmp_path, capsys)
     capsys.readouterr()
     assert main(["eval", str(soft_run), "--data", str(other)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"3 pairs of {other}" in out and "soft (learned vectors)" in out
+    trained = {(line["x"], line["y"]) for line in lines if line["side"] == "train"}
+    seen = len({("wet", "dry"), ("early", "late")} & trained)  # near -> far is in no split: always held out
+    assert f"{3 - seen} pairs of {other}" in out and "soft (learned vectors)" in out
+    assert f"{seen} of the file's 3 pairs are training pairs of the run" in out
 
 
 def test_threads_sets_pytorchs_cpu_threads(tiny_config):

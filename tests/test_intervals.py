@@ -108,3 +108,26 @@ def test_gathered_per_pair_values_come_back_in_one_process_order(monkeypatch):
     monkeypatch.setattr(distributed.dist, "all_gather", all_gather)
     mine = torch.stack(group.share(list(values)))
     assert torch.equal(group.gather(mine, 7), values)
+
+
+# ---- an interval of the mean over seeds (over_seeds.py) -------------------------------------------------
+
+@pytest.mark.parametrize("df, t", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)])
+def test_students_t_quantile_matches_the_printed_tables(df, t):
+    from promptgrad.over_seeds import t_quantile
+
+    assert t_quantile(0.95, df) == pytest.approx(t, abs=1e-4)
+
+
+def test_the_interval_of_the_mean_over_seeds_is_the_t_interval_by_hand():
+    import math
+    import statistics
+
+    from promptgrad.over_seeds import mean_interval_over_seeds
+
+    values = [1.0, 1.4, 1.3]  # mean 1.2333, sd 0.2082; t(0.975, 2) = 4.3027
+    found = mean_interval_over_seeds(values)
+    half = 4.302652729749 * statistics.stdev(values) / math.sqrt(3)
+    assert (found.low, found.high) == pytest.approx((statistics.fmean(values) - half, statistics.fmean(values) + half))
+    assert mean_interval_over_seeds([1.0]) is None  # one seed: no spread to go by
+    assert mean_interval_over_seeds([1.0, float("nan")]) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -63,6 +64,16 @@ def final_scores(run: Path) -> dict[tuple[str, str], dict]:
     return scores
 
 
+def t_interval(values: list[float], low: float = -math.inf, high: float = math.inf) -> tuple[float | None, float | None]:
+    """By hand, for the one or two seeds these tests use: mean ± 12.7062 * sd / sqrt(2) (Student t, 1 df),
+    cut to [low, high] (an accuracy's mean cannot leave [0, 1])."""
+    if len(values) < 2:
+        return None, None
+    assert len(values) == 2
+    half = 12.706204736174 * statistics.stdev(values) / 2 ** 0.5
+    return max(low, statistics.fmean(values) - half), min(high, statistics.fmean(values) + half)
+
+
 def expected_rows(runs_dir: Path) -> dict[tuple[str, str, str], dict]:
     """(task, prompt, text) -> mean and sd of loss and accuracy over the seeds, computed from the files."""
     out = {}
@@ -80,7 +91,12 @@ def expected_rows(runs_dir: Path) -> dict[tuple[str, str, str], dict]:
                                  "loss_low": intervals[0][0] if len(intervals) == 1 else None,
                                  "loss_high": intervals[0][1] if len(intervals) == 1 else None,
                                  "loss_half_width": None if None in losses
-                                 else statistics.fmean((hi - lo) / 2 for lo, hi in intervals)}
+                                 else statistics.fmean((hi - lo) / 2 for lo, hi in intervals),
+                                 # several seeds: the t interval of the mean (t(0.975, 1) = 12.7062 for two seeds)
+                                 "loss_mean_low": None if None in losses else t_interval(losses, 0)[0],
+                                 "loss_mean_high": None if None in losses else t_interval(losses, 0)[1],
+                                 "accuracy_mean_low": t_interval(accuracies, 0, 1)[0],
+                                 "accuracy_mean_high": t_interval(accuracies, 0, 1)[1]}
     return out
 
 
@@ -101,6 +117,9 @@ def test_the_numbers_are_the_runs_own_means_and_spreads_over_seeds(sweep, report
         for name, value in want.items():
             assert rows[key][name] == (None if value is None else pytest.approx(value, rel=1e-12)), (key, name)
         assert rows[key]["seeds"] == " ".join(map(str, SEEDS[key[0]])) and rows[key]["n_seeds"] == len(SEEDS[key[0]])
+        n_test = {json.loads(line)["n_test"] for seed in SEEDS[key[0]]
+                  for line in (sweep / "grid" / f"{key[0]}-seed{seed}" / "metrics.jsonl").read_text().splitlines()[:1]}
+        assert rows[key]["n_test"] == " ".join(map(str, sorted(n_test))) and rows[key]["template"] == TrainConfig.load(sweep / "grid" / f"{key[0]}-seed0" / "config.toml").problem.template
     with open(report / "report.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(expected)
@@ -119,7 +138,8 @@ def test_the_numbers_are_the_runs_own_means_and_spreads_over_seeds(sweep, report
 
 def test_the_markdown_has_one_row_per_group_and_prompt_and_says_what_each_number_is(sweep, report):
     text = (report / "report.md").read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    main_table = text.split("\n## ")[0]  # the paired comparisons' table, where runs have per-pair results, follows
+    table = [line for line in main_table.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
     header, body = table[0], table[1:]
     assert "test loss" in header and "accuracy 95% CI" in header and "Δ loss vs best baseline" in header
     assert len(body) == len(expected_rows(sweep))
@@ -137,6 +157,8 @@ def test_the_plots_are_svg_files_that_name_the_tasks_and_series(report):
             assert task in texts, (path, texts[:200])
             for label in labels:
                 assert label in texts, (path, label)
+            if kind == "compare":  # each group's test pairs per run
+                assert f"{len(SEEDS[task])} seed(s), " in texts and " test pairs each" in texts
 
 
 def test_an_unfinished_run_is_listed_and_left_out(report):
@@ -225,11 +247,17 @@ def test_majority_k_shot_and_intervals_are_read_and_shown(tmp_path):
     header, cells = results.table()
     by_prompt = {(c[0], c[1]): dict(zip(header, c)) for c in cells}
     assert by_prompt[("capitals", "majority")]["test loss"] == "–"
-    assert by_prompt[("capitals", "learned")]["loss 95% CI"] == "± 0.300"
-    assert by_prompt[("old-capitals", "learned")]["loss 95% CI"] == "–"
+    # two seeds: the t interval of the mean, 1.2 ± t(0.975, 1) * sd / sqrt(2), t = 12.7062 (printed tables)
+    half = 12.7062047362 * statistics.stdev([1.0, 1.4]) / 2 ** 0.5
+    assert 1.2 - half < 0 and rows["learned"].loss.mean_low == 0.0  # a loss is never negative: the interval is cut at 0
+    assert rows["learned"].loss.mean_high == pytest.approx(1.2 + half)
+    assert by_prompt[("capitals", "learned")]["loss 95% CI of mean"] == f"[0.000, {1.2 + half:.3f}]"
+    assert by_prompt[("capitals", "3-shot")]["accuracy 95% CI of mean"] == "[30.0%, 30.0%]"  # the seeds agree: no spread
+    assert by_prompt[("old-capitals", "learned")]["loss 95% CI of mean"] == "–"
     assert by_prompt[("capitals", "learned")]["Δ loss vs best baseline"] == "-0.800 vs 3-shot"
     single = collect([runs / "new" / "seed0"]).table()[1][0]  # one seed: its own bootstrap interval
-    assert single[header.index("loss 95% CI")] == "[0.800, 1.200]" and single[header.index("accuracy 95% CI")] == "[48.0%, 52.0%]"
+    assert single[header.index("loss 95% CI of mean")] == "[0.800, 1.200]"
+    assert single[header.index("accuracy 95% CI of mean")] == "[48.0%, 52.0%]"
     rows_csv = list(csv.DictReader(results.csv().splitlines()))
     majority = next(r for r in rows_csv if r["prompt"] == "majority")
     assert majority["loss_mean"] == "" and float(majority["accuracy_mean"]) == pytest.approx(0.6)
@@ -322,3 +350,71 @@ def test_the_results_table_across_tasks_is_the_committed_reports_summary():
     for task in learned:
         prompts = {row["prompt"] for row in report["rows"] if row["task"] == task}
         assert {"learned", "hand-written", "k-shot", "untrained", "majority"} <= prompts, (task, prompts)
+
+
+# ---- per-pair results: paired comparisons over seeds, what each group is, the start prompt named -----------
+
+def write_pair_scores(folder: Path, prompts: dict[tuple[str, str], list[tuple[bool, float | None, int]]]) -> None:
+    """pair_scores.jsonl as the scorer writes it: one line per test pair and prompt."""
+    lines = [{"prompt": prompt, "text": text, "x": f"x{i}", "y": f"y{i}", "answer": "a", "right": right, "loss": loss,
+              "tokens": tokens} for (prompt, text), results in prompts.items() for i, (right, loss, tokens) in enumerate(results)]
+    (folder / "pair_scores.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_paired_comparisons_from_pair_scores_match_a_hand_computation_over_seeds(tmp_path):
+    from promptgrad.paired import compare, read_pair_scores
+
+    runs = tmp_path / "runs"
+    # 20 test pairs per run. seed 0: learned right on the first 12, hand-written on the first 6 and pairs 12-13:
+    # learned only 6, hand-written only 2 -> McNemar p = 2 * (1 + 8 + 28) / 2**8. seed 1: learned right on 10,
+    # hand-written on the first 9 and pair 10: learned only 1, hand-written only 1 -> p = 1.
+    rights = {0: (range(12), [*range(6), 12, 13]), 1: (range(10), [*range(9), 10])}
+    for seed, (learned, hand) in rights.items():
+        folder = runs / f"seed{seed}"
+        write_run(folder, seed, [interval("learned", 1.0, len(learned) / 20, 0.1),
+                                 interval("hand-written", 2.0, len(hand) / 20, 0.1, text=" capital:"),
+                                 interval("untrained", 3.0, 0.0, 0.1)])  # as written before the start was named
+        write_pair_scores(folder, {
+            ("learned", ""): [(i in learned, 0.5 + 0.1 * seed, 1) for i in range(20)],
+            ("hand-written", " capital:"): [(i in hand, 1.0 + 0.1 * (i % 2), 1) for i in range(20)],
+            ("untrained", "untrained (random)"): [(False, 3.0, 1) for _ in range(20)]})
+    results = collect([runs])
+    group = results.groups[0]
+    assert [r.label for r in group.rows] == ["learned", "hand-written ' capital:'", "untrained (random)"]  # old text: from the init
+    paired = {c.label: c for c in group.paired}
+    assert set(paired) == {"hand-written ' capital:'", "untrained (random)"}
+    hand = paired["hand-written ' capital:'"]
+    differences = [12 / 20 - 8 / 20, 10 / 20 - 10 / 20]
+    assert hand.seeds == [0, 1] and hand.n_pairs == [20, 20]
+    assert hand.accuracy.mean == pytest.approx(statistics.fmean(differences))
+    low, high = t_interval(differences, -1, 1)
+    assert (hand.accuracy.low, hand.accuracy.high) == (pytest.approx(low), pytest.approx(high))
+    assert (hand.accuracy.low, hand.accuracy.high) == (-1, 1)  # +10 points ± 12.7 * 0.141 / √2: cut to ±100 points
+    assert hand.mcnemar_p == [pytest.approx(2 * (1 + 8 + 28) / 2**8), 1.0]
+    assert (hand.learned_only_right, hand.baseline_only_right) == (7, 3)
+    # test loss: learned 0.5 and 0.6 per token; hand-written 1.05 per token in both runs
+    assert hand.loss.mean == pytest.approx(statistics.fmean([0.5 - 1.05, 0.6 - 1.05]))
+    # one seed: the run's own paired bootstrap interval
+    single = collect([runs / "seed0"]).groups[0].paired[0]
+    scores = read_pair_scores(runs / "seed0" / "pair_scores.jsonl")
+    own = compare(scores[("learned", "")], scores[("hand-written", " capital:")], "")
+    assert (single.accuracy.low, single.accuracy.high) == (own.accuracy_interval.low, own.accuracy_interval.high)
+    assert single.accuracy.mean == pytest.approx(0.2) and single.accuracy.sd is None
+    text = results.markdown()
+    assert "## Paired comparisons" in text and "| capitals | hand-written ' capital:' | 2 (0, 1) | +10.0 [" in text
+    assert "model gpt2, template '{x} {prompt} {y}', 20 test pairs per run, seeds 0, 1" in text
+    rows = {r["prompt"]: r for r in csv.DictReader(results.csv().splitlines())}
+    assert float(rows["hand-written"]["learned_minus_accuracy_mean"]) == pytest.approx(0.1)
+    assert rows["hand-written"]["mcnemar_p"] == f"{2 * 37 / 256:.6g} 1" and rows["learned"]["mcnemar_p"] == ""
+
+
+def test_a_run_without_or_with_damaged_pair_scores_is_said_and_still_reported(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs / "old", 0, [interval("learned", 1.0, 0.5, 0.1)])
+    write_run(runs / "damaged", 1, [interval("learned", 1.2, 0.5, 0.1)])
+    (runs / "damaged" / "pair_scores.jsonl").write_text('{"prompt": "learned"}\n')
+    results = collect([runs])
+    assert len(results.runs) == 2 and not results.groups[0].paired
+    why = {r.name: r.paired_problem for r in results.runs}
+    assert "no pair_scores.jsonl" in why["old"] and "line 1 is not a per-pair result" in why["damaged"]
+    assert "seed 1 (damaged): no paired comparison:" in results.markdown()

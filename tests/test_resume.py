@@ -313,7 +313,7 @@ def test_a_run_stopped_while_its_baselines_are_scored_scores_them_on_resume(tiny
         return {(e.prompt, e.text): (e.test_loss, e.accuracy) for e in events if isinstance(e, Evaluation) and e.prompt != "learned"}
 
     whole = baselines(train(config.replace(name="whole")))
-    assert {prompt for prompt, _ in whole} == {"hand-written", "k-shot", "untrained", "majority"}
+    assert {prompt for prompt, _ in whole} == {"hand-written", "k-shot", "untrained"}  # no majority: no answer repeats
 
     stop, seen = threading.Event(), []
     for event in train(config.replace(name="cut"), stop):

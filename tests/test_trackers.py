@@ -237,3 +237,9 @@ def test_learn_reports_to_the_trackers_too(tiny_gpt2, tmp_path):
     losses = [(e.step, e.loss) for e in result.events if isinstance(e, Step)]
     logged = scalars(tmp_path / "tracking" / "tensorboard" / "notebook", "train/loss")
     assert [s for s, _ in logged] == [1, 2] and [v for _, v in logged] == pytest.approx([v for _, v in losses], rel=1e-6)
+
+
+def test_the_start_prompt_keeps_one_metric_name_whatever_its_description():
+    for text in ("", "untrained (random)", "start: run /runs/first"):
+        assert metrics_of(Evaluation(3, "untrained", 4.0, 0.5, 8, None, text)) == {"eval/untrained/test_loss": 4.0,
+                                                                                 "eval/untrained/accuracy": 0.5}
