@@ -116,6 +116,11 @@ MARKED = {
     "test_settings::test_a_new_setting_is_one_declaration_and_reaches_everything": "integration",
     "test_tasks::test_builders_reproduce_the_files": "integration",
     "test_report::test_the_run_browser_shows_the_report_of_the_marked_runs": "tui",
+    "test_extend::test_extending_a_finished_run_says_its_lr_is_0_and_offers_a_new_peak_or_a_branch": "tui",
+    "test_extend::test_resuming_a_stopped_run_asks_only_how_far": "tui",
+    "test_extend::test_picking_another_task_after_a_branch_drops_the_other_tasks_init": "tui",
+    "test_extend::test_the_results_strip_flags_a_prompt_that_ends_worse_than_its_start": "tui",
+    "test_bundled_model::test_an_old_run_folders_model_name_still_opens": "slow",
 }
 
 

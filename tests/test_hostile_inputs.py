@@ -323,7 +323,7 @@ def test_a_sweep_killed_alone_and_restarted_at_once_does_not_start_its_live_run_
         "import time\nif b'train' in open('/proc/self/cmdline', 'rb').read().split(b'\\0'):\n    time.sleep(6)\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(hook)}
     runs_dir = Path(tiny_config.machine.runs_dir)
-    args = ["sweep", "alone", "--grid", "seed=0", "--model", tiny_config.problem.model, "--data", tiny_config.problem.data,
+    args = ["sweep", "alone", "--grid", "seed=0", "--model", tiny_config.problem.model, "--task", "antonyms", "--data", tiny_config.problem.data,
             "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--num-predictions", "1",
             "--nearest-k", "1", "--precision", "fp32", "--device", "cpu", "--threads", "1", "--runs-dir", str(runs_dir)]
     sweep = subprocess.Popen([sys.executable, "-m", "promptgrad", *args], env=env, stdout=subprocess.DEVNULL,
