@@ -476,6 +476,16 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     return sorted(runs, key=lambda r: r.modified, reverse=True)
 
 
+def run_folder_holding(path: str | Path) -> Path | None:
+    """The run folder that `path` is or lies in (made or not yet), or None: a folder holding config.toml
+    and one of the files only a run writes (a config.toml alone may be a user's own, beside their data)."""
+    path = Path(os.path.abspath(path))
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder / CONFIG) and any(os.path.lexists(folder / name) for name in (METRICS, FACTS, SPLIT, CHECKPOINT)):
+            return folder
+    return None
+
+
 def is_directory(path: Path) -> bool:
     """Is there a folder at `path` itself (a link to one does not count)?"""
     try:

@@ -25,8 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from promptgrad.errors import UserError
-from promptgrad.files import open_append, read_bytes
-from promptgrad.sweep import LOGS, Action, Point, Sweep, clear_for_restart, train_command
+from promptgrad.files import read_bytes
+from promptgrad.sweep import LOGS, Action, Point, Sweep, clear_for_restart, open_folder, train_command
 
 POLL_SECONDS = 0.25  # how often the pool looks at its runs (their exit, their latest step)
 
@@ -61,13 +61,21 @@ class Launched:
 
 def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | None = None, threads: int = 0) -> Launched:
     """Start the run's next step as `python -m promptgrad train`, its output appended to its log. The child
-    stays in the sweep's process group, so a terminal's ctrl+c reaches it as it reaches a lone run."""
-    if action.kind == "start" and os.path.lexists(sweep.folder / point.name / "config.toml"):
-        clear_for_restart(sweep.folder / point.name)
+    stays in the sweep's process group, so a terminal's ctrl+c reaches it as it reaches a lone run. The
+    sweep folder, the run folder and logs/ are opened here (again: a job may start long after the sweep
+    looked) without following a link, and the clean-up and the log go through their descriptors."""
     command = train_command(sweep, point, action, threads)
     path = log_path(sweep, point)
-    path.parent.mkdir(exist_ok=True)
-    with open_append(path) as log:
+    with open_folder(sweep.folder) as folder:
+        try:
+            folder.sub(point.name).close()  # a link in the run folder's place is refused, never written through
+        except FileNotFoundError:
+            pass
+        if action.kind == "start" and os.path.lexists(sweep.folder / point.name / "config.toml"):
+            clear_for_restart(sweep.folder / point.name, folder)
+        with folder.sub(LOGS, create=True) as logs:
+            log_file = logs.open_append(path.name)
+    with log_file as log:
         start = log.seek(0, os.SEEK_END)
         how = {"resume": f"resuming ({action.why})", "start": f"starting afresh ({action.why})" if action.why else "starting"}[action.kind]
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} promptgrad sweep {sweep.name}: {how}\n{shlex.join(command)}\n".encode())
