@@ -308,6 +308,29 @@ def check_tracker_dir(config: TrainConfig) -> None:
     if inside is not None:
         raise UserError(f"--tracker-dir {config.watch.tracker_dir} is inside the run folder {inside}, which holds only "
                         f"promptgrad's own files; give a folder beside the runs (the default is tracking/)", "tracker_dir")
+    check_tracker_folders(directory)
+
+
+TRACKER_FOLDERS = ("tensorboard", "mlruns", "wandb", "run-ids")  # what the trackers make in tracker_dir
+
+
+def check_tracker_folders(directory: Path) -> None:
+    """The trackers write their folders by path (their libraries take no descriptor): a link planted in
+    place of one is refused before they start, so what they write never lands elsewhere."""
+    from promptgrad.files import Folder
+
+    try:
+        tracking = Folder.at(directory)
+    except FileNotFoundError:
+        return  # made by the trackers, as folders
+    with tracking:
+        for name in TRACKER_FOLDERS:
+            try:
+                tracking.sub(name).close()
+            except FileNotFoundError:
+                continue
+            except UserError as e:
+                raise UserError(f"{e} (a tracker writes there)", "tracker_dir") from None
 
 
 # ---- the feed: the event stream, passed through, and written to each tracker -------------------------

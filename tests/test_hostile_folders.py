@@ -87,7 +87,7 @@ def test_a_sweeps_logs_folder_replaced_by_a_link_is_refused(tiny_config, tmp_pat
 def run_folder_without_checkpoint(tiny_config, folder: Path) -> dict:
     """A run folder as a run that failed before its first checkpoint leaves it (a restart clears it), with
     every promptgrad-named file holding the user's bytes."""
-    before = plant_victims(folder, "metrics.jsonl", "facts.json", "split.jsonl", "traceback.txt", "prompt.safetensors", "mine.txt")
+    plant_victims(folder, "metrics.jsonl", "facts.json", "split.jsonl", "traceback.txt", "prompt.safetensors", "mine.txt")
     tiny_config.save(folder / "config.toml")
     return snapshot(folder)
 
@@ -254,3 +254,15 @@ def test_the_trackers_folder_is_never_inside_a_run_folder(finished, tiny_config,
     tiny_config.replace(name="new", report_to=["tensorboard"], tracker_dir=str(runs / "new" / "tb")).save(config)
     one_line_error(capsys, main(["train", "--config", str(config)]), "inside the run folder")
     assert not (runs / "new").exists()
+
+
+def test_a_trackers_folder_planted_as_a_link_is_refused_before_the_run_starts(tiny_config, tmp_path, capsys):
+    pytest.importorskip("torch.utils.tensorboard")
+    before = plant_victims(tmp_path / "elsewhere", "events.out.tfevents.1")
+    (tmp_path / "tracking").mkdir()
+    (tmp_path / "tracking" / "tensorboard").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    config = tmp_path / "run.toml"
+    tiny_config.replace(report_to=["tensorboard"], tracker_dir=str(tmp_path / "tracking")).save(config)
+    one_line_error(capsys, main(["train", "--config", str(config)]), "symbolic link")
+    assert snapshot(tmp_path / "elsewhere") == before
+    assert not Path(tiny_config.machine.runs_dir).exists()  # refused before the run folder was made
