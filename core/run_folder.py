@@ -88,13 +88,15 @@ class RunFolder:
         """A new folder, locked for writing; its config is written once the run has resolved it. runs_dir
         is the user's (made if missing, a link in it followed); the run folder in it is never a link."""
         path = Path(runs_dir) / name
+        field_at_fault = "runs_dir"  # which setting a refusal points at (the TUI's form marks it)
         try:
             with Folder.at(runs_dir, create=True) as parent:
+                field_at_fault = "name"
                 folder = parent.sub(name, create=True)
         except UserError as e:
-            raise UserError(str(e), "runs_dir") from None
+            raise UserError(str(e), field_at_fault) from None
         except OSError as e:
-            raise UserError(f"cannot make run folder {path}: {e.strerror or e}", "runs_dir") from None
+            raise UserError(f"cannot make run folder {path}: {e.strerror or e}", field_at_fault) from None
         run = RunFolder(path, folder)
         try:
             run.lock()

@@ -68,10 +68,11 @@ def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | Non
     path = log_path(sweep, point)
     with open_folder(sweep.folder) as folder:
         try:
-            folder.sub(point.name).close()  # a link in the run folder's place is refused, never written through
+            with folder.sub(point.name) as run:  # a link in the run folder's place is refused, never written through
+                started_before = run.exists("config.toml")
         except FileNotFoundError:
-            pass
-        if action.kind == "start" and os.path.lexists(sweep.folder / point.name / "config.toml"):
+            started_before = False
+        if action.kind == "start" and started_before:
             clear_for_restart(sweep.folder / point.name, folder)
         with folder.sub(LOGS, create=True) as logs:
             log_file = logs.open_append(path.name)
