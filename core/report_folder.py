@@ -69,7 +69,14 @@ def open_out(out: Path, create: bool) -> Folder:
 
 
 def check_destination(out: Path) -> None:
-    """Said before the runs are read: a refusal should be quick. A folder not there yet is fine."""
+    """Said before the runs are read: a refusal should be quick. A folder not there yet is fine, unless
+    it would be made inside a run folder (which holds only what its run writes)."""
+    from promptgrad.run_folder import run_folder_holding
+
+    inside = run_folder_holding(out)
+    if inside is not None:
+        raise UserError(f"--out {out} is in the run folder {inside}, which holds only what its run writes; give a "
+                        f"folder of its own (say --out report)")
     try:
         folder = open_out(out, create=False)
     except FileNotFoundError:

@@ -208,6 +208,13 @@ def test_a_report_replaces_its_own_earlier_report_saying_so_and_never_anyone_els
     assert snapshot(notes) == kept
 
 
+def test_a_report_is_never_written_into_a_run_folder(finished, tmp_path, capsys):
+    before = snapshot(finished)
+    for out in (finished, finished / "report"):
+        one_line_error(capsys, main(["report", str(finished), "--out", str(out)]), "run folder")
+    assert snapshot(finished) == before
+
+
 # ---- exports ------------------------------------------------------------------------------------------------
 
 def test_an_export_never_follows_a_link_planted_in_the_path_it_makes(finished, tmp_path, monkeypatch, capsys):
