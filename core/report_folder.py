@@ -20,6 +20,7 @@ from pathlib import Path
 
 from promptgrad.errors import UserError
 from promptgrad.files import Folder
+from promptgrad.run_folder import run_folder_holding
 
 REPORT_HEADING = b"# promptgrad report"  # results.Results.markdown's first line
 TABLES = ("report.md", "report.csv", "report.json")
@@ -54,8 +55,8 @@ def check(out: Path, folder: Folder) -> bool:
     ours = is_our_report(folder)
     foreign = [name for name in TABLES if folder.exists(name)] if not ours else []
     if foreign:
-        raise UserError(f"--out {out} holds {foreign[0]} that promptgrad did not write (its report.md begins with "
-                        f"'{REPORT_HEADING.decode()}'); give another --out, or move it away")
+        raise UserError(f"--out {out} holds a {foreign[0]} that promptgrad did not write (a promptgrad report's report.md "
+                        f"begins with '{REPORT_HEADING.decode()}'); give another --out, or move it away")
     if folder.exists(PLOTS):
         folder.sub(PLOTS).close()  # a link in plots/' place is refused here, before minutes of reading runs
     return ours
@@ -71,8 +72,6 @@ def open_out(out: Path, create: bool) -> Folder:
 def check_destination(out: Path) -> None:
     """Said before the runs are read: a refusal should be quick. A folder not there yet is fine, unless
     it would be made inside a run folder (which holds only what its run writes)."""
-    from promptgrad.run_folder import run_folder_holding
-
     inside = run_folder_holding(out)
     if inside is not None:
         raise UserError(f"--out {out} is in the run folder {inside}, which holds only what its run writes; give a "
