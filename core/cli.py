@@ -618,13 +618,12 @@ def run_report(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from promptgrad.files import atomic_write
     from promptgrad.plots import draw
+    from promptgrad.report_folder import check_destination, write_report
     from promptgrad.results import collect
 
     out: Path = args.out
-    if os.path.lexists(out / "config.toml"):
-        raise UserError(f"--out {out} is a run folder; a report goes into a folder of its own (say --out report)")
+    check_destination(out)  # a link, a run folder, another tool's report: refused before the runs are read
     console, errors = Console(), Console(stderr=True)
     if not console.is_terminal:
         console.width = max(console.width, 160)
@@ -644,19 +643,9 @@ def run_report(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("promptgrad: report stopped (ctrl+c); nothing was written", file=sys.stderr)
         return 130
-    try:
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot make the report folder {out}: {e.strerror or e}") from None
-    written = [out / "report.md", out / "report.csv", out / "report.json"]
-    for path, text in zip(written, (results.markdown(), results.csv(), results.json())):
-        atomic_write(path, text.encode())
-    for name, svg in plots.items():
-        atomic_write(out / "plots" / name, svg)
-        written.append(out / "plots" / name)
-    for stale in (out / "plots").glob("*.svg"):  # a task of an earlier report into this folder, not in this one
-        if stale.name not in plots and (stale.name.startswith(("compare-", "loss-"))) and not stale.is_symlink():
-            stale.unlink(missing_ok=True)
+    tables = {"report.md": results.markdown(), "report.csv": results.csv(), "report.json": results.json()}
+    report = write_report(out, {name: text.encode() for name, text in tables.items()}, plots)
+    written = report.paths
     header, cells = results.table()
     table = Table(title=Text(f"{len(results.runs)} finished run(s) in {len(results.groups)} group(s) (legend: "
                              f"{out / 'report.md'})"))
@@ -682,6 +671,8 @@ def run_report(args: argparse.Namespace) -> int:
             lines = ", ".join(map(str, run.skipped_lines[:5])) + (" ..." if len(run.skipped_lines) > 5 else "")
             console.print(Text(f"skipped: {run.path / 'metrics.jsonl'} line(s) {lines}: damaged, not events"))
     console.print(f"wrote {escape(', '.join(map(str, written)))}", highlight=False)
+    if report.replaced:
+        console.print(f"(replaced the earlier report in {escape(str(out))})", highlight=False)
     return 0
 
 

@@ -5,9 +5,11 @@ is promptgrad's context only when the template starts with {prompt} and the toke
 token; any other run is refused, with a pointer to the plain-transformers way (docs/outside.md), rather than exported as an adapter that would quietly mean something else.
 Hard-prompt runs export the same way: their vectors are the chosen tokens' embeddings.
 
-The adapter is built by PEFT itself (so its format is whatever the installed PEFT reads), written into
-a fresh temporary folder beside the destination and renamed into place: nothing is written through a
-link planted at the destination, and a crash leaves no half-written adapter.
+The adapter is built by PEFT itself (so its format is whatever the installed PEFT reads) in a private
+temporary folder, copied into a fresh temporary folder beside the destination and renamed into place,
+all through the destination's parent folder held as a descriptor (files.Folder) from before the model
+is loaded: nothing is written through a link planted at the destination or at a level of its path that
+promptgrad makes, and a crash leaves no half-written adapter.
 
 Generating with the adapter: PEFT 0.21 looks for the key/value cache under `past_key_values`, which
 transformers 5 renamed `cache`; finding none, it prepends the prompt again at every new token, so
@@ -21,7 +23,6 @@ CHECKED_INPUTS of the run's test inputs and refuses, writing nothing, if any ans
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tempfile
 import warnings
@@ -30,28 +31,57 @@ from pathlib import Path
 import torch
 
 from promptgrad.errors import UserError
+from promptgrad.files import Folder
 
 OUTSIDE = "use prompt.safetensors as docs/outside.md ('Using a learned prompt outside promptgrad') shows"
 CHECKED_INPUTS = 8  # test inputs an export checks generate() on (uncached: each new token is a whole pass)
 
 
-def check_destination(out_dir: Path) -> None:
-    """Refuse a link, a file, or a folder with something in it: an export never mixes with other files."""
+def check_destination(out_dir: Path, parent: Folder | None) -> None:
+    """Refuse a link, a file, or a folder with something in it: an export never mixes with other files.
+    `parent` is out_dir's parent folder (None: it does not exist yet, so neither does out_dir)."""
+    if parent is None:
+        return
     try:
-        mode = os.lstat(out_dir).st_mode
+        mode = parent.lstat(out_dir.name).st_mode
     except FileNotFoundError:
         return
     if stat.S_ISLNK(mode):
         raise UserError(f"{out_dir} is a symbolic link; promptgrad never writes through one: give a new folder")
     if not stat.S_ISDIR(mode):
         raise UserError(f"{out_dir} exists and is not a folder; give a new folder (or an empty one) for the adapter")
-    if any(out_dir.iterdir()):
-        raise UserError(f"{out_dir} exists and is not empty; give a new folder (or an empty one) for the adapter")
+    with parent.sub(out_dir.name) as folder:
+        if folder.listdir():
+            raise UserError(f"{out_dir} exists and is not empty; give a new folder (or an empty one) for the adapter")
+
+
+def copy_into(source: Path, folder: Folder) -> None:
+    """The files PEFT wrote in its private folder, copied into `folder` (fresh: made by us) through its descriptor."""
+    for entry in sorted(source.iterdir()):
+        if entry.is_symlink():
+            continue  # PEFT writes none; nothing it did not write is copied
+        if entry.is_dir():
+            with folder.sub(entry.name, create=True) as inner:
+                copy_into(entry, inner)
+        else:
+            folder.write_atomic(entry.name, entry.read_bytes())
 
 
 def export_peft(run_dir: Path, out_dir: Path) -> Path:
     """Write the run's prompt as a PEFT prompt-tuning adapter into `out_dir` (new or empty), with a model
     card, after checking that PEFT's generate() writes promptgrad's answers with it; returns `out_dir`."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if out_dir.name in ("", ".", ".."):
+        raise UserError(f"--out {out_dir} names no new folder; give one for the adapter, e.g. --out adapter")
+    try:  # held from now: what is planted in its path while the model loads is not followed
+        base, missing = Folder.deepest(out_dir.parent)
+    except OSError as e:
+        raise UserError(f"cannot write {out_dir}: {e.strerror or e}") from None
+    with base:
+        return write_adapter(run_dir, out_dir, base, missing)
+
+
+def write_adapter(run_dir: Path, out_dir: Path, base: Folder, to_make: list[str]) -> Path:
     from peft import PromptTuningConfig, get_peft_model
 
     from promptgrad.evaluation import greedy_answers
@@ -62,8 +92,7 @@ def export_peft(run_dir: Path, out_dir: Path) -> Path:
     from promptgrad.run_folder import RunFolder
     from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    check_destination(out_dir)  # before loading a model: a refusal should be quick
+    check_destination(out_dir, None if to_make else base)  # before loading a model: a refusal should be quick
     folder = RunFolder.open(run_dir)
     prompt, metadata = folder.load_prompt()
     missing = [key for key in ("model", "model_source", "template") if not metadata.get(key)]
@@ -94,32 +123,50 @@ def export_peft(run_dir: Path, out_dir: Path) -> Path:
     peft_model = get_peft_model(frozen.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=prompt_len))
     # get_peft_model names the base model after the folder transformers loaded it from: for the bundled
     # model a cache folder on this machine. The adapter names it as anyone can find it (models.public_name).
-    base = public_name(metadata["model"])
-    peft_model.peft_config["default"].base_model_name_or_path = base.name
+    public = public_name(metadata["model"])
+    peft_model.peft_config["default"].base_model_name_or_path = public.name
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(prompt)
-    facts = CardFacts(folder.config(), read_text(folder.path / "config.toml"), folder.events(), base, prompt_len,
+    facts = CardFacts(folder.config(), read_text(folder.path / "config.toml"), folder.events(), public, prompt_len,
                       frozen.hidden_size, str(DTYPES[precision]).removeprefix("torch."), str(out_dir), len(inputs),
                       metadata.get("hard_prompt_text", ""))
 
     tmp = None
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))  # fresh: nothing planted in it
-        # no embedding layers to save (the model's are frozen): and "auto" would ask the hub about the base model
-        peft_model.save_pretrained(tmp, save_embedding_layers=False)
-        check_generation(tmp, metadata["model"], DTYPES[precision], template, inputs, expected)
-        (tmp / "README.md").write_text(model_card(facts, inputs), encoding="utf-8")  # replaces PEFT's blank template
-        os.chmod(tmp, 0o755)
-        check_destination(out_dir)  # again: something may have appeared there while the model loaded
-        os.rename(tmp, out_dir)  # replaces an empty folder; fails on anything else, a link included
-        tmp = None
+        with base.subpath(to_make, create=True) as parent, tempfile.TemporaryDirectory() as private:
+            # PEFT writes by path: into a private folder (0700, ours alone). No embedding layers to save (the
+            # model's are frozen), and "auto" would ask the hub about the base model
+            peft_model.save_pretrained(private, save_embedding_layers=False)
+            check_generation(Path(private), metadata["model"], DTYPES[precision], template, inputs, expected)
+            (Path(private) / "README.md").write_text(model_card(facts, inputs), encoding="utf-8")  # not PEFT's blank one
+            try:
+                tmp, folder = parent.fresh_folder(f".{out_dir.name}.tmp")  # fresh: nothing planted in it
+                with folder:
+                    copy_into(Path(private), folder)
+                    os.fchmod(folder.fd, 0o755)
+                check_destination(out_dir, parent)  # again: something may have appeared there while the model loaded
+                parent.rename(tmp, out_dir.name)  # replaces an empty folder; fails on anything else, a link included
+                tmp = None
+            finally:
+                if tmp is not None:
+                    remove_tree(parent, tmp)
     except OSError as e:
         raise UserError(f"cannot write {out_dir}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def remove_tree(parent: Folder, name: str) -> None:
+    """The temporary folder we made, removed through descriptors (never following a link in it)."""
+    try:
+        with parent.sub(name) as folder:
+            for entry in folder.listdir():
+                if stat.S_ISDIR(folder.lstat(entry).st_mode):
+                    remove_tree(folder, entry)
+                else:
+                    folder.unlink(entry)
+        parent.rmdir(name)
+    except (OSError, UserError):
+        pass
 
 
 def check_generation(adapter: Path, model: str, dtype: torch.dtype, template: str, inputs: list[str], expected: list[str]) -> None:

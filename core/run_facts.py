@@ -63,8 +63,11 @@ class RunFacts:
     device: str
     data: DataFacts
 
+    def encoded(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2) + "\n").encode()
+
     def save(self, folder: Path) -> None:
-        atomic_write(folder / FACTS, (json.dumps(asdict(self), indent=2) + "\n").encode())
+        atomic_write(folder / FACTS, self.encoded())
 
     @staticmethod
     def load(folder: Path) -> RunFacts:

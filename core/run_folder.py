@@ -13,9 +13,11 @@
 
 Opening a folder never executes code from it: checkpoints are read with `weights_only=True` (tensors
 and plain data only), prompts are safetensors, the config is TOML. Nothing in it is read or written
-through a symbolic link, a hard link to another file, a FIFO or a device (files.py). A writer holds an
-advisory lock that the OS releases when the process ends, however it ends, so a kill -9 leaves no
-stale lock.
+through a symbolic link, a hard link to another file, a FIFO or a device (files.py). A writer opens the
+folder itself once, never through a link (a run folder replaced by a link to a folder elsewhere is
+refused), and writes, replaces and removes its files only through that descriptor (files.Folder). A
+writer holds an advisory lock that the OS releases when the process ends, however it ends, so a kill -9
+leaves no stale lock.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ from safetensors.torch import save as save_safetensors
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Event, event_from_json
-from promptgrad.files import (READ_WRITE, atomic_write, kind_of, no_space, not_regular, open_append, open_regular,
-                              open_update, read_bytes, read_text)
+from promptgrad.files import (READ_WRITE, Folder, kind_of, no_space, not_regular, open_regular,
+                              read_bytes, read_text)
 from promptgrad.numbers import DamagedNumber, read_int
 from promptgrad.pairs import Pair, Split
-from promptgrad.run_facts import FACTS
+from promptgrad.run_facts import FACTS, RunFacts
 
 CONFIG, METRICS, CHECKPOINT, PROMPT = "config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"
 TRACEBACK, LOCK, SPLIT = "traceback.txt", ".lock", "split.jsonl"
@@ -75,23 +77,35 @@ def is_regular(path: Path) -> bool:
 
 @dataclass
 class RunFolder:
-    """A run folder. Reading needs nothing; writing needs `lock()` (create() and open_for_writing() take it)."""
+    """A run folder. Reading needs nothing; writing needs the folder opened as a descriptor and `lock()`
+    (create() and open_for_writing() do both)."""
 
     path: Path
+    _folder: Folder | None = field(default=None, repr=False, compare=False)  # a writer's: every write goes through it
     _lock_fd: int | None = field(default=None, repr=False, compare=False)
     _metrics: Any = field(default=None, repr=False, compare=False)
 
     @staticmethod
     def create(runs_dir: str | Path, name: str) -> RunFolder:
-        """A new folder, locked for writing; its config is written once the run has resolved it."""
+        """A new folder, locked for writing; its config is written once the run has resolved it. runs_dir
+        is the user's (made if missing, a link in it followed); the run folder in it is never a link."""
         path = Path(runs_dir) / name
+        field_at_fault = "runs_dir"  # which setting a refusal points at (the TUI's form marks it)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            with Folder.at(runs_dir, create=True) as parent:
+                field_at_fault = "name"
+                folder = parent.sub(name, create=True)
+        except UserError as e:
+            raise UserError(str(e), field_at_fault) from None
         except OSError as e:
-            raise UserError(f"cannot make run folder {path}: {e.strerror or e}", "runs_dir") from None
-        run = RunFolder(path)
-        run.lock()
-        if (path / CONFIG).exists():
+            raise UserError(f"cannot make run folder {path}: {e.strerror or e}", field_at_fault) from None
+        run = RunFolder(path, folder)
+        try:
+            run.lock()
+        except BaseException:
+            folder.close()
+            raise
+        if folder.exists(CONFIG):
             run.release()
             raise UserError(f"run folder {path} already exists; resume it, or pick another name", "name")
         return run
@@ -115,10 +129,34 @@ class RunFolder:
         return RunFolder(path)
 
     @staticmethod
-    def open_for_writing(path: str | Path) -> RunFolder:
-        run = RunFolder.open(path)
-        run.lock()
+    def open_for_writing(path: str | Path, within: Folder | None = None) -> RunFolder:
+        """The folder opened to be written: itself never through a link (the path above it is the user's,
+        or `within`, the sweep folder's descriptor, when given), its files checked through that descriptor."""
+        path = Path(path)
+        RunFolder.open(path)  # its one-line refusals, in the words readers use
+        try:
+            folder = within.sub(path.name) if within is not None else Folder.at(path, link_ok=False)
+        except FileNotFoundError:
+            raise UserError(f"{path} is not a run folder (it does not exist); give a folder made by promptgrad train") from None
+        run = RunFolder(path, folder)
+        try:
+            for name in FILES:  # again, through the descriptor: what was checked is what is written
+                folder.check_not_link(name)
+            if not folder.exists(CONFIG):
+                raise UserError(f"{path} is not a run folder (it has no {CONFIG}); give a folder made by promptgrad train")
+            run.lock()
+        except BaseException:
+            folder.close()
+            raise
         return run
+
+    @property
+    def folder(self) -> Folder:
+        """The descriptor every write goes through: the writer's, or opened now (never through a link)
+        for a folder opened to be read that is then written (a test's, the lock of `lock()`)."""
+        if self._folder is None:
+            self._folder = Folder.at(self.path, link_ok=False)
+        return self._folder
 
     # ---- the one-writer lock ----------------------------------------------------------------
     # An open-file-description lock (fcntl F_OFD_SETLK): the OS releases it when the writer ends however
@@ -126,7 +164,7 @@ class RunFolder:
     # it never makes a writer starting at that moment fail.
     def lock(self) -> None:
         lock = self.path / LOCK
-        fd = open_regular(lock, READ_WRITE)
+        fd = self.folder.open_fd(LOCK, READ_WRITE)
         try:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
         except OSError:
@@ -144,15 +182,24 @@ class RunFolder:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the only descriptor of the open file releases the lock
             self._lock_fd = None
+        if self._folder is not None:
+            self._folder.close()
+            self._folder = None
 
     def remove_if_unused(self) -> None:
-        """A folder made for a run that failed before writing its config holds only the lock: remove it."""
+        """A folder made for a run that failed before writing its config holds only the lock: remove it
+        (the lock through the folder's descriptor; the folder itself only if still empty and no link)."""
         try:
-            if {p.name for p in self.path.iterdir()} <= {LOCK}:
-                (self.path / LOCK).unlink(missing_ok=True)
-                self.path.rmdir()
-        except OSError:
+            folder = self.folder
+            if set(folder.listdir()) <= {LOCK}:
+                folder.unlink(LOCK)
+                os.rmdir(self.path)  # rmdir never follows a link, and removes only an empty folder
+        except (OSError, UserError):
             pass
+        finally:
+            if self._lock_fd is None and self._folder is not None:  # released before: nothing else needs it
+                self._folder.close()
+                self._folder = None
 
     @property
     def writable(self) -> bool:
@@ -163,7 +210,7 @@ class RunFolder:
         return TrainConfig.load(self.path / CONFIG)
 
     def save_config(self, config: TrainConfig) -> None:
-        atomic_write(self.path / CONFIG, config.dumps().encode())
+        self.folder.write_atomic(CONFIG, config.dumps().encode())
 
     # ---- metrics ----------------------------------------------------------------------------
     @staticmethod
@@ -173,7 +220,7 @@ class RunFolder:
 
     def append(self, event: Event) -> None:
         if self._metrics is None:
-            self._metrics = open_append(self.path / METRICS)
+            self._metrics = self.folder.open_append(METRICS)
             # a file cut off mid-line (kill -9 while writing) gets its line ended before ours
             size = os.fstat(self._metrics.fileno()).st_size
             if size and os.pread(self._metrics.fileno(), 1, size - 1) != b"\n":
@@ -191,7 +238,7 @@ class RunFolder:
         the file back to it, so every reader sees one history with each step once."""
         if self._metrics is None:
             try:
-                return len(read_bytes(self.path / METRICS))
+                return len(self.folder.read_bytes(METRICS))
             except FileNotFoundError:
                 return 0
         self._metrics.flush()
@@ -202,7 +249,7 @@ class RunFolder:
         """Cut metrics.jsonl back to the `size` bytes it held when the checkpoint was written (to a whole
         line), so the resumed run writes on from there."""
         try:
-            f = open_update(self.path / METRICS)
+            f = self.folder.open_update(METRICS)
         except FileNotFoundError:
             return
         with f:
@@ -220,7 +267,7 @@ class RunFolder:
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         buffer = io.BytesIO()
         torch.save(state, buffer)  # serialised in memory first, so a full disk is an OSError we can name
-        atomic_write(self.path / CHECKPOINT, buffer.getvalue())
+        self.folder.write_atomic(CHECKPOINT, buffer.getvalue())
         return self.path / CHECKPOINT
 
     def load_checkpoint(self) -> dict[str, Any]:
@@ -229,11 +276,15 @@ class RunFolder:
     # ---- the learned prompt -----------------------------------------------------------------
     def save_prompt(self, prompt: torch.Tensor, metadata: dict[str, str]) -> Path:
         tensor = prompt.detach().float().cpu().contiguous()
-        atomic_write(self.path / PROMPT, save_safetensors({"prompt": tensor}, metadata=metadata))
+        self.folder.write_atomic(PROMPT, save_safetensors({"prompt": tensor}, metadata=metadata))
         return self.path / PROMPT
 
     def load_prompt(self) -> tuple[torch.Tensor, dict[str, str]]:
         return load_prompt(self.path / PROMPT)
+
+    # ---- facts ------------------------------------------------------------------------------
+    def save_facts(self, facts: RunFacts) -> None:
+        self.folder.write_atomic(FACTS, facts.encoded())
 
     # ---- the split ----------------------------------------------------------------------------
     def save_split(self, split: Split) -> None:
@@ -242,7 +293,7 @@ class RunFolder:
         lines = [json.dumps({"x": p.x, "y": p.y, "side": side}, ensure_ascii=False) + "\n"
                  for side, pairs in (("train", split.train), ("validation", split.validation), ("test", split.test))
                  for p in pairs]
-        atomic_write(self.path / SPLIT, "".join(lines).encode())
+        self.folder.write_atomic(SPLIT, "".join(lines).encode())
 
     def split(self) -> Split | None:
         """The split recorded when the run started, in its order (a folder written before validation
@@ -269,7 +320,7 @@ class RunFolder:
     def save_traceback(self, text: str) -> Path:
         """Append a bug's traceback (a folder keeps every failure it saw, newest last)."""
         path = self.path / TRACEBACK
-        with open_append(path) as f:
+        with self.folder.open_append(TRACEBACK) as f:
             f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} process {os.getpid()}\n{text}\n".encode())
         return path
 
@@ -427,6 +478,16 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
         elif is_directory(p) and is_regular(p / SWEEP_SPEC):
             runs += [replace(summarize(q), name=f"{p.name}/{q.name}") for q in p.iterdir() if holds_a_run(q)]
     return sorted(runs, key=lambda r: r.modified, reverse=True)
+
+
+def run_folder_holding(path: str | Path) -> Path | None:
+    """The run folder that `path` is or lies in (made or not yet), or None: a folder holding config.toml
+    and one of the files only a run writes (a config.toml alone may be a user's own, beside their data)."""
+    path = Path(os.path.abspath(path))
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder / CONFIG) and any(os.path.lexists(folder / name) for name in (METRICS, FACTS, SPLIT, CHECKPOINT)):
+            return folder
+    return None
 
 
 def is_directory(path: Path) -> bool:

@@ -12,6 +12,10 @@ writes runs_dir/NAME/:
     .lock                   held by the one sweep process going through the grid (an OFD lock, as a run's)
     submitit/               the engine's job files, with --engine submitit (sweep_engine.py)
 
+The sweep folder, each run folder in it and `logs/` are opened without following a link (files.Folder):
+a run folder or `logs/` replaced by a link to a folder elsewhere is refused in one line before any run
+starts, and a restart's clean-up removes files only through the run folder's own descriptor.
+
 What is done is read from each run folder's own record (run_folder.summarize): a finished run is kept
 and never opened for writing, a run with a checkpoint is resumed (`promptgrad train --resume`), any
 other is started afresh. Each run is a subprocess `python -m promptgrad train ...`, so a crash is that
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptgrad.config import TrainConfig, check_name, control_characters, default_of
 from promptgrad.errors import UserError
-from promptgrad.files import READ_WRITE, atomic_write, open_regular, read_text
+from promptgrad.files import READ_WRITE, Folder
 from promptgrad.numbers import DamagedNumber, read_plain
 
 if TYPE_CHECKING:
@@ -182,18 +186,29 @@ def flag_text(value: Any) -> str:
 
 # ---- sweep.toml and the sweep's lock ----------------------------------------------------------------
 
-def save_spec(sweep: Sweep) -> None:
+def open_folder(folder: Path, create: bool = False) -> Folder:
+    """The sweep's folder, runs_dir/NAME: runs_dir as the user gave it, NAME never a link."""
+    return Folder.at(folder, create=create, link_ok=False)
+
+
+def save_spec(sweep: Sweep, folder: Folder) -> None:
     import tomli_w
 
     header = (f"# promptgrad sweep {sweep.name}: one run per point of [grid], each with [settings];\n"
               f"# promptgrad sweep {sweep.name} --resume goes on with it\n")
-    atomic_write(sweep.folder / SPEC, (header + tomli_w.dumps(sweep.spec())).encode(), overwrite=False)
+    folder.write_atomic(SPEC, (header + tomli_w.dumps(sweep.spec())).encode(), overwrite=False)
 
 
 def load_spec(folder: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     path = folder / SPEC
     try:
-        spec = tomllib.loads(read_text(path))
+        with open_folder(folder) as opened:
+            data = opened.read_bytes(SPEC)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not UTF-8 text; it was changed after promptgrad wrote it") from None
+        spec = tomllib.loads(text)
     except FileNotFoundError:
         raise UserError(f"{folder} holds no sweep ({SPEC} is missing); start it with --grid KEY=VALUE,...") from None
     except tomllib.TOMLDecodeError as e:
@@ -221,11 +236,11 @@ def difference(saved: dict[str, Any], asked: dict[str, Any]) -> str:
     return ""
 
 
-def lock_sweep(folder: Path) -> int:
+def lock_sweep(folder: Folder) -> int:
     """Take the sweep's one-writer lock (two sweeps of one grid would start the same runs twice)."""
     from promptgrad.run_folder import is_directory, is_locked, lock_holder, whole_file_lock
 
-    fd = open_regular(folder / LOCK, READ_WRITE)
+    fd = folder.open_fd(LOCK, READ_WRITE)
     try:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
     except OSError:  # held by the sweep, or by a run it started (each inherits the lock), still alive
@@ -236,13 +251,27 @@ def lock_sweep(folder: Path) -> int:
             except (UserError, OSError):
                 return False
 
-        alive = [p.name for p in sorted(folder.iterdir()) if running(p)]
+        alive = [p.name for p in sorted(folder.path.iterdir()) if running(p)]
         runs = f" (its runs {', '.join(alive[:5])} still running)" if alive else ""
-        raise UserError(f"sweep {folder} is being run by {lock_holder(folder / LOCK)}{runs}; wait for it to end or stop it "
-                        f"(kill -TERM stops it cleanly), then go on with --resume") from None
+        raise UserError(f"sweep {folder.path} is being run by {lock_holder(folder.path / LOCK)}{runs}; wait for it to end "
+                        f"or stop it (kill -TERM stops it cleanly), then go on with --resume") from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"process {os.getpid()} (promptgrad sweep {folder.name})".encode(), 0)
+    os.pwrite(fd, f"process {os.getpid()} (promptgrad sweep {folder.path.name})".encode(), 0)
     return fd
+
+
+def check_folders(sweep: Sweep, folder: Folder) -> None:
+    """Refuse, before any run starts, a run folder or logs/ that is not a folder of its own here (a link
+    to a folder elsewhere would have the run, its clean-up or its log written there)."""
+    for name in (LOGS, *(p.name for p in sweep.points)):
+        try:
+            folder.sub(name).close()
+        except FileNotFoundError:
+            continue
+        except UserError as e:
+            what = "its runs' logs" if name == LOGS else "a run folder"
+            raise UserError(f"{e} ({what} of sweep {sweep.name}; move the real folder back in its place, then go on "
+                            f"with the sweep)") from None
 
 
 def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: dict[str, Any], resume: bool) -> Sweep:
@@ -263,20 +292,23 @@ def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: d
             raise UserError(f"--grid {key} is given twice; give all its values in one: --grid {key}=A,B,C")
         axes[key] = values
     sweep = plan(name, runs_dir, axes, fixed)
-    if os.path.lexists(folder / SPEC):
-        saved = dict(zip(("grid", "settings"), load_spec(folder)))
-        if saved != sweep.spec() or list(saved["grid"]) != list(sweep.axes):
-            raise UserError(f"{folder / SPEC} records another sweep ({difference(saved, sweep.spec())}); go on with it "
-                            f"as it was started: promptgrad sweep {name} --resume, or give this one another NAME")
-        return sweep
-    if folder.is_dir() and any(p.name not in (LOGS, ENGINE_FOLDER, LOCK) for p in folder.iterdir()):
-        what = "a run folder" if os.path.lexists(folder / "config.toml") else "a folder that is not a sweep"
-        raise UserError(f"{folder} is {what}; give the sweep another NAME")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot make the sweep's folder {folder}: {e.strerror or e}") from None
-    save_spec(sweep)
+        existing = open_folder(folder)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None:
+        with existing:
+            if existing.exists(SPEC):
+                saved = dict(zip(("grid", "settings"), load_spec(folder)))
+                if saved != sweep.spec() or list(saved["grid"]) != list(sweep.axes):
+                    raise UserError(f"{folder / SPEC} records another sweep ({difference(saved, sweep.spec())}); go on with "
+                                    f"it as it was started: promptgrad sweep {name} --resume, or give this one another NAME")
+                return sweep
+            if any(p not in (LOGS, ENGINE_FOLDER, LOCK) for p in existing.listdir()):
+                what = "a run folder" if existing.exists("config.toml") else "a folder that is not a sweep"
+                raise UserError(f"{folder} is {what}; give the sweep another NAME")
+    with open_folder(folder, create=True) as made:
+        save_spec(sweep, made)
     return sweep
 
 
@@ -293,8 +325,10 @@ class Action:
 
 def next_action(run: Path) -> Action:
     """Read from the run folder's own record, without opening it for writing."""
-    from promptgrad.run_folder import CHECKPOINT, CONFIG, is_regular, lock_holder, summarize
+    from promptgrad.run_folder import CHECKPOINT, CONFIG, is_directory, is_regular, lock_holder, summarize
 
+    if os.path.lexists(run) and not is_directory(run):  # a link planted in its place: never written through
+        return Action("refused", "not a folder of its own (a symbolic link or a file); move the real run folder back")
     if not os.path.lexists(run / CONFIG):
         return Action("start")
     summary = summarize(run)
@@ -345,16 +379,18 @@ def check_runs_match(sweep: Sweep) -> None:
                         f"move it away to run it afresh, or put {sweep.folder / SPEC} back as it was")
 
 
-def clear_for_restart(run: Path) -> None:
+def clear_for_restart(run: Path, sweep_folder: Folder | None = None) -> None:
     """A run that never checkpointed starts afresh in its folder: promptgrad's own files are removed
-    (under the folder's lock, never through a link); anything else there is left alone."""
+    (under the folder's lock, through the descriptor of the run folder opened without following a link,
+    itself opened through the sweep folder's, so a folder linked in from elsewhere loses nothing);
+    anything else there is left alone."""
     from promptgrad.run_folder import FILES, LOCK as RUN_LOCK, RunFolder
 
-    folder = RunFolder.open_for_writing(run)
+    folder = RunFolder.open_for_writing(run, within=sweep_folder)
     try:
         for name in FILES:
             if name != RUN_LOCK:
-                (run / name).unlink(missing_ok=True)
+                folder.folder.unlink(name)
     finally:
         folder.release()
 
@@ -398,9 +434,17 @@ def run_sweep(name: str, grid: list[str] | None, fixed: dict[str, Any], *, resum
 
         require_submitit()  # before anything is written
     sweep = open_sweep(name, runs_dir, grid, fixed, resume)
-    lock = lock_sweep(sweep.folder)
+    folder = open_folder(sweep.folder)
     try:
+        lock = lock_sweep(folder)
+    except BaseException:
+        folder.close()
+        raise
+    try:
+        check_folders(sweep, folder)
         check_runs_match(sweep)
+        if engine == "submitit" and engine_folder is None:  # its default place is in the sweep folder: no link there
+            folder.sub(ENGINE_FOLDER, create=True).close()
         actions = [(index, point, next_action(sweep.folder / point.name)) for index, point in enumerate(sweep.points, 1)]
         for _, point, action in actions:
             if action.kind == "busy":  # a run left running by an earlier sweep killed alone, or a train --resume
@@ -431,6 +475,7 @@ def run_sweep(name: str, grid: list[str] | None, fixed: dict[str, Any], *, resum
             return summarise(sweep, kept + refused + outcomes, stopped_by, resume_hint(sweep, runs_dir, engine), report)
     finally:
         os.close(lock)
+        folder.close()
 
 
 def summarise(sweep: Sweep, outcomes: list[Outcome], stopped_by: str, hint: str, report: SweepReport) -> int:

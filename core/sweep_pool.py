@@ -25,8 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from promptgrad.errors import UserError
-from promptgrad.files import open_append, read_bytes
-from promptgrad.sweep import LOGS, Action, Point, Sweep, clear_for_restart, train_command
+from promptgrad.files import read_bytes
+from promptgrad.sweep import LOGS, Action, Point, Sweep, clear_for_restart, open_folder, train_command
 
 POLL_SECONDS = 0.25  # how often the pool looks at its runs (their exit, their latest step)
 
@@ -65,13 +65,22 @@ def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | Non
     stays in the sweep's process group, so a terminal's ctrl+c reaches it as it reaches a lone run. It
     inherits the descriptor of the sweep's lock (`sweep_lock`): the lock is then held while the run lives,
     so a sweep killed alone and started again at once, before the run has taken its own folder's lock,
-    is refused instead of starting the same run a second time."""
-    if action.kind == "start" and os.path.lexists(sweep.folder / point.name / "config.toml"):
-        clear_for_restart(sweep.folder / point.name)
+    is refused instead of starting the same run a second time. The sweep folder, the run folder and logs/
+    are opened here (again: a job may start long after the sweep looked) without following a link, and
+    the clean-up and the log go through their descriptors."""
     command = train_command(sweep, point, action, threads)
     path = log_path(sweep, point)
-    path.parent.mkdir(exist_ok=True)
-    with open_append(path) as log:
+    with open_folder(sweep.folder) as folder:
+        try:
+            with folder.sub(point.name) as run:  # a link in the run folder's place is refused, never written through
+                started_before = run.exists("config.toml")
+        except FileNotFoundError:
+            started_before = False
+        if action.kind == "start" and started_before:
+            clear_for_restart(sweep.folder / point.name, folder)
+        with folder.sub(LOGS, create=True) as logs:
+            log_file = logs.open_append(path.name)
+    with log_file as log:
         start = log.seek(0, os.SEEK_END)
         how = {"resume": f"resuming ({action.why})", "start": f"starting afresh ({action.why})" if action.why else "starting"}[action.kind]
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} promptgrad sweep {sweep.name}: {how}\n{shlex.join(command)}\n".encode())

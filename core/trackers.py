@@ -289,11 +289,50 @@ def recorded_id(directory: Path, run_dir: str, tracker: str) -> str | None:
 
 
 def record_id(directory: Path, run_dir: str, tracker: str, tracker_id: str) -> None:
-    from promptgrad.files import atomic_write
+    from promptgrad.files import Folder
 
     path = id_file(directory, run_dir, tracker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"run_dir": run_dir, "tracker": tracker, "id": tracker_id}).encode())
+    with Folder.at(directory, create=True) as tracking, tracking.sub(path.parent.name, create=True) as ids:  # run-ids/: never a link
+        ids.write_atomic(path.name, json.dumps({"run_dir": run_dir, "tracker": tracker, "id": tracker_id}).encode())
+
+
+def check_tracker_dir(config: TrainConfig) -> None:
+    """The trackers' folder is never in a run folder (a run folder holds only promptgrad's own files):
+    neither in one that exists (a resumed run's, any other) nor in the one this run is about to make."""
+    from promptgrad.run_folder import run_folder_holding
+
+    directory = Path(os.path.abspath(config.watch.tracker_dir))
+    inside = run_folder_holding(directory)
+    name = config.machine.name
+    if inside is None and name:
+        planned = Path(os.path.abspath(Path(config.machine.runs_dir) / name))
+        inside = planned if directory == planned or planned in directory.parents else None
+    if inside is not None:
+        raise UserError(f"--tracker-dir {config.watch.tracker_dir} is inside the run folder {inside}, which holds only "
+                        f"promptgrad's own files; give a folder beside the runs (the default is tracking/)", "tracker_dir")
+    check_tracker_folders(directory)
+
+
+TRACKER_FOLDERS = ("tensorboard", "mlruns", "wandb", "run-ids")  # what the trackers make in tracker_dir
+
+
+def check_tracker_folders(directory: Path) -> None:
+    """The trackers write their folders by path (their libraries take no descriptor): a link planted in
+    place of one is refused before they start, so what they write never lands elsewhere."""
+    from promptgrad.files import Folder
+
+    try:
+        tracking = Folder.at(directory)
+    except FileNotFoundError:
+        return  # made by the trackers, as folders
+    with tracking:
+        for name in TRACKER_FOLDERS:
+            try:
+                tracking.sub(name).close()
+            except FileNotFoundError:
+                continue
+            except UserError as e:
+                raise UserError(f"{e} (a tracker writes there)", "tracker_dir") from None
 
 
 # ---- the feed: the event stream, passed through, and written to each tracker -------------------------
@@ -430,6 +469,7 @@ def tracked(events: Iterator[Event], config: TrainConfig, resolved: Callable[[],
         return
     trackers = []
     try:
+        check_tracker_dir(config)
         for i, name in enumerate(names):
             yield Progress(0, f"loading the tracker {name}", i, len(names))  # mlflow or wandb: seconds
             trackers.append(open_tracker(name))

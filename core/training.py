@@ -262,7 +262,7 @@ class TrainingRun:
         if self.run:
             self.run.save_config(config)
             if not resumed:
-                session.facts.save(self.run.path)
+                self.run.save_facts(session.facts)
                 self.run.save_split(session.split)
         if self.probe:
             self.probe.attach(session, self.learner.prompt, lambda: self.step)

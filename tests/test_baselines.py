@@ -142,8 +142,7 @@ def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("baselines")
     data = folder / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"x": x, "y": y}) + "
-" for x, y in TINY_PAIRS + REPEATED))
+    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS + REPEATED))
     config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=3,
                          checkpoint_every=0, num_predictions=0, nearest_k=2, lr=1e-2, precision="fp32", device="cpu",
                          name="run", runs_dir=str(folder / "runs"))

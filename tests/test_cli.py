@@ -246,16 +246,16 @@ def test_eval_on_damaged_hard_prompt_metadata_is_one_line(soft_run, capsys, key,
 def test_a_read_only_file_system_is_named_not_called_a_bug(soft_run, capsys, monkeypatch):
     import errno
 
-    import promptgrad.run_folder
+    import promptgrad.files
 
-    real = promptgrad.run_folder.open_regular
+    real = promptgrad.files.open_regular  # every file of a run folder is opened by it (files.Folder too)
 
-    def read_only(path, flags=0, mode=0o644):
+    def read_only(path, flags=0, mode=0o644, *args, **kwargs):
         if flags & (__import__("os").O_WRONLY | __import__("os").O_RDWR):
             raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real(path, flags, mode)
+        return real(path, flags, mode, *args, **kwargs)
 
-    monkeypatch.setattr(promptgrad.run_folder, "open_regular", read_only)
+    monkeypatch.setattr(promptgrad.files, "open_regular", read_only)
     capsys.readouterr()
     line = one_line(capsys, main(["train", "--resume", str(soft_run), "--steps", "4"]), 2, "Read-only file system")
     assert "writable disk" in line and "report it" not in line

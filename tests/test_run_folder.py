@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,17 +69,17 @@ def test_a_damaged_checkpoint_or_prompt_is_one_line(stopped_run, capsys):
 def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(stopped_run, capsys, monkeypatch):
     # the checkpoint's temporary file is made as usual, but written through a descriptor of the kernel's
     # /dev/full: writing it fails with ENOSPC, for real
-    import promptgrad.files
+    from promptgrad.files import Folder
 
-    made, mkstemp = [], tempfile.mkstemp
+    made, fresh_file = [], Folder.fresh_file
 
-    def onto_dev_full(**kwargs):
-        fd, name = mkstemp(**kwargs)
+    def onto_dev_full(self, prefix):
+        name, fd = fresh_file(self, prefix)
         os.close(fd)
-        made.append(Path(name))
-        return os.open("/dev/full", os.O_WRONLY), name
+        made.append(self.path / name)
+        return name, os.open("/dev/full", os.O_WRONLY)
 
-    monkeypatch.setattr(promptgrad.files.tempfile, "mkstemp", onto_dev_full)
+    monkeypatch.setattr(Folder, "fresh_file", onto_dev_full)
     before = (stopped_run / "checkpoint.pt").read_bytes()
     one_line_error(capsys, main(["train", "--resume", str(stopped_run)]), "no space left on the device")
     assert made and not any(p.exists() for p in made)
