@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from promptgrad.answer_rule import AnswerRule
 from promptgrad.intervals import Interval, mean_interval
 from promptgrad.pairs import Pair
 from promptgrad.template import Template
@@ -32,6 +33,7 @@ class MajorityScore:
     accuracy: float
     n_pairs: int
     accuracy_interval: Interval
+    right: tuple[bool, ...] = ()  # each test pair: is the majority answer right for it (by the accuracy rule)
 
 
 def majority_answer(train: list[Pair]) -> str:
@@ -43,10 +45,13 @@ def majority_answer(train: list[Pair]) -> str:
     return min(y for y, n in counts.items() if n == top)
 
 
-def score_majority(train: list[Pair], test: list[Pair]) -> MajorityScore:
+def score_majority(train: list[Pair], test: list[Pair], rule: AnswerRule = AnswerRule()) -> MajorityScore:
+    """The majority answer judged as a model's answer would be (answer_rule.py): it is right where it
+    begins with y and goes on with no more of y's last word ("New Delhi" for "New"; "cold" for "cold")."""
     answer = majority_answer(train)
-    right = torch.tensor([p.y == answer for p in test], dtype=torch.float64)
-    return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right))
+    marks = tuple(rule.is_right(answer, p.y) for p in test)
+    right = torch.tensor(marks, dtype=torch.float64)
+    return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right), marks)
 
 
 def demonstrations(train: list[Pair], k: int, seed: int) -> list[Pair]:

@@ -41,7 +41,7 @@ from promptgrad.events import Prediction
 from promptgrad.intervals import Interval, mean_interval, ratio_interval
 from promptgrad.models import FrozenModel
 from promptgrad.objective import cross_entropy_per_row, embed_with_prompt, target_logits
-from promptgrad.pairs import Pair
+from promptgrad.pairs import Pair, Split
 from promptgrad.prefix_cache import model_inputs, reuse_cache
 from promptgrad.template import TemplateEncoder
 
@@ -253,3 +253,30 @@ def predictions(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair]
     answers = greedy_answers(frozen, encoder, [p.x for p in pairs], prompt, len(pairs), max(map(len, targets)) + 2)
     tokenizer = frozen.tokenizer
     return [Prediction(p.x, p.y, a.text, rule.is_right(a.written, decoded(tokenizer, t))) for p, a, t in zip(pairs, answers, targets)]
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One input's greedy answer, and, when the input is an x of the run's data, what was expected."""
+
+    answer: Answer
+    expected: tuple[tuple[str, str], ...]  # (y, side: test, train or validation) of each data pair with this x
+    right: bool | None  # by the rule, against any of the expected ys; None: the input is no pair's x
+
+
+def expected_answers(split: Split, x: str) -> tuple[tuple[str, str], ...]:
+    """The ys the run's data pairs give for input `x`, each with the side of the split it lies on."""
+    sides = (("test", split.test), ("train", split.train), ("validation", split.validation))
+    return tuple((p.y, side) for side, pairs in sides for p in pairs if p.x == x)
+
+
+def judged_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], prompt: torch.Tensor, batch_size: int,
+                   split: Split, rule: AnswerRule = AnswerRule()) -> list[Judged]:
+    """Whole greedy answers for any inputs (`promptgrad predict`, the probe), each marked by the accuracy
+    rule where the input is an x of the run's data (right if it is right for any of that x's ys)."""
+    expected = [expected_answers(split, x) for x in xs]
+    targets = [[decoded(frozen.tokenizer, encoder.encode(x, y).target) for y, _ in ys] for x, ys in zip(xs, expected)]
+    longest = max((len(encoder.encode(x, y).target) for x, ys in zip(xs, expected) for y, _ in ys), default=0)
+    answers = greedy_answers(frozen, encoder, xs, prompt, batch_size, longest + 2 if longest else 0)
+    return [Judged(a, ys, any(rule.is_right(a.written, t) for t in texts) if ys else None)
+            for a, ys, texts in zip(answers, expected, targets)]

@@ -207,6 +207,7 @@ class Finished(Event):
     prompt_path: str
     stopped_early: bool = False  # the validation loss had not improved for stop_patience scores
     best_step: int | None = None  # with a validation split: the step of the prompt kept (the best on it), else None
+    accuracy_rule: str = ""  # how answers were judged: "exact text", "ignoring case" (answer_rule.py); "": older records
 
 
 @dataclass(frozen=True)
