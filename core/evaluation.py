@@ -11,16 +11,17 @@ after it. That beginning, decoded, is judged by the rule when it settles the mat
 is another word: wrong; the target then a space or a full stop: right). Only the rest fall back to real
 greedy generation, exactly as the predictions run it: an answer the model spelled with other tokens than
 the target's (` Newsp` + `aper` for ` Newspaper`), or a target followed by a lone `-`, `'` or the end of
-a token that does not yet show whether the word goes on. Their count is small (a pair that goes wrong
-mostly does so on its first token, which is then another word), and `ScoreCost` says how many and how
-long, for each call.
+a token that does not yet show whether the word goes on. Their generation stops as soon as the rule
+can judge what was written (most often a token or two). PromptScore.generated and .generation_seconds
+say how many there were and what they took; benchmarks/accuracy_rule.py measures it on a real model.
 
 **Each pair's answer** (PairScore.answer, pair_scores.jsonl) is the greedy answer as far as scoring read
 it, decoded, the template's space before the answer included: for a pair judged in the one pass, the
 target's tokens as far as the model followed them, then its own next token (enough to judge it, and the
-whole of most wrong answers' first word); for a pair that fell back, the generated answer up to the end
-of its line. Generating every pair's whole answer would cost a generation loop per pair at every
-evaluation; `promptgrad predict` gives whole answers on demand.
+whole of most wrong answers' first word); for a pair that fell back, the generated answer as far as the
+rule needed it (at most its first line). Generating every pair's whole answer would cost a generation
+loop for every pair at every evaluation (on SmolLM2 about 1.7x the whole scoring: see
+benchmarks/accuracy_rule.py); `promptgrad predict` gives whole answers on demand.
 
 The **predictions** shown to people (the run's sample rows, `promptgrad predict`, the probe) run real
 greedy generation with a KV cache and show the whole answer the model wrote, up to the end of its line
@@ -30,7 +31,7 @@ or of the text, and mark it by the same rule.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import torch
@@ -136,11 +137,19 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
     started = time.perf_counter()
     for i in range(0, len(undecided), batch_size):
         rows = undecided[i : i + batch_size]
+        targets = [decoded(tokenizer, encoded[mine[r]].target) for r in rows]
         longest = max(len(encoded[mine[r]].target) for r in rows)
-        answers = greedy_answers(frozen, encoder, [pairs[mine[r]].x for r in rows], prompt, batch_size, longest + 2)
-        for r, answer in zip(rows, answers):
-            target_text = decoded(tokenizer, encoded[mine[r]].target)
-            judged[r] = FirstPass(answer.line_ids, answer.written, rule.is_right(answer.written, target_text))
+
+        def judged_already(k: int, ids: list[int]) -> bool:  # generate no further than the rule needs
+            return rule.verdict(first_line(tokenizer, ids)[1], targets[k], complete=False) is not None
+
+        answers = greedy_answers(frozen, encoder, [pairs[mine[r]].x for r in rows], prompt, batch_size,
+                                 enough=judged_already, limit=longest + 2)
+        for r, answer, target_text in zip(rows, answers, targets):
+            right = rule.verdict(answer.written, target_text, complete=False)
+            if right is None:  # the line (or the text) ended, or the generation's limit came: judged as it is
+                right = rule.is_right(answer.written, target_text)
+            judged[r] = FirstPass(answer.line_ids, answer.written, right)
         yield len(pairs) + min(len(undecided), i + batch_size) * world, len(pairs) + len(undecided) * world
     generation_seconds = time.perf_counter() - started
     answer_width = max(MAX_ANSWER_TOKENS, width + 1)  # the longest answer read: a generated one, or a target and one more
@@ -192,9 +201,12 @@ class Answer:
 
 @torch.inference_mode()
 def greedy_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], prompt: torch.Tensor, batch_size: int,
-                   min_tokens: int = 0) -> list[Answer]:
+                   min_tokens: int = 0, enough: Callable[[int, list[int]], bool] | None = None, limit: int = 0) -> list[Answer]:
     """What the model writes after each context, decoding greedily, until every row has ended its line
-    (or the text), and at least `min_tokens` tokens (enough to check a target and the token after it)."""
+    (or the text), and at least `min_tokens` tokens (enough to check a target and the token after it).
+    `enough(i, ids)`, if given, says that the tokens `ids` written so far for xs[i] are all that is wanted
+    (scoring: the rule can judge them): a batch stops once every row has ended or had enough. At most
+    `limit` tokens (or MAX_ANSWER_TOKENS, or `min_tokens`, whichever is more)."""
     tokenizer = frozen.tokenizer
     ends = ends_line(tokenizer).to(frozen.device)
     answers: list[Answer] = []
@@ -203,10 +215,13 @@ def greedy_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str],
         attention, positions = batch.attention_mask, batch.position_ids
         out = frozen.model(**model_inputs(frozen, batch, embed_with_prompt(frozen, batch, prompt)), use_cache=True, logits_to_keep=1)
         generated, ended = [], torch.zeros(len(attention), dtype=torch.bool, device=frozen.device)
-        for n in range(max(MAX_ANSWER_TOKENS, min_tokens)):
+        for n in range(max(MAX_ANSWER_TOKENS, min_tokens, limit)):
             token = out.logits[:, -1].argmax(-1)
             generated.append(token)
             ended |= ends[token]
+            if enough is not None:
+                rows = torch.stack(generated, 1).tolist()
+                ended |= torch.tensor([enough(i + r, row) for r, row in enumerate(rows)], device=ended.device)
             if n + 1 >= min_tokens and bool(ended.all()):
                 break
             attention = torch.cat([attention, attention.new_ones((len(token), 1))], dim=1)
