@@ -250,7 +250,7 @@ def check_ignore_regex(value: str) -> str | None:
 class ScoringSettings:
     """How answers are judged"""
 
-    ignore_case: bool = setting(False, "accuracy ignores letter case (answer and target case-folded); off: case as written",
+    ignore_case: bool = setting(False, "accuracy ignores letter case (answer and target compared case folded); off: case as written",
                                 defines_run=True)
     ignore_punctuation: bool = setting(False, "accuracy ignores punctuation (removed from answer and target, so U.S. "
                                        "matches US)", defines_run=True)

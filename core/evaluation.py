@@ -140,7 +140,7 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
         targets = [decoded(tokenizer, encoded[mine[r]].target) for r in rows]
         longest = max(len(encoded[mine[r]].target) for r in rows)
 
-        def judged_already(k: int, ids: list[int]) -> bool:  # generate no further than the rule needs
+        def judged_already(k: int, ids: list[int], targets: list[str] = targets) -> bool:  # no further than the rule needs
             return rule.verdict(first_line(tokenizer, ids)[1], targets[k], complete=False) is not None
 
         answers = greedy_answers(frozen, encoder, [pairs[mine[r]].x for r in rows], prompt, batch_size,
