@@ -145,5 +145,5 @@ def check_regex(value: str) -> str | None:
     try:
         re.compile(value)
     except re.error as e:
-        return f"ignore_regex {value!r} is not a regular expression ({e}); e.g. '^(the|a) '"
+        return f"ignore_regex {value!r} is not a regular expression ({e}); e.g. '\\b(the|a) '"
     return None

@@ -257,7 +257,7 @@ class ScoringSettings:
     strip_whitespace: bool = setting(False, "accuracy ignores whitespace before the answer (the template's space before "
                                      "{y} included)", defines_run=True)
     ignore_regex: str = setting("", "accuracy ignores the text this regular expression matches, in answer and target "
-                                "(e.g. '^(the|a) '); empty: none", defines_run=True, hint="empty: none",
+                                "(e.g. '\\b(the|a) ' drops articles); empty: none", defines_run=True, hint="empty: none",
                                 check=check_ignore_regex)
 
 

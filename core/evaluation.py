@@ -30,6 +30,7 @@ or of the text, and mark it by the same rule.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ def first_pass(tokenizer, target: list[int], greedy: list[int], target_text: str
 
 
 def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
-            processes: Processes = Processes(), rule: AnswerRule = AnswerRule()) -> Generator[tuple[int, int], None, PromptScore]:
+            processes: Processes = Processes(), rule: AnswerRule = AnswerRule(),
+            judge: bool = True) -> Generator[tuple[int, int], None, PromptScore]:
     """Mean cross-entropy per target token, and greedy accuracy by the text rule, each with its bootstrap
     interval, and each pair's result, as a generator that yields (pairs done, pairs in all) after each
     batch and returns the PromptScore, so that a caller can show progress and stop between batches.
@@ -110,7 +112,8 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
     them); then the pairs the one pass cannot judge are generated (module docstring), batch by batch,
     and counted into the progress. Under data parallelism each process scores its share of the pairs
     and the per-pair values (the answers' token ids among them) are gathered, so every process returns
-    the same PromptScore."""
+    the same PromptScore. `judge=False` gives the loss alone (a hard search's held-out loss of each
+    candidate prompt): no answers are read, the accuracy is NaN and `pairs` empty."""
     tokenizer = frozen.tokenizer
     encoded = [encoder.encode(p.x, p.y) for p in pairs]
     order = sorted(range(len(pairs)), key=lambda i: len(encoded[i].context) + len(encoded[i].target))  # little padding
@@ -128,6 +131,10 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
             losses[i : i + len(s)] = torch.stack([s.double(), n.double()], 1).to(losses.device)
             greedy[i : i + len(s), width - T - 1 :] = logits.argmax(-1).to(greedy.device)
         yield min(len(mine), i + batch_size) * world, len(pairs)
+    if not judge:
+        loss, tokens = processes.gather(losses, len(pairs)).cpu().unbind(1)
+        return PromptScore(float(loss.sum() / tokens.sum()), math.nan, len(pairs), ratio_interval(loss, tokens),
+                           Interval(math.nan, math.nan))
     greedy_rows = greedy.tolist()
     judged: list[FirstPass] = []
     for r, j in enumerate(mine):
@@ -181,9 +188,9 @@ def gathered_score(frozen: FrozenModel, pairs: list[Pair], mine: list[int], loss
 
 
 def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
-                 processes: Processes = Processes(), rule: AnswerRule = AnswerRule()) -> PromptScore:
+                 processes: Processes = Processes(), rule: AnswerRule = AnswerRule(), judge: bool = True) -> PromptScore:
     """`scoring` run to the end, for callers that need no progress."""
-    steps = scoring(frozen, encoder, pairs, prompt, batch_size, processes, rule)
+    steps = scoring(frozen, encoder, pairs, prompt, batch_size, processes, rule, judge)
     while True:
         try:
             next(steps)

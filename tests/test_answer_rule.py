@@ -216,3 +216,19 @@ def test_normalisation_reaches_the_scorer(taught):
     assert score_prompt(frozen, encoder, pairs, vectors, 8).accuracy == 0
     score = score_prompt(frozen, encoder, pairs, vectors, 8, rule=AnswerRule(ignore_case=True))
     assert [s.right for s in score.pairs] == [True, True, False]
+
+
+def test_the_loss_alone_reads_no_answers_and_is_the_same_loss(taught):
+    frozen, encoder, vectors = taught
+    pairs = [Pair(x, x.capitalize()) for x in TAUGHT]
+    judged, alone = (score_prompt(frozen, encoder, pairs, vectors, 4, judge=judge) for judge in (True, False))
+    assert alone.test_loss == judged.test_loss and alone.loss_interval == judged.loss_interval
+    assert alone.pairs == () and alone.accuracy != alone.accuracy  # NaN: not measured
+
+
+def test_a_bad_regex_is_one_line_and_exit_2(capsys):
+    from promptgrad.cli import main
+
+    assert main(["train", "--ignore-regex", "(unclosed", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ignore_regex" in err[0] and "not a regular expression" in err[0]
