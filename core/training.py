@@ -474,6 +474,8 @@ class TrainingRun:
         measured by a checkpoint older than that is scored again here (the same numbers: scoring is
         deterministic)."""
         session, test = self.session, self.session.split.test
+        if self.run is None and session.processes.is_main:
+            return  # no folder to write to (api.py); under data parallelism the other ranks score alongside rank 0
         for label, text, vectors, encoder in self.baseline_prompts():
             if f"{label} {text}" not in self.baseline_pairs:
                 score = yield from self.scored(f"scoring the {label} prompt's answers", vectors, test, encoder, stoppable)
