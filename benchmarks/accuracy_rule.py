@@ -1,6 +1,6 @@
 """The accuracy rule on text against the old token rule, and what the scorer's fallback to generation costs.
 
-    python benchmarks/accuracy_rule.py [--model smollm2-135m] [--pairs 200] [--threads 1] [--demos]
+    python benchmarks/accuracy_rule.py [--model smollm2-135m] [--pairs 200] [--threads 1] [--demos | --task NAME]
 
 A capitalize task (`newspaper` -> `Newspaper`) built from the lowercase single words of the bundled
 tasks' files, in the template `{prompt} {x} -> {y}` with the hand-written prompt " Capitalize:" (--demos: three
@@ -27,6 +27,7 @@ from promptgrad.evaluation import decoded, greedy_answers, score_prompt
 from promptgrad.models import load_model
 from promptgrad.objective import target_logits
 from promptgrad.pairs import Pair
+from promptgrad.tasks import task_named
 from promptgrad.template import Template, TemplateEncoder
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tasks"
@@ -66,17 +67,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--demos", action="store_true", help="three demonstrations before the query (the model then capitalizes)")
+    parser.add_argument("--task", help="a bundled task instead (its pairs, template and first hand-written prompt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}")
     frozen = load_model(args.model, torch.device("cpu"), torch.float32)
-    prompt_ids = frozen.tokenizer(" Capitalize:", add_special_tokens=False)["input_ids"]
-    template = "{prompt} {x} -> {y}"
+    wording, template, pairs, name = " Capitalize:", "{prompt} {x} -> {y}", capitalize_pairs(args.pairs), "capitalize"
     if args.demos:
         template = "Capitalize: house -> House\nCapitalize: river -> River\nCapitalize: lamp -> Lamp\n" + template
+    if args.task:
+        task, name = task_named(args.task), args.task
+        wording, template = task.baselines[0], task.template
+        rows = [json.loads(line) for line in (DATA / f"{args.task}.jsonl").read_text().splitlines()]
+        pairs = [Pair(r["x"], r["y"]) for r in rows[:: max(1, len(rows) // args.pairs)][: args.pairs]]
+    prompt_ids = frozen.tokenizer(wording, add_special_tokens=False)["input_ids"]
     encoder = TemplateEncoder(Template.parse(template), frozen.tokenizer, len(prompt_ids))
     prompt = frozen.embedding.weight[prompt_ids].detach()
-    pairs = capitalize_pairs(args.pairs)
     score_prompt(frozen, encoder, pairs[: args.batch_size], prompt, args.batch_size)  # warm-up
 
     t0 = time.perf_counter()
@@ -92,7 +98,7 @@ def main() -> None:
     by_rule = [answer_is_right(a.written, decoded(frozen.tokenizer, encoder.encode(p.x, p.y).target)) for p, a in zip(pairs, answers)]
 
     n = len(pairs)
-    print(f"{args.model}, capitalize, {n} pairs from the bundled tasks' words, template {template!r}, prompt ' Capitalize:'")
+    print(f"{args.model}, {name}, {n} pairs of the bundled data, template {template!r}, prompt {wording!r}")
     print(f"old token scorer : {sum(old)}/{n} ({sum(old) / n:.1%}) in {t_old:.2f}s (one pass)")
     print(f"new text scorer  : {sum(s.right for s in new.pairs)}/{n} ({new.accuracy:.1%}) in {t_new:.2f}s; {new.generated} pairs "
           f"fell back to generation ({new.generation_seconds:.2f}s of it)")
