@@ -126,3 +126,15 @@ def test_predict_marks_inputs_of_the_runs_data(finished, capsys):
     assert hot.startswith("[prompt] hot -> ")  # the template up to {y} (tests/test_answers.py: no arrow of the printer's)
     assert "expected 'cold' (" in hot and ("✓" in hot or "✗" in hot)
     assert "expected" not in other and "✓" not in other and "✗" not in other
+
+
+def test_the_probe_marks_inputs_of_the_runs_data_by_the_same_rule(finished):
+    from promptgrad.answer_rule import answer_is_right
+    from promptgrad.probe import Probe
+
+    run, _ = finished
+    probe = Probe.of_run(run)
+    hot, other = probe.ask("hot"), probe.ask("zzz")
+    assert hot.expected == ("cold",) and hot.learned_right is answer_is_right(" " + hot.learned, " cold")
+    assert isinstance(hot.hand_written_right, bool)
+    assert other.expected == () and other.learned_right is None and other.hand_written_right is None
