@@ -77,7 +77,7 @@ class Evaluation(Event):
     step: int
     prompt: str
     test_loss: float | None  # None for the majority answer
-    accuracy: float  # greedy exact match of the whole target (evaluation.py states the rule)
+    accuracy: float  # the greedy answer, as text, is the target (answer_rule.py states the rule)
     n_pairs: int
     best_test_loss: float | None  # best learned-prompt test loss so far (None before the first)
     text: str = ""  # a hand-written prompt's wording (a run may compare several), "3-shot", the majority answer
