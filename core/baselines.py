@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from promptgrad.answer_rule import AnswerRule
 from promptgrad.intervals import Interval, mean_interval
 from promptgrad.pairs import Pair
 from promptgrad.template import Template
@@ -56,12 +57,14 @@ def no_majority_reason(train: list[Pair]) -> str:
     return ""
 
 
-def score_majority(train: list[Pair], test: list[Pair]) -> MajorityScore | None:
-    """The majority answer's accuracy on `test`; None where there is no majority answer (no_majority_reason)."""
+def score_majority(train: list[Pair], test: list[Pair], rule: AnswerRule = AnswerRule()) -> MajorityScore | None:
+    """The majority answer's accuracy on `test`, judged as a model's answer would be (answer_rule.py): it is
+    right where it begins with y and goes on with no more of y's last word ("New Delhi" for "New"; "cold"
+    for "cold"). None where there is no majority answer (no_majority_reason)."""
     if no_majority_reason(train):
         return None
     answer = majority_answer(train)
-    marks = tuple(p.y == answer for p in test)
+    marks = tuple(rule.is_right(answer, p.y) for p in test)
     right = torch.tensor(marks, dtype=torch.float64)
     return MajorityScore(answer, float(right.mean()), len(test), mean_interval(right), marks)
 

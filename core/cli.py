@@ -71,6 +71,9 @@ def build_parser(config_class: type[TrainConfig] = TrainConfig) -> argparse.Argu
     ev.add_argument("--include-training-pairs", action="store_true",
                     help="with --data: score the file's pairs the run trained on (or chose its prompt by) too; by "
                          "default they are left out, and eval says how many")
+    ev.add_argument("--pairs", type=Path, metavar="FILE", help="also write each scored pair's answer, rightness and loss "
+                                                               "under every row's prompt to FILE, one JSON object a line "
+                                                               "(the format of a run's pair_scores.jsonl)")
     predict = commands.add_parser("predict", help="greedy predictions of a run's prompt for some inputs")
     predict.add_argument("run", type=Path)
     predict.add_argument("words", nargs="+")
@@ -394,6 +397,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from promptgrad.answer_rule import AnswerRule
     from promptgrad.baselines import no_majority_reason, score_majority
     from promptgrad.evaluation import score_prompt
     from promptgrad.search.fluency import text_nats_per_token
@@ -404,12 +408,15 @@ def run_eval(args: argparse.Namespace) -> int:
     paths = args.run if isinstance(args.run, list) else [args.run]
     test_data = getattr(args, "data", None)
     json_file, csv_file = getattr(args, "json", None), getattr(args, "csv", None)
+    pairs_file = getattr(args, "pairs", None)
     check_output_folder(json_file, "--json")
     check_output_folder(csv_file, "--csv")
+    check_output_folder(pairs_file, "--pairs")
     if json_file and csv_file and os.path.abspath(json_file.expanduser()) == os.path.abspath(csv_file.expanduser()):
         raise UserError(f"--json and --csv both name {json_file}; the CSV would replace the JSON: give two files")
     session, _ = open_run(paths[0], getattr(args, "precision", None), test_data)
     frozen, test, batch_size = session.frozen, session.split.test, session.eval_batch_size
+    rule = AnswerRule.of(session.config)  # the first run's: runs compared on the same pairs judge them alike only then
     notes = []  # one line each, printed under the table: what was scored and what was not, and why
     if test_data:
         from promptgrad.session import held_out_of
@@ -419,7 +426,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     def scored_text(name: str, text: str, field: str | None = None):
         vectors, encoder = session.text_prompt(text, field)
-        return name, score_prompt(frozen, encoder, test, vectors, batch_size), text_nats_per_token(frozen, encoder, text)
+        return name, score_prompt(frozen, encoder, test, vectors, batch_size, rule=rule), text_nats_per_token(frozen, encoder, text)
+
+    labels = []  # each row's (prompt, text) in pair_scores.jsonl's terms (the Evaluation events' labels)
 
     rows, learned = [], []  # learned: each run's own prompt, compared pair by pair with each baseline below
     for path in paths:
@@ -428,6 +437,9 @@ def run_eval(args: argparse.Namespace) -> int:
         differs = [k for k in SAME_TEST_PAIRS if config.get(k) != session.config.get(k)]
         if differs:
             raise UserError(f"{path} differs from {paths[0]} in {', '.join(differs)}: its test pairs are not the same ones")
+        if AnswerRule.of(config) != rule:
+            raise UserError(f"{path} judges answers {AnswerRule.of(config).describe()}, {paths[0]} {rule.describe()}: evaluate "
+                            f"them one at a time (their accuracies are not comparable)")
         if not test_data:
             session.facts.data.check_same_as(RunFacts.load(run.path).data, str(run.path))
         prompt, metadata = run.load_prompt()
@@ -438,39 +450,46 @@ def run_eval(args: argparse.Namespace) -> int:
             lam = f", lambda {hard.fluency:g}" if hard.fluency else ""
             vectors, encoder = session.token_prompt(hard.ids, template)
             nats = text_nats_per_token(frozen, encoder, hard.text)
-            rows.append((f"hard ({hard.method}{lam}) {hard.text!r}{where}", score_prompt(frozen, encoder, test, vectors, batch_size), nats))
+            rows.append((f"hard ({hard.method}{lam}) {hard.text!r}{where}", score_prompt(frozen, encoder, test, vectors, batch_size, rule=rule), nats))
             learned.append(rows[-1])
+            labels.append(("learned", str(path) if len(paths) > 1 else ""))
             for point in [p for p in hard.front if p.ids != hard.ids][:MAX_FRONT_ROWS]:
                 vectors, encoder = session.token_prompt(point.ids, template)
                 rows.append((f"  front: {point.text!r} (held-out {point.train_loss:.3f})",
-                             score_prompt(frozen, encoder, test, vectors, batch_size), point.nats_per_token))
+                             score_prompt(frozen, encoder, test, vectors, batch_size, rule=rule), point.nats_per_token))
+                labels.append(("front", point.text))
         else:
             from promptgrad.session import check_prompt_fits
 
             check_prompt_fits(run.path, prompt, config.problem.prompt_len, frozen.hidden_size)
             encoder = TemplateEncoder(template, frozen.tokenizer, prompt.shape[0])
-            rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size), None))
+            rows.append(("soft (learned vectors)" + where, score_prompt(frozen, encoder, test, prompt.to(frozen.device), batch_size, rule=rule), None))
             learned.append(rows[-1])
+            labels.append(("learned", str(path) if len(paths) > 1 else ""))
     first_baseline = len(rows)
     for text in getattr(args, "text", None) or []:
         rows.append(scored_text(f"text {text!r}", text))
+        labels.append(("text", text))
     for text in session.config.problem.baseline_text:
         rows.append(scored_text(f"hand-written {text!r}", text, "baseline_text"))
+        labels.append(("hand-written", text))
     if (k_shot := session.k_shot_prompt()) is not None:
         name, vectors, encoder = k_shot
         wording = session.config.problem.baseline_text[0]
-        rows.append((f"k-shot {name}: demonstrations, then {wording!r}", score_prompt(frozen, encoder, test, vectors, batch_size), None))
+        rows.append((f"k-shot {name}: demonstrations, then {wording!r}", score_prompt(frozen, encoder, test, vectors, batch_size, rule=rule), None))
+        labels.append(("k-shot", name))
     if session.split.train:
-        majority = score_majority(session.split.train, test)
+        majority = score_majority(session.split.train, test, rule)
         if majority is not None:
             rows.append((f"majority answer {majority.answer!r}", majority, None))
+            labels.append(("majority", majority.answer))
         else:
             notes.append(no_majority_reason(session.split.train))
     comparisons = paired_comparisons(learned, rows[first_baseline:], test)
     table_rows = [EvalRow.of(name, score, nats, comparisons) for name, score, nats in rows]
     where = paths[0] if len(paths) == 1 else f"{len(paths)} runs"
     pairs = f"{len(test)} pairs of {test_data}" if test_data else f"{len(test)} test pairs never trained on"
-    title = f"{where}: {pairs}, computed in {session.facts.precision}; [95% bootstrap intervals]"
+    title = f"{where}: {pairs}, computed in {session.facts.precision}; accuracy on text, {rule.describe()}; [95% bootstrap intervals]"
     table = Table(title=Text(title))
     for column in ("prompt", "test loss", "accuracy", "nats/token"):
         table.add_column(column)
@@ -489,18 +508,46 @@ def run_eval(args: argparse.Namespace) -> int:
     for path, as_csv in ((json_file, False), (csv_file, True)):
         if path is not None:
             write_eval_table(path, title, table_rows, as_csv, comparisons)
+    if pairs_file is not None:
+        write_pair_scores(pairs_file, test, [(label, text, score) for (label, text), (_, score, _) in zip(labels, rows)])
     return 0
 
 
+def write_pair_scores(path: Path, test: list, scored: list) -> None:
+    """`eval --pairs FILE`: each row's per-pair results, in the format of a run's pair_scores.jsonl
+    (run_folder.py); the majority answer's with its answer, no loss and no tokens."""
+    from promptgrad.files import atomic_write
+    from promptgrad.run_folder import pair_scores_text
+
+    lines = []
+    for label, text, score in scored:
+        if label == "majority":
+            lines += [{"prompt": label, "text": text, "x": p.x, "y": p.y, "answer": score.answer, "right": right,
+                       "loss": None, "tokens": 0} for p, right in zip(test, score.right)]
+        else:
+            lines += [{"prompt": label, "text": text, **vars(pair)} for pair in score.pairs]
+    atomic_write(path.expanduser(), pair_scores_text(lines).encode("utf-8"))
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    """The whole answer the model writes greedily for each input, in the run's template."""
-    from promptgrad.evaluation import greedy_answers
+    """The whole answer the model writes greedily for each input, in the run's template up to {y} (the
+    answer in its place); for an input that is an x of the run's data, the expected answer and ✓ or ✗ by
+    the accuracy rule (answer_rule.py)."""
+    from promptgrad.answer_rule import AnswerRule
+    from promptgrad.evaluation import judged_answers
 
     session, prompt = open_run(args.run)
-    answers = greedy_answers(session.frozen, session.encoder, args.words, prompt, session.eval_batch_size)
+    judged = judged_answers(session.frozen, session.encoder, args.words, prompt, session.eval_batch_size, session.split,
+                            AnswerRule.of(session.config))
     template = session.config.problem.template
-    for x, answer in zip(args.words, answers):
-        print(template.replace("{prompt}", "[prompt]").replace("{x}", x).replace("{y}", f"-> {answer.text}"))
+    head = template[: template.index("{y}")].replace("{prompt}", "[prompt]")  # the model reads no further than {y}
+    for x, one in zip(args.words, judged):
+        line = head.replace("{x}", x) + one.answer.text
+        if one.expected:
+            ys = " or ".join(dict.fromkeys(repr(y) for y, _ in one.expected))
+            sides = "/".join(dict.fromkeys(side for _, side in one.expected))
+            line += f"   {'✓' if one.right else '✗'} expected {ys} ({sides} pair)"
+        print(line)
     return 0
 
 

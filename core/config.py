@@ -12,6 +12,7 @@ resumed run keeps what defines it, and the settings table of docs/settings.md (`
       search    the discrete search (mode hard): the method and what it searches over
       gcg       the settings of GCG alone
       watch     how often to look: evaluations, readouts, checkpoints
+      scoring   how answers are judged: the accuracy rule's normalisations (answer_rule.py)
       machine   where it runs and where it writes
 
 Flag and TOML names are the field names, unique across groups, so a flat `{"steps": 50}` (a form, a
@@ -256,6 +257,27 @@ class WatchSettings:
                                "store unless MLFLOW_TRACKING_URI is set, wandb's), beside the run folders, not in them")
 
 
+def check_ignore_regex(value: str) -> str | None:
+    from promptgrad.answer_rule import check_regex  # the rule knows its own syntax
+
+    return check_regex(value) if value else None
+
+
+@dataclass
+class ScoringSettings:
+    """How answers are judged"""
+
+    ignore_case: bool = setting(False, "accuracy ignores letter case (answer and target compared case folded); off: case as written",
+                                defines_run=True)
+    ignore_punctuation: bool = setting(False, "accuracy ignores punctuation (removed from answer and target, so U.S. "
+                                       "matches US)", defines_run=True)
+    strip_whitespace: bool = setting(False, "accuracy ignores whitespace before the answer (the template's space before "
+                                     "{y} included)", defines_run=True)
+    ignore_regex: str = setting("", "accuracy ignores the text this regular expression matches, in answer and target "
+                                "(e.g. '\\b(the|a) ' drops articles); empty: none", defines_run=True, hint="empty: none",
+                                check=check_ignore_regex)
+
+
 @dataclass
 class MachineSettings:
     """Where it runs"""
@@ -286,6 +308,7 @@ class TrainConfig:
     search: SearchSettings
     gcg: GCGSettings
     watch: WatchSettings
+    scoring: ScoringSettings
     machine: MachineSettings
 
     def __init__(self, **values: Any) -> None:

@@ -80,7 +80,7 @@ class Evaluation(Event):
     step: int
     prompt: str
     test_loss: float | None  # None for the majority answer
-    accuracy: float  # greedy exact match of the whole target (evaluation.py states the rule)
+    accuracy: float  # the greedy answer, as text, is the target (answer_rule.py states the rule)
     n_pairs: int
     best_test_loss: float | None  # best learned-prompt test loss so far (None before the first)
     text: str = ""  # a hand-written prompt's wording (a run may compare several), "3-shot", the majority answer
@@ -221,6 +221,7 @@ class Finished(Event):
     prompt_path: str
     stopped_early: bool = False  # the validation loss had not improved for stop_patience scores
     best_step: int | None = None  # with a validation split: the step of the prompt kept (the best on it), else None
+    accuracy_rule: str = ""  # how answers were judged: "exact text", "ignoring case" (answer_rule.py); "": older records
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ class ProbeAnswer:
     hand_written: str  # ... and with the hand-written one
     step: int  # the step whose prompt answered
     others: tuple[tuple[str, str], ...] = ()  # (run name, its answer) for other runs' prompts asked alongside
+    expected: tuple[str, ...] = ()  # the ys of the run's data pairs with this x (none: the input is no pair's x)
+    learned_right: bool | None = None  # by the accuracy rule (answer_rule.py) against any of them; None: nothing expected
+    hand_written_right: bool | None = None
 
 
 class Probe:
@@ -74,7 +77,8 @@ class Probe:
         return self._attached is not None
 
     def ask(self, x: str) -> ProbeAnswer:
-        from promptgrad.evaluation import greedy_answers
+        from promptgrad.answer_rule import AnswerRule
+        from promptgrad.evaluation import greedy_answers, judged_answers
 
         if self._attached is None:
             raise UserError("there is no prompt to try yet: start or resume a run first")
@@ -85,7 +89,9 @@ class Probe:
         with self.lock:
             vectors, at = prompt().detach().clone(), step()
         frozen = session.frozen
-        learned = greedy_answers(frozen, session.encoder, [x], vectors, 1)[0].text
-        hand = greedy_answers(frozen, baseline_encoder, [x], baseline, 1)[0].text
+        rule = AnswerRule.of(session.config)  # marked as the run's scoring marks it
+        (learned,) = judged_answers(frozen, session.encoder, [x], vectors, 1, session.split, rule)
+        (hand,) = judged_answers(frozen, baseline_encoder, [x], baseline, 1, session.split, rule)
         others = tuple((name, greedy_answers(frozen, encoder, [x], other, 1)[0].text) for name, other, encoder in self.others)
-        return ProbeAnswer(x, learned, hand, at, others)
+        return ProbeAnswer(x, learned.answer.text, hand.answer.text, at, others, tuple(dict.fromkeys(y for y, _ in learned.expected)),
+                           learned.right, hand.right)

@@ -145,7 +145,8 @@ class TrainingReport:
             self.say(escape(f"report_to {event.tracker}: {event.message}"))
         elif kind == "finished":
             how = "stopped" if event.stopped else "stopped early" if event.stopped_early else "finished"
-            result = "" if event.test_loss is None else f": test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}"
+            rule = f" ({event.accuracy_rule})" if event.accuracy_rule else ""
+            result = "" if event.test_loss is None else f": test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}{rule}"
             if event.best_step is not None and not event.stopped:
                 result = f" with the prompt of step {event.best_step}, the best on the validation pairs{result}"
             resume = "; resume with: promptgrad train --resume " + str(Path(event.prompt_path).parent) if event.stopped and event.prompt_path else ""

@@ -52,7 +52,8 @@ from promptgrad.run_facts import FACTS, RunFacts
 
 CONFIG, METRICS, CHECKPOINT, PROMPT = "config.toml", "metrics.jsonl", "checkpoint.pt", "prompt.safetensors"
 TRACEBACK, LOCK, SPLIT = "traceback.txt", ".lock", "split.jsonl"
-FILES = (CONFIG, METRICS, CHECKPOINT, PROMPT, TRACEBACK, LOCK, FACTS, SPLIT)  # all that promptgrad reads or writes in a run folder
+PAIR_SCORES = "pair_scores.jsonl"
+FILES = (CONFIG, METRICS, CHECKPOINT, PROMPT, TRACEBACK, LOCK, FACTS, SPLIT, PAIR_SCORES)  # all that promptgrad reads or writes in a run folder
 
 
 def whole_file_lock(kind: int) -> bytes:
@@ -316,6 +317,12 @@ class RunFolder:
                                 f'{{"x": "hot", "y": "cold", "side": "train"}}; the run\'s record of its split is damaged') from None
         return Split(sides["train"], sides["test"], sides["validation"])
 
+    # ---- each test pair's result -----------------------------------------------------------------
+    def save_pair_scores(self, rows: list[dict]) -> Path:
+        """pair_scores.jsonl (training.py writes it at the final scoring), replaced whole, never through a link."""
+        self.folder.write_atomic(PAIR_SCORES, pair_scores_text(rows).encode("utf-8"))
+        return self.path / PAIR_SCORES
+
     # ---- failures ---------------------------------------------------------------------------
     def save_traceback(self, text: str) -> Path:
         """Append a bug's traceback (a folder keeps every failure it saw, newest last)."""
@@ -323,6 +330,13 @@ class RunFolder:
         with self.folder.open_append(TRACEBACK) as f:
             f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} process {os.getpid()}\n{text}\n".encode())
         return path
+
+
+def pair_scores_text(rows: list[dict]) -> str:
+    """Per-pair results as JSON lines ({"prompt", "text", "x", "y", "answer", "right", "loss", "tokens"}),
+    the format of a run's pair_scores.jsonl and of `promptgrad eval --pairs`."""
+    keys = ("prompt", "text", "x", "y", "answer", "right", "loss", "tokens")
+    return "".join(json.dumps({k: row[k] for k in keys}, ensure_ascii=False) + "\n" for row in rows)
 
 
 def parse_events(data: bytes, first_line: int = 1) -> tuple[list[Event], list[int]]:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from promptgrad.answer_rule import AnswerRule
 from promptgrad.baselines import no_majority_reason, score_majority
 from promptgrad.config import TrainConfig, check_lr
 from promptgrad.distributed import Processes, processes
@@ -163,6 +164,7 @@ class TrainingRun:
         self.step = 0
         self.best = math.inf  # best test loss of the learned prompt so far
         self.full_baselines: dict[str, list[float]] = {}  # label -> [loss, accuracy, pairs] on the whole test set
+        self.baseline_pairs: dict[str, list[dict]] = {}  # label -> each test pair's result (pair_scores.jsonl), as scored
         self.last_progress = 0.0
         self.last_save = time.monotonic()
         self.finished = False  # resumed from the checkpoint of a run that had reached its end
@@ -240,7 +242,8 @@ class TrainingRun:
         yield from self.save(done=True)
         early = self.early
         yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, self.prompt_path,
-                                 stopped_early=self.patience_ran_out, best_step=early.best_step if early else None))
+                                 stopped_early=self.patience_ran_out, best_step=early.best_step if early else None,
+                                 accuracy_rule=self.rule.describe()))
 
     def set_up(self) -> Iterator[Event]:
         """The folder locked, what a resume goes on from, the model and data, the learner, the schedule."""
@@ -313,6 +316,7 @@ class TrainingRun:
         if "untrained " in self.full_baselines:  # a checkpoint from before the start prompt was named: the same prompt
             self.full_baselines.setdefault(f"untrained {start_description(self.config.problem.init)}",
                                            self.full_baselines.pop("untrained "))
+        self.baseline_pairs = dict(checkpoint.get("baseline_pairs", {}))  # older checkpoints: none (re-scored at the end)
         self.finished = bool(checkpoint["finished"])
         self.looked_first = bool(checkpoint.get("looked_first", True))  # older checkpoints: taken as scored
         if self.early is not None and "early_stopping" in checkpoint:
@@ -384,7 +388,7 @@ class TrainingRun:
     def majority(self, pairs: list[Pair]) -> Evaluation | None:
         """The majority answer's accuracy on `pairs` (no language model: no loss, and instant); None where no
         answer repeats in the training pairs (Started.no_majority said why)."""
-        score = score_majority(self.session.split.train, pairs)
+        score = score_majority(self.session.split.train, pairs, self.rule)
         if score is None:
             return None
         interval = score.accuracy_interval
@@ -511,7 +515,42 @@ class TrainingRun:
                                                 score.accuracy_interval.high]
             if (majority := self.majority(test)) is not None:
                 yield self.emit(majority)
-        return (yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable))
+        learned = yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable)
+        yield from self.save_pair_scores(learned, stoppable)
+        return learned
+
+    def save_pair_scores(self, learned: PromptScore, stoppable: bool) -> Iterator[Event]:
+        """pair_scores.jsonl: each test pair's answer, rightness and loss under the learned prompt, each
+        baseline scored as a prompt and the majority answer, one JSON object a line, labelled as the
+        Evaluation events are ({"prompt", "text", "x", "y", "answer", "right", "loss", "tokens"}). A
+        baseline's pairs are kept (in the checkpoint too) when it is scored on the whole test set; one
+        measured by a checkpoint older than that is scored again here (the same numbers: scoring is
+        deterministic)."""
+        session, test = self.session, self.session.split.test
+        if self.run is None and session.processes.is_main:
+            return  # no folder to write to (api.py); under data parallelism the other ranks score alongside rank 0
+        for label, text, vectors, encoder in self.baseline_prompts():
+            if f"{label} {text}" not in self.baseline_pairs:
+                score = yield from self.scored(f"scoring the {label} prompt's answers", vectors, test, encoder, stoppable)
+                self.keep_pairs(label, text, score)
+        if self.run is None:
+            return
+        majority = score_majority(session.split.train, test, self.rule)
+        rows = [{"prompt": label, "text": text, **pair} for label, text, _, _ in self.baseline_prompts()
+                for pair in self.baseline_pairs[f"{label} {text}"]]
+        rows += [{"prompt": "learned", "text": "", **vars(pair)} for pair in learned.pairs]
+        if majority is not None:  # None where no answer repeats (no majority row, Started.no_majority)
+            rows += [{"prompt": "majority", "text": majority.answer, "x": p.x, "y": p.y, "answer": majority.answer,
+                      "right": right, "loss": None, "tokens": 0} for p, right in zip(test, majority.right)]
+        self.run.save_pair_scores(rows)
+
+    def keep_pairs(self, label: str, text: str, score: PromptScore) -> None:
+        self.baseline_pairs[f"{label} {text}"] = [vars(pair) for pair in score.pairs]
+
+    @property
+    def rule(self) -> AnswerRule:
+        """The accuracy rule the run's settings declare ([scoring], answer_rule.py)."""
+        return AnswerRule.of(self.config)
 
     def stopped(self) -> Iterator[Event]:
         yield from self.save()
@@ -534,6 +573,8 @@ class TrainingRun:
         score = yield from self.scored(f"scoring the {what}", vectors, pairs, encoder or self.session.encoder, stoppable)
         if label == "learned":
             self.best = min(self.best, score.test_loss)
+        elif pairs is self.session.split.test:  # the whole test set: its pairs go to pair_scores.jsonl at the end
+            self.keep_pairs(label, text, score)
         yield self.emit(Evaluation(self.step, label, score.test_loss, score.accuracy, score.n_pairs,
                                    self.best if self.best < math.inf else None, text, score.loss_interval.low,
                                    score.loss_interval.high, score.accuracy_interval.low, score.accuracy_interval.high))
@@ -549,7 +590,7 @@ class TrainingRun:
         parts = 3 if self.learner.mode == "soft" else 2  # a hard prompt is real tokens: they read as themselves
         samples = session.split.test[: watch.num_predictions]
         yield Progress(self.step, "reading out the prompt: sample predictions", 0, parts)
-        yield self.emit(Predictions(self.step, predictions(frozen, session.encoder, samples, prompt)))
+        yield self.emit(Predictions(self.step, predictions(frozen, session.encoder, samples, prompt, self.rule)))
         self.check_stop()
         yield Progress(self.step, "reading out the prompt: nearest tokens", 1, parts)
         yield self.emit(NearestTokens(self.step, nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, watch.nearest_k)))
@@ -576,7 +617,8 @@ class TrainingRun:
         state = {**self.learner.state_dict(), "mode": self.config.learning.mode, "method": self.config.search.method,
                  "step": self.step, "rng": torch.get_rng_state(), "best_test_loss": self.best,
                  "schedule": self.schedule.to_state(), "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)),
-                 "finished": done, "full_baselines": self.full_baselines, "looked_first": self.looked_first}
+                 "finished": done, "full_baselines": self.full_baselines, "looked_first": self.looked_first,
+                 "baseline_pairs": self.baseline_pairs}
         result = self.learner.prompt()
         metadata = {**prompt_metadata(self.config, self.session.facts, self.step), **self.learner.metadata()}
         if self.early:  # the result so far is the best prompt on validation; training goes on from the trained one
@@ -607,7 +649,7 @@ class TrainingRun:
         """A prompt's score on `pairs`, yielding Progress events on the way; a stop between batches
         raises StopRequested (not under data parallelism: the processes must finish the collective)."""
         session = self.session
-        steps = scoring(session.frozen, encoder, pairs, vectors, session.eval_batch_size, session.processes)
+        steps = scoring(session.frozen, encoder, pairs, vectors, session.eval_batch_size, session.processes, self.rule)
         started = time.perf_counter()
         while True:
             try:

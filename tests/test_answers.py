@@ -100,9 +100,13 @@ def test_predict_shows_whole_answers(taught, tmp_path, capsys):
                          runs_dir=str(tmp_path / "runs"), task="")
     assert list(train(config))[-1].kind == "finished"
     capsys.readouterr()
-    assert main(["predict", str(tmp_path / "runs" / "taught"), "India", "Afghanistan"]) == 0
+    assert main(["predict", str(tmp_path / "runs" / "taught"), "India", "Afghanistan", "hot"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["The [prompt] of India is -> New Delhi", "The [prompt] of Afghanistan is -> Afghani (AFN)"]
+    # the template up to {y}, the answer in its place (no arrow of the printer's), then, for an x of the
+    # run's data, the expected answer and its mark by the accuracy rule
+    assert out[0].startswith("The [prompt] of India is New Delhi   ✓ expected 'New Delhi' (")
+    assert out[1].startswith("The [prompt] of Afghanistan is Afghani (AFN)   ✓ expected 'Afghani (AFN)' (")
+    assert out[2].startswith("The [prompt] of hot is ") and "✗ expected 'cold' (" in out[2]
 
 
 def test_a_pair_longer_than_the_models_context_is_one_line(tiny_config, tmp_path, capsys):

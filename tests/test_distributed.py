@@ -1,6 +1,7 @@
 """Data parallelism: 2 processes on gloo learn the same prompt as 1 process with the same global batch,
 including the short last batch of an epoch that leaves one process no rows at all."""
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,10 @@ def test_two_processes_learn_the_same_prompt_as_one(tiny_gpt2, tiny_data, tmp_pa
     evals = lambda folder: [(e.step, e.prompt, e.n_pairs, rounded(e.test_loss, e.loss_low, e.loss_high, e.accuracy_low, e.accuracy_high))
                             for e in RunFolder.open(folder).events() if e.kind == "evaluation"]
     assert evals(tmp_path / "parallel" / "run") == evals(tmp_path / "single" / "run")
+    # each pair's answer and mark too: gathered as token ids, decoded alike, in the pairs' order
+    pair_scores = lambda folder: [{k: row[k] for k in ("prompt", "text", "x", "answer", "right", "tokens")}
+                                  for row in map(json.loads, (folder / "pair_scores.jsonl").read_text().splitlines())]
+    assert pair_scores(tmp_path / "parallel" / "run") == pair_scores(tmp_path / "single" / "run")
     assert launched.stdout.count("finished at step 5") == 1  # one report, from rank 0
 
 

@@ -5,7 +5,6 @@ recomputed by an explicit loop over the very resample indices intervals.py draws
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch

@@ -194,7 +194,7 @@ def test_a_sweep_finishes_as_ordinary_runs_and_a_second_time_redoes_nothing(tiny
     assert "run 1/2 seed0: started" in out and "run 2/2 seed1: finished" in out and "2 of 2 runs finished" in out
     assert (folder / "logs" / "seed1.log").read_text().count("finished at step 4") == 1
     assert {p.name for p in runs[0].iterdir()} <= {"config.toml", "facts.json", "split.jsonl", "metrics.jsonl",
-                                                  "checkpoint.pt", "prompt.safetensors", ".lock"}  # no log inside
+                                                  "checkpoint.pt", "prompt.safetensors", ".lock", "pair_scores.jsonl"}  # no log inside
     assert main(["eval", str(runs[1])]) == 0 and "learned" in capsys.readouterr().out
     # the run browser's list (run_folder.list_runs) finds a sweep's runs under their sweep's name; a link
     # to a sweep folder is not entered

@@ -113,7 +113,8 @@ class HardLearner:
         """(held-out task loss, nats/token) of a prompt, each computed once."""
         key = tuple(prompt_ids)
         if key not in self.held_out:
-            loss = score_prompt(self.frozen, self.encoder, self.holdout, self.projection.rows(prompt_ids), self.eval_batch_size).test_loss
+            loss = score_prompt(self.frozen, self.encoder, self.holdout, self.projection.rows(prompt_ids), self.eval_batch_size,
+                                judge=False).test_loss  # the loss alone: no answers read
             nats = float(nats_per_token(self.frozen, self.context, torch.tensor([prompt_ids]))[0])
             self.held_out[key] = (loss, nats)
         return self.held_out[key]
