@@ -526,16 +526,18 @@ class Results:
                               ", ".join(f"{p:.2g}" for p in c.mcnemar_p)])
         return header, cells
 
-    def group_lines(self) -> list[str]:
-        """What each group is: model, template, test pairs per run, seeds; and why a run has no paired comparison."""
+    def group_lines(self, shown=str) -> list[str]:
+        """What each group is: model, template, test pairs per run, seeds; and why a run has no paired comparison.
+        `shown` writes each value that came from a run folder (md_cell for Markdown: never HTML)."""
         lines = []
         for number, group in enumerate(self.groups, 1):
             setting = ", ".join(f"{n}={shown_value(group.setting(n))}" for n in self.varying if n != "model")
-            lines.append(f"- group {number}: {group.task}{f' ({setting})' if setting else ''}: model {group.model}, "
-                         f"template {group.template!r}, {'/'.join(map(str, group.n_test))} test pairs per run, "
+            lines.append(f"- group {number}: {shown(group.task)}{f' ({shown(setting)})' if setting else ''}: model "
+                         f"{shown(group.model)}, template {shown(repr(group.template))}, "
+                         f"{'/'.join(map(str, group.n_test))} test pairs per run, "
                          f"seeds {', '.join(str(r.seed) for r in group.runs)}")
-            lines += [f"  - seed {r.seed} ({r.name}): no paired comparison: {r.paired_problem}" for r in group.runs
-                      if r.paired_problem]
+            lines += [f"  - seed {r.seed} ({shown(r.name)}): no paired comparison: {shown(r.paired_problem)}"
+                      for r in group.runs if r.paired_problem]
         return lines
 
     def markdown(self) -> str:
@@ -547,7 +549,7 @@ class Results:
                  "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
         lines += ["", *(f"- {item}" for item in LEGEND)]
-        lines += ["", "## Groups", "", *self.group_lines()]
+        lines += ["", "## Groups", "", *self.group_lines(md_cell)]
         paired_header, paired_cells = self.paired_table()
         if paired_cells:
             lines += ["", "## Paired comparisons: learned minus each baseline on the same test pairs", "",

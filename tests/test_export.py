@@ -158,7 +158,7 @@ def answering_run(tiny_gpt2, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("answering")
     data = tmp / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
-    config = TrainConfig(model=tiny_gpt2, data=str(data), template="{prompt} {x} -> {y}", steps=30, lr=0.3, batch_size=4,
+    config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), template="{prompt} {x} -> {y}", steps=30, lr=0.3, batch_size=4,
                          eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0, precision="fp32", device="cpu",
                          name="answering", runs_dir=str(tmp / "runs"))
     list(train(config))

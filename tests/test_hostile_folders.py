@@ -159,7 +159,7 @@ def finished(tiny_gpt2, tmp_path_factory) -> Path:
     from conftest import TINY_PAIRS
 
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
-    config = TrainConfig(model=tiny_gpt2, data=str(data), template="{prompt} {x} and {y}", steps=2, batch_size=4,
+    config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), template="{prompt} {x} and {y}", steps=2, batch_size=4,
                          eval_every=2, eval_size=0, checkpoint_every=0, num_predictions=0, nearest_k=0, lr=1e-2,
                          precision="fp32", device="cpu", name="done", runs_dir=str(root / "runs"))
     with pytest.MonkeyPatch.context() as patch:  # the model's own reading of the prompt: seconds nobody reads here
