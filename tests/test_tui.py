@@ -519,6 +519,7 @@ def test_11_question_mark_help_q_quit_and_the_command_palette():
         app = PromptgradApp()
         async with app.run_test(size=(100, 40)) as pilot:
             screen = app.main_screen
+            await pilot.press("1")  # into the form: its first field has the cursor
             await pilot.pause()
             await pilot.press("?")  # the cursor is in a text field: ? is typed there, not a command
             assert not isinstance(app.screen, HelpScreen)
