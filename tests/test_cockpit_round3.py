@@ -77,3 +77,76 @@ def test_3_the_empty_form_at_launch_has_no_field_with_the_cursor():
             assert app.main_screen.pane == "chart"
 
     run_async(scenario())
+
+
+# ---- 4 and 13. the run browser: marking keeps the cursor; j/k, sort, delete with undo, rename ----------
+def three_runs(tiny_config) -> list[Path]:
+    return [finished_run(tiny_config.replace(name=name, seed=len(name), steps=2 + i))
+            for i, name in enumerate(("alpha", "bravo", "charlie"))]
+
+
+def test_4_marking_a_run_leaves_the_cursor_on_it(tiny_config):
+    three_runs(tiny_config)
+
+    async def scenario():
+        app = PromptgradApp(tiny_config)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+o")
+            browser = app.screen
+            assert isinstance(browser, RunBrowser)
+            await pilot.press("down", "down", "space")
+            await pilot.pause()
+            table = browser.query_one(DataTable)
+            assert table.cursor_row == 2
+            assert str(table.get_cell_at((2, 0))) == "x" and str(browser.shown[2].path) in browser.marked
+            await pilot.press("slash", *"a", "space")  # the filter's typed space marks too, the cursor stays put
+            await pilot.pause()
+            assert table.cursor_row == [r.name for r in browser.shown].index(browser.current().name)
+
+    run_async(scenario())
+
+
+def test_13_the_browser_moves_with_j_k_sorts_deletes_with_undo_and_renames(tiny_config, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    runs = three_runs(tiny_config)
+    runs_dir = runs[0].parent
+
+    async def scenario():
+        app = PromptgradApp(tiny_config)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+o")
+            browser = app.screen
+            table = browser.query_one(DataTable)
+            await pilot.press("j", "j", "k")
+            assert table.cursor_row == 1
+            # the cursor row is plain to see without colour: reverse video
+            assert table.get_component_rich_style("datatable--cursor").reverse
+            await pilot.press("s")  # sort by name, A-Z
+            assert [r.name for r in browser.shown] == ["alpha", "bravo", "charlie"]
+            await pilot.press("S")  # the other way round
+            assert [r.name for r in browser.shown] == ["charlie", "bravo", "alpha"]
+            await pilot.press("s", "s")  # state, then steps (most first)
+            assert [r.step for r in browser.shown] == [4, 3, 2]
+            table.move_cursor(row=[r.name for r in browser.shown].index("bravo"))
+            await pilot.press("d")  # into runs/.trash, at once; u brings it back
+            await pilot.pause()
+            assert not (runs_dir / "bravo").exists() and "bravo" not in [r.name for r in browser.shown]
+            assert [p.name.split("-")[0] for p in (runs_dir / ".trash").iterdir()] == ["bravo"]
+            await pilot.press("u")
+            await pilot.pause()
+            assert (runs_dir / "bravo" / "config.toml").is_file() and browser.current().name == "bravo"
+            await pilot.press("r")
+            dialog = app.screen
+            field = dialog.query_one("#new-name", Input)
+            field.value = "alpha"  # taken: said in the dialog, which stays
+            await pilot.press("enter")
+            assert app.screen is dialog and "exists" in str(dialog.query_one("#rename-error").render())
+            field.value = "bravo-lr3"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen is browser and (runs_dir / "bravo-lr3" / "config.toml").is_file()
+            assert browser.current().name == "bravo-lr3" and not (runs_dir / "bravo").exists()
+            await pilot.press("enter")  # the renamed run opens
+            await wait_for(pilot, lambda: app.main_screen.run_dir == str(runs_dir / "bravo-lr3"), what="the run to open")
+
+    run_async(scenario())

@@ -600,7 +600,7 @@ def test_the_browser_opens_a_run_and_overlays_two_others(tiny_config):
             await pilot.press("ctrl+o")
             browser = app.screen
             assert isinstance(browser, RunBrowser) and len(browser.shown) == 3
-            await pilot.press(*"sec")  # type to filter
+            await pilot.press("slash", *"sec")  # / then type to filter
             assert [r.name for r in browser.shown] == ["second"]
             await pilot.press("space")  # mark it for the chart
             await pilot.press("backspace", "backspace", "backspace")
