@@ -150,3 +150,30 @@ def test_13_the_browser_moves_with_j_k_sorts_deletes_with_undo_and_renames(tiny_
             await wait_for(pilot, lambda: app.main_screen.run_dir == str(runs_dir / "bravo-lr3"), what="the run to open")
 
     run_async(scenario())
+
+
+# ---- 11. a "y" meant for a question never lands in the name field ---------------------------------------
+def test_11_a_y_after_a_refused_ctrl_r_leaves_the_run_name_alone(tiny_config):
+    run_dir = finished_run(tiny_config)
+
+    async def scenario():
+        app = PromptgradApp(tiny_config, run_dir=str(run_dir))
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.main_screen
+            await wait_for(pilot, lambda: screen.chart.steps, what="the run to show")
+            screen.form.config_fields["name"].value = tiny_config.machine.name  # a folder that exists
+            await pilot.pause()
+            await pilot.press("ctrl+r")  # refused: the field is flagged, no question asked
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen), [m.text for m in app.messages]
+            assert screen.form.config_fields["name"].has_class("-invalid")
+            await pilot.press("y")  # meant for the question the user expected
+            await pilot.pause()
+            assert screen.form.config_fields["name"].value == tiny_config.machine.name
+            screen.form.config_fields["lr"].value = "fast"  # an invalid value: flagged, the cursor stays put too
+            await pilot.pause()
+            await pilot.press("ctrl+r", "y")
+            await pilot.pause()
+            assert screen.form.config_fields["lr"].value == "fast" and not screen.running
+
+    run_async(scenario())

@@ -147,11 +147,11 @@ class ConfigForm(VerticalScroll):
         self.disabled = locked
         self.border_title = "Configuration · locked during the run" if locked else "Configuration"
 
-    def focus_error(self) -> None:
-        if self.error and self.error.field in self.config_fields:
-            field = self.config_fields[self.error.field]
-            field.control.focus()
-            self.scroll_to_widget(field)
+    def show_field(self, name: str | None) -> None:
+        """Bring a (flagged) field into view without giving it the cursor: after a refused ctrl+r a key meant
+        for a dialog that never came (y) would otherwise be typed over that field's value."""
+        if name in self.config_fields:
+            self.scroll_to_widget(self.config_fields[name])
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.edited(event.input)
