@@ -177,3 +177,18 @@ def test_11_a_y_after_a_refused_ctrl_r_leaves_the_run_name_alone(tiny_config):
             assert screen.form.config_fields["lr"].value == "fast" and not screen.running
 
     run_async(scenario())
+
+
+# ---- 8. the train average follows the steps in a short run ----------------------------------------------
+def test_8_the_train_average_follows_a_short_run_from_its_first_step():
+    from promptgrad_tui.widgets.loss_chart import Curves
+
+    losses = [10.7, 4.0, 3.6, 3.9, 3.4, 3.8, 3.5, 3.3, 3.7, 3.4]
+    curves = Curves.of([Started("runs/r", "m", "cpu", "fp32", 40, 10, 10, 0, 10)]
+                       + [Step(i, i, loss, 0.01, 1.0, i, 10 - i) for i, loss in enumerate(losses, 1)])
+    assert curves.smoothed[0] == pytest.approx(10.7)  # the first step's own loss, not pulled towards 0
+    assert curves.smoothed[-1] < 4.5  # was 6.3: step 1 held the average up
+    assert min(losses[1:]) < curves.smoothed[-1]
+    curves.truncate(5)  # a resume from step 5 goes on from the same average
+    assert curves.smoothed == Curves.of([Step(i, i, loss, 0.01, 1.0, i, 10 - i)
+                                         for i, loss in enumerate(losses[:5], 1)]).smoothed

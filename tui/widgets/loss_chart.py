@@ -27,7 +27,7 @@ from textual_plotext import PlotextPlot
 
 from promptgrad.events import Evaluation, Event, Extended, Started, Step, Validation
 
-SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss
+SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss (about the last 10 steps)
 MAX_POINTS = 600  # more points than this are thinned before plotting; a terminal shows far fewer
 # series: (marker, colour, legend text); markers are ASCII so that LANG=C terminals show them too
 TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
@@ -55,7 +55,8 @@ class Curves:
 
     steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
-    smoothed: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)  # the EMA, bias-corrected (see `add`)
+    ema_raw: list[float] = field(default_factory=list)  # the EMA before the correction, started at 0
     subset_steps: list[int] = field(default_factory=list)  # the learned prompt on the evaluation subset
     subset_loss: list[float] = field(default_factory=list)
     full_steps: list[int] = field(default_factory=list)  # ... and on the whole test set
@@ -75,10 +76,14 @@ class Curves:
         elif isinstance(event, Step):
             if self.steps and event.step <= self.steps[-1]:
                 self.truncate(event.step - 1)
-            average = event.loss if not self.smoothed else SMOOTHING * self.smoothed[-1] + (1 - SMOOTHING) * event.loss
+            # an EMA started at 0 and divided by 1 - SMOOTHING**n (Adam's bias correction): the average of
+            # the steps so far, weighted to the recent ones. Started at the first loss instead, it held step
+            # 1's 10.7 for a long while (6.3 at step 10 while the steps read 3-4)
+            raw = SMOOTHING * (self.ema_raw[-1] if self.ema_raw else 0.0) + (1 - SMOOTHING) * event.loss
             self.steps.append(event.step)
             self.train_loss.append(event.loss)
-            self.smoothed.append(average)
+            self.ema_raw.append(raw)
+            self.smoothed.append(raw / (1 - SMOOTHING ** len(self.ema_raw)))
         elif isinstance(event, Evaluation) and event.test_loss is not None:
             whole = event.n_pairs == self.n_test
             if event.prompt == "hand-written" and self.hand_written_text in (None, event.text) and (self.hand_written is None or whole):
@@ -95,7 +100,7 @@ class Curves:
 
     def truncate(self, step: int) -> None:
         """Forget everything after `step`: a resumed run goes on from its checkpoint."""
-        for xs, *ys in ((self.steps, self.train_loss, self.smoothed), (self.subset_steps, self.subset_loss),
+        for xs, *ys in ((self.steps, self.train_loss, self.smoothed, self.ema_raw), (self.subset_steps, self.subset_loss),
                         (self.full_steps, self.full_loss), (self.valid_steps, self.valid_loss)):
             keep = sum(1 for s in xs if s <= step)
             for series in (xs, *ys):
