@@ -192,3 +192,53 @@ def test_8_the_train_average_follows_a_short_run_from_its_first_step():
     curves.truncate(5)  # a resume from step 5 goes on from the same average
     assert curves.smoothed == Curves.of([Step(i, i, loss, 0.01, 1.0, i, 10 - i)
                                          for i, loss in enumerate(losses[:5], 1)]).smoothed
+
+
+# ---- 1. the Predictions pane shows what was asked and what was expected, whole ---------------------------
+LONG_ANSWER = " reject. The probability of accepting is 1/2, and of rejecting it is 1/2 as well, so"
+ROWS = [Prediction("accept", " reject", LONG_ANSWER, True),
+        Prediction("hot", " cold", " cold", True),
+        Prediction("What is the opposite of the word written before this question, asked politely?", " no",
+                   " I think that the answer is yes, or maybe not", False)]
+
+
+def screen_text(app) -> str:
+    return app.export_screenshot()  # an SVG: the text is in it, one <text> run per styled span
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_1_input_and_expected_are_whole_at_every_width_and_enter_shows_the_row(width):
+    from promptgrad_tui.prediction_detail import PredictionDetail
+
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(width, 40)) as pilot:
+            screen = app.main_screen
+            screen.show_pane("predictions")
+            await pilot.pause()
+            screen.predictions.show(Predictions(7, ROWS))
+            await pilot.pause()
+            table = screen.predictions.table
+            assert [str(c.label) for c in table.columns.values()] == ["", "input", "expected", "answer"]
+            for row, pair in enumerate(ROWS):
+                assert str(table.get_cell_at((row, 1))) == pair.x  # whole, on more lines where it is long
+                assert str(table.get_cell_at((row, 2))) == pair.expected.strip() or \
+                    str(table.get_cell_at((row, 2))) == pair.expected
+            answer = str(table.get_cell_at((0, 3)))
+            assert answer.endswith("…") and LONG_ANSWER.startswith(answer[:-1])  # cut, and said to be
+            widths = [c.get_render_width(table) for c in table.columns.values()]
+            assert sum(widths) <= table.size.width and widths[1] >= len("accept") + 2 and widths[2] >= len(" reject") + 2
+            assert widths[3] >= 8 + 2  # the answer keeps room enough to read its start
+            assert table.rows[list(table.rows)[2]].height > 1 or widths[1] >= len(ROWS[2].x) + 2
+            await pilot.press("3")
+            table.focus()
+            table.move_cursor(row=0)
+            await pilot.press("enter")
+            detail = app.screen
+            assert isinstance(detail, PredictionDetail)
+            shown = str(detail.query_one("Static").render())
+            assert "accept" in shown and LONG_ANSWER.strip() in shown.replace("\n", " ") and "right" in shown
+            await pilot.press("escape")
+            assert app.screen is screen
+
+    run_async(scenario())

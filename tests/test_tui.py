@@ -443,8 +443,9 @@ def test_7_the_predicted_word_is_never_cut_and_the_status_line_fits(tiny_config,
             screen.predictions.show(Predictions(3, long))
             await pilot.pause()
             table = screen.predictions.table
-            assert str(table.get_cell_at((0, 2))) == "misunderstandingness"
-            predicted = list(table.columns.values())[2]
+            assert str(table.get_cell_at((0, 3))) == "misunderstandingness"  # the answer, after input and expected
+            assert str(table.get_cell_at((0, 1))) == "incomprehensibility" and str(table.get_cell_at((0, 2))) == "comprehensibility"
+            predicted = list(table.columns.values())[3]
             assert sum(c.get_render_width(table) for c in table.columns.values()) <= table.size.width
             assert predicted.get_render_width(table) >= len("misunderstandingness") + 2
             screen.status.apply(Started("runs/20261130-120000", "m", "cpu", "fp32", 5000, 1292, 100000, 0, 157, ""))
