@@ -443,11 +443,13 @@ def test_7_the_predicted_word_is_never_cut_and_the_status_line_fits(tiny_config,
             screen.predictions.show(Predictions(3, long))
             await pilot.pause()
             table = screen.predictions.table
-            assert str(table.get_cell_at((0, 3))) == "misunderstandingness"  # the answer, after input and expected
+            # issue 29: the input and expected answer are whole first; the answer after them, cut with an
+            # ellipsis only where the pane is too narrow for all three (the wide layout's 130 columns)
             assert str(table.get_cell_at((0, 1))) == "incomprehensibility" and str(table.get_cell_at((0, 2))) == "comprehensibility"
-            predicted = list(table.columns.values())[3]
+            answer = str(table.get_cell_at((0, 3)))
+            assert answer == "misunderstandingness" or (answer.endswith("…") and len(answer) >= 8
+                                                       and "misunderstandingness".startswith(answer[:-1]))
             assert sum(c.get_render_width(table) for c in table.columns.values()) <= table.size.width
-            assert predicted.get_render_width(table) >= len("misunderstandingness") + 2
             screen.status.apply(Started("runs/20261130-120000", "m", "cpu", "fp32", 5000, 1292, 100000, 0, 157, ""))
             assert screen.status.line(80).cell_len <= 80
 

@@ -44,18 +44,36 @@ class Layout:
     def of(texts: list[tuple[str, str, str]], width: int) -> Layout:
         # each column costs its width plus 2 of padding, and 1 for a scrollbar
         room = max(3 * 3, width - 2 * 4 - MARK_WIDTH - 1)
-        longest_x = max([len("input"), *(len(t[0]) for t in texts)])
-        longest_y = max([len("expected"), *(len(t[2]) for t in texts)])
-        longest_answer = max([len("answer"), *(len(t[1]) for t in texts)])
-        answer_min = min(longest_answer, ANSWER_MIN)
-        if longest_x + longest_y + answer_min <= room:  # both whole on one line
-            x, expected = longest_x, longest_y
-        else:  # wrapped on more lines, each within its share, more where the answer does not need the room
-            expected = min(longest_y, max(5, int(room * EXPECTED_SHARE)))
-            x = max(5, min(longest_x, max(int(room * INPUT_SHARE), room - expected - longest_answer),
-                           room - expected - answer_min))
-        answer = max(3, min(longest_answer, room - x - expected))
-        return Layout(x, expected, answer)
+        longest = [max([len(label), *(len(t[i]) for t in texts)]) for label, i in (("input", 0), ("expected", 2), ("answer", 1))]
+        # the input and expected columns are at least as wide as their longest word (a word is never split
+        # over two lines); the answer at least ANSWER_MIN
+        floors = [min(longest[0], max(5, longest_word(t[0] for t in texts))),
+                  min(longest[1], max(5, longest_word(t[2] for t in texts))), min(longest[2], ANSWER_MIN)]
+        if sum(floors) > room:  # not even that fits (a narrow pane, long single words): the answer keeps its start,
+            left = max(10, room - floors[2])  # the input and expected share the rest, a long word folded over lines
+            x = max(5, left * floors[0] // (floors[0] + floors[1]))
+            return Layout(x, max(5, left - x), max(3, room - left))
+        return Layout(*fill(floors, longest, room))
+
+
+def longest_word(texts) -> int:
+    return max([0, *(len(word) for text in texts for word in text.split())])
+
+
+def fill(floors: list[int], wanted: list[int], room: int) -> list[int]:
+    """Widths from `floors` up to `wanted`, the room left shared out evenly among the columns that want more."""
+    widths = list(floors)
+    left = room - sum(widths)
+    while left > 0:
+        hungry = [i for i in range(len(widths)) if widths[i] < wanted[i]]
+        if not hungry:
+            break
+        share = max(1, left // len(hungry))
+        for i in hungry:
+            give = min(share, wanted[i] - widths[i], left)
+            widths[i] += give
+            left -= give
+    return widths
 
 
 class PredictionsTable(DataTable):
