@@ -242,3 +242,53 @@ def test_1_input_and_expected_are_whole_at_every_width_and_enter_shows_the_row(w
             assert app.screen is screen
 
     run_async(scenario())
+
+
+# ---- 10. nothing stale or covering: the probe's last answer, another task's overlays, toasts -----------
+def test_10_another_run_clears_the_probe_answer_and_drops_another_tasks_overlays(tiny_config, tmp_path):
+    import shutil
+
+    from promptgrad.probe import ProbeAnswer
+
+    other_data = tmp_path / "other-task.jsonl"
+    shutil.copy(tiny_config.problem.data, other_data)
+    a1, a2 = (finished_run(tiny_config.replace(name=name, steps=2)) for name in ("a1", "a2"))
+    b1 = finished_run(tiny_config.replace(name="b1", steps=2, data=str(other_data)))
+
+    async def scenario():
+        app = PromptgradApp(tiny_config, run_dir=str(a1))
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.main_screen
+            await wait_for(pilot, lambda: screen.chart.steps, what="the run to show")
+            screen.compare((str(a2),))
+            assert set(screen.chart.overlays) == {"a2"}
+            screen.predictions.probe.show(ProbeAnswer("hot", " cold", " warm", 2))
+            await pilot.press("ctrl+o")
+            browser = app.screen
+            browser.query_one(DataTable).move_cursor(row=[r.name for r in browser.shown].index("b1"))
+            await pilot.press("enter")  # another task: a2's curves are not b1's
+            await wait_for(pilot, lambda: screen.run_dir == str(b1), what="b1 to open")
+            assert screen.chart.overlays == {} and screen.compared == ()
+            assert "cold" not in str(screen.query_one("#probe-answer").render())
+            assert any("another task" in m.text and "a2" in m.text for m in app.messages)
+
+    run_async(scenario())
+
+
+def test_10_toasts_never_cover_the_results_strip():
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            screen = app.main_screen
+            screen.replay(finished_events(), live=True)  # the strip appears, with a "Run finished" toast
+            screen.say("a second message, long enough to take two lines of a toast at this width, or three")
+            await pilot.pause(0.3)
+            strip = screen.results.region
+            rows = [line.text for line in app.screen._compositor.render_strips()]
+            toast_rows = [y for y, row in enumerate(rows) if "Run finished" in row or "a second message" in row]
+            assert strip.height and toast_rows  # both on screen at once...
+            assert all(y < strip.y for y in toast_rows)  # ... the toasts above the strip, every row of the strip its own
+            assert rows[strip.y].lstrip().startswith("Result") and "learned" in rows[strip.y + 1]
+            assert all("▌" not in row for row in rows[strip.y:strip.bottom])
+
+    run_async(scenario())

@@ -251,6 +251,9 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         if isinstance(event, Started):
             if live:  # a viewed folder keeps its own path: a copied folder's records name the original
                 self.run_dir = event.run_dir
+                config = self.form.check()  # the run's own settings: the form is locked with them
+                if config is not None:
+                    self.keep_comparable(config)
             self.status.set_phase("running" if live else "viewing")
         elif isinstance(event, Progress):
             self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)

@@ -150,6 +150,12 @@ class ProbeBox(Vertical):
             (f"{answer.x}", "bold"), " → learned: ", (answer.learned or "?", "bold"),
             " · hand-written: ", (answer.hand_written or "?", "bold"), *others, (f" · prompt of step {answer.step}", "dim")))
 
+    def reset(self) -> None:
+        """A new run, or another run opened: the last answer was another prompt's (another task's, maybe)."""
+        self.query_one("#probe-input", Input).value = ""
+        self.query_one("#probe-answer", Static).update(
+            Text("the learned prompt's answer appears here, beside the hand-written one's", style="dim"))
+
     def failed(self, message: str) -> None:
         self.query_one("#probe-answer", Static).update(Text(message, style="italic"))
 
@@ -175,6 +181,7 @@ class PredictionsPane(Vertical):
 
     def reset(self) -> None:
         self.table.reset()
+        self.probe.reset()
         self.border_title = "Predictions"
 
     def show(self, event: Predictions) -> None:
