@@ -292,3 +292,56 @@ def test_10_toasts_never_cover_the_results_strip():
             assert all("▌" not in row for row in rows[strip.y:strip.bottom])
 
     run_async(scenario())
+
+
+# ---- 5. small terminals: a policy by size, the chart's frame whole ---------------------------------------
+def frame_rows(plot) -> list[str]:
+    """The built figure's rows from the frame's top edge to its bottom edge (each must be one row)."""
+    rows = plot.built.plain.splitlines()
+    top = next(i for i, r in enumerate(rows) if "┌" in r)
+    bottom = next(i for i, r in enumerate(rows) if "└" in r)
+    return rows[top:bottom + 1]
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24)], ids=["60x20", "80x24"])
+def test_5_small_terminals_fold_the_strip_and_legend_and_the_chart_frame_stays_whole(size):
+    from promptgrad_tui.widgets.loss_chart import MIN_PLOT_ROWS, BuiltPlot
+
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=size) as pilot:
+            screen = app.main_screen
+            screen.replay(finished_events(), live=True)
+            await pilot.press("2")
+            plot = screen.chart.query_one(BuiltPlot)
+            await wait_for(pilot, lambda: plot.built is not None and plot.built_size == tuple(plot.size), what="the chart")
+            rows = frame_rows(plot)
+            assert "┐" in rows[0] and "┘" in rows[-1]  # each edge of the frame on one row: nothing wrapped
+            assert len(rows) - 2 >= MIN_PLOT_ROWS and all(len(r) <= plot.size.width for r in plot.built.plain.splitlines())
+            assert screen.results.region.height == 1 and "learned 2.000" in str(screen.results.render())
+            legend = screen.chart.query_one(".legend").region.height  # 60x20: markers and keys on one line
+            assert legend == 1 if size[1] < 24 else legend <= 2
+            await pilot.press("z")  # the whole strip, its rows cut (with …) rather than wrapped
+            await pilot.pause()
+            strip = [str(line) for line in screen.results.render().split("\n")]
+            assert screen.results.region.height == len(strip) >= 4 and strip[1].startswith("learned")
+            assert all(len(line) <= screen.results.size.width for line in strip)
+            await pilot.press("z")
+            await pilot.pause()
+            assert screen.results.region.height == 1
+
+    run_async(scenario())
+
+
+def test_5_below_60x18_the_screen_says_what_it_needs_and_comes_back_when_resized():
+    async def scenario():
+        app = PromptgradApp()
+        async with app.run_test(size=(50, 15)) as pilot:
+            notice = app.main_screen.query_one("#too-small")
+            await pilot.pause()
+            assert notice.display and "needs at least 60 columns and 18 rows" in str(notice.render())
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause()
+            assert not notice.display
+
+    run_async(scenario())

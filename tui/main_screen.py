@@ -31,6 +31,7 @@ from promptgrad_tui.messages import RunEvents
 from promptgrad_tui.panes import OPTION_DIGITS, PANES, WIDE, Panes
 from promptgrad_tui.probing import Probing
 from promptgrad_tui.run_control import RunControl
+from promptgrad_tui.size_policy import SizePolicy
 from promptgrad_tui.task_picker import TaskPicker
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.key_bar import KeyBar
@@ -45,7 +46,7 @@ DEVICE_SECONDS = 2.0  # how often device use is sampled for the status line
 CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
 
 
-class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
+class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start"),
         Binding("ctrl+t", "stop", "Stop"),
@@ -62,6 +63,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
           for key in (str(n), f"alt+{n}", OPTION_DIGITS[n - 1], f"f{n + 5}")),
         Binding("escape", "leave_field", "Leave the field", show=False),
         Binding("f4", "copy_result", "Copy", show=False),
+        Binding("z", "fold_results", "Fold the result", show=False),
         Binding("ctrl+l", "messages", "Log"),
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
@@ -106,6 +108,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         yield Static("", id="failure")
         yield StatusLine(id="status")
         yield KeyBar(id="keys")
+        yield Static("", id="too-small")  # over everything, on a terminal too small to draw on (size_policy.py)
 
     def on_mount(self) -> None:
         self.form.check()
@@ -114,6 +117,7 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         # no text field takes the cursor at launch: keys typed at once (2 3 4) jump between panes instead of
         # landing in the form; tab, 1 or f6 go to the form. A run opened on the command line shows its chart.
         self.show_pane(self.first_pane, focus=bool(self.initial_view))
+        self.apply_size_policy()
         self.show_keys()
         self.redraw()
         self.set_interval(REDRAW_SECONDS, self.status.redraw)

@@ -35,6 +35,7 @@ class Panes:
 
     def on_resize(self, event: events.Resize) -> None:
         self.show_panes()
+        self.apply_size_policy()
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         # the tabs announce their first tab when mounted: that is no user's choice, and taking it would put the

@@ -28,6 +28,8 @@ from textual_plotext import PlotextPlot
 from promptgrad.events import Evaluation, Event, Extended, Started, Step, Validation
 
 SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss (about the last 10 steps)
+COMPACT_CHART_ROWS = 16  # a chart pane shorter than this gets its legend on one line (markers and keys)
+MIN_PLOT_ROWS = 5  # a plot shorter than this is not drawn: a line says what it needs
 MAX_POINTS = 600  # more points than this are thinned before plotting; a terminal shows far fewer
 # series: (marker, colour, legend text); markers are ASCII so that LANG=C terminals show them too
 TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
@@ -218,8 +220,11 @@ class LossChart(Vertical):
         self.stale = True
         self.redraw()
 
-    def legend_entries(self) -> list[Text]:
-        """One entry per series present: its marker, its label, and the key that switches it (dim when off)."""
+    def legend_entries(self, compact: bool = False) -> list[Text]:
+        """One entry per series present: its marker, its label, and the key that switches it (dim when off);
+        `compact` (a short pane): the marker and the key only, so that the legend takes one line."""
+        if compact:
+            return self.compact_entries()
         c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
         shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
                  (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
@@ -235,8 +240,21 @@ class LossChart(Vertical):
                                          (f" {name}", "dim" if off else ""), (" (c off)" if off else "", "dim")))
         return entries
 
-    def legend(self, width: int = 10_000) -> Text:
-        entries = self.legend_entries()
+    def compact_entries(self) -> list[Text]:
+        c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
+        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
+                 (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
+        for (marker, colour, label), present in shown:
+            if present:
+                style = "dim" if label in self.hidden else RICH.get(colour, colour)
+                entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, style), f" {keys[label]}"))
+        if self.overlays:
+            entries.append(Text.assemble(*((OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)], "dim" if "compared" in self.hidden
+                                            else RICH.get(OVERLAY_COLORS[i % len(OVERLAY_COLORS)], "")) for i in range(len(self.overlays))), " c"))
+        return entries + [Text("(keys; f1 names them)", style="dim")] if entries else entries
+
+    def legend(self, width: int = 10_000, compact: bool = False) -> Text:
+        entries = self.legend_entries(compact)
         return legend_lines(entries, width) if entries else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
 
     def series(self, right: int) -> list[tuple[str, list, list, str, str]]:
@@ -266,10 +284,18 @@ class LossChart(Vertical):
         if not self.stale or not self.is_mounted:
             return
         plot = self.query_one(BuiltPlot)
-        if not plot.display or plot.size.width < 8 or plot.size.height < 4:
+        if not plot.display or plot.size.width < 8 or plot.size.height < 1:
             return  # not on screen (another tab): built once it is shown (on_resize)
         self.stale = False
-        legend = self.legend(max(20, self.query_one(".legend", Static).size.width or self.size.width - 2))
+        # a short pane (a small terminal): the legend on one line, markers and keys only, the rows to the plot
+        compact = self.size.height < COMPACT_CHART_ROWS
+        legend = self.legend(max(20, self.query_one(".legend", Static).size.width or self.size.width - 2), compact)
+        if compact and legend.plain.count("\n"):
+            legend = legend.split("\n")[0]
+        if plot.size.height < MIN_PLOT_ROWS:  # a figure this short is a frame with no room inside: say so instead
+            self.show_built(plot, Text(f"the chart needs {MIN_PLOT_ROWS} rows here, it has {plot.size.height}: a taller "
+                                       f"terminal, or z folds the results strip", style="italic"), tuple(plot.size))
+            return
         if legend != self.shown_legend:  # an update relays the screen out: only when the legend changes
             self.query_one(".legend", Static).update(legend)
             self.shown_legend = legend
