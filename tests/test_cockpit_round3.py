@@ -345,3 +345,34 @@ def test_5_below_60x18_the_screen_says_what_it_needs_and_comes_back_when_resized
             assert not notice.display
 
     run_async(scenario())
+
+
+# ---- 6. the form during a run: every value whole, nothing cut inside a word --------------------------------
+def test_6_the_locked_form_shows_each_value_whole_at_160x48(tiny_config):
+    from promptgrad_tui.widgets.config_form import LockedSummary
+
+    config = tiny_config.replace(steps=5000, checkpoint_every=0, name="a-rather-long-run-name-for-a-narrow-form")
+
+    async def scenario():
+        app = PromptgradApp(config)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = app.main_screen
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: screen.chart.steps, what="a step")
+            await pilot.pause()
+            summary = screen.form.query_one(LockedSummary)
+            assert summary.display and not any(f.display for f in screen.form.config_fields.values())
+            lines = str(summary.render()).splitlines()
+            width = summary.size.width
+            assert width < 40 and all(len(line) <= width for line in lines)
+            joined = "".join(line.strip() for line in lines)
+            for value in (config.problem.model, config.machine.name, config.problem.data):
+                assert value in joined  # whole, over lines broken only at '/', '-', '_', '.' or a space
+            for line, after in zip(lines, lines[1:]):
+                if after.startswith("  ") and line.startswith("  "):  # a value going on to the next line
+                    assert line[-1] in "/-_. …", (line, after)
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: not screen.running, what="the stop")
+            assert not summary.display and screen.form.config_fields["model"].display
+
+    run_async(scenario())
