@@ -104,6 +104,7 @@ class LockedSummary(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.sections: list[tuple[str, list[tuple[str, str]]]] = []
+        self.display = False  # shown while the form is locked
 
     def show(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
         self.sections = sections

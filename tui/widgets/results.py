@@ -70,12 +70,12 @@ class ResultsStrip(Static):
                  Text(", " + accuracy_text(learned.accuracy, interval_of(learned.accuracy_low, learned.accuracy_high)))]
         if hand is not None:
             parts.append(Text.assemble(" · ", difference(learned, hand), f" vs {name_of(hand)}"))
-        parts.append(Text(" · z: all rows", style="dim"))
+        hint = Text(" · z: all rows", style="dim")  # kept: it is how the rest is found
         line = Text()
         for part in parts:
-            if line.cell_len + part.cell_len <= width:
+            if line.cell_len + part.cell_len + hint.cell_len <= width:
                 line.append_text(part)
-        return line
+        return line.append_text(hint)
 
     @property
     def copied(self) -> str:
