@@ -282,6 +282,7 @@ def test_10_toasts_never_cover_the_results_strip():
             screen = app.main_screen
             screen.replay(finished_events(), live=True)  # the strip appears, with a "Run finished" toast
             screen.say("a second message, long enough to take two lines of a toast at this width, or three")
+            await pilot.press("z")  # the whole strip (folded to one line below 30 rows): more of it to cover
             await pilot.pause(0.3)
             strip = screen.results.region
             rows = [line.text for line in app.screen._compositor.render_strips()]
