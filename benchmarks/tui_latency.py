@@ -125,6 +125,7 @@ def main(argv=None) -> None:
                 checkpoint_every=0, checkpoint_minutes=0).save(config)
     argv = [sys.executable, "-m", "promptgrad_tui.app", "--config", str(config)]
     terminal = Terminal(argv, columns, rows, {"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)})
+    load_before = os.getloadavg()  # the machine may be shared: the figures mean little without its load
     try:
         terminal.wait_for("Configuration", 0, timeout=120)
         time.sleep(1.0)
@@ -143,8 +144,9 @@ def main(argv=None) -> None:
             shown = re.findall(rb"([0-9]+\.[0-9]) ex/s", b"".join(data for at, data in terminal.chunks if at >= pressed - 5))
         rate = float(shown[-1]) if shown else float("nan")  # what the status line said at the end: training speed meanwhile
     finally:
+        load_after = os.getloadavg()
         terminal.close()
-    figures = {"cpu": cpu_description(), "model": args.model, "size": args.size, "first_evaluation_s": first_eval,
+    figures = {"load_average_1_5_15_min": {"before": load_before, "after": load_after}, "cpu": cpu_description(), "model": args.model, "size": args.size, "first_evaluation_s": first_eval,
                "first_step_s": first_step, "key_latency_ms": {"median": 1000 * statistics.median(latencies),
                                                                "p95": 1000 * percentile(latencies, 0.95),
                                                                "max": 1000 * max(latencies), "n": len(latencies)},
@@ -154,6 +156,8 @@ def main(argv=None) -> None:
     k = figures["key_latency_ms"]
     print(f"ctrl+n -> new pane on screen, during training, {k['n']} presses: median {k['median']:.0f} ms, "
           f"p95 {k['p95']:.0f} ms, max {k['max']:.0f} ms; training went on at {rate:.1f} examples/s")
+    print(f"load average (1, 5, 15 min) before: {' '.join(f'{v:.2f}' for v in load_before)}, after: "
+          f"{' '.join(f'{v:.2f}' for v in load_after)} on {os.cpu_count()} CPUs (this process's own run adds about 1-2)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 

@@ -91,6 +91,8 @@ def test_tui_latency_measures_the_first_point_and_key_latency_at_the_terminal(ti
     keys = figures["key_latency_ms"]
     assert keys["n"] == 4 and 0 < keys["median"] <= keys["p95"] <= keys["max"] < 30_000
     assert figures["examples_per_s_during"] > 0
+    load = figures["load_average_1_5_15_min"]  # said beside the figures: the machine may be shared
+    assert len(load["before"]) == len(load["after"]) == 3 and "load average (1, 5, 15 min)" in done.stdout
 
 
 def test_tui_throughput_reads_both_runs_speeds_with_the_probe_asked(tiny_gpt2, bench_data):

@@ -251,13 +251,15 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 | **ctrl+t** | stop the run: finish the step, save a checkpoint |
 | **ctrl+g** | resume or extend a run folder (pick it, then how many steps; a finished run whose learning rate has decayed to 0 asks for a new peak, or branches with **ctrl+b**) |
 | **ctrl+b** | branch: a new run that starts from the shown run's prompt (init run:…) |
-| **ctrl+o** | browse runs/ (a sweep's runs as SWEEP/RUN; type to filter): open one to view, **space** marks runs to overlay on the chart, **f5** shows their report table (means over seeds) |
+| **ctrl+o** | browse runs/ (a sweep's runs as SWEEP/RUN): **j**/**k** or arrows move, **/** filters, **s**/**S** sort, **enter** opens, **space** marks runs to overlay on the chart, **d** deletes into runs/.trash (**u** undoes), **r** renames, **f5** shows the marked runs' report table (means over seeds) |
 | **f3** | pick a bundled task from a list, each previewed (pairs, template, hand-written prompts) |
 | **f2** | try an input with the prompt being learned, beside the hand-written one |
 | **ctrl+y** | export the learned prompt (prompt.safetensors) |
-| **ctrl+n** | next pane; **1**-**4** (outside text fields) or **alt+1**-**4** jump to one; **tab** / **shift+tab** move between fields |
+| **ctrl+n** | next pane; **f6**-**f9** jump to one from anywhere; **1**-**4** (and alt+1-4, option+1-4 on a Mac) outside text fields; **escape** leaves a text field; **tab** / **shift+tab** move between fields |
+| **z** | fold the results strip to one line, or unfold it |
+| **enter** | on a prediction row: the pair whole (input, expected, the whole answer) |
 | **f4** | copy the result (a hard prompt's text, or the results strip) to the clipboard |
-| **t a s f h u c** | on the chart: switch a series off and on (train, average, subset and whole-set test, hand-written, untrained, compared runs) |
+| **t a s f h u c** | on the chart: switch a series off and on (train, average, subset and whole-set test, hand-written, untrained, compared runs); a short chart's one-line legend shows each marker with this key |
 | **ctrl+l** | the message log: every message, with its time |
 | **ctrl+p** | the command palette: every action by name |
 | **f1**, **?** | this help (? where the cursor is not in a text field) |
@@ -267,12 +269,14 @@ Learns a prompt for a frozen language model and shows it learning. **escape**, *
 It is locked while a run goes on. The model field completes smollm2-135m-instruct-q4_1 (the bundled model) and gpt2 … gpt2-xl (press **→**)
 and takes any Hugging Face id or local path; a path that does not exist is flagged at once.
 
-**Loss**: training loss per step (·) and its moving average (line), test loss on the evaluation subset
+**Loss**: training loss per step (·) and its average (line: an exponential moving average, 0.9, bias-corrected, so it
+follows a short run from step 1), test loss on the evaluation subset
 (o) and on the whole test set at the end (@), the hand-written prompt's (-) and the untrained prompt's
 (~) test loss; runs marked in the browser are overlaid (x, +, *). Below the hand-written line, the
 learned prompt wins.
 
-**Predictions**: fixed test pairs and the whole answer the model writes with the prompt so far, marked ✓
+**Predictions**: fixed test pairs (input and expected always whole) and the answer the model writes with the prompt
+so far (cut with … where long; **enter** shows it whole), marked ✓
 by the rule that scores accuracy (the target, case as written, then no more letters of its last word); the box under
 them tries any input you type, while training goes on, without changing the run.
 

@@ -47,6 +47,24 @@ class Following:
         if overlays:
             self.say(f"Overlaid on the chart: {', '.join(overlays)}", title="Compare")
 
+    def keep_comparable(self, config) -> None:
+        """Overlays of runs on another task (or other data) than the run now shown go: their losses are on
+        other pairs, and left on the chart they read as this task's."""
+        def same_task(path: str) -> bool:
+            try:
+                other = RunFolder.open(path).config().problem
+            except UserError:
+                return False
+            return (other.task, other.data) == (config.problem.task, config.problem.data)
+
+        kept = tuple(p for p in self.compared if same_task(p))
+        if kept != self.compared:
+            dropped = [Path(p).name for p in self.compared if p not in kept]
+            self.compared = kept
+            self.chart.set_overlays({name: curves for name, curves in self.chart.overlays.items()
+                                     if name not in dropped})
+            self.say(f"No longer overlaid (another task): {', '.join(dropped)}", title="Compare")
+
     def view_run(self, path: str | None) -> None:
         if not path or self.running:
             return
@@ -62,6 +80,7 @@ class Following:
         self.stop_following()
         self.reset_panes(folder.path.name)
         self.form.load(config.replace(name=""))  # its settings; no name, so ctrl+r makes a new run
+        self.keep_comparable(config)
         self.run_dir = str(folder.path)  # this folder, whatever its records say they were written as
         self.status.set_phase("viewing")
         self.followed, self.follower, self.bad_lines = folder, EventFollower(folder.path / METRICS), set()

@@ -28,9 +28,10 @@ from promptgrad_tui.dialogs import ConfirmScreen, ErrorScreen, HelpScreen, Messa
 from promptgrad_tui.exporting import Exporting
 from promptgrad_tui.following import Following
 from promptgrad_tui.messages import RunEvents
-from promptgrad_tui.panes import PANES, WIDE, Panes
+from promptgrad_tui.panes import OPTION_DIGITS, PANES, WIDE, Panes
 from promptgrad_tui.probing import Probing
 from promptgrad_tui.run_control import RunControl
+from promptgrad_tui.size_policy import SizePolicy
 from promptgrad_tui.task_picker import INIT_DEFAULT, TaskPicker, init_of_another_task
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.key_bar import KeyBar
@@ -45,7 +46,7 @@ DEVICE_SECONDS = 2.0  # how often device use is sampled for the status line
 CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
 
 
-class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
+class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start"),
         Binding("ctrl+t", "stop", "Stop"),
@@ -56,15 +57,20 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         Binding("f2", "probe", "Try", show=False),
         Binding("ctrl+y", "export", "Export", show=False),
         Binding("ctrl+n", "next_pane", "Pane"),
+        # 1-4 outside text fields; alt+1-4 where the terminal sends them as such, and what a Mac's option+1-4
+        # types (¡ ™ £ ¢, as tmux passes them on) outside text fields; f6-f9 anywhere, in any terminal
         *(Binding(key, f"show_pane('{pane}')", title, show=False) for n, (pane, title) in enumerate(PANES.items(), 1)
-          for key in (str(n), f"alt+{n}")),  # 1-4 outside text fields, alt+1-4 anywhere
+          for key in (str(n), f"alt+{n}", OPTION_DIGITS[n - 1], f"f{n + 5}")),
+        Binding("escape", "leave_field", "Leave the field", show=False),
         Binding("f4", "copy_result", "Copy", show=False),
+        Binding("z", "fold_results", "Fold the result", show=False),
         Binding("ctrl+l", "messages", "Log"),
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
         Binding("q", "quit", "Quit", show=False),
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
+    AUTO_FOCUS = ""  # no text field has the cursor at launch: the first keys are pane keys (1-4), not typing
 
     running = reactive(False, bindings=True)  # a training worker is alive; Start waits for it to end
     run_dir: reactive[str | None] = reactive(None, bindings=True)  # the run shown: trained here or viewed
@@ -86,9 +92,11 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         self.device_use = DeviceUse()
         self.focus_given = set()
         self.compared: tuple[str, ...] = ()  # run folders overlaid on the chart
+        self.first_pane = "chart" if view else "config"  # a run opened on the command line shows its chart first
 
     def compose(self) -> ComposeResult:
-        tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), id="pane-tabs")
+        tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), active=f"tab-{self.first_pane}",
+                    id="pane-tabs")
         tabs.can_focus = False  # ctrl+n, 1-4 and a click switch panes; as a focus stop it showed no cursor
         yield tabs
         with Container(id="panes"):
@@ -100,12 +108,16 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         yield Static("", id="failure")
         yield StatusLine(id="status")
         yield KeyBar(id="keys")
+        yield Static("", id="too-small")  # over everything, on a terminal too small to draw on (size_policy.py)
 
     def on_mount(self) -> None:
         self.form.check()
         if self.initial_view:
             self.view_run(self.initial_view)
-        self.show_pane(self.pane)  # the cursor starts in the form's first field, on any screen size
+        # no text field takes the cursor at launch: keys typed at once (2 3 4) jump between panes instead of
+        # landing in the form; tab, 1 or f6 go to the form. A run opened on the command line shows its chart.
+        self.show_pane(self.first_pane, focus=bool(self.initial_view))
+        self.apply_size_policy()
         self.show_keys()
         self.redraw()
         self.set_interval(REDRAW_SECONDS, self.status.redraw)
@@ -249,6 +261,9 @@ class MainScreen(Panes, RunControl, Following, Probing, Exporting, Screen):
         if isinstance(event, Started):
             if live:  # a viewed folder keeps its own path: a copied folder's records name the original
                 self.run_dir = event.run_dir
+                config = self.form.check()  # the run's own settings: the form is locked with them
+                if config is not None:
+                    self.keep_comparable(config)
             self.status.set_phase("running" if live else "viewing")
         elif isinstance(event, Progress):
             self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)

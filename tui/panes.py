@@ -4,13 +4,14 @@ time with tabs on a narrow one; ctrl+n and tab move between them."""
 from __future__ import annotations
 
 from textual import events
-from textual.widgets import Tabs
+from textual.widgets import Input, Tabs
 
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.predictions import PredictionsPane
 
 PANES = {"config": "Config", "chart": "Loss", "predictions": "Predictions", "nearest": "Nearest"}
 WIDE = 120  # columns from which the four panes stand side by side
+OPTION_DIGITS = ("inverted_exclamation_mark", "trade_mark_sign", "pound_sign", "cent_sign")  # ¡ ™ £ ¢: option+1-4 on a Mac
 
 
 class Panes:
@@ -34,9 +35,12 @@ class Panes:
 
     def on_resize(self, event: events.Resize) -> None:
         self.show_panes()
+        self.apply_size_policy()
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
-        if event.tab is not None and event.tab.id:
+        # the tabs announce their first tab when mounted: that is no user's choice, and taking it would put the
+        # cursor in the form's first field at launch (the first keys typed would land there)
+        if event.tab is not None and event.tab.id and event.tab.id.removeprefix("tab-") != self.pane:
             self.show_pane(event.tab.id.removeprefix("tab-"))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
@@ -80,5 +84,10 @@ class Panes:
         names = list(PANES)
         self.show_pane(names[(names.index(self.pane) + 1) % len(names)])
 
-    def action_show_pane(self, pane: str) -> None:  # 1-4, alt+1-4
+    def action_show_pane(self, pane: str) -> None:  # 1-4, alt+1-4, f6-f9
         self.show_pane(pane)
+
+    def action_leave_field(self) -> None:
+        """escape: the cursor leaves the text field (the pane stays), so that 1-4 and q are keys again."""
+        if isinstance(self.app.focused, Input):
+            self.app.set_focus(None)

@@ -38,7 +38,7 @@ class RunControl:
         if config is None:
             self.say(str(self.form.error), title="Fix the configuration first", severity="error")
             self.show_pane("config", focus=False)
-            self.form.focus_error()
+            self.form.show_field(self.form.error.field if self.form.error else None)
             return
         existing = Path(config.machine.runs_dir) / config.machine.name
         if config.machine.name and (existing / "config.toml").exists():  # say so before clearing anything
@@ -47,7 +47,7 @@ class RunControl:
             self.form.flag("name", message)
             self.say(message, title="Cannot start", severity="error")
             self.show_pane("config", focus=False)
-            self.form.config_fields["name"].control.focus()
+            self.form.show_field("name")  # not focused: a "y" meant for a question would be typed over the name
             return
         if self.run_dir is not None:  # a run is on screen: starting another clears the view
             question = f"Start a new run? The view of {self.run_dir} is cleared (the folder stays on disk)."

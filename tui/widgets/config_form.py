@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
@@ -80,6 +82,49 @@ class ConfigField(Vertical):
         self.query_one(".field-error", Static).update(message or "")
 
 
+def wrapped(value: str, width: int) -> list[str]:
+    """A value in lines of `width`, broken at spaces and after '/' (a path stays readable), a word longer than
+    a line after a '-', '_' or '.' in it, never elsewhere inside a word; what still does not fit is cut with
+    an ellipsis."""
+    tokens = [piece for t in re.split(r"(?<=[ /])", value) if t
+              for piece in ([t] if len(t.rstrip()) <= width else re.split(r"(?<=[-_.])", t)) if piece]
+    lines = [""]
+    for token in tokens:
+        if len(lines[-1]) + len(token.rstrip()) > width and lines[-1]:
+            lines.append("")
+        lines[-1] += token if len(token.rstrip()) <= width else token[: width - 1] + "…"
+    return [line.rstrip() for line in lines]
+
+
+class LockedSummary(Static):
+    """The form while a run goes on, narrowed to give room to the chart: every setting as `name value`,
+    the value on the lines under its name where it does not fit beside it; nothing cut inside a word.
+    (The fields themselves, 20 columns of names, left 10 for a value: `smollm2-1`, `run:<fold`.)"""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.sections: list[tuple[str, list[tuple[str, str]]]] = []
+        self.display = False  # shown while the form is locked
+
+    def show(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+        self.sections = sections
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        width = max(10, self.size.width or 30)
+        out: list[Text] = []
+        for title, values in self.sections:
+            out += [Text(line, style="bold") for line in wrapped(title, width)]
+            for name, value in values:
+                value = value or "–"
+                if len(name) + 1 + len(value) <= width:
+                    out.append(Text.assemble((name, "dim"), " ", value))
+                else:
+                    out.append(Text(name, style="dim"))
+                    out += [Text("  " + line) for line in wrapped(value, width - 2)]
+        return Text("\n").join(out)
+
+
 class ConfigForm(VerticalScroll):
     """Every setting, in the order declared, one section per group (titled by the group's docstring)."""
 
@@ -94,6 +139,7 @@ class ConfigForm(VerticalScroll):
         self.run_flags: dict[str, str] = {}  # fields a failed run flagged, by their message
 
     def compose(self) -> ComposeResult:
+        yield LockedSummary(id="locked-summary")
         for group, kind in self.config_class.group_types().items():
             yield Static(kind.__doc__.strip(), classes="section")
             for f in dataclasses.fields(kind):
@@ -145,13 +191,23 @@ class ConfigForm(VerticalScroll):
     def set_locked(self, locked: bool) -> None:
         """Visibly locked while a run goes on: edits then could not change it."""
         self.disabled = locked
-        self.border_title = "Configuration · locked during the run" if locked else "Configuration"
+        self.border_title = "Configuration · locked" if locked else "Configuration"
+        # locked: the settings as text, each value whole (the narrowed fields cut them mid-word); shown
+        # and hidden inline, not by a class, which would restyle every widget of the form
+        summary = self.query_one(LockedSummary)
+        if locked:
+            values = self.values()
+            summary.show([(kind.__doc__.strip(), [(f.name, values[f.name]) for f in dataclasses.fields(kind)])
+                          for kind in self.config_class.group_types().values()])
+        for child in self.children:
+            child.display = locked if child is summary else not locked
+        self.scroll_home(animate=False)
 
-    def focus_error(self) -> None:
-        if self.error and self.error.field in self.config_fields:
-            field = self.config_fields[self.error.field]
-            field.control.focus()
-            self.scroll_to_widget(field)
+    def show_field(self, name: str | None) -> None:
+        """Bring a (flagged) field into view without giving it the cursor: after a refused ctrl+r a key meant
+        for a dialog that never came (y) would otherwise be typed over that field's value."""
+        if name in self.config_fields:
+            self.scroll_to_widget(self.config_fields[name])
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.edited(event.input)

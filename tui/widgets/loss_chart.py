@@ -27,7 +27,9 @@ from textual_plotext import PlotextPlot
 
 from promptgrad.events import Evaluation, Event, Extended, Started, Step, Validation
 
-SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss
+SMOOTHING = 0.9  # weight of the running average in the EMA of the training loss (about the last 10 steps)
+COMPACT_CHART_ROWS = 16  # a chart pane shorter than this gets its legend on one line (markers and keys)
+MIN_PLOT_ROWS = 5  # a plot shorter than this is not drawn: a line says what it needs
 MAX_POINTS = 600  # more points than this are thinned before plotting; a terminal shows far fewer
 # series: (marker, colour, legend text); markers are ASCII so that LANG=C terminals show them too
 TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
@@ -55,7 +57,8 @@ class Curves:
 
     steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
-    smoothed: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)  # the EMA, bias-corrected (see `add`)
+    ema_raw: list[float] = field(default_factory=list)  # the EMA before the correction, started at 0
     subset_steps: list[int] = field(default_factory=list)  # the learned prompt on the evaluation subset
     subset_loss: list[float] = field(default_factory=list)
     full_steps: list[int] = field(default_factory=list)  # ... and on the whole test set
@@ -75,10 +78,14 @@ class Curves:
         elif isinstance(event, Step):
             if self.steps and event.step <= self.steps[-1]:
                 self.truncate(event.step - 1)
-            average = event.loss if not self.smoothed else SMOOTHING * self.smoothed[-1] + (1 - SMOOTHING) * event.loss
+            # an EMA started at 0 and divided by 1 - SMOOTHING**n (Adam's bias correction): the average of
+            # the steps so far, weighted to the recent ones. Started at the first loss instead, it held step
+            # 1's 10.7 for a long while (6.3 at step 10 while the steps read 3-4)
+            raw = SMOOTHING * (self.ema_raw[-1] if self.ema_raw else 0.0) + (1 - SMOOTHING) * event.loss
             self.steps.append(event.step)
             self.train_loss.append(event.loss)
-            self.smoothed.append(average)
+            self.ema_raw.append(raw)
+            self.smoothed.append(raw / (1 - SMOOTHING ** len(self.ema_raw)))
         elif isinstance(event, Evaluation) and event.test_loss is not None:
             whole = event.n_pairs == self.n_test
             if event.prompt == "hand-written" and self.hand_written_text in (None, event.text) and (self.hand_written is None or whole):
@@ -95,7 +102,7 @@ class Curves:
 
     def truncate(self, step: int) -> None:
         """Forget everything after `step`: a resumed run goes on from its checkpoint."""
-        for xs, *ys in ((self.steps, self.train_loss, self.smoothed), (self.subset_steps, self.subset_loss),
+        for xs, *ys in ((self.steps, self.train_loss, self.smoothed, self.ema_raw), (self.subset_steps, self.subset_loss),
                         (self.full_steps, self.full_loss), (self.valid_steps, self.valid_loss)):
             keep = sum(1 for s in xs if s <= step)
             for series in (xs, *ys):
@@ -213,8 +220,11 @@ class LossChart(Vertical):
         self.stale = True
         self.redraw()
 
-    def legend_entries(self) -> list[Text]:
-        """One entry per series present: its marker, its label, and the key that switches it (dim when off)."""
+    def legend_entries(self, compact: bool = False) -> list[Text]:
+        """One entry per series present: its marker, its label, and the key that switches it (dim when off);
+        `compact` (a short pane): the marker and the key only, so that the legend takes one line."""
+        if compact:
+            return self.compact_entries()
         c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
         shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
                  (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
@@ -230,8 +240,21 @@ class LossChart(Vertical):
                                          (f" {name}", "dim" if off else ""), (" (c off)" if off else "", "dim")))
         return entries
 
-    def legend(self, width: int = 10_000) -> Text:
-        entries = self.legend_entries()
+    def compact_entries(self) -> list[Text]:
+        c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
+        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
+                 (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
+        for (marker, colour, label), present in shown:
+            if present:
+                style = "dim" if label in self.hidden else RICH.get(colour, colour)
+                entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, style), f" {keys[label]}"))
+        if self.overlays:
+            entries.append(Text.assemble(*((OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)], "dim" if "compared" in self.hidden
+                                            else RICH.get(OVERLAY_COLORS[i % len(OVERLAY_COLORS)], "")) for i in range(len(self.overlays))), " c"))
+        return entries + [Text("(keys; f1 names them)", style="dim")] if entries else entries
+
+    def legend(self, width: int = 10_000, compact: bool = False) -> Text:
+        entries = self.legend_entries(compact)
         return legend_lines(entries, width) if entries else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
 
     def series(self, right: int) -> list[tuple[str, list, list, str, str]]:
@@ -261,10 +284,18 @@ class LossChart(Vertical):
         if not self.stale or not self.is_mounted:
             return
         plot = self.query_one(BuiltPlot)
-        if not plot.display or plot.size.width < 8 or plot.size.height < 4:
+        if not plot.display or plot.size.width < 8 or plot.size.height < 1:
             return  # not on screen (another tab): built once it is shown (on_resize)
         self.stale = False
-        legend = self.legend(max(20, self.query_one(".legend", Static).size.width or self.size.width - 2))
+        # a short pane (a small terminal): the legend on one line, markers and keys only, the rows to the plot
+        compact = self.size.height < COMPACT_CHART_ROWS
+        legend = self.legend(max(20, self.query_one(".legend", Static).size.width or self.size.width - 2), compact)
+        if compact and legend.plain.count("\n"):
+            legend = legend.split("\n")[0]
+        if plot.size.height < MIN_PLOT_ROWS:  # a figure this short is a frame with no room inside: say so instead
+            self.show_built(plot, Text(f"the chart needs {MIN_PLOT_ROWS} rows here, it has {plot.size.height}: a taller "
+                                       f"terminal, or z folds the results strip", style="italic"), tuple(plot.size))
+            return
         if legend != self.shown_legend:  # an update relays the screen out: only when the legend changes
             self.query_one(".legend", Static).update(legend)
             self.shown_legend = legend

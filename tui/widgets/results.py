@@ -42,9 +42,40 @@ class ResultsStrip(Static):
             self.display = True
             self.refresh(layout=True)
 
+    folded = False  # one line (a small terminal, or z): the learned prompt's result beside the first hand-written one's
+
+    def set_folded(self, folded: bool) -> None:
+        if folded != self.folded:
+            self.folded = folded
+            self.refresh(layout=True)
+
     def render(self) -> Text:
-        # drawn at the width it has: on a wide terminal a hand-written prompt's whole wording fits
-        return self.text(self.size.width)
+        # drawn at the width it has: on a wide terminal a hand-written prompt's whole wording fits; each line
+        # cut with an ellipsis where it is wider than that, never wrapped (an interval split over two lines)
+        width = self.size.width or 80
+        text = self.folded_line(width) if self.folded else self.text(width)
+        lines = text.split("\n")
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
+
+    def folded_line(self, width: int = 80) -> Text:
+        """The strip on one line: the learned prompt's test loss and accuracy, and its difference from the
+        first hand-written prompt (z unfolds the whole table); a part that does not fit is left out whole."""
+        learned = next((e for e in reversed(self.final) if e.prompt == "learned"), None)
+        if learned is None:
+            return Text("")
+        hand = next((e for e in self.final if e.prompt == "hand-written"), None)
+        parts = [Text.assemble(("Result: learned ", "bold"), loss_text(learned.test_loss, interval_of(learned.loss_low, learned.loss_high))),
+                 Text(", " + accuracy_text(learned.accuracy, interval_of(learned.accuracy_low, learned.accuracy_high)))]
+        if hand is not None:
+            parts.append(Text.assemble(" · ", difference(learned, hand), f" vs {name_of(hand)}"))
+        hint = Text(" · z: all rows", style="dim")  # kept: it is how the rest is found
+        line = Text()
+        for part in parts:
+            if line.cell_len + part.cell_len + hint.cell_len <= width:
+                line.append_text(part)
+        return line.append_text(hint)
 
     @property
     def copied(self) -> str:
