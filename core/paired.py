@@ -34,7 +34,6 @@ import torch
 from promptgrad.errors import UserError
 from promptgrad.files import read_text
 from promptgrad.intervals import LEVEL, RESAMPLES, SEED, Interval, percentile_interval, resampled_means
-from promptgrad.run_folder import PAIR_SCORES  # in a run folder: each test pair's result under each prompt, at the final scoring
 
 
 class PairResult(Protocol):

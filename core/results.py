@@ -39,8 +39,8 @@ from promptgrad.config import TrainConfig, is_bundled
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Failed, Finished, Started, Step
 from promptgrad.over_seeds import mean_interval_over_seeds
-from promptgrad.paired import PAIR_SCORES, PairedComparison, compare, read_pair_scores
-from promptgrad.run_folder import CONFIG, METRICS, RunFolder, RunSummary, read_events, summarize
+from promptgrad.paired import PairedComparison, compare, read_pair_scores
+from promptgrad.run_folder import CONFIG, METRICS, PAIR_SCORES, RunFolder, RunSummary, read_events, summarize
 from promptgrad.soft_prompt import start_description
 
 MAX_DEPTH = 4  # runs_dir/NAME/<run> and a little more; a report never walks a whole disk

@@ -5,7 +5,6 @@ headlessly on the tiny GPT-2 or on a run's events replayed; and snapshots at 60x
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from conftest import wait_for
 
 from promptgrad.config import TrainConfig
-from promptgrad.events import Evaluation, Finished, Prediction, Predictions, Started, Step
+from promptgrad.events import Finished, Prediction, Predictions, Started, Step
 from promptgrad.training import train
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.browser import RunBrowser
