@@ -48,7 +48,7 @@ def plant_victims(folder: Path, *names: str) -> dict:
 
 def tiny_sweep(tiny_config, name: str = "s"):
     """A sweep of one run (seed0) planned and recorded (sweep.toml), none of its runs started."""
-    fixed = {"model": tiny_config.problem.model, "data": tiny_config.problem.data, "steps": 2, "batch_size": 4,
+    fixed = {"task": "antonyms", "model": tiny_config.problem.model, "data": tiny_config.problem.data, "steps": 2, "batch_size": 4,
              "eval_every": 0, "eval_size": 4, "checkpoint_every": 2, "num_predictions": 1, "nearest_k": 1,
              "precision": "fp32", "device": "cpu", "threads": 1}
     return open_sweep(name, tiny_config.machine.runs_dir, ["seed=0"], fixed, resume=False)

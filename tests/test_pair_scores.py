@@ -25,7 +25,7 @@ def make_run(tiny_gpt2: str, folder: Path, steps: int = 3, **settings):
 
     data = folder / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
-    config = TrainConfig(**{"model": tiny_gpt2, "data": str(data), "steps": steps, "batch_size": 4, "eval_every": 0,
+    config = TrainConfig(**{"task": "antonyms", "model": tiny_gpt2, "data": str(data), "steps": steps, "batch_size": 4, "eval_every": 0,
                             "eval_size": 3, "checkpoint_every": 0, "num_predictions": 0, "nearest_k": 2, "lr": 1e-2,
                             "precision": "fp32", "device": "cpu", "name": "run", "runs_dir": str(folder / "runs"), **settings})
     events = list(train(config))

@@ -129,7 +129,7 @@ def test_extending_a_finished_cosine_run_is_refused_naming_a_new_peak_or_a_branc
     assert main(["train", "--resume", str(run), "--steps", "9", "--extend-lr", "nan"]) == 2
     assert "extend_lr must be a number above 0" in capsys.readouterr().err
     assert main(["train", "--steps", "2", "--extend-lr", "0.01", "--model", tiny_config.problem.model,
-                 "--data", tiny_config.problem.data, "--runs-dir", tiny_config.machine.runs_dir, "--name", "new"]) == 2
+                 "--task", "antonyms", "--data", tiny_config.problem.data, "--runs-dir", tiny_config.machine.runs_dir, "--name", "new"]) == 2
     assert "a new run takes lr" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 

@@ -119,7 +119,7 @@ def test_report_to_names_a_tracker(tiny_data, capsys):
     with pytest.raises(UserError, match=r"report_to 'tensorbord' is not a tracker; each is one of tensorboard, mlflow, "
                                         r"trackio, wandb \(repeat the flag for several\)"):
         TrainConfig(report_to=["tensorbord"])
-    assert main(["train", "--data", tiny_data, "--report-to", "tensorboard,mlflow"]) == 2
+    assert main(["train", "--task", "antonyms", "--data", tiny_data, "--report-to", "tensorboard,mlflow"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "report_to 'tensorboard,mlflow' is not a tracker" in err
     assert TrainConfig.from_dict({"report_to": "wandb"}).watch.report_to == ["wandb"]  # one text, as a form gives it
