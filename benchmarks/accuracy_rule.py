@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from promptgrad.answer_rule import answer_is_right
-from promptgrad.evaluation import decoded, greedy_answers, score_prompt
-from promptgrad.models import load_model
-from promptgrad.objective import target_logits
-from promptgrad.pairs import Pair
-from promptgrad.tasks import task_named
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.readout.answer_rule import answer_is_right
+from promptgrad.readout.evaluation import decoded, greedy_answers, score_prompt
+from promptgrad.model.models import load_model
+from promptgrad.model.objective import target_logits
+from promptgrad.problem.pairs import Pair
+from promptgrad.problem.tasks import task_named
+from promptgrad.model.template import Template, TemplateEncoder
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tasks"
 

@@ -27,14 +27,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from promptgrad.config import TrainConfig
-from promptgrad.evaluation import score_prompt
-from promptgrad.search.gcg import candidate_losses
-from promptgrad.learner import training_step
-from promptgrad.models import FrozenModel
-from promptgrad.objective import target_loss
-from promptgrad.search.projection import Projection, allowed_tokens
-from promptgrad.soft_prompt import SoftPrompt
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.readout.evaluation import score_prompt
+from promptgrad.learners.search.gcg import candidate_losses
+from promptgrad.learners.learner import training_step
+from promptgrad.model.models import FrozenModel
+from promptgrad.model.objective import target_loss
+from promptgrad.learners.search.projection import Projection, allowed_tokens
+from promptgrad.model.soft_prompt import SoftPrompt
+from promptgrad.model.template import Template, TemplateEncoder
 
 TEMPLATE = "Here are two {prompt} {x} and {y}"
 PAIRS = [("hot", "cold"), ("big", "small"), ("up", "down"), ("fast", "slow"), ("light", "dark"), ("old", "new"),
@@ -122,9 +122,9 @@ def resume_is_exact(frozen: FrozenModel, folder) -> dict:
     from pathlib import Path
 
     from promptgrad.events import Finished, Step
-    from promptgrad.run_folder import RunFolder
-    from promptgrad.training import train
-    import promptgrad.session as session_module
+    from promptgrad.store.run_folder import RunFolder
+    from promptgrad.train.loop import train
+    import promptgrad.train.session as session_module
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     data = Path(folder) / "pairs.jsonl"
@@ -159,7 +159,7 @@ def resume_is_exact(frozen: FrozenModel, folder) -> dict:
 
 def evaluation_is_stable(frozen: FrozenModel) -> dict:
     s = setup(frozen)
-    from promptgrad.pairs import Pair
+    from promptgrad.problem.pairs import Pair
 
     pairs = [Pair(x, y) for x, y in PAIRS]
     first = score_prompt(frozen, s.encoder, pairs, s.prompt, 8)

@@ -7,7 +7,7 @@ labelled pairs from bundled tasks, with and without a validation split, scored o
               split (never the test pairs), scored every `--eval-every` steps; training stops after 3
               scores without a lower validation loss, and the best prompt on it is the result
 
-Both run promptgrad's own loop (`promptgrad.training.train`, as `promptgrad train` does) into a
+Both run promptgrad's own loop (`promptgrad.train.loop.train`, as `promptgrad train` does) into a
 temporary runs folder with the same seed, so on the same test pairs; the early variant trains on fewer
 pairs, the price of choosing on held-out ones. `--train-size` (64) keeps the labelled pairs few, the
 regime where a prompt overfits within minutes on 2 CPU cores. The test loss is the final one on the
@@ -34,9 +34,9 @@ import torch
 from promptgrad.config import BUNDLED_MODEL, TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Failed, Finished, Started, Validation
-from promptgrad.precision import cpu_description, resolve_device
+from promptgrad.model.precision import cpu_description, resolve_device
 from promptgrad.quiet import quiet_libraries
-from promptgrad.training import TrainingRun, train
+from promptgrad.train.loop import TrainingRun, train
 
 VARIANTS = ("all-train", "early")
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 from promptgrad.config import TrainConfig  # noqa: E402
-from promptgrad.precision import choose_precision, cpu_description, native_bf16, resolve_device  # noqa: E402
+from promptgrad.model.precision import choose_precision, cpu_description, native_bf16, resolve_device  # noqa: E402
 from promptgrad.quiet import quiet_libraries  # noqa: E402
 
 

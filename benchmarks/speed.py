@@ -36,10 +36,10 @@ from loops import Loop, OriginalLoop, PeftLoop, Problem, PromptgradLoop, counted
 
 from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.evaluation import score_prompt  # noqa: E402
-from promptgrad.models import FrozenModel  # noqa: E402
-from promptgrad.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
-from promptgrad.schedule import learning_rate  # noqa: E402
+from promptgrad.readout.evaluation import score_prompt  # noqa: E402
+from promptgrad.model.models import FrozenModel  # noqa: E402
+from promptgrad.model.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
+from promptgrad.train.schedule import learning_rate  # noqa: E402
 
 ALL = ["promptgrad", "promptgrad-fp32", "promptgrad-bf16", "promptgrad-noprefix", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
 DEFAULT = ["promptgrad", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]

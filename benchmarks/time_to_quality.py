@@ -34,9 +34,9 @@ from loops import OriginalLoop, Problem, PromptgradLoop, synchronize  # noqa: E4
 
 from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.evaluation import PromptScore, score_prompt  # noqa: E402
-from promptgrad.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
-from promptgrad.schedule import learning_rate  # noqa: E402
+from promptgrad.readout.evaluation import PromptScore, score_prompt  # noqa: E402
+from promptgrad.model.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
+from promptgrad.train.schedule import learning_rate  # noqa: E402
 
 from speed import with_dtype  # noqa: E402
 

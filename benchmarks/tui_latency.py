@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from promptgrad.config import BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.precision import cpu_description  # noqa: E402
+from promptgrad.model.precision import cpu_description  # noqa: E402
 
 TITLES = {"config": "Configuration", "chart": "Loss", "predictions": "Predictions", "nearest": "Nearest"}
 ORDER = list(TITLES)

@@ -28,8 +28,8 @@ from tui_latency import Terminal  # noqa: E402
 
 from promptgrad.config import BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.events import Step  # noqa: E402
-from promptgrad.precision import cpu_description  # noqa: E402
-from promptgrad.run_folder import RunFolder  # noqa: E402
+from promptgrad.model.precision import cpu_description  # noqa: E402
+from promptgrad.store.run_folder import RunFolder  # noqa: E402
 
 
 def speed(run: Path) -> float:

@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from promptgrad.config import TrainConfig
-    from promptgrad.training import train
+    from promptgrad.train.loop import train
 
     scratch = Path(tempfile.mkdtemp(prefix="promptgrad-screenshots-"))
     model = args.model

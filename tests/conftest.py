@@ -152,8 +152,8 @@ def fast_tier_guard(request, monkeypatch):
 
     from textual.app import App
 
-    import promptgrad.models
+    import promptgrad.model.models
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process", "integration"))
     monkeypatch.setattr(App, "run_test", refuse("drives the TUI", "tui"))
-    monkeypatch.setattr(promptgrad.models, "bundled_folder", refuse("loads the bundled model", "slow"))
+    monkeypatch.setattr(promptgrad.model.models, "bundled_folder", refuse("loads the bundled model", "slow"))

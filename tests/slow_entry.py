@@ -13,9 +13,9 @@ import os
 import sys
 import time
 
-import promptgrad.learner
+import promptgrad.learners.learner
 
-original = promptgrad.learner.training_step
+original = promptgrad.learners.learner.training_step
 
 
 steps_taken = 0
@@ -30,7 +30,7 @@ def slow_step(*args, **kwargs):
     return original(*args, **kwargs)
 
 
-promptgrad.learner.training_step = slow_step
+promptgrad.learners.learner.training_step = slow_step
 
 if os.environ.get("INTERRUPT_IN_CHECKPOINT"):  # ctrl+c twice while the first checkpoint is being serialised
     import signal
@@ -52,7 +52,7 @@ if os.environ.get("INTERRUPT_IN_CHECKPOINT"):  # ctrl+c twice while the first ch
 if __name__ == "__main__":
     which, argv = sys.argv[1], sys.argv[2:]
     if which == "cli":
-        from promptgrad.cli import main
+        from promptgrad.cli.main import main
     else:
         from promptgrad_tui.app import main
     sys.exit(main(argv))

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptgrad.answer_rule import AnswerRule, answer_is_right
-from promptgrad.evaluation import decoded, first_pass, greedy_answers, predictions, score_prompt, wrote_target
-from promptgrad.models import load_model
-from promptgrad.pairs import Pair
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.readout.answer_rule import AnswerRule, answer_is_right
+from promptgrad.readout.evaluation import decoded, first_pass, greedy_answers, predictions, score_prompt, wrote_target
+from promptgrad.model.models import load_model
+from promptgrad.problem.pairs import Pair
+from promptgrad.model.template import Template, TemplateEncoder
 
 TEMPLATE = "{prompt} {x} -> {y}"
 DATA = Path(__file__).resolve().parent.parent / "data" / "tasks"
@@ -227,7 +227,7 @@ def test_the_loss_alone_reads_no_answers_and_is_the_same_loss(taught):
 
 
 def test_a_bad_regex_is_one_line_and_exit_2(capsys):
-    from promptgrad.cli import main
+    from promptgrad.cli.main import main
 
     assert main(["train", "--ignore-regex", "(unclosed", "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import TINY_PAIRS
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.errors import UserError
-from promptgrad.evaluation import greedy_answers, predictions, score_prompt
-from promptgrad.models import load_model
-from promptgrad.pairs import Pair
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.readout.evaluation import greedy_answers, predictions, score_prompt
+from promptgrad.model.models import load_model
+from promptgrad.problem.pairs import Pair
+from promptgrad.model.template import Template, TemplateEncoder
 
 TEMPLATE = "The {prompt} of {x} is {y}"
 TAUGHT = {"India": "New Delhi", "Afghanistan": "Afghani (AFN)", "dependent": "dépendant"}
@@ -89,7 +89,7 @@ def test_a_prediction_is_marked_by_the_rule_that_scores_accuracy(taught, x, expe
 def test_predict_shows_whole_answers(taught, tmp_path, capsys):
     """`promptgrad predict` on a run of the taught model: the whole answer, not a lowercased first word."""
     from promptgrad.config import TrainConfig
-    from promptgrad.training import train
+    from promptgrad.train.loop import train
 
     frozen, _, _ = taught
     data = tmp_path / "pairs.jsonl"
@@ -121,7 +121,7 @@ def test_a_pair_longer_than_the_models_context_is_one_line(tiny_config, tmp_path
 
 
 def test_a_template_may_hold_newlines(tiny_config):
-    from promptgrad.training import train
+    from promptgrad.train.loop import train
 
     events = list(train(tiny_config.replace(template="Q: {x}\nA:{prompt}\n{y}", steps=2, name="lines")))
     assert events[-1].kind == "finished", events[-1]

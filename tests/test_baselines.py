@@ -1,4 +1,4 @@
-"""The baselines beside every learned prompt (core/baselines.py): the majority answer and k-shot
+"""The baselines beside every learned prompt (core/promptgrad/readout/baselines.py): the majority answer and k-shot
 demonstrations, scored with bootstrap intervals in a run, in `promptgrad eval` and its --json/--csv."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from promptgrad.baselines import k_shot_template, majority_answer, no_majority_reason, score_majority
-from promptgrad.cli import EvalRow, main
+from promptgrad.readout.baselines import k_shot_template, majority_answer, no_majority_reason, score_majority
+from promptgrad.cli.main import EvalRow, main
 from promptgrad.events import Evaluation, event_from_json
-from promptgrad.pairs import Pair
-from promptgrad.report import evaluation_line
-from promptgrad.run_folder import RunFolder
-from promptgrad.session import open_session
-from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
-from promptgrad.training import TrainingRun, train
+from promptgrad.problem.pairs import Pair
+from promptgrad.cli.progress import evaluation_line
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.session import open_session
+from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
+from promptgrad.train.loop import TrainingRun, train
 
 from conftest import TINY_PAIRS
 
@@ -285,9 +285,9 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
     the real scorer; eval's paired comparisons must be paired.compare of exactly those, row by row."""
     import dataclasses
 
-    import promptgrad.evaluation as evaluation
-    from promptgrad.evaluation import PairScore
-    from promptgrad.paired import PairOutcome, compare
+    import promptgrad.readout.evaluation as evaluation
+    from promptgrad.readout.evaluation import PairScore
+    from promptgrad.readout.paired import PairOutcome, compare
 
     real = evaluation.score_prompt
     scored = []
@@ -329,7 +329,7 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
 def test_the_start_prompt_is_named_for_what_it_is(finished_run, tiny_config, capsys):
     """With init run:OTHER the row once called "untrained prompt" is the other run's learned prompt: its
     Evaluation keeps prompt="untrained" (old folders, the TUI's chart), and its text says what it is."""
-    from promptgrad.soft_prompt import start_description
+    from promptgrad.model.soft_prompt import start_description
 
     assert start_description("random") == "untrained (random)"
     assert start_description("text: antonyms") == "start: text ' antonyms'"

@@ -63,7 +63,7 @@ def test_time_to_quality_reports_each_recipe(tiny_gpt2, bench_data, tmp_path):
     recipes = [r["recipe"] for r in report["results"]]
     import torch
 
-    from promptgrad.precision import choose_precision
+    from promptgrad.model.precision import choose_precision
 
     auto = choose_precision("auto", torch.device("cpu"), 64).precision  # the tiny model's width; depends on this CPU
     assert recipes == [f"promptgrad ({auto})", "original-bf16", "original-fp32"]

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from promptgrad.config import BUNDLED_MODEL, OLD_BUNDLED_MODEL_NAMES, TrainConfig
 from promptgrad.errors import UserError
-from promptgrad.models import GGUF_FILE, bundled_gguf, model_source
-from promptgrad.run_folder import summarize
+from promptgrad.model.models import GGUF_FILE, bundled_gguf, model_source
+from promptgrad.store.run_folder import summarize
 
 
 def test_the_name_says_instruct_and_q4_1():

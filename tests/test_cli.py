@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 
 
 def tiny_args(config, *extra):
@@ -80,7 +80,7 @@ def test_config_file_and_overrides(tiny_config, tmp_path, capsys):
     config_file = tmp_path / "run.toml"
     tiny_config.replace(steps=1, name="from-file").save(config_file)
     assert main(["train", "--config", str(config_file), "--seed", "3"]) == 0
-    from promptgrad.run_folder import RunFolder
+    from promptgrad.store.run_folder import RunFolder
 
     saved = RunFolder.open(f"{tiny_config.machine.runs_dir}/from-file").config()
     assert saved.learning.seed == 3 and saved.learning.steps == 1 and saved.problem.model == tiny_config.problem.model
@@ -128,15 +128,15 @@ def test_data_text_is_shown_literally_never_as_markup(tiny_config, tmp_path, cap
 def test_a_non_finite_loss_ends_the_run_without_saving_that_prompt(tiny_config, monkeypatch, capsys):
     import torch
 
-    import promptgrad.learner
+    import promptgrad.learners.learner
 
-    real = promptgrad.learner.target_loss_sum
+    real = promptgrad.learners.learner.target_loss_sum
 
     def poisoned(frozen, batch, vectors):
         total, count = real(frozen, batch, vectors)
         return total * torch.tensor(float("nan")), count
 
-    monkeypatch.setattr(promptgrad.learner, "target_loss_sum", poisoned)
+    monkeypatch.setattr(promptgrad.learners.learner, "target_loss_sum", poisoned)
     assert main(tiny_args(tiny_config, "--name", "nan")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "became nan at step 1" in err[0] and "not saved" in err[0], err
@@ -147,10 +147,10 @@ def test_a_non_finite_loss_ends_the_run_without_saving_that_prompt(tiny_config, 
 def test_a_hub_id_this_machine_cannot_reach_is_one_clear_line_within_seconds(tiny_config, monkeypatch, capsys):
     import time
 
-    import promptgrad.models
+    import promptgrad.model.models
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the hub is unreachable
-    monkeypatch.setattr(promptgrad.models, "_HUB_REACHABLE", None)
+    monkeypatch.setattr(promptgrad.model.models, "_HUB_REACHABLE", None)
     started = time.monotonic()
     assert main(tiny_args(tiny_config, "--model", "smollm2-135")) == 2
     assert time.monotonic() - started < 10
@@ -211,7 +211,7 @@ def one_line(capsys, code: int, status: int, expected: str) -> str:
 def test_a_prompt_of_another_model_is_one_line_in_every_subcommand(soft_run, capsys):
     from safetensors.torch import load_file, save_file
 
-    from promptgrad.run_folder import load_prompt
+    from promptgrad.store.run_folder import load_prompt
 
     prompt, metadata = load_prompt(soft_run / "prompt.safetensors")
     save_file({"prompt": load_file(soft_run / "prompt.safetensors")["prompt"][:, :32].contiguous()},
@@ -233,7 +233,7 @@ def test_nearest_k_below_one_is_one_line(soft_run, capsys):
 def test_eval_on_damaged_hard_prompt_metadata_is_one_line(soft_run, capsys, key, value):
     from safetensors.torch import load_file, save_file
 
-    from promptgrad.run_folder import load_prompt
+    from promptgrad.store.run_folder import load_prompt
 
     _, metadata = load_prompt(soft_run / "prompt.safetensors")
     hard = {**metadata, "mode": "hard", "method": "gcg", "hard_prompt_ids": "[11, 12]", "hard_prompt_text": " ab",
@@ -270,7 +270,7 @@ def test_a_nul_byte_in_a_name_is_one_line(tiny_config, tmp_path, capsys):
 
 
 def test_the_split_is_saved_and_eval_scores_any_file(soft_run, tmp_path, capsys):
-    from promptgrad.run_facts import RunFacts
+    from promptgrad.store.run_facts import RunFacts
 
     lines = [json.loads(line) for line in (soft_run / "split.jsonl").read_text().splitlines()]
     sides = [line["side"] for line in lines]

@@ -13,7 +13,7 @@ from rich.text import Text
 from conftest import wait_for
 
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step
-from promptgrad.training import train
+from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.dialogs import ConfirmScreen
 from promptgrad_tui.widgets.config_form import ConfigForm

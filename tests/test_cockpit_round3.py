@@ -13,7 +13,7 @@ from conftest import wait_for
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished, Prediction, Predictions, Started, Step
-from promptgrad.training import train
+from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.browser import RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen
@@ -247,7 +247,7 @@ def test_1_input_and_expected_are_whole_at_every_width_and_enter_shows_the_row(w
 def test_10_another_run_clears_the_probe_answer_and_drops_another_tasks_overlays(tiny_config, tmp_path):
     import shutil
 
-    from promptgrad.probe import ProbeAnswer
+    from promptgrad.train.probe import ProbeAnswer
 
     other_data = tmp_path / "other-task.jsonl"
     shutil.copy(tiny_config.problem.data, other_data)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from promptgrad.models import load_model
-from promptgrad.run_folder import RunFolder
-from promptgrad.soft_prompt import SoftPrompt
+from promptgrad.model.models import load_model
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.model.soft_prompt import SoftPrompt
 
 
 def test_two_processes_learn_the_same_prompt_as_one(tiny_gpt2, tiny_data, tmp_path):

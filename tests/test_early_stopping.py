@@ -17,15 +17,15 @@ import pytest
 import torch
 from conftest import TINY_PAIRS, logged
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished, Started, Step, Validation
-from promptgrad.models import load_model
-from promptgrad.pairs import Pair, Split, split_pairs
-from promptgrad.run_facts import DataFacts, RunFacts
-from promptgrad.run_folder import RunFolder
-from promptgrad.session import session_around
-from promptgrad.training import TrainingRun, train
+from promptgrad.model.models import load_model
+from promptgrad.problem.pairs import Pair, Split, split_pairs
+from promptgrad.store.run_facts import DataFacts, RunFacts
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.session import session_around
+from promptgrad.train.loop import TrainingRun, train
 
 PAIRS = [Pair(x, y) for x, y in TINY_PAIRS]
 
@@ -205,8 +205,8 @@ def test_the_tui_chart_draws_the_validation_loss_and_forgets_it_past_a_resume():
 
 
 def test_the_eta_counts_the_validation_scores_still_to_come(tiny_config):
-    from promptgrad.early_stopping import EarlyStopping
-    from promptgrad.session import open_session
+    from promptgrad.train.early_stopping import EarlyStopping
+    from promptgrad.train.session import open_session
 
     session = open_session(tiny_config.replace(val_fraction=0.25, eval_every=2, eval_size=3))
     n_validation = len(session.split.validation)

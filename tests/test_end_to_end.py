@@ -7,7 +7,7 @@ import pytest
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Evaluation, Finished
-from promptgrad.training import train
+from promptgrad.train.loop import train
 
 
 @pytest.mark.slow

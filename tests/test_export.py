@@ -12,18 +12,18 @@ import torch
 from conftest import TINY_PAIRS
 
 from promptgrad import __version__
-from promptgrad.cli import main, open_run
+from promptgrad.cli.main import main, open_run
 from promptgrad.config import BUNDLED_MODEL, OLD_BUNDLED_MODEL_NAMES
 from promptgrad.errors import UserError
-from promptgrad.evaluation import greedy_answers
+from promptgrad.readout.evaluation import greedy_answers
 from promptgrad.events import Evaluation
-from promptgrad.export import export_peft
-from promptgrad.model_card import CODE_START, CardFacts, model_card
-from promptgrad.models import BUNDLED_HUB_ID, load_model, public_name
-from promptgrad.objective import target_logits
-from promptgrad.run_folder import RunFolder
-from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
-from promptgrad.training import train
+from promptgrad.integrations.export import export_peft
+from promptgrad.integrations.model_card import CODE_START, CardFacts, model_card
+from promptgrad.model.models import BUNDLED_HUB_ID, load_model, public_name
+from promptgrad.model.objective import target_logits
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
+from promptgrad.train.loop import train
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- outside promptgrad: the code below is run by tests/test_export.py -->"
@@ -182,9 +182,9 @@ def test_peft_generate_writes_what_predict_writes(answering_run, tmp_path):
 
 
 def test_an_export_whose_generate_differs_is_refused(answering_run, tmp_path, monkeypatch):
-    import promptgrad.export
+    import promptgrad.integrations.export
 
-    monkeypatch.setattr(promptgrad.export, "peft_answers", lambda model, tokenizer, template, xs: ["garbage"] * len(xs))
+    monkeypatch.setattr(promptgrad.integrations.export, "peft_answers", lambda model, tokenizer, template, xs: ["garbage"] * len(xs))
     with pytest.raises(UserError) as refused:
         export_peft(answering_run, tmp_path / "adapter")
     message = str(refused.value)

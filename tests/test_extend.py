@@ -14,9 +14,9 @@ from rich.console import Console
 from textual.widgets import Input, OptionList, Static
 
 from promptgrad.events import Evaluation, Extended, Finished, Started, Step
-from promptgrad.report import TrainingReport
-from promptgrad.run_folder import RunFolder
-from promptgrad.training import train
+from promptgrad.cli.progress import TrainingReport
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.dialogs import StepsDialog
 from promptgrad_tui.task_picker import TaskPicker

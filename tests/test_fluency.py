@@ -10,18 +10,18 @@ import torch
 import torch.nn.functional as F
 from conftest import logged
 
-import promptgrad.search.gcg
-from promptgrad.cli import main
+import promptgrad.learners.search.gcg
+from promptgrad.cli.main import main
 from promptgrad.events import Finished, FrontPoint, ParetoFront, Reading
-from promptgrad.explain import IdentityContext, continue_greedily, read_back, read_prompt
-from promptgrad.search.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
+from promptgrad.readout.explain import IdentityContext, continue_greedily, read_back, read_prompt
+from promptgrad.learners.search.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
 from promptgrad.config import GCGSettings
-from promptgrad.search.gcg import GCG
-from promptgrad.search.hard_learner import dominates, with_point
-from promptgrad.models import load_model
-from promptgrad.search.projection import Projection, RoundTrip, allowed_tokens
-from promptgrad.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
-from promptgrad.training import train
+from promptgrad.learners.search.gcg import GCG
+from promptgrad.learners.search.hard_learner import dominates, with_point
+from promptgrad.model.models import load_model
+from promptgrad.learners.search.projection import Projection, RoundTrip, allowed_tokens
+from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
+from promptgrad.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,8 @@ def test_lambda_zero_is_exactly_the_plain_search(gcg_parts, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("lambda 0 computed a fluency term")
 
-    monkeypatch.setattr(promptgrad.search.gcg, "nats_per_token", never)
-    monkeypatch.setattr(promptgrad.search.gcg, "fluency_gradient", never)
+    monkeypatch.setattr(promptgrad.learners.search.gcg, "nats_per_token", never)
+    monkeypatch.setattr(promptgrad.learners.search.gcg, "fluency_gradient", never)
     assert gcg_trajectory(gcg_parts, 0.0) == plain  # nothing of the fluency term is touched, same prompts
 
 

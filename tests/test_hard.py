@@ -12,20 +12,20 @@ import torch
 from safetensors import safe_open
 
 from conftest import logged
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step, event_from_json
 from promptgrad.config import GCGSettings, TrainConfig
-from promptgrad.search.gcg import GCG
-from promptgrad.search.hard_learner import HardLearner, start_ids
-from promptgrad.objective import target_loss
-from promptgrad.search.pez import PEZ
-from promptgrad.search.projection import Projection, RoundTrip, allowed_tokens, token_texts
-from promptgrad.search.relax import Relaxation
-from promptgrad.run_folder import RunFolder
-from promptgrad.template import PROMPT_PLACEHOLDER, Batch
-from promptgrad.session import Session, open_session
-from promptgrad.training import train as search
+from promptgrad.learners.search.gcg import GCG
+from promptgrad.learners.search.hard_learner import HardLearner, start_ids
+from promptgrad.model.objective import target_loss
+from promptgrad.learners.search.pez import PEZ
+from promptgrad.learners.search.projection import Projection, RoundTrip, allowed_tokens, token_texts
+from promptgrad.learners.search.relax import Relaxation
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.model.template import PROMPT_PLACEHOLDER, Batch
+from promptgrad.train.session import Session, open_session
+from promptgrad.train.loop import train as search
 
 
 @dataclass

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from test_run_folder import one_line_error, stopped_run  # noqa: F401 (a fixture)
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
-from promptgrad.explain import PromptReading
-from promptgrad.sweep import Action, next_action, open_sweep
-from promptgrad.training import train
+from promptgrad.readout.explain import PromptReading
+from promptgrad.experiments.sweep import Action, next_action, open_sweep
+from promptgrad.train.loop import train
 
 VICTIM = b"a file of the user's, outside every folder promptgrad was given\n" * 50
 
@@ -93,7 +93,7 @@ def run_folder_without_checkpoint(tiny_config, folder: Path) -> dict:
 
 
 def test_a_restarts_clean_up_never_deletes_through_a_linked_run_folder(tiny_config, tmp_path, capsys):
-    from promptgrad.sweep_pool import launch
+    from promptgrad.experiments.sweep_pool import launch
 
     sweep = tiny_sweep(tiny_config)
     elsewhere = tmp_path / "elsewhere"
@@ -117,7 +117,7 @@ def test_a_restarts_clean_up_never_deletes_through_a_linked_run_folder(tiny_conf
 
 def test_the_clean_up_removes_only_promptgrads_files_of_the_run_folder_itself(tiny_config):
     """Still true of a real run folder: promptgrad's own files go, the user's stay."""
-    from promptgrad.sweep import clear_for_restart
+    from promptgrad.experiments.sweep import clear_for_restart
 
     sweep = tiny_sweep(tiny_config)
     run = sweep.folder / "seed0"
@@ -163,7 +163,7 @@ def finished(tiny_gpt2, tmp_path_factory) -> Path:
                          eval_every=2, eval_size=0, checkpoint_every=0, num_predictions=0, nearest_k=0, lr=1e-2,
                          precision="fp32", device="cpu", name="done", runs_dir=str(root / "runs"))
     with pytest.MonkeyPatch.context() as patch:  # the model's own reading of the prompt: seconds nobody reads here
-        patch.setattr("promptgrad.training.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), ""))
+        patch.setattr("promptgrad.train.loop.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), ""))
         events = list(train(config))
     assert events[-1].kind == "finished", events[-1]
     return root / "runs" / "done"
@@ -220,18 +220,18 @@ def test_a_report_is_never_written_into_a_run_folder(finished, tmp_path, capsys)
 def test_an_export_never_follows_a_link_planted_in_the_path_it_makes(finished, tmp_path, monkeypatch, capsys):
     """--out base/made/adapter, base/made not there yet: a link planted there while the model loads (the
     slow part) was followed, and the adapter written into the folder it points to."""
-    import promptgrad.models
+    import promptgrad.model.models
 
     base, elsewhere = tmp_path / "base", tmp_path / "elsewhere"
     base.mkdir()
     before = plant_victims(elsewhere, "notes.txt")
-    load_model = promptgrad.models.load_model
+    load_model = promptgrad.model.models.load_model
 
     def load_and_plant(*args, **kwargs):
         (base / "made").symlink_to(elsewhere, target_is_directory=True)
         return load_model(*args, **kwargs)
 
-    monkeypatch.setattr(promptgrad.models, "load_model", load_and_plant)
+    monkeypatch.setattr(promptgrad.model.models, "load_model", load_and_plant)
     line = one_line_error(capsys, main(["export", str(finished), "--out", str(base / "made" / "adapter")]), "symbolic link")
     assert str(base / "made") in line
     assert snapshot(elsewhere) == before
@@ -239,7 +239,7 @@ def test_an_export_never_follows_a_link_planted_in_the_path_it_makes(finished, t
 
 
 def test_an_export_makes_missing_folders_and_writes_the_adapter(finished, tmp_path):
-    from promptgrad.export import export_peft
+    from promptgrad.integrations.export import export_peft
 
     out = export_peft(finished, tmp_path / "new" / "deeper" / "adapter")
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 
@@ -93,7 +93,7 @@ def test_eval_outputs_never_land_in_a_run_folder_and_are_checked_before_scoring(
     def scoring(*args, **kwargs):  # where the minutes of scoring would begin
         raise UserError("reached the scoring")
 
-    monkeypatch.setattr("promptgrad.cli.open_run", scoring)
+    monkeypatch.setattr("promptgrad.cli.main.open_run", scoring)
     before = fingerprint(tmp_path / "runs")
     assert main(["eval", str(run), flag, path]) == 2
     line = one_error_line(capsys)
@@ -112,7 +112,7 @@ def test_eval_outputs_never_land_in_a_run_folder_and_are_checked_before_scoring(
 
 def finished_sweep(runs_dir: Path):
     """A sweep of two seeds whose run folders are written by hand as finished runs of their grid points."""
-    from promptgrad.sweep import open_sweep
+    from promptgrad.experiments.sweep import open_sweep
 
     sweep = open_sweep("s", runs_dir, ["seed=0,1"], {"task": "capitals", "steps": 4, "device": "cpu", "precision": "auto"}, resume=False)
     for point in sweep.points:
@@ -163,7 +163,7 @@ NAN_ACCURACY = ('{"event": "evaluation", "step": 4, "prompt": "hand-written", "t
     NAN_ACCURACY,  # NaN where it cannot be (a loss may be NaN: a diverged run)
 ])
 def test_a_damaged_number_is_a_damaged_line_named_once_and_skipped(tmp_path, capsys, line):
-    from promptgrad.run_folder import EventFollower, read_events, summarize
+    from promptgrad.store.run_folder import EventFollower, read_events, summarize
 
     run = tmp_path / "runs" / "a"
     lines = finished_events(run)
@@ -179,7 +179,7 @@ def test_a_damaged_number_is_a_damaged_line_named_once_and_skipped(tmp_path, cap
 
 
 def test_damaged_numbers_in_settings_files_and_checkpoints_are_one_line(tmp_path, capsys):
-    from promptgrad.run_folder import load_checkpoint, summarize
+    from promptgrad.store.run_folder import load_checkpoint, summarize
 
     run = write_run(tmp_path / "runs" / "a", hand_config())
     (run / "config.toml").write_text((run / "config.toml").read_text().replace("steps = ", f"steps = {HUGE}\n# ", 1))
@@ -189,7 +189,7 @@ def test_damaged_numbers_in_settings_files_and_checkpoints_are_one_line(tmp_path
     torch.save({"step": int(HUGE), "rng": torch.get_rng_state()}, run / "checkpoint.pt")
     with pytest.raises(UserError, match="damaged: its step is an integer of 401 digits"):
         load_checkpoint(run / "checkpoint.pt")
-    from promptgrad.sweep import open_sweep
+    from promptgrad.experiments.sweep import open_sweep
 
     sweep = open_sweep("s", tmp_path / "runs", ["seed=0,1"], {"task": "capitals"}, resume=False)
     (sweep.folder / "sweep.toml").write_text((sweep.folder / "sweep.toml").read_text() + "lr = 1e400\n")
@@ -225,7 +225,7 @@ def test_a_hostile_sweep_toml_is_one_line(tmp_path, capsys, grid, message):
     ("s", "task=capitals\x07", "holds the control character '\\x07'"),
 ])
 def test_sweep_names_and_grid_values_with_control_characters_are_refused(tmp_path, name, grid, message):
-    from promptgrad.sweep import open_sweep
+    from promptgrad.experiments.sweep import open_sweep
 
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
@@ -241,7 +241,7 @@ def test_a_run_name_with_a_control_character_is_refused():
 
 
 def test_a_template_in_a_grid_may_hold_a_newline(tmp_path):
-    from promptgrad.sweep import plan
+    from promptgrad.experiments.sweep import plan
 
     sweep = plan("s", tmp_path, {"template": ["{prompt}\n{x}\t{y}"]}, {"task": "capitals"})
     assert sweep.points[0].settings["template"] == "{prompt}\n{x}\t{y}"
@@ -252,8 +252,8 @@ def test_a_template_in_a_grid_may_hold_a_newline(tmp_path):
 def test_report_cells_cannot_run_as_formulas_or_html_and_plots_never_overwrite_each_other(tmp_path):
     import csv
 
-    from promptgrad.plots import draw
-    from promptgrad.results import collect
+    from promptgrad.experiments.plots import draw
+    from promptgrad.experiments.results import collect
 
     runs = tmp_path / "runs"
     formula, script = "=HYPERLINK(\"evil.example\",\"x\")", "<script>alert(1)</script>"
@@ -289,8 +289,8 @@ def is_number(text: str) -> bool:
 # ---- low: a sweep's --jobs beyond the cores is said; a file named .parquet that is not one is one line ----
 
 def test_more_jobs_than_cores_is_said(tmp_path):
-    from promptgrad.sweep import plan
-    from promptgrad.sweep_pool import local_slots
+    from promptgrad.experiments.sweep import plan
+    from promptgrad.experiments.sweep_pool import local_slots
 
     sweep = plan("s", tmp_path, {"seed": ["0", "1"]}, {"device": "cpu", "task": "capitals"})
     slots, how = local_slots(sweep, 99, [], 2)
@@ -300,7 +300,7 @@ def test_more_jobs_than_cores_is_said(tmp_path):
 
 
 def test_a_file_named_parquet_that_is_not_one_is_one_line(tmp_path, capfd):
-    from promptgrad.pairs import load_pairs
+    from promptgrad.problem.pairs import load_pairs
 
     fake = tmp_path / "pairs.parquet"
     fake.write_text('{"x": "hot", "y": "cold"}\n')

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptgrad.cli import main
-from promptgrad.run_folder import RunFolder
+from promptgrad.cli.main import main
+from promptgrad.store.run_folder import RunFolder
 
 ENTRY = str(Path(__file__).with_name("slow_entry.py"))
 STEPS = 8

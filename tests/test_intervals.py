@@ -1,4 +1,4 @@
-"""Bootstrap intervals (core/intervals.py): they cover the true value at their nominal rate, are the same
+"""Bootstrap intervals (core/promptgrad/readout/intervals.py): they cover the true value at their nominal rate, are the same
 on a rerun, and are written the same way everywhere."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from promptgrad.intervals import (Interval, accuracy_text, loss_text, mean_interval, one_block, ratio_interval,
+from promptgrad.readout.intervals import (Interval, accuracy_text, loss_text, mean_interval, one_block, ratio_interval,
                                   resampled_means)
 
 REPETITIONS, N = 400, 80  # 400 test sets of 80 pairs: a coverage of 0.95 is measured to within about +-0.02
@@ -93,8 +93,8 @@ def test_an_accuracy_is_written_with_its_interval_in_percent():
 def test_gathered_per_pair_values_come_back_in_one_process_order(monkeypatch):
     """Under data parallelism each process scores every world_size-th pair; gathered, the per-pair values
     are put back in the list's order, so the interval is the same whatever the number of processes."""
-    import promptgrad.distributed as distributed
-    from promptgrad.distributed import Processes
+    import promptgrad.model.distributed as distributed
+    from promptgrad.model.distributed import Processes
 
     values = torch.arange(7, dtype=torch.float64)[:, None] * torch.tensor([[1.0, 10.0]])  # 7 pairs, 2 columns
     group = Processes(rank=1, world_size=3)
@@ -114,7 +114,7 @@ def test_gathered_per_pair_values_come_back_in_one_process_order(monkeypatch):
 
 @pytest.mark.parametrize("df, t", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)])
 def test_students_t_quantile_matches_the_printed_tables(df, t):
-    from promptgrad.over_seeds import t_quantile
+    from promptgrad.readout.over_seeds import t_quantile
 
     assert t_quantile(0.95, df) == pytest.approx(t, abs=1e-4)
 
@@ -123,7 +123,7 @@ def test_the_interval_of_the_mean_over_seeds_is_the_t_interval_by_hand():
     import math
     import statistics
 
-    from promptgrad.over_seeds import mean_interval_over_seeds
+    from promptgrad.readout.over_seeds import mean_interval_over_seeds
 
     values = [1.0, 1.4, 1.3]  # mean 1.2333, sd 0.2082; t(0.975, 2) = 4.3027
     found = mean_interval_over_seeds(values)

@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import promptgrad
 from promptgrad.errors import UserError
-from promptgrad.run_folder import RunFolder
-from promptgrad.training import train
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.loop import train
 
 
 def test_learn_in_five_lines_gives_the_prompt_train_gives(tiny_gpt2, tiny_config, tmp_path, monkeypatch):

@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import TINY_PAIRS
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.events import Evaluation, Finished
-from promptgrad.run_folder import CHECKPOINT, PAIR_SCORES, RunFolder
-from promptgrad.training import train
+from promptgrad.store.run_folder import CHECKPOINT, PAIR_SCORES, RunFolder
+from promptgrad.train.loop import train
 
 KEYS = ["prompt", "text", "x", "y", "answer", "right", "loss", "tokens"]
 
@@ -110,7 +110,7 @@ def test_a_rule_with_normalisations_is_recorded_and_shown(tiny_gpt2, tmp_path, c
     run, events = make_run(tiny_gpt2, tmp_path, steps=1, ignore_case=True, ignore_punctuation=True)
     assert "ignore_case = true" in (run / "config.toml").read_text()
     assert events[-1].accuracy_rule == "ignoring case, punctuation"
-    from promptgrad.report import TrainingReport
+    from promptgrad.cli.progress import TrainingReport
     from rich.console import Console
 
     console = Console(record=True, width=300)
@@ -129,8 +129,8 @@ def test_predict_marks_inputs_of_the_runs_data(finished, capsys):
 
 
 def test_the_probe_marks_inputs_of_the_runs_data_by_the_same_rule(finished):
-    from promptgrad.answer_rule import answer_is_right
-    from promptgrad.probe import Probe
+    from promptgrad.readout.answer_rule import answer_is_right
+    from promptgrad.train.probe import Probe
 
     run, _ = finished
     probe = Probe.of_run(run)

@@ -1,4 +1,4 @@
-"""Paired comparisons (core/paired.py): the learned prompt against a baseline on the same pairs, checked
+"""Paired comparisons (core/promptgrad/readout/paired.py): the learned prompt against a baseline on the same pairs, checked
 against hand computations: the difference, McNemar's exact p-value, and the paired bootstrap interval
 recomputed by an explicit loop over the very resample indices intervals.py draws."""
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from promptgrad.errors import UserError
-from promptgrad.intervals import RESAMPLES, SEED
-from promptgrad.paired import PairOutcome, compare, mcnemar_exact_p, read_pair_scores
+from promptgrad.readout.intervals import RESAMPLES, SEED
+from promptgrad.readout.paired import PairOutcome, compare, mcnemar_exact_p, read_pair_scores
 
 
 def outcomes(prompt: str, rights: list[int], losses: list[float | None], tokens: list[int]) -> list[PairOutcome]:

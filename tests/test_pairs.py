@@ -9,7 +9,7 @@ import time
 import pytest
 
 from promptgrad.errors import UserError
-from promptgrad.pairs import Pair, load_pairs, split_pairs
+from promptgrad.problem.pairs import Pair, load_pairs, split_pairs
 
 
 def test_reverse_pairs_never_straddle_the_split():
@@ -105,7 +105,7 @@ def test_an_unreachable_hub_fails_at_once(monkeypatch, offline):
     import datasets
     from huggingface_hub import constants
 
-    from promptgrad import models
+    from promptgrad.model import models
 
     with socket.socket() as s:  # a port on which nothing listens: connections are refused
         s.bind(("127.0.0.1", 0))

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import logged
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Started, Step
-from promptgrad.run_folder import EventFollower, RunFolder, is_locked, list_runs, read_events, summarize
-from promptgrad.training import train
+from promptgrad.store.run_folder import EventFollower, RunFolder, is_locked, list_runs, read_events, summarize
+from promptgrad.train.loop import train
 from test_run_folder import one_line_error, stopped_run  # noqa: F401 (a fixture)
 
 VICTIM_TEXT = "a file of the user's, outside the run folder\n" * 300
@@ -68,7 +68,7 @@ def test_a_hard_link_to_another_file_is_not_written_in_place(stopped_run, victim
 
 
 def test_a_bugs_traceback_is_not_written_through_a_symlink(tiny_config, victim, monkeypatch, capsys):
-    import promptgrad.training
+    import promptgrad.train.loop
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
@@ -82,7 +82,7 @@ def test_a_bugs_traceback_is_not_written_through_a_symlink(tiny_config, victim, 
         return folder
 
     monkeypatch.setattr(RunFolder, "create", staticmethod(create_with_planted_link))
-    monkeypatch.setattr(promptgrad.training, "predictions", broken)
+    monkeypatch.setattr(promptgrad.train.loop, "predictions", broken)
     events = logged(train(tiny_config.replace(name="tb")))
     assert events[-1].kind == "failed" and "a bug" in events[-1].message and "traceback in" not in events[-1].message
     assert victim.read_text() == VICTIM_TEXT and (run / "traceback.txt").is_symlink()

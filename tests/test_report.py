@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import TINY_PAIRS
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
-from promptgrad.explain import PromptReading
-from promptgrad.results import collect
-from promptgrad.training import train
+from promptgrad.readout.explain import PromptReading
+from promptgrad.experiments.results import collect
+from promptgrad.train.loop import train
 
 TASKS = {"opposites": TINY_PAIRS, "echoes": [(x, x) for x, _ in TINY_PAIRS]}  # two data files, two "tasks"
 SEEDS = {"opposites": (0, 1), "echoes": (0,)}  # a group of two seeds, and one of a single seed
@@ -34,7 +34,7 @@ def sweep(tiny_gpt2, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as patch:
         # the model's own reading of the prompt takes seconds a readout on 2 cores, and no report reads it
-        patch.setattr("promptgrad.training.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), ""))
+        patch.setattr("promptgrad.train.loop.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), ""))
         for task, pairs in TASKS.items():
             data = root / f"{task}.jsonl"
             data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in pairs))
@@ -336,7 +336,7 @@ def test_the_results_table_across_tasks_is_the_committed_reports_summary():
     holds every bundled task with three seeds, each with the learned prompt and every baseline."""
     import importlib.util
 
-    from promptgrad.tasks import bundled_tasks
+    from promptgrad.problem.tasks import bundled_tasks
 
     root = Path(__file__).resolve().parent.parent
     spec = importlib.util.spec_from_file_location("report_summary", root / "benchmarks" / "report_summary.py")
@@ -362,7 +362,7 @@ def write_pair_scores(folder: Path, prompts: dict[tuple[str, str], list[tuple[bo
 
 
 def test_paired_comparisons_from_pair_scores_match_a_hand_computation_over_seeds(tmp_path):
-    from promptgrad.paired import compare, read_pair_scores
+    from promptgrad.readout.paired import compare, read_pair_scores
 
     runs = tmp_path / "runs"
     # 20 test pairs per run. seed 0: learned right on the first 12, hand-written on the first 6 and pairs 12-13:

@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import logged
 
-import promptgrad.precision
-from promptgrad.cli import main
+import promptgrad.model.precision
+from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Extended, Finished, Started, Step
-from promptgrad.run_facts import RunFacts
-from promptgrad.run_folder import RunFolder
-from promptgrad.schedule import Schedule
-from promptgrad.training import train
+from promptgrad.store.run_facts import RunFacts
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.schedule import Schedule
+from promptgrad.train.loop import train
 
 
 def stop_at(config, step: int) -> Path:
@@ -192,10 +192,10 @@ def test_init_from_a_run_starts_where_that_run_ended(tiny_config):
     child = logged(train(tiny_config.replace(name="child", steps=1, init=f"run:{tiny_config.machine.runs_dir}/parent", seed=5)))
     assert isinstance(child[-1], Finished)
     assert next(e for e in child if isinstance(e, Evaluation)).prompt == "hand-written"
-    from promptgrad.cli import open_run
+    from promptgrad.cli.main import open_run
 
     session, _ = open_run(Path(tiny_config.machine.runs_dir) / "child")
-    from promptgrad.training import make_learner
+    from promptgrad.train.loop import make_learner
 
     torch.testing.assert_close(make_learner(session).initial_prompt().cpu(), parent)
 
@@ -208,7 +208,7 @@ def test_auto_precision_is_the_same_every_time_and_recorded(tiny_config, tmp_pat
     for i in range(10):
         assert main(["train", "--config", str(path), "--name", f"auto{i}"]) == 0
     recorded = {RunFacts.load(Path(tiny_config.machine.runs_dir) / f"auto{i}").precision for i in range(10)}
-    expected = promptgrad.precision.choose_precision("auto", torch.device("cpu"), 64).precision
+    expected = promptgrad.model.precision.choose_precision("auto", torch.device("cpu"), 64).precision
     assert recorded == {expected}
 
 
@@ -219,11 +219,11 @@ CPU_FLAGS = {"avx512-bf16": {"cpu_name": "test", "avx512_bf16": True}, "avx2": {
 @pytest.mark.parametrize("here, there, recorded", [("avx512-bf16", "amx", "bf16"), ("avx2", "avx512-bf16", "fp32")])
 def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(tiny_config, monkeypatch, capsys, here, there, recorded):
     """The run starts where auto means one precision; resumed and evaluated where auto would mean the other."""
-    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS[here])
+    monkeypatch.setattr(promptgrad.model.precision, "cpu_capabilities", lambda: CPU_FLAGS[here])
     run = stop_at(tiny_config.replace(name=f"from-{here}", precision="auto", checkpoint_every=0), 2)
     assert RunFacts.load(run).precision == recorded and RunFolder.open(run).config().machine.precision == "auto"
-    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS[there])
-    assert promptgrad.precision.choose_precision("auto", torch.device("cpu"), 64).precision != recorded
+    monkeypatch.setattr(promptgrad.model.precision, "cpu_capabilities", lambda: CPU_FLAGS[there])
+    assert promptgrad.model.precision.choose_precision("auto", torch.device("cpu"), 64).precision != recorded
     events = logged(train(RunFolder.open(run).config(), resume=run))
     assert events[0].precision == recorded and isinstance(events[-1], Finished)
     capsys.readouterr()
@@ -233,9 +233,9 @@ def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(tiny_conf
 
 def test_a_bf16_run_is_not_resumed_or_evaluated_where_bf16_is_only_emulated(tiny_config, monkeypatch, capsys):
     """A bf16 run taken to a CPU without bf16 instructions would run many times slower without a word."""
-    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS["avx512-bf16"])
+    monkeypatch.setattr(promptgrad.model.precision, "cpu_capabilities", lambda: CPU_FLAGS["avx512-bf16"])
     run = stop_at(tiny_config.replace(name="bf16", precision="auto", checkpoint_every=0), 2)
-    monkeypatch.setattr(promptgrad.precision, "cpu_capabilities", lambda: CPU_FLAGS["avx2"])
+    monkeypatch.setattr(promptgrad.model.precision, "cpu_capabilities", lambda: CPU_FLAGS["avx2"])
     before = (run / "metrics.jsonl").read_bytes()
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 2
@@ -262,11 +262,11 @@ def test_a_gpu_before_ampere_is_not_taken_for_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: {0: "A100", 1: "T4"}[device.index])
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     t4, a100 = torch.device("cuda", 1), torch.device("cuda", 0)
-    assert promptgrad.precision.choose_precision("auto", t4, 1280).precision == "fp32"
-    assert promptgrad.precision.choose_precision("auto", a100, 1280).precision == "bf16"
+    assert promptgrad.model.precision.choose_precision("auto", t4, 1280).precision == "fp32"
+    assert promptgrad.model.precision.choose_precision("auto", a100, 1280).precision == "bf16"
     assert asked == [t4, a100]
     with pytest.raises(UserError, match="T4 only emulates"):
-        promptgrad.precision.check_recorded_precision("bf16", t4, "runs/x", evaluating=False)
+        promptgrad.model.precision.check_recorded_precision("bf16", t4, "runs/x", evaluating=False)
 
 
 # ---- the data a run split is the data it resumes and is evaluated on ---------------------------------

@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import logged
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Finished, Step
-from promptgrad.run_folder import RunFolder
-from promptgrad.training import train
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.loop import train
 
 
 def one_line_error(capsys, code: int, expected: str) -> str:
@@ -91,7 +91,7 @@ def test_a_bug_keeps_its_traceback_in_the_run_folder(tiny_config, monkeypatch, c
     def broken(*args, **kwargs):
         return [][0]  # an IndexError deep in a readout
 
-    monkeypatch.setattr("promptgrad.training.nearest_tokens", broken)
+    monkeypatch.setattr("promptgrad.train.loop.nearest_tokens", broken)
     code = main(["train", "--config", str(save(tiny_config, "bug")), "--name", "bug"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "IndexError" in err[0] and "traceback.txt" in err[0], err
@@ -137,7 +137,7 @@ def test_a_failed_start_leaves_no_empty_folder(tiny_config):
 def test_load_prompt_refuses_non_finite_values(tmp_path):
     from safetensors.torch import save_file
 
-    from promptgrad.run_folder import load_prompt
+    from promptgrad.store.run_folder import load_prompt
 
     save_file({"prompt": torch.tensor([[1.0, float("nan")]])}, str(tmp_path / "prompt.safetensors"))
     with pytest.raises(UserError, match="non-finite"):

@@ -1,4 +1,4 @@
-"""Each setting is declared once (core/config.py), and everything else comes from that declaration: the
+"""Each setting is declared once (core/promptgrad/config.py), and everything else comes from that declaration: the
 command line and its --help, the TUI's form, TOML load and save, the resume check, the README's table."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from promptgrad.cli import build_parser
+from promptgrad.cli.main import build_parser
 from promptgrad.config import TrainConfig, setting, settings_table
 from promptgrad.errors import UserError
 
@@ -91,7 +91,7 @@ def test_each_settings_help_text_is_written_once_in_the_source():
                     literals.append((str(path.relative_to(ROOT)), node.value))
     for name, (_, f) in TrainConfig.settings().items():
         help_text = f.metadata["help"]
-        assert [where for where, text in literals if text == help_text] == ["core/config.py"], name
+        assert [where for where, text in literals if text == help_text] == ["core/promptgrad/config.py"], name
         assert not [where for where, text in literals if help_text in text and text != help_text], name
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 
 TESTS = Path(__file__).parent
 TIMEOUT = 300  # seconds for a whole sweep: the runs are tiny, but the machine may be shared
@@ -55,7 +55,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def state(run: Path) -> str:
-    from promptgrad.run_folder import summarize
+    from promptgrad.store.run_folder import summarize
 
     return summarize(run).state if (run / "config.toml").exists() else "none"
 
@@ -88,7 +88,7 @@ def steps_once(run: Path, steps: int) -> bool:
 # ---- the grid, in-process and fast --------------------------------------------------------------------
 
 def test_each_point_is_named_from_its_values_and_checked_by_train_config(tiny_config, tmp_path, monkeypatch):
-    from promptgrad.sweep import plan, run_name
+    from promptgrad.experiments.sweep import plan, run_name
 
     sweep = plan("s", tmp_path, {"task": ["capitals", "currencies"], "seed": ["0", "1"]}, {"steps": "5"})
     assert [p.name for p in sweep.points] == ["capitals-seed0", "capitals-seed1", "currencies-seed0", "currencies-seed1"]
@@ -105,7 +105,7 @@ def test_each_point_is_named_from_its_values_and_checked_by_train_config(tiny_co
 
 
 def test_a_comma_inside_a_grid_value_is_written_backslash_comma(tmp_path):
-    from promptgrad.sweep import parse_axis, plan
+    from promptgrad.experiments.sweep import parse_axis, plan
 
     assert parse_axis("seed=0,1") == ("seed", ["0", "1"])
     key, values = parse_axis(r"template=Here are two {prompt} {x}\, {y},{prompt} {x} = {y}")
@@ -139,7 +139,7 @@ def test_a_bad_grid_is_one_line_exit_2_and_writes_nothing(tiny_config, capsys, g
 
 
 def test_a_changed_sweep_is_refused_in_one_line(tiny_config, capsys):
-    from promptgrad.sweep import open_sweep
+    from promptgrad.experiments.sweep import open_sweep
 
     sweep = open_sweep("s", tiny_config.machine.runs_dir, ["seed=0,1"], {"steps": 4}, resume=False)
     spec = (sweep.folder / "sweep.toml").read_bytes()
@@ -165,8 +165,8 @@ def test_a_missing_submitit_is_one_line(tiny_config, capsys, monkeypatch):
 
 
 def test_the_pool_gives_each_gpu_one_run_or_splits_the_cores(tiny_config, tmp_path):
-    from promptgrad.sweep import plan
-    from promptgrad.sweep_pool import local_slots
+    from promptgrad.experiments.sweep import plan
+    from promptgrad.experiments.sweep_pool import local_slots
 
     auto, cpu = (plan("s", tmp_path, {"seed": ["0", "1"]}, fixed) for fixed in ({}, {"device": "cpu"}))
     slots, _ = local_slots(auto, None, ["0", "1"], 16)
@@ -198,7 +198,7 @@ def test_a_sweep_finishes_as_ordinary_runs_and_a_second_time_redoes_nothing(tiny
     assert main(["eval", str(runs[1])]) == 0 and "learned" in capsys.readouterr().out
     # the run browser's list (run_folder.list_runs) finds a sweep's runs under their sweep's name; a link
     # to a sweep folder is not entered
-    from promptgrad.run_folder import list_runs
+    from promptgrad.store.run_folder import list_runs
 
     (folder.parent / "linked").symlink_to(folder, target_is_directory=True)
     listed = {r.name: r.state for r in list_runs(folder.parent)}
@@ -280,8 +280,8 @@ def test_a_job_told_to_checkpoint_stops_its_run_and_its_requeued_copy_resumes_it
 
     import cloudpickle
 
-    from promptgrad.sweep import plan
-    from promptgrad.sweep_engine import SweepJob
+    from promptgrad.experiments.sweep import plan
+    from promptgrad.experiments.sweep_engine import SweepJob
 
     for key, value in sweep_env(tmp_path, slow=0.15).items():
         monkeypatch.setenv(key, value)  # the job's run inherits them: slowed down, one thread

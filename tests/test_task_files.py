@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_PAIRS
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
-from promptgrad.run_facts import RunFacts
-from promptgrad.run_folder import RunFolder
+from promptgrad.store.run_facts import RunFacts
+from promptgrad.store.run_folder import RunFolder
 
 QUICK = ["--steps", "2", "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--num-predictions", "1",
          "--nearest-k", "1", "--checkpoint-every", "0", "--precision", "fp32", "--device", "cpu", "--threads", "1"]
@@ -130,7 +130,7 @@ def test_promptgrad_tasks_lists_a_folders_task_files(tmp_path, capsys, monkeypat
 
 @pytest.mark.integration  # the sweep's runs are processes
 def test_a_sweep_grids_task_files_each_with_its_own_template_and_prompts(tiny_gpt2, tmp_path, capsys, monkeypatch):
-    from promptgrad.sweep import plan
+    from promptgrad.experiments.sweep import plan
 
     a = write_task(tmp_path / "tasks", "a", template="{prompt} {x} -> {y}", baselines='[" Opposites:"]', data="a.jsonl")
     b = write_task(tmp_path / "tasks", "b", template="{x} is the opposite of{prompt} {y}", baselines='[" the word"]',

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promptgrad.template import Template
+from promptgrad.model.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"

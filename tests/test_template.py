@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from promptgrad.errors import UserError
-from promptgrad.models import load_model
-from promptgrad.objective import embed_with_prompt, target_loss
-from promptgrad.template import Template, TemplateEncoder
+from promptgrad.model.models import load_model
+from promptgrad.model.objective import embed_with_prompt, target_loss
+from promptgrad.model.template import Template, TemplateEncoder
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_cached_prefix_gives_the_same_loss_gradient_and_predictions(frozen):
     prompt's gradient are those of feeding every column, and so are greedy predictions."""
     import dataclasses
 
-    from promptgrad.evaluation import greedy_answers
+    from promptgrad.readout.evaluation import greedy_answers
 
     encoder = TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, prompt_len=2)
     assert encoder.prefix_len == len(frozen.tokenizer("Here are two")["input_ids"]) == 3

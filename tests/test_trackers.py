@@ -1,4 +1,4 @@
-"""--report-to: the experiment trackers fed from the event stream (core/trackers.py). TensorBoard and MLflow's
+"""--report-to: the experiment trackers fed from the event stream (core/promptgrad/integrations/trackers.py). TensorBoard and MLflow's
 file store are read back and compared with metrics.jsonl; trackio and wandb (offline) run where installed."""
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from conftest import TINY_PAIRS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import promptgrad
-from promptgrad.cli import main
+from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, Progress, Step, TrackerFailed, Validation
-from promptgrad.run_folder import FILES
-from promptgrad.trackers import TensorBoard, metrics_of, tracked
-from promptgrad.training import train
+from promptgrad.store.run_folder import FILES
+from promptgrad.integrations.trackers import TensorBoard, metrics_of, tracked
+from promptgrad.train.loop import train
 
 
 def metrics_jsonl(run: Path, kind: str) -> list[dict]:
@@ -147,7 +147,7 @@ def test_a_tracker_that_fails_mid_run_is_reported_once_and_the_run_finishes(tiny
 
 
 def test_a_tracker_that_hangs_never_holds_the_run_up(tiny_config, tmp_path, monkeypatch):
-    import promptgrad.trackers as trackers
+    import promptgrad.integrations.trackers as trackers
 
     release = threading.Event()
     monkeypatch.setattr(TensorBoard, "log", lambda self, step, metrics: release.wait(60))  # a server gone: minutes of retries
@@ -194,7 +194,7 @@ import sys
 from pathlib import Path
 from promptgrad.config import TrainConfig
 from promptgrad.events import Evaluation, Finished, Started, Step
-from promptgrad.trackers import tracked
+from promptgrad.integrations.trackers import tracked
 
 tracking, run_dir, resumed = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 config = TrainConfig(report_to=["trackio", "wandb"], tracker_dir=str(tracking), steps=4)

@@ -10,13 +10,13 @@ from safetensors import safe_open
 
 from promptgrad.errors import UserError
 from promptgrad.events import Checkpoint, Evaluation, Finished, NearestTokens, Predictions, Started, Step
-from promptgrad.models import load_model
-from promptgrad.nearest_tokens import nearest_tokens
-from promptgrad.objective import target_loss
-from promptgrad.run_folder import RunFolder
-from promptgrad.soft_prompt import SoftPrompt
-from promptgrad.template import Template, TemplateEncoder
-from promptgrad.training import train
+from promptgrad.model.models import load_model
+from promptgrad.readout.nearest_tokens import nearest_tokens
+from promptgrad.model.objective import target_loss
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.model.soft_prompt import SoftPrompt
+from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.train.loop import train
 
 
 def test_only_the_prompt_gets_gradient_and_weights_never_change(tiny_gpt2):

@@ -18,8 +18,8 @@ from conftest import wait_for
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished
-from promptgrad.run_folder import RunFolder
-from promptgrad.training import train
+from promptgrad.store.run_folder import RunFolder
+from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp, main
 from promptgrad_tui.browser import RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen, HelpScreen, MessageLogScreen, PathPrompt, StepsDialog
@@ -50,10 +50,10 @@ def finished_run(config: TrainConfig) -> Path:
 def test_core_never_imports_textual(tiny_config, tmp_path):
     tiny_config.replace(steps=2, name="core-only").save(tmp_path / "core-only.toml")
     code = (
-        "import sys, promptgrad.training, promptgrad.cli, promptgrad.run_folder\n"
+        "import sys, promptgrad.train.loop, promptgrad.cli.main, promptgrad.store.run_folder\n"
         "from promptgrad.config import TrainConfig\n"
         f"config = TrainConfig.load({str(tmp_path / 'core-only.toml')!r})\n"
-        "events = list(promptgrad.training.train(config))\n"
+        "events = list(promptgrad.train.loop.train(config))\n"
         "assert events[-1].kind == 'finished', events[-1]\n"
         "ui = sorted(m for m in sys.modules if m.startswith(('textual', 'plotext', 'promptgrad_tui')))\n"
         "assert not ui, ui\n"
@@ -548,7 +548,7 @@ def test_11_question_mark_help_q_quit_and_the_command_palette():
 def test_the_probe_answers_during_a_run(tiny_config, monkeypatch):
     # torch work runs in threads that end with it (torch_thread.py says why): record where it ran
     import promptgrad_tui.run_control as tui_app
-    from promptgrad.probe import Probe
+    from promptgrad.train.probe import Probe
 
     torch_threads = {}
     train, ask = tui_app.train, Probe.ask

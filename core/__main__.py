@@ -1,5 +1,0 @@
-import sys
-
-from promptgrad.cli import main
-
-sys.exit(main())

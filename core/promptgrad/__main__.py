@@ -1,0 +1,5 @@
+import sys
+
+from promptgrad.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Many runs: sweeps, their engines, and the report over seeds."""

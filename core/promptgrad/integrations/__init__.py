@@ -1,0 +1,1 @@
+"""The world outside: experiment trackers and PEFT export."""

@@ -1,0 +1,1 @@
+"""The learners the training loop drives: soft vectors (learner.py) and discrete searches (search/)."""

@@ -1,0 +1,1 @@
+"""What is learned: example pairs, their splits, and the task library."""

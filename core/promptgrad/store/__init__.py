@@ -1,0 +1,1 @@
+"""runs/<name>/ on disk: the run folder and the facts recorded once."""
