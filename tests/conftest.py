@@ -104,7 +104,7 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "conditi
 # (the bundled SmolLM2 end to end), else `fast`. `pytest -m fast` is the everyday tier; in it a test that
 # starts a process, drives an app or loads the bundled model fails at once, naming the tier it belongs in,
 # so a misfiled test cannot slow the fast tier down unseen.
-TUI_MODULES = {"test_tui", "test_cockpit"}
+TUI_MODULES = {"test_tui", "test_cockpit", "test_cockpit_round3"}
 INTEGRATION_MODULES = {"test_interruptions", "test_distributed", "test_gpu_check", "test_benchmarks", "test_packaging",
                        "test_sweep"}
 TIERS = ("slow", "integration", "tui")

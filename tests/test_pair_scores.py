@@ -20,11 +20,14 @@ from promptgrad.train.loop import train
 KEYS = ["prompt", "text", "x", "y", "answer", "right", "loss", "tokens"]
 
 
+REPEATED = [("chilly", "cold"), ("freezing", "cold"), ("icy", "cold"), ("frosty", "cold")]  # a majority answer to find
+
+
 def make_run(tiny_gpt2: str, folder: Path, steps: int = 3, **settings):
     from promptgrad.config import TrainConfig
 
     data = folder / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
+    data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS + REPEATED))
     config = TrainConfig(**{"task": "antonyms", "model": tiny_gpt2, "data": str(data), "steps": steps, "batch_size": 4, "eval_every": 0,
                             "eval_size": 3, "checkpoint_every": 0, "num_predictions": 0, "nearest_k": 2, "lr": 1e-2,
                             "precision": "fp32", "device": "cpu", "name": "run", "runs_dir": str(folder / "runs"), **settings})

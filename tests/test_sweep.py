@@ -287,7 +287,7 @@ def test_a_job_told_to_checkpoint_stops_its_run_and_its_requeued_copy_resumes_it
         monkeypatch.setenv(key, value)  # the job's run inherits them: slowed down, one thread
     steps = 10
     sweep = plan("requeue", tiny_config.machine.runs_dir, {"seed": [0]},
-                 {"model": tiny_config.problem.model, "data": tiny_config.problem.data, "steps": steps, "batch_size": 4,
+                 {"task": "antonyms", "model": tiny_config.problem.model, "data": tiny_config.problem.data, "steps": steps, "batch_size": 4,
                   "eval_every": 0, "eval_size": 4, "checkpoint_every": 100, "precision": "fp32", "device": "cpu"})
     sweep.folder.mkdir(parents=True)
     job, outcome = SweepJob(sweep, sweep.points[0]), {}

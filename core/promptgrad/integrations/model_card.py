@@ -64,7 +64,7 @@ def score_rows(scores: list[Evaluation]) -> list[str]:
         name = {"learned": "**learned (this adapter)**", "hand-written": f"hand-written {e.text!r}",
                 "majority": f"majority answer {e.text!r}"}.get(e.prompt, e.text or e.prompt)
         if e.prompt == "untrained":
-            name = "untrained (the learned prompt's starting point)"
+            name = f"{e.text or 'untrained'} (the learned prompt's starting point)"  # the text names the start
         loss = "-" if e.test_loss is None else f"{e.test_loss:.3f}" + interval(e.loss_low, e.loss_high, "{:.3f}")
         accuracy = f"{e.accuracy:.1%}" + interval(e.accuracy_low, e.accuracy_high, "{:.1%}")
         rows.append(f"| {name.replace('|', '/')} | {loss} | {accuracy} |")
