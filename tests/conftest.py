@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_PAIRS
 
 # pytest-xdist runs one worker per core; each worker's torch would otherwise start a thread per core too,
 # and on 2 cores four spinning OpenMP threads made the end-to-end test 3.5x slower than alone. Workers share
@@ -48,10 +49,13 @@ def tiny_gpt2(tmp_path_factory) -> str:
     return str(make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
 
 
-TINY_PAIRS = [("hot", "cold"), ("cold", "hot"), ("big", "small"), ("small", "big"), ("up", "down"), ("down", "up"),
-              ("fast", "slow"), ("slow", "fast"), ("light", "dark"), ("dark", "light"), ("old", "new"), ("new", "old"),
-              ("wet", "dry"), ("dry", "wet"), ("good", "bad"), ("bad", "good"), ("high", "low"), ("low", "high"),
-              ("rich", "poor"), ("poor", "rich"), ("hard", "soft"), ("soft", "hard"), ("early", "late"), ("late", "early")]
+
+@pytest.fixture(scope="module")
+def frozen(tiny_gpt2):
+    """The tiny GPT-2 loaded as promptgrad holds a frozen model (fp32, CPU), once per module."""
+    from promptgrad.model.models import load_model
+
+    return load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
 
 
 @pytest.fixture()
@@ -72,11 +76,6 @@ def tiny_config(tiny_gpt2, tiny_data, tmp_path):
                        name="tiny", runs_dir=str(tmp_path / "runs"))
 
 
-def logged(events) -> list:
-    """The events a run logs to metrics.jsonl: all but the Progress ones, which are only shown."""
-    return [e for e in events if e.logged]
-
-
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """For the TUI's tests (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): the machine is
@@ -87,15 +86,20 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    """Let a Pilot-driven app run until `condition()` holds, or fail saying what never came."""
-    import time
+@pytest.fixture()
+def stopped_run(tiny_config) -> Path:
+    """A run stopped after 3 of 6 steps, with its checkpoint."""
+    import threading
 
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+    from promptgrad.events import Finished, Step
+    from promptgrad.train.loop import train
+
+    stop = threading.Event()
+    for event in train(tiny_config.replace(name="stopped", checkpoint_every=0), stop):
+        if isinstance(event, Step) and event.step == 3:
+            stop.set()
+    assert isinstance(event, Finished) and event.stopped
+    return Path(tiny_config.machine.runs_dir) / "stopped"
 
 
 # ---- the tiers ----------------------------------------------------------------------------------------

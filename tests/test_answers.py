@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError

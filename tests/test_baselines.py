@@ -21,7 +21,7 @@ from promptgrad.train.session import open_session
 from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 from promptgrad.train.loop import TrainingRun, train
 
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 
 
 # ---- the majority answer ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture()
 def bench_data(tmp_path) -> str:
-    from conftest import TINY_PAIRS
+    from helpers import TINY_PAIRS
 
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS * 3))

@@ -113,7 +113,7 @@ def test_too_few_pairs_are_counted_after_removing_duplicates(tiny_config, tmp_pa
 
 
 def test_data_text_is_shown_literally_never_as_markup(tiny_config, tmp_path, capsys):
-    from conftest import TINY_PAIRS
+    from helpers import TINY_PAIRS
 
     data = tmp_path / "markup.jsonl"
     rows = [(f"[/oops]{x}", f"[bold]{y}") for x, y in TINY_PAIRS]  # whichever land in the test set, they have markup

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import finished_events
 from rich.text import Text
 
-from conftest import wait_for
+from helpers import wait_for
 
-from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step
+from promptgrad.events import Evaluation, HardPromptFound
 from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.dialogs import ConfirmScreen
@@ -23,31 +24,11 @@ from promptgrad_tui.widgets.loss_chart import BuiltPlot, legend_lines, step_tick
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
 
 
-def finished_events(steps: int = 12, learned: float = 2.0, hand: float = 3.7, untrained: float = 4.7,
-                    subset: tuple[float, float] = (4.2, 3.2)) -> list:
-    """A finished run's records: losses falling from 5 to about `learned`, the references far apart, the
-    learned prompt scored on the subset at steps 4 and 8 (`subset`) and on all pairs at the end."""
-    events = [Started("runs/replayed", "m", "cpu", "fp32", 40, 10, steps, 0, 10)]
-    for step in range(1, steps + 1):
-        events.append(Step(step, step / 10, 5 - 3 * step / steps, 0.01, 30.0, step, steps - step))
-        if step in (4, 8):
-            events.append(Evaluation(step, "learned", subset[step // 4 - 1], 0.1, 8, None))
-    events += [Evaluation(0, "hand-written", hand, 0.05, 10, None, " antonyms"),
-               Evaluation(0, "untrained", untrained, 0.02, 10, None),
-               Evaluation(steps, "learned", learned, 0.3, 10, learned),
-               Finished(steps, False, learned, 0.3, "runs/replayed/prompt.safetensors")]
-    return events
-
-
 def plot_area(plot: BuiltPlot) -> str:
     """The plot's drawing area: the rows between the frame, right of the y-axis labels."""
     rows = plot.built.plain.splitlines()
     inside = [r for r in rows if "┤" in r or r.lstrip().startswith("│")]
     return "\n".join(r.split("┤", 1)[-1] if "┤" in r else r.split("│", 1)[-1] for r in inside)
-
-
-def run_async(coroutine) -> None:
-    asyncio.run(coroutine)
 
 
 # ---- 1. the chart shows every series, the reference lines under the measurements -----------------------
@@ -65,7 +46,7 @@ def test_1_every_legend_marker_is_on_the_plot_of_a_finished_run():
             for marker in (".", "o", "@", "-", "~"):  # train, test (subset), test (all pairs), hand-written, untrained
                 assert marker in area, (marker, area)
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 2. the result stays on screen, with the hand-written prompt beside it, and can be copied ----------
@@ -82,7 +63,7 @@ def test_2_the_result_stays_with_each_baseline_and_says_when_the_learned_prompt_
             strip = " ".join(str(screen.results.render()).split())  # a table: columns padded with spaces
             assert screen.results.display and "learned 2.000" in strip and "' antonyms' 3.700" in strip
             assert "learned -1.700" in strip and "untrained 4.700" in strip
-            await pilot.pause(11)  # the finished toast is long gone; the strip is not
+            await wait_for(pilot, lambda: not app.query("Toast"), 30, "the finished toast to expire")  # the strip stays
             assert screen.results.display and "learned 2.000" in " ".join(str(screen.results.render()).split())
             screen.reset_panes()
             screen.replay(finished_events(learned=4.0, hand=3.7)[:-1], live=True)
@@ -94,7 +75,7 @@ def test_2_the_result_stays_with_each_baseline_and_says_when_the_learned_prompt_
             await pilot.press("f4")
             assert copied == [" or versa;"]  # a hard prompt: its text, to paste anywhere
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_2_a_hand_written_wording_is_whole_where_the_strip_has_room_and_cut_only_at_80_columns():
@@ -140,7 +121,7 @@ def test_3_phases_show_a_count_and_the_first_step_comes_first(tiny_config, monke
             assert any("reading out the prompt" in line and "/3" in line and "step " in line for line in lines), lines
             assert any("scoring the" in line and "/6" in line for line in lines)
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 4. the chart refits when the terminal is resized -----------------------------------------------------
@@ -159,7 +140,7 @@ def test_4_the_plot_follows_the_terminal_when_it_is_resized():
                            timeout=10, what="the chart to refit")
             assert max(len(row) for row in plot.built.plain.splitlines()) == plot.size.width
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 5. keys you can trust -------------------------------------------------------------------------------
@@ -185,7 +166,7 @@ def test_5_quick_ctrl_n_bursts_end_on_the_right_pane_and_1_to_4_jump_to_one():
             await pilot.pause(0.1)
             assert screen.pane == "chart"
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_5_keys_off_during_a_run_say_why_q_asks_and_tab_never_stops_where_nothing_shows(tiny_config):
@@ -217,7 +198,7 @@ def test_5_keys_off_during_a_run_say_why_q_asks_and_tab_never_stops_where_nothin
             await pilot.press("ctrl+t")
             await wait_for(pilot, lambda: not screen.running, what="the run to stop")
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 6. the probe answers on an opened, finished run (and with an overlaid run's prompt) ------------------
@@ -239,7 +220,7 @@ def test_6_the_probe_loads_the_model_of_an_opened_run_on_demand(tiny_config):
             text = str(answer.render())
             assert "hand-written:" in text and "second:" in text and "prompt of step 3" in text
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 7. the chart at 80 columns: legend entries whole, whole-number steps, series by key ----------------
@@ -268,7 +249,7 @@ def test_7_legend_entries_stay_whole_steps_are_whole_numbers_and_series_toggle()
             await pilot.pause(1.2)
             assert "." not in plot_area(plot).replace("⡀", "")
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 8. small things ---------------------------------------------------------------------------------------
@@ -303,7 +284,7 @@ def test_8_small_things(tiny_config):
             assert "stopped │ locked" in line and "ETA" not in line
             assert form.size.width >= 45
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 9. device use in the status line ------------------------------------------------------------------------
@@ -317,4 +298,4 @@ def test_9_the_status_line_shows_device_use():
             await pilot.pause(2.5)  # a second sample has a CPU share too
             assert "CPU " in str(screen.status.line(160)) and "%" in str(screen.status.line(160))
 
-    run_async(scenario())
+    asyncio.run(scenario())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from helpers import wait_for
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished, Prediction, Predictions, Started, Step
@@ -19,14 +19,10 @@ from promptgrad_tui.browser import RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen
 from textual.widgets import DataTable, Input
 
-from test_cockpit import finished_events
+from helpers import finished_events
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
-
-
-def run_async(coroutine) -> None:
-    asyncio.run(coroutine)
 
 
 def finished_run(config: TrainConfig) -> Path:
@@ -63,7 +59,7 @@ def test_3_keys_typed_at_launch_jump_between_panes_and_never_land_in_the_form(ti
             await pilot.press("cent_sign")
             assert screen.pane == "nearest"
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_3_the_empty_form_at_launch_has_no_field_with_the_cursor():
@@ -75,7 +71,7 @@ def test_3_the_empty_form_at_launch_has_no_field_with_the_cursor():
             await pilot.press("2")
             assert app.main_screen.pane == "chart"
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 4 and 13. the run browser: marking keeps the cursor; j/k, sort, delete with undo, rename ----------
@@ -102,7 +98,7 @@ def test_4_marking_a_run_leaves_the_cursor_on_it(tiny_config):
             await pilot.pause()
             assert table.cursor_row == [r.name for r in browser.shown].index(browser.current().name)
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_13_the_browser_moves_with_j_k_sorts_deletes_with_undo_and_renames(tiny_config, monkeypatch):
@@ -148,7 +144,7 @@ def test_13_the_browser_moves_with_j_k_sorts_deletes_with_undo_and_renames(tiny_
             await pilot.press("enter")  # the renamed run opens
             await wait_for(pilot, lambda: app.main_screen.run_dir == str(runs_dir / "bravo-lr3"), what="the run to open")
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 11. a "y" meant for a question never lands in the name field ---------------------------------------
@@ -175,7 +171,7 @@ def test_11_a_y_after_a_refused_ctrl_r_leaves_the_run_name_alone(tiny_config):
             await pilot.pause()
             assert screen.form.config_fields["lr"].value == "fast" and not screen.running
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 8. the train average follows the steps in a short run ----------------------------------------------
@@ -240,7 +236,7 @@ def test_1_input_and_expected_are_whole_at_every_width_and_enter_shows_the_row(w
             await pilot.press("escape")
             assert app.screen is screen
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 10. nothing stale or covering: the probe's last answer, another task's overlays, toasts -----------
@@ -271,7 +267,7 @@ def test_10_another_run_clears_the_probe_answer_and_drops_another_tasks_overlays
             assert "cold" not in str(screen.query_one("#probe-answer").render())
             assert any("another task" in m.text and "a2" in m.text for m in app.messages)
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_10_toasts_never_cover_the_results_strip():
@@ -291,7 +287,7 @@ def test_10_toasts_never_cover_the_results_strip():
             assert rows[strip.y].lstrip().startswith("Result") and "learned" in rows[strip.y + 1]
             assert all("▌" not in row for row in rows[strip.y:strip.bottom])
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 5. small terminals: a policy by size, the chart's frame whole ---------------------------------------
@@ -330,7 +326,7 @@ def test_5_small_terminals_fold_the_strip_and_legend_and_the_chart_frame_stays_w
             await pilot.pause()
             assert screen.results.region.height == 1
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_5_below_60x18_the_screen_says_what_it_needs_and_comes_back_when_resized():
@@ -344,7 +340,7 @@ def test_5_below_60x18_the_screen_says_what_it_needs_and_comes_back_when_resized
             await pilot.pause()
             assert not notice.display
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- 6. the form during a run: every value whole, nothing cut inside a word --------------------------------
@@ -375,7 +371,7 @@ def test_6_the_locked_form_shows_each_value_whole_at_160x48(tiny_config):
             await wait_for(pilot, lambda: not screen.running, what="the stop")
             assert not summary.display and screen.form.config_fields["model"].display
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- the four sizes, as snapshots: no wrapped frame, no word cut, every Predictions column readable ---------

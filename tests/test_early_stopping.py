@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PAIRS, logged
+from helpers import TINY_PAIRS, logged
 
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig

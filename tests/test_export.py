@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 
 from promptgrad import __version__
 from promptgrad.cli.main import main, open_run

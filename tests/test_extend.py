@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from rich.console import Console
 from textual.widgets import Input, OptionList, Static
 

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import logged
+from helpers import logged
 
 import promptgrad.learners.search.gcg
 from promptgrad.cli.main import main
@@ -18,15 +18,9 @@ from promptgrad.learners.search.fluency import context_ids, nats_per_token, one_
 from promptgrad.config import GCGSettings
 from promptgrad.learners.search.gcg import GCG
 from promptgrad.learners.search.hard_learner import dominates, with_point
-from promptgrad.model.models import load_model
 from promptgrad.learners.search.projection import Projection, RoundTrip, allowed_tokens
 from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 from promptgrad.train.loop import train
-
-
-@pytest.fixture(scope="module")
-def frozen(tiny_gpt2):
-    return load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import logged
+from helpers import logged
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step, event_from_json
@@ -59,7 +59,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def setup(tiny_gpt2, tmp_path_factory) -> Setup:
-    from conftest import TINY_PAIRS
+    from helpers import TINY_PAIRS
 
     data = tmp_path_factory.mktemp("hard-data") / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_run_folder import one_line_error, stopped_run  # noqa: F401 (a fixture)
+from helpers import one_line_error
 
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
@@ -60,7 +60,7 @@ def resume_sweep(tiny_config, name: str = "s") -> list[str]:
 
 # ---- sweeps ---------------------------------------------------------------------------------------------
 
-def test_a_run_folder_of_a_sweep_replaced_by_a_link_is_refused_not_resumed_there(tiny_config, stopped_run, tmp_path, capsys):  # noqa: F811
+def test_a_run_folder_of_a_sweep_replaced_by_a_link_is_refused_not_resumed_there(tiny_config, stopped_run, tmp_path, capsys):
     """The probe: a sweep's run folder replaced by a link to a run elsewhere; sweep --resume wrote that run."""
     sweep = tiny_sweep(tiny_config)
     elsewhere = tmp_path / "elsewhere" / "stopped"
@@ -140,7 +140,7 @@ def test_a_run_folder_name_planted_as_a_link_is_refused(tiny_config, tmp_path, c
     assert snapshot(tmp_path / "elsewhere") == before
 
 
-def test_a_resume_through_a_link_in_the_run_folders_place_is_refused(stopped_run, tmp_path, capsys):  # noqa: F811
+def test_a_resume_through_a_link_in_the_run_folders_place_is_refused(stopped_run, tmp_path, capsys):
     link = tmp_path / "latest"
     link.symlink_to(stopped_run, target_is_directory=True)
     before = snapshot(stopped_run)
@@ -156,7 +156,7 @@ def finished(tiny_gpt2, tmp_path_factory) -> Path:
     """One finished tiny run whose template starts with {prompt} (so it exports, too)."""
     root = tmp_path_factory.mktemp("hostile")
     data = root / "pairs.jsonl"
-    from conftest import TINY_PAIRS
+    from helpers import TINY_PAIRS
 
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
     config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), template="{prompt} {x} and {y}", steps=2, batch_size=4,

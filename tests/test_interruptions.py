@@ -31,7 +31,7 @@ STEPS = 8
 @pytest.fixture(scope="module")
 def run_config(tiny_gpt2, tmp_path_factory) -> Path:
     """The settings every run here shares: 8 steps, a checkpoint every 3, fp32 on the CPU."""
-    from conftest import TINY_PAIRS
+    from helpers import TINY_PAIRS
 
     from promptgrad.config import TrainConfig
 

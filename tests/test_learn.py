@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import promptgrad

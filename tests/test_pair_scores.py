@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 
 from promptgrad.cli.main import main
 from promptgrad.events import Evaluation, Finished

@@ -10,14 +10,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import logged
+from helpers import logged
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Started, Step
 from promptgrad.store.run_folder import EventFollower, RunFolder, is_locked, list_runs, read_events, summarize
 from promptgrad.train.loop import train
-from test_run_folder import one_line_error, stopped_run  # noqa: F401 (a fixture)
+from helpers import one_line_error
 
 VICTIM_TEXT = "a file of the user's, outside the run folder\n" * 300
 
@@ -49,7 +49,7 @@ def within(seconds: float, call, *args):
 
 
 @pytest.mark.parametrize("name", [".lock", "metrics.jsonl", "config.toml", "checkpoint.pt", "prompt.safetensors"])
-def test_resume_never_writes_through_a_planted_symlink(stopped_run, victim, capsys, name):  # noqa: F811
+def test_resume_never_writes_through_a_planted_symlink(stopped_run, victim, capsys, name):
     """The issue's reproduction: cp -r, rm the file, ln -s victim in its place, train --resume."""
     copy = stopped_run.with_name("lk")
     shutil.copytree(stopped_run, copy)
@@ -60,7 +60,7 @@ def test_resume_never_writes_through_a_planted_symlink(stopped_run, victim, caps
     assert victim.read_text() == VICTIM_TEXT
 
 
-def test_a_hard_link_to_another_file_is_not_written_in_place(stopped_run, victim, capsys):  # noqa: F811
+def test_a_hard_link_to_another_file_is_not_written_in_place(stopped_run, victim, capsys):
     (stopped_run / "metrics.jsonl").unlink()
     os.link(victim, stopped_run / "metrics.jsonl")
     one_line_error(capsys, main(["train", "--resume", str(stopped_run)]), "hard link")
@@ -89,7 +89,7 @@ def test_a_bugs_traceback_is_not_written_through_a_symlink(tiny_config, victim, 
 
 
 @pytest.mark.parametrize("name", [".lock", "metrics.jsonl", "config.toml", "checkpoint.pt"])
-def test_a_fifo_in_a_run_folder_blocks_nothing(stopped_run, capsys, name):  # noqa: F811
+def test_a_fifo_in_a_run_folder_blocks_nothing(stopped_run, capsys, name):
     (stopped_run / name).unlink()
     os.mkfifo(stopped_run / name)
     summary = within(10, summarize, stopped_run)
@@ -99,14 +99,14 @@ def test_a_fifo_in_a_run_folder_blocks_nothing(stopped_run, capsys, name):  # no
     one_line_error(capsys, code, "FIFO")
 
 
-def test_eval_and_nearest_refuse_a_planted_prompt_link(stopped_run, victim, capsys):  # noqa: F811
+def test_eval_and_nearest_refuse_a_planted_prompt_link(stopped_run, victim, capsys):
     (stopped_run / "prompt.safetensors").unlink()
     (stopped_run / "prompt.safetensors").symlink_to(victim)
     for command in (["eval", str(stopped_run)], ["nearest", str(stopped_run)]):
         one_line_error(capsys, main(command), "symbolic link")
 
 
-def test_asking_whether_a_run_is_live_never_takes_its_lock(stopped_run):  # noqa: F811
+def test_asking_whether_a_run_is_live_never_takes_its_lock(stopped_run):
     """The TUI asks every second; a writer starting at that moment must never be refused (with a lock
     test that takes the lock, a harness saw 319 refusals in 2,000 tries)."""
     stop = threading.Event()
@@ -141,7 +141,7 @@ def test_asking_whether_a_run_is_live_never_takes_its_lock(stopped_run):  # noqa
     assert not is_locked(stopped_run)
 
 
-def test_the_follower_notices_a_resume_that_cuts_the_file_back_and_regrows_it(stopped_run):  # noqa: F811
+def test_the_follower_notices_a_resume_that_cuts_the_file_back_and_regrows_it(stopped_run):
     """Between two looks, a resume cuts metrics.jsonl back to its checkpoint and writes more than was cut:
     the follower must start again, and so see the resume's `started` record."""
     follower = EventFollower(stopped_run / "metrics.jsonl")
@@ -162,7 +162,7 @@ def test_the_follower_notices_a_resume_that_cuts_the_file_back_and_regrows_it(st
     assert events[-len(resumed):] == resumed
 
 
-def test_damaged_lines_are_skipped_and_named_once(stopped_run):  # noqa: F811
+def test_damaged_lines_are_skipped_and_named_once(stopped_run):
     metrics = stopped_run / "metrics.jsonl"
     lines = metrics.read_text().splitlines(keepends=True)
     records = [json.loads(line) for line in lines]
@@ -184,7 +184,7 @@ def test_damaged_lines_are_skipped_and_named_once(stopped_run):  # noqa: F811
     assert summary.state == "stopped" and "lines" in summary.problem
 
 
-def test_a_config_that_is_not_utf8_is_one_line_everywhere(stopped_run, capsys):  # noqa: F811
+def test_a_config_that_is_not_utf8_is_one_line_everywhere(stopped_run, capsys):
     (stopped_run / "config.toml").write_bytes(b"model = \"\xff\xfe\"\n")
     for command in (["train", "--resume", str(stopped_run)], ["eval", str(stopped_run)], ["nearest", str(stopped_run)]):
         one_line_error(capsys, main(command), "not UTF-8")

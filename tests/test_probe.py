@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from conftest import logged
+from helpers import logged
 
 from promptgrad.errors import UserError
 from promptgrad.events import Finished, Step

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig

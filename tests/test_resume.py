@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import logged
+from helpers import logged
 
 import promptgrad.model.precision
 from promptgrad.cli.main import main

@@ -8,43 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import Payload, one_line_error
 import torch
-from conftest import logged
+from helpers import logged
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
-from promptgrad.events import Finished, Step
+from promptgrad.events import Finished
 from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import train
-
-
-def one_line_error(capsys, code: int, expected: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and expected in err[0] and "Traceback" not in err[0], (code, err)
-    return err[0]
-
-
-@pytest.fixture()
-def stopped_run(tiny_config) -> Path:
-    """A run stopped after 3 of 6 steps, with its checkpoint."""
-    import threading
-
-    stop = threading.Event()
-    for event in train(tiny_config.replace(name="stopped", checkpoint_every=0), stop):
-        if isinstance(event, Step) and event.step == 3:
-            stop.set()
-    assert isinstance(event, Finished) and event.stopped
-    return Path(tiny_config.machine.runs_dir) / "stopped"
-
-
-class Payload:
-    """What a crafted checkpoint could carry: unpickling it would run `touch`."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_pickle_payload_in_a_checkpoint_never_runs(stopped_run, tmp_path, capsys):

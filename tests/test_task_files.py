@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.store.run_facts import RunFacts

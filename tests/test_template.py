@@ -4,14 +4,8 @@ import pytest
 import torch
 
 from promptgrad.errors import UserError
-from promptgrad.model.models import load_model
 from promptgrad.model.objective import embed_with_prompt, target_loss
 from promptgrad.model.template import Template, TemplateEncoder
-
-
-@pytest.fixture(scope="module")
-def frozen(tiny_gpt2):
-    return load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PAIRS
+from helpers import TINY_PAIRS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import promptgrad

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 import torch
-from conftest import logged
+from helpers import logged
 from safetensors import safe_open
 
 from promptgrad.errors import UserError

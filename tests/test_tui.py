@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import wait_for
+from helpers import wait_for
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished
@@ -34,10 +34,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the mac
 
 def notifications(app) -> list:
     return list(app._notifications)
-
-
-def run_async(coroutine) -> None:
-    asyncio.run(coroutine)
 
 
 def finished_run(config: TrainConfig) -> Path:
@@ -105,7 +101,7 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
             assert [e.start_step for e in events if e.kind == "started"] == [0, last.step]
             assert events[-1].kind == "finished" and events[-1].step > last.step
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_quit_during_a_run_stops_it_cleanly(tiny_config):
@@ -120,7 +116,7 @@ def test_quit_during_a_run_stops_it_cleanly(tiny_config):
             await wait_for(pilot, lambda: not app.main_screen.running, what="the run to stop")
         assert app.return_code == 0
 
-    run_async(scenario())
+    asyncio.run(scenario())
     last = RunFolder.open(Path(config.machine.runs_dir) / config.machine.name).events()[-1]
     assert isinstance(last, Finished) and last.stopped
 
@@ -150,7 +146,7 @@ def test_invalid_value_blocks_start_with_its_message(tiny_config):
             assert screen.form.config_fields["lr"].has_class("-invalid")
             assert str(screen.form.error) == "lr must be float, got 'fast'"
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_form_covers_every_setting_and_panes_switch_at_80x24():
@@ -167,7 +163,7 @@ def test_form_covers_every_setting_and_panes_switch_at_80x24():
             assert screen.pane == "chart" and screen.chart.region.height and not screen.form.region.height
             assert app.focused is screen.chart
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- failures and viewing -----------------------------------------------------------------------
@@ -201,13 +197,13 @@ def test_3_a_failure_keeps_its_reason_on_screen_flags_its_field_and_the_app_stay
             assert "finished" in str(screen.status.line())
             assert (Path(tiny_config.machine.runs_dir) / "second" / "prompt.safetensors").is_file()
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_pickle_payload_in_a_checkpoint_does_not_run_on_resume(tiny_config, tmp_path):
     import threading
 
-    from test_run_folder import Payload
+    from helpers import Payload
 
     stop = threading.Event()
     for event in train(tiny_config.replace(checkpoint_every=0), stop):
@@ -228,7 +224,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run_on_resume(tiny_config, tm
             errors = [n for n in notifications(app) if n.severity == "error"]
             assert errors and "holds more than tensors and plain data" in errors[-1].message
 
-    run_async(scenario())
+    asyncio.run(scenario())
     assert not marker.exists()
 
 
@@ -254,7 +250,7 @@ def test_open_run_folder_by_keys_and_export(tiny_config, tmp_path):
             await pilot.press("enter")
             assert (tmp_path / "exported.safetensors").read_bytes() == (run_dir / "prompt.safetensors").read_bytes()
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_viewing_follows_a_run_being_written(tiny_config, tmp_path):
@@ -276,7 +272,7 @@ def test_viewing_follows_a_run_being_written(tiny_config, tmp_path):
             await wait_for(pilot, lambda: len(chart.steps) == tiny_config.learning.steps, timeout=10, what="the poll")
             assert "finished" in str(app.main_screen.status.line())
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- the command line ---------------------------------------------------------------------------
@@ -300,7 +296,7 @@ def test_config_file_prefills_the_form(tiny_config, tmp_path):
         async with app.run_test(size=(80, 24)):
             assert app.main_screen.form.check() == tiny_config
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- what the main screen looks like ------------------------------------------------------------
@@ -349,7 +345,7 @@ def test_2_ctrl_n_pressed_quickly_keeps_tab_pane_and_cursor_in_step():
                     assert screen.query_one(f"#{screen.pane}") in (app.focused, *app.focused.ancestors)
             assert screen.pane == ("config", "chart", "predictions", "nearest")[20 % 4]
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_4_ctrl_r_asks_before_clearing_a_run_on_screen_and_never_collides(tiny_config):
@@ -370,7 +366,7 @@ def test_4_ctrl_r_asks_before_clearing_a_run_on_screen_and_never_collides(tiny_c
             assert not isinstance(app.screen, ConfirmScreen) and not screen.running
             assert screen.form.config_fields["name"].has_class("-invalid") and screen.chart.steps
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_5_a_finished_run_is_extended_from_its_step_with_one_final_record(tiny_config):
@@ -392,7 +388,7 @@ def test_5_a_finished_run_is_extended_from_its_step_with_one_final_record(tiny_c
             await wait_for(pilot, lambda: not screen.running and "finished" in str(screen.status.line()), what="the extension")
             assert screen.chart.steps == list(range(1, 10))
 
-    run_async(scenario())
+    asyncio.run(scenario())
     history = RunFolder.open(run_dir).events()
     assert [e.step for e in history if isinstance(e, Finished)] == [9]
     assert [e.start_step for e in history if e.kind == "started"] == [0, 6]
@@ -425,7 +421,7 @@ def test_6_the_chart_is_readable_without_colour(tiny_config):
             screen_text = app.export_screenshot()
             assert "nats/token" in screen_text and "step" in screen_text  # both axes labelled
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("width", [100, 130, 160])
@@ -453,7 +449,7 @@ def test_7_the_predicted_word_is_never_cut_and_the_status_line_fits(tiny_config,
             screen.status.apply(Started("runs/20261130-120000", "m", "cpu", "fp32", 5000, 1292, 100000, 0, 157, ""))
             assert screen.status.line(80).cell_len <= 80
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_8_path_prompts_complete_and_export_asks_before_overwriting(tiny_config, tmp_path):
@@ -485,7 +481,7 @@ def test_8_path_prompts_complete_and_export_asks_before_overwriting(tiny_config,
             await pilot.press("enter")
             assert (tmp_path / "fixed.safetensors").read_bytes() == (run_dir / "prompt.safetensors").read_bytes()
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_9_a_model_path_that_does_not_exist_is_flagged_at_once():
@@ -498,7 +494,7 @@ def test_9_a_model_path_that_does_not_exist_is_flagged_at_once():
             assert form.config_fields["model"].has_class("-invalid")
             assert "does not exist" in str(form.error)
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_10_the_form_is_locked_during_a_run(tiny_config):
@@ -514,7 +510,7 @@ def test_10_the_form_is_locked_during_a_run(tiny_config):
             await wait_for(pilot, lambda: not screen.running, what="the stop")
             assert not screen.form.disabled
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_11_question_mark_help_q_quit_and_the_command_palette():
@@ -542,7 +538,7 @@ def test_11_question_mark_help_q_quit_and_the_command_palette():
             await pilot.press("q")
         assert app.return_code == 0
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_the_probe_answers_during_a_run(tiny_config, monkeypatch):
@@ -589,7 +585,7 @@ def test_the_probe_answers_during_a_run(tiny_config, monkeypatch):
             assert not any(thread.is_alive() for thread in torch_threads.values()), torch_threads
             assert torch_threads["train"] is not torch_threads["probe"]
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_the_browser_opens_a_run_and_overlays_two_others(tiny_config):
@@ -617,7 +613,7 @@ def test_the_browser_opens_a_run_and_overlays_two_others(tiny_config):
             assert all(len(c.steps) == tiny_config.learning.steps for c in screen.chart.overlays.values())
             assert "second" in str(screen.chart.legend()) and "third" in str(screen.chart.legend())
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 # ---- a run folder that cannot be turned against its user (Trust round 2) ------------------------------
@@ -646,7 +642,7 @@ def test_export_and_branch_act_on_the_folder_opened_not_the_one_its_records_name
             await pilot.press("ctrl+b")
             assert screen.form.config_fields["init"].value == f"run:{exp}"
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_export_never_writes_through_a_link_at_the_destination(tiny_config, tmp_path):
@@ -666,7 +662,7 @@ def test_export_never_writes_through_a_link_at_the_destination(tiny_config, tmp_
             assert app.screen is dialog and "symbolic link" in str(dialog.query_one("#path-error").render())
             assert victim.read_text() == "keep me" and link.is_symlink()
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_malformed_line_is_reported_once_and_skipped(tiny_config):
@@ -692,7 +688,7 @@ def test_a_malformed_line_is_reported_once_and_skipped(tiny_config):
             screen.chart.redraw()
             await pilot.pause(0.3)
 
-    run_async(scenario())
+    asyncio.run(scenario())
 
 
 def test_damaged_folders_are_listed_as_such_and_never_opened(tiny_config):
@@ -719,7 +715,7 @@ def test_damaged_folders_are_listed_as_such_and_never_opened(tiny_config):
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.main_screen.run_dir == str(good), what="the good run to open")
 
-    run_async(scenario())
+    asyncio.run(scenario())
     assert good.exists()
 
 
@@ -779,4 +775,4 @@ def test_a_task_is_picked_from_a_list_with_a_preview_and_a_run_starts_on_it(tiny
             rows = screen.predictions.row_count
             assert rows == tiny_config.watch.num_predictions
 
-    run_async(scenario())
+    asyncio.run(scenario())
