@@ -181,7 +181,7 @@ class LearningSettings:
                             choices=("constant", "cosine"), defines_run=True)
     warmup_steps: int = setting(10, "steps of linear warm-up to the full learning rate", defines_run=True, at_least=0)
     batch_size: int = setting(32, "training pairs per step (soft mode)", defines_run=True, at_least=1)
-    steps: int = setting(100, "optimiser steps (about 0.6 epoch of the antonyms, which fits 10 minutes on 2 CPU cores)", at_least=0)
+    steps: int = setting(100, "optimiser steps (about 0.6 epoch of the antonyms; the default job takes about 4 minutes on 2 CPU cores)", at_least=0)
     epochs: float = setting(0.0, "> 0: train this many passes over the training pairs instead of `steps`",
                             hint="> 0: replaces steps", at_least=0)
     train_size: int = setting(0, "train on this many training pairs only (0: all); the test pairs stay the same",

@@ -220,7 +220,7 @@ MAX_FRONT_ROWS = 8  # Pareto-front prompts of a hard run scored by eval (each on
 
 @dataclasses.dataclass(frozen=True)
 class HardPrompt:
-    """A hard run's prompt as its prompt.safetensors metadata records it (hard_search.py writes it)."""
+    """A hard run's prompt as its prompt.safetensors metadata records it (learners/search/hard_learner.py writes it)."""
 
     ids: list[int]
     text: str

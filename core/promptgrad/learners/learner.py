@@ -4,7 +4,7 @@ The loop (training.py) is written once, for every way of learning a prompt; each
 with the same few methods:
 
     SoftLearner               Adam on free vectors (this file)
-    HardLearner(PEZ|GCG|relax) a search over real tokens, keeping the best on held-out pairs (hard_search.py)
+    HardLearner(PEZ|GCG|relax) a search over real tokens, keeping the best on held-out pairs (search/hard_learner.py)
 
 The loop asks a learner for a step on a batch, for the prompt to evaluate and save, and for its state
 to checkpoint; everything else (data, schedule, evaluation, readouts, checkpoints, signals, the run

@@ -1,13 +1,15 @@
 """A run folder, `runs/<name>/`: everything needed to trace, resume, view or reuse a run.
 
-    config.toml          the resolved TrainConfig (precision as decided, never "auto")
+    config.toml          the resolved TrainConfig, settings as given (precision may be "auto": facts.json has what it became)
     facts.json           the precision decided, and which data exactly the run split: its source, pair count and hash
     split.jsonl          which pairs were trained on, held out for validation, tested ({"x", "y", "side"} a line)
     metrics.jsonl        one JSON object per event, flushed as it goes (readable while being written)
     checkpoint.pt        the learner's state, RNG state, step and schedule, for resume (written atomically)
-    prompt.safetensors   tensor `prompt` [prompt_len, hidden] float32 with string metadata
-                         `model`, `template`, `prompt_len`, `precision` (and `hard_prompt_ids`/
+    prompt.safetensors   tensor `prompt` [prompt_len, hidden] float32 with string metadata `model`,
+                         `model_source`, `template`, `prompt_len`, `baseline_text`, `init`, `task`, `data`,
+                         `data_sha256`, `step`, `mode` (train/loop.py's prompt_metadata; and `hard_prompt_ids`/
                          `hard_prompt_text` for discrete prompts)
+    pair_scores.jsonl    each test pair's answer, rightness and loss under every prompt, at the final scoring
     traceback.txt        only after a failure that was a bug: the full traceback
     .lock                locked (an OFD lock) by the one process writing the folder
 
