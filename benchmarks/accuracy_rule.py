@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from promptgrad.readout.answer_rule import answer_is_right
-from promptgrad.readout.evaluation import decoded, greedy_answers, score_prompt
 from promptgrad.model.models import load_model
 from promptgrad.model.objective import target_logits
+from promptgrad.model.template import Template, TemplateEncoder
 from promptgrad.problem.pairs import Pair
 from promptgrad.problem.tasks import task_named
-from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.readout.answer_rule import answer_is_right
+from promptgrad.readout.evaluation import decoded, greedy_answers, score_prompt
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tasks"
 
@@ -66,7 +66,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--demos", action="store_true", help="three demonstrations before the query (the model then capitalizes)")
+    parser.add_argument(
+        "--demos", action="store_true", help="three demonstrations before the query (the model then capitalizes)"
+    )
     parser.add_argument("--task", help="a bundled task instead (its pairs, template and first hand-written prompt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,13 +97,18 @@ def main() -> None:
     longest = max(len(encoder.encode(p.x, p.y).target) for p in pairs)
     answers = greedy_answers(frozen, encoder, [p.x for p in pairs], prompt, args.batch_size, longest + 2)
     t_gen = time.perf_counter() - t0
-    by_rule = [answer_is_right(a.written, decoded(frozen.tokenizer, encoder.encode(p.x, p.y).target)) for p, a in zip(pairs, answers)]
+    by_rule = [
+        answer_is_right(a.written, decoded(frozen.tokenizer, encoder.encode(p.x, p.y).target))
+        for p, a in zip(pairs, answers)
+    ]
 
     n = len(pairs)
     print(f"{args.model}, {name}, {n} pairs of the bundled data, template {template!r}, prompt {wording!r}")
     print(f"old token scorer : {sum(old)}/{n} ({sum(old) / n:.1%}) in {t_old:.2f}s (one pass)")
-    print(f"new text scorer  : {sum(s.right for s in new.pairs)}/{n} ({new.accuracy:.1%}) in {t_new:.2f}s; {new.generated} pairs "
-          f"fell back to generation ({new.generation_seconds:.2f}s of it)")
+    print(
+        f"new text scorer  : {sum(s.right for s in new.pairs)}/{n} ({new.accuracy:.1%}) in {t_new:.2f}s; {new.generated} pairs "
+        f"fell back to generation ({new.generation_seconds:.2f}s of it)"
+    )
     print(f"rule on full greedy generation of every pair: {sum(by_rule)}/{n} in {t_gen:.2f}s")
     disagree = [p.x for p, s, r in zip(pairs, new.pairs, by_rule) if s.right != r]
     print(f"new scorer vs the rule on generation: {len(disagree)} pairs differ {disagree[:10]}")

@@ -27,18 +27,30 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from promptgrad.config import TrainConfig
-from promptgrad.readout.evaluation import score_prompt
-from promptgrad.learners.search.gcg import candidate_losses
 from promptgrad.learners.learner import training_step
+from promptgrad.learners.search.gcg import candidate_losses
+from promptgrad.learners.search.projection import Projection, allowed_tokens
 from promptgrad.model.models import FrozenModel
 from promptgrad.model.objective import target_loss
-from promptgrad.learners.search.projection import Projection, allowed_tokens
 from promptgrad.model.soft_prompt import SoftPrompt
 from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.readout.evaluation import score_prompt
 
 TEMPLATE = "Here are two {prompt} {x} and {y}"
-PAIRS = [("hot", "cold"), ("big", "small"), ("up", "down"), ("fast", "slow"), ("light", "dark"), ("old", "new"),
-         ("wet", "dry"), ("good", "bad"), ("high", "low"), ("rich", "poor"), ("hard", "soft"), ("early", "late")]
+PAIRS = [
+    ("hot", "cold"),
+    ("big", "small"),
+    ("up", "down"),
+    ("fast", "slow"),
+    ("light", "dark"),
+    ("old", "new"),
+    ("wet", "dry"),
+    ("good", "bad"),
+    ("high", "low"),
+    ("rich", "poor"),
+    ("hard", "soft"),
+    ("early", "late"),
+]
 
 
 def tolerance(frozen: FrozenModel) -> float:
@@ -57,8 +69,11 @@ class Setup:
 
 def setup(frozen: FrozenModel) -> Setup:
     encoder = TemplateEncoder(Template.parse(TEMPLATE), frozen.tokenizer, 4)
-    prompt = SoftPrompt.initial("random", 4, frozen.embedding.weight, frozen.tokenizer,
-                                torch.Generator().manual_seed(0)).vectors.detach().to(frozen.device)
+    prompt = (
+        SoftPrompt.initial("random", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator().manual_seed(0))
+        .vectors.detach()
+        .to(frozen.device)
+    )
     return Setup(frozen, encoder, prompt)
 
 
@@ -75,14 +90,19 @@ def loss_matches_hf(frozen: FrozenModel) -> dict:
         embeds = frozen.embedding(ids.clamp(min=0))
         embeds[is_prompt] = s.prompt.to(embeds.dtype)
         labels = torch.full_like(ids, -100)
-        labels[0, -len(pair.target):] = ids[0, -len(pair.target):]
+        labels[0, -len(pair.target) :] = ids[0, -len(pair.target) :]
         with torch.no_grad():
             loss = frozen.model(inputs_embeds=embeds, labels=labels).loss.float().item()
         total, count = total + loss * len(pair.target), count + len(pair.target)
     theirs = total / count
     relative = abs(ours - theirs) / abs(theirs)
-    return {"ours": ours, "hugging_face": theirs, "relative_difference": relative, "tolerance": tolerance(frozen),
-            "ok": relative <= tolerance(frozen)}
+    return {
+        "ours": ours,
+        "hugging_face": theirs,
+        "relative_difference": relative,
+        "tolerance": tolerance(frozen),
+        "ok": relative <= tolerance(frozen),
+    }
 
 
 def prefix_cache_changes_nothing(frozen: FrozenModel) -> dict:
@@ -99,8 +119,12 @@ def prefix_cache_changes_nothing(frozen: FrozenModel) -> dict:
     loss_diff = abs(results[True][0] - results[False][0]) / abs(results[False][0])
     grad_diff = ((results[True][1] - results[False][1]).norm() / results[False][1].norm()).item()
     tol = tolerance(frozen) * 10 if frozen.dtype == torch.bfloat16 else 1e-4
-    return {"loss_relative_difference": loss_diff, "gradient_relative_difference": grad_diff, "tolerance": tol,
-            "ok": loss_diff <= tolerance(frozen) and grad_diff <= tol}
+    return {
+        "loss_relative_difference": loss_diff,
+        "gradient_relative_difference": grad_diff,
+        "tolerance": tol,
+        "ok": loss_diff <= tolerance(frozen) and grad_diff <= tol,
+    }
 
 
 def training_step_trains(frozen: FrozenModel, steps: int = 5) -> dict:
@@ -113,26 +137,43 @@ def training_step_trains(frozen: FrozenModel, steps: int = 5) -> dict:
     moved = (prompt.vectors.detach() - s.prompt).abs().max().item()
     unchanged = all(torch.equal(v, frozen.model.state_dict()[k]) for k, v in before.items())
     finite = all(torch.isfinite(torch.tensor(losses)))
-    return {"losses": losses, "prompt_moved_by": moved, "weights_unchanged": unchanged,
-            "ok": bool(finite and moved > 0 and unchanged and losses[-1] < losses[0])}
+    return {
+        "losses": losses,
+        "prompt_moved_by": moved,
+        "weights_unchanged": unchanged,
+        "ok": bool(finite and moved > 0 and unchanged and losses[-1] < losses[0]),
+    }
 
 
 def resume_is_exact(frozen: FrozenModel, folder) -> dict:
     """Through the real loop and run folder, on the frozen model's device and dtype."""
     from pathlib import Path
 
+    import promptgrad.train.session as session_module
     from promptgrad.events import Finished, Step
     from promptgrad.store.run_folder import RunFolder
     from promptgrad.train.loop import train
-    import promptgrad.train.session as session_module
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     data = Path(folder) / "pairs.jsonl"
     data.write_text("".join(f'{{"x": "{x}", "y": "{y}"}}\n' for x, y in PAIRS * 2))
     precision = "bf16" if frozen.dtype == torch.bfloat16 else "fp32"
-    config = TrainConfig(task="antonyms", model="checked-model", data=str(data), steps=6, batch_size=4, eval_every=0, eval_size=4,
-                         checkpoint_every=0, num_predictions=1, nearest_k=2, lr=1e-2, precision=precision,
-                         device=frozen.device.type, runs_dir=str(Path(folder) / "runs"))
+    config = TrainConfig(
+        task="antonyms",
+        model="checked-model",
+        data=str(data),
+        steps=6,
+        batch_size=4,
+        eval_every=0,
+        eval_size=4,
+        checkpoint_every=0,
+        num_predictions=1,
+        nearest_k=2,
+        lr=1e-2,
+        precision=precision,
+        device=frozen.device.type,
+        runs_dir=str(Path(folder) / "runs"),
+    )
     real_load = session_module.load_model
     session_module.load_model = lambda *args, **kwargs: frozen  # the model under test, not a download
     real_hidden = session_module.hidden_size
@@ -145,7 +186,9 @@ def resume_is_exact(frozen: FrozenModel, folder) -> dict:
             if isinstance(event, Step) and event.step == 3:
                 stop.set()
         assert isinstance(event, Finished) and event.stopped
-        for event in train(RunFolder.open(Path(folder) / "runs" / "stopped").config(), resume=Path(folder) / "runs" / "stopped"):
+        for event in train(
+            RunFolder.open(Path(folder) / "runs" / "stopped").config(), resume=Path(folder) / "runs" / "stopped"
+        ):
             pass
         assert isinstance(event, Finished) and not event.stopped, event
     finally:
@@ -153,8 +196,11 @@ def resume_is_exact(frozen: FrozenModel, folder) -> dict:
     a, _ = RunFolder.open(Path(folder) / "runs" / "straight").load_prompt()
     b, _ = RunFolder.open(Path(folder) / "runs" / "stopped").load_prompt()
     difference = (a - b).abs().max().item()
-    return {"max_abs_difference": difference, "bit_for_bit": difference == 0.0,
-            "ok": difference == 0.0 if frozen.device.type == "cpu" else difference <= 1e-3}
+    return {
+        "max_abs_difference": difference,
+        "bit_for_bit": difference == 0.0,
+        "ok": difference == 0.0 if frozen.device.type == "cpu" else difference <= 1e-3,
+    }
 
 
 def evaluation_is_stable(frozen: FrozenModel) -> dict:
@@ -165,8 +211,13 @@ def evaluation_is_stable(frozen: FrozenModel) -> dict:
     first = score_prompt(frozen, s.encoder, pairs, s.prompt, 8)
     second = score_prompt(frozen, s.encoder, pairs, s.prompt, 5)  # other batches, same pairs
     difference = abs(first.test_loss - second.test_loss) / first.test_loss
-    return {"test_loss": first.test_loss, "accuracy": first.accuracy, "relative_difference_across_batchings": difference,
-            "tolerance": tolerance(frozen), "ok": difference <= tolerance(frozen) and first.accuracy == second.accuracy}
+    return {
+        "test_loss": first.test_loss,
+        "accuracy": first.accuracy,
+        "relative_difference_across_batchings": difference,
+        "tolerance": tolerance(frozen),
+        "ok": difference <= tolerance(frozen) and first.accuracy == second.accuracy,
+    }
 
 
 def gcg_scores_exactly(frozen: FrozenModel, n: int = 16) -> dict:
@@ -180,8 +231,12 @@ def gcg_scores_exactly(frozen: FrozenModel, n: int = 16) -> dict:
     with torch.no_grad():
         single = torch.tensor([target_loss(frozen, batch, projection.rows(c.tolist())).item() for c in candidates])
     difference = ((batched - single).abs() / single.abs()).max().item()
-    return {"candidates": n, "max_relative_difference": difference, "tolerance": tolerance(frozen),
-            "ok": difference <= tolerance(frozen)}
+    return {
+        "candidates": n,
+        "max_relative_difference": difference,
+        "tolerance": tolerance(frozen),
+        "ok": difference <= tolerance(frozen),
+    }
 
 
 class SyncCounter(TorchDispatchMode):
@@ -240,8 +295,12 @@ def host_syncs_per_step(frozen: FrozenModel) -> dict:
     with counting_syncs(frozen.device, host) as silent:
         training_step(frozen, batch, prompt.vectors, optimizer, report=False)
     how = "torch.cuda.set_sync_debug_mode" if frozen.device.type == "cuda" else "TorchDispatchMode count (CPU stand-in)"
-    return {"reporting_step": reported[0], "silent_step": silent[0], "counted_by": how,
-            "ok": reported[0] <= 1 and silent[0] == 0}
+    return {
+        "reporting_step": reported[0],
+        "silent_step": silent[0],
+        "counted_by": how,
+        "ok": reported[0] <= 1 and silent[0] == 0,
+    }
 
 
 CHECKS = {

@@ -45,15 +45,28 @@ from promptgrad.quiet import quiet_libraries  # noqa: E402
 
 
 def device_info(device: torch.device) -> dict:
-    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_description(),
-            "device": str(device)}
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_description(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1), capability=f"{props.major}.{props.minor}",
-                    cuda=torch.version.cuda, native_bf16=native_bf16(device))
+        info.update(
+            name=props.name,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            cuda=torch.version.cuda,
+            native_bf16=native_bf16(device),
+        )
         try:
-            info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit",
-                                                 "--format=csv"], capture_output=True, text=True, timeout=30).stdout
+            info["nvidia_smi"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit", "--format=csv"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
         except (OSError, subprocess.SubprocessError) as e:
             info["nvidia_smi"] = f"not run: {e}"
     info["auto_precision_gpt2_large"] = choose_precision("auto", device, 1280).__dict__
@@ -67,40 +80,65 @@ def epoch_seconds(model: str, data: str, batch_size: int, device: torch.device, 
     from loops import OriginalLoop, Problem, timed_steps
 
     defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
-    problem = Problem.load(model, data, defaults.problem.template, defaults.problem.prompt_len, batch_size, defaults.learning.seed, device)
+    problem = Problem.load(
+        model, data, defaults.problem.template, defaults.problem.prompt_len, batch_size, defaults.learning.seed, device
+    )
     steps_per_epoch = math.ceil(len(problem.split.train) / batch_size)
     steps = min(steps_per_epoch, max_steps)
-    result = {"train_pairs": len(problem.split.train), "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
-              "timed_steps": steps}
+    result = {
+        "train_pairs": len(problem.split.train),
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "timed_steps": steps,
+    }
     precision = choose_precision("auto", device, problem.fp32.hidden_size).precision  # as `train` would decide
-    loops = (("promptgrad", lambda: speed.build("promptgrad", problem, precision)[0]),
-             ("original-bf16-autocast", lambda: OriginalLoop(problem, torch.bfloat16, "original-bf16")))
+    loops = (
+        ("promptgrad", lambda: speed.build("promptgrad", problem, precision)[0]),
+        ("original-bf16-autocast", lambda: OriginalLoop(problem, torch.bfloat16, "original-bf16")),
+    )
     for name, make in loops:  # one loop's model copy at a time
         seconds, examples, _ = timed_steps(make(), steps, lambda k: 1e-3, device)
         result[name] = {"seconds_per_epoch": seconds / steps * steps_per_epoch, "examples_per_s": examples / seconds}
-    result["promptgrad_speedup"] = result["original-bf16-autocast"]["seconds_per_epoch"] / result["promptgrad"]["seconds_per_epoch"]
+    result["promptgrad_speedup"] = (
+        result["original-bf16-autocast"]["seconds_per_epoch"] / result["promptgrad"]["seconds_per_epoch"]
+    )
     return result
 
 
 def summary(out: Path, info: dict, checks: dict, speed_rows: list[dict], peaks: dict, epoch: dict, shape: str) -> str:
-    lines = [f"# Device check: {info.get('name', info['device'])}", "",
-             f"torch {info['torch']}, CUDA {info.get('cuda', '-')}, CPU {info['cpu']}", "",
-             "| check | ok | measured |", "| --- | --- | --- |"]
+    lines = [
+        f"# Device check: {info.get('name', info['device'])}",
+        "",
+        f"torch {info['torch']}, CUDA {info.get('cuda', '-')}, CPU {info['cpu']}",
+        "",
+        "| check | ok | measured |",
+        "| --- | --- | --- |",
+    ]
     for name, result in checks.items():
         shown = {k: v for k, v in result.items() if k not in ("ok", "traceback", "losses")}
         lines.append(f"| {name} | {'yes' if result.get('ok') else '**no**'} | {json.dumps(shown)[:160]} |")
-    lines += ["", f"Speed at the {shape} shape (random weights), bf16 peak {peaks.get('bf16', 0) / 1e12:.1f} TFLOP/s, "
-              f"fp32 {peaks.get('fp32', 0) / 1e12:.1f}:", "",
-              "| variant | examples/s | promptgrad is | TFLOP/s | of peak |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        f"Speed at the {shape} shape (random weights), bf16 peak {peaks.get('bf16', 0) / 1e12:.1f} TFLOP/s, "
+        f"fp32 {peaks.get('fp32', 0) / 1e12:.1f}:",
+        "",
+        "| variant | examples/s | promptgrad is | TFLOP/s | of peak |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     base = speed_rows[0]["examples_per_s"] if speed_rows else float("nan")
     for row in speed_rows:
         tflops = row.get("flop_per_s", float("nan")) / 1e12
-        lines.append(f"| {row['variant']} ({row['precision']}) | {row['examples_per_s']:.1f} | {base / row['examples_per_s']:.2f}x | "
-                     f"{tflops:.1f} | {row.get('fraction_of_peak', float('nan')):.0%} |")
+        lines.append(
+            f"| {row['variant']} ({row['precision']}) | {row['examples_per_s']:.1f} | {base / row['examples_per_s']:.2f}x | "
+            f"{tflops:.1f} | {row.get('fraction_of_peak', float('nan')):.0%} |"
+        )
     if epoch:
-        lines += ["", f"One epoch of {epoch['train_pairs']} pairs at batch {epoch['batch_size']}: promptgrad "
-                  f"{epoch['promptgrad']['seconds_per_epoch']:.2f} s, the original loop in bf16 autocast "
-                  f"{epoch['original-bf16-autocast']['seconds_per_epoch']:.2f} s ({epoch['promptgrad_speedup']:.1f}x)."]
+        lines += [
+            "",
+            f"One epoch of {epoch['train_pairs']} pairs at batch {epoch['batch_size']}: promptgrad "
+            f"{epoch['promptgrad']['seconds_per_epoch']:.2f} s, the original loop in bf16 autocast "
+            f"{epoch['original-bf16-autocast']['seconds_per_epoch']:.2f} s ({epoch['promptgrad_speedup']:.1f}x).",
+        ]
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     return text
@@ -150,13 +188,33 @@ def main(argv=None) -> int:
         import speed
 
         # promptgrad in the precision auto picks (bf16 on a GPU with bf16), then the alternatives
-        variants = "promptgrad,original-fp32,original-bf16,peft-bf16,peft-fp32" if device.type == "cuda" else \
-            "promptgrad,original-fp32,original-bf16,peft-fp32"
+        variants = (
+            "promptgrad,original-fp32,original-bf16,peft-bf16,peft-fp32"
+            if device.type == "cuda"
+            else "promptgrad,original-fp32,original-bf16,peft-fp32"
+        )
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            speed.main(["--model", shape, "--data", args.data, "--batch-size", str(batch), "--steps", "3" if args.tiny else "10",
-                        "--test-pairs", "16" if args.tiny else "128", "--variants", variants, "--device", str(device.type),
-                        "--json", str(out / "speed.json")])
+            speed.main(
+                [
+                    "--model",
+                    shape,
+                    "--data",
+                    args.data,
+                    "--batch-size",
+                    str(batch),
+                    "--steps",
+                    "3" if args.tiny else "10",
+                    "--test-pairs",
+                    "16" if args.tiny else "128",
+                    "--variants",
+                    variants,
+                    "--device",
+                    str(device.type),
+                    "--json",
+                    str(out / "speed.json"),
+                ]
+            )
         (out / "speed.txt").write_text(printed.getvalue())
         say(printed.getvalue())
         speed_rows = json.loads((out / "speed.json").read_text())["results"]

@@ -27,13 +27,13 @@ from functools import cached_property
 import torch
 
 from promptgrad.config import TrainConfig
-from promptgrad.readout.evaluation import PromptScore, score_prompt
+from promptgrad.learners.learner import training_step
 from promptgrad.model.models import FrozenModel, load_model
 from promptgrad.model.objective import target_loss
-from promptgrad.problem.pairs import Split, load_pairs, split_pairs
 from promptgrad.model.soft_prompt import SoftPrompt
 from promptgrad.model.template import PROMPT_PLACEHOLDER, EncodedPair, Template, TemplateEncoder
-from promptgrad.learners.learner import training_step
+from promptgrad.problem.pairs import Split, load_pairs, split_pairs
+from promptgrad.readout.evaluation import PromptScore, score_prompt
 from promptgrad.train.loop import epoch_batches
 
 FRONT = "{prompt}"  # PEFT's only place for the prompt
@@ -50,18 +50,23 @@ class Problem:
     initial: torch.Tensor  # [P, hidden] fp32
     batch_size: int
     seed: int
-    _epoch: dict[int, list[list[int]]] = field(default_factory=dict, init=False, repr=False)  # the current epoch's batches
+    _epoch: dict[int, list[list[int]]] = field(
+        default_factory=dict, init=False, repr=False
+    )  # the current epoch's batches
 
     @staticmethod
-    def load(model: str, data: str, template: str, prompt_len: int, batch_size: int, seed: int, device: torch.device) -> Problem:
+    def load(
+        model: str, data: str, template: str, prompt_len: int, batch_size: int, seed: int, device: torch.device
+    ) -> Problem:
         """The model in fp32 (`shape:NAME`: random weights of that shape, shapes.py), the seeded split
         promptgrad makes, and promptgrad's random mean/std init."""
         from shapes import is_shape, shape_model
 
         fp32 = shape_model(model, device) if is_shape(model) else load_model(model, device, torch.float32)
         split = split_pairs(load_pairs(data), TrainConfig().learning.test_fraction, seed)
-        initial = SoftPrompt.initial("random", prompt_len, fp32.embedding.weight, fp32.tokenizer,
-                                     torch.Generator().manual_seed(seed)).vectors.detach()
+        initial = SoftPrompt.initial(
+            "random", prompt_len, fp32.embedding.weight, fp32.tokenizer, torch.Generator().manual_seed(seed)
+        ).vectors.detach()
         return Problem(fp32, split, template, initial, batch_size, seed)
 
     def encoder(self, template: str | None = None) -> TemplateEncoder:
@@ -169,8 +174,8 @@ class PaddedLoop(Loop):
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         lab = torch.full((len(seqs), width), -100, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, (s, l) in enumerate(zip(seqs, labels)):
-            ids[i, : len(s)], lab[i, : len(l)], mask[i, : len(s)] = torch.tensor(s), torch.tensor(l), 1
+        for i, (s, label) in enumerate(zip(seqs, labels)):
+            ids[i, : len(s)], lab[i, : len(label)], mask[i, : len(s)] = torch.tensor(s), torch.tensor(label), 1
         return ids.to(self.device), lab.to(self.device), mask.to(self.device)
 
     def _autocast(self):
@@ -211,7 +216,9 @@ class OriginalLoop(PaddedLoop):
             P = self.prompt.shape[0]
             rows.append(torch.cat([embedding(seq[:at]), self.prompt, embedding(seq[at + P :])]))
         with self._autocast():
-            out = self.frozen.model(inputs_embeds=torch.stack(rows), attention_mask=mask, labels=labels, use_cache=False)
+            out = self.frozen.model(
+                inputs_embeds=torch.stack(rows), attention_mask=mask, labels=labels, use_cache=False
+            )
         return out.loss.float()
 
     def vectors(self) -> torch.Tensor:
@@ -227,8 +234,11 @@ class PeftLoop(PaddedLoop):
         self.name, self.scoring_template = name, front
         # a private copy: PEFT wraps the model it is given
         model = copy.deepcopy(problem.fp32.model)
-        config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=problem.initial.shape[0],
-                                    prompt_tuning_init=PromptTuningInit.RANDOM)
+        config = PromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=problem.initial.shape[0],
+            prompt_tuning_init=PromptTuningInit.RANDOM,
+        )
         self.model = get_peft_model(model, config)
         table = self.model.prompt_encoder["default"].embedding.weight
         with torch.no_grad():

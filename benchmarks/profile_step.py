@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loops import OriginalLoop, Problem, PromptgradLoop  # noqa: E402
 
-from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
 from promptgrad.model.precision import cpu_description, resolve_device  # noqa: E402
+from promptgrad.quiet import quiet_libraries  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -32,10 +32,20 @@ def main(argv=None) -> None:
     quiet_libraries()
     defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
     device = resolve_device("auto")
-    problem = Problem.load(args.model, args.data, defaults.problem.template, defaults.problem.prompt_len, args.batch_size, defaults.learning.seed, device)
+    problem = Problem.load(
+        args.model,
+        args.data,
+        defaults.problem.template,
+        defaults.problem.prompt_len,
+        args.batch_size,
+        defaults.learning.seed,
+        device,
+    )
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
     print(f"model {args.model} on {device} ({where}), torch {torch.__version__}, fp32")
-    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []
+    )
     for loop in (PromptgradLoop(problem, problem.fp32), OriginalLoop(problem, None, "original-fp32")):
         loop.forward_backward(0)  # warm-up
         with torch.profiler.profile(activities=activities) as profile:

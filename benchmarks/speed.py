@@ -34,14 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 
 from loops import Loop, OriginalLoop, PeftLoop, Problem, PromptgradLoop, counted_flops, matmul_peak, timed_steps  # noqa: E402
 
-from promptgrad.quiet import quiet_libraries  # noqa: E402
 from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.readout.evaluation import score_prompt  # noqa: E402
 from promptgrad.model.models import FrozenModel  # noqa: E402
 from promptgrad.model.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
+from promptgrad.quiet import quiet_libraries  # noqa: E402
+from promptgrad.readout.evaluation import score_prompt  # noqa: E402
 from promptgrad.train.schedule import learning_rate  # noqa: E402
 
-ALL = ["promptgrad", "promptgrad-fp32", "promptgrad-bf16", "promptgrad-noprefix", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
+ALL = [
+    "promptgrad",
+    "promptgrad-fp32",
+    "promptgrad-bf16",
+    "promptgrad-noprefix",
+    "original-fp32",
+    "original-bf16",
+    "peft-fp32",
+    "peft-bf16",
+]
 DEFAULT = ["promptgrad", "original-fp32", "original-bf16", "peft-fp32", "peft-bf16"]
 
 
@@ -102,17 +111,23 @@ def main(argv=None) -> None:
     test = problem.split.test[: args.test_pairs]
     lr_at = lambda k: learning_rate(k, args.steps, args.lr, args.warmup_steps, "cosine")  # noqa: E731
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
-    print(f"model {args.model} on {device} ({where}), "
-          f"torch {torch.__version__}; batch {args.batch_size}, {args.steps} timed steps, lr {args.lr}; "
-          f"scored on {len(test)} test pairs; promptgrad's auto precision here: {auto_precision} ({auto.reason})", flush=True)
+    print(
+        f"model {args.model} on {device} ({where}), "
+        f"torch {torch.__version__}; batch {args.batch_size}, {args.steps} timed steps, lr {args.lr}; "
+        f"scored on {len(test)} test pairs; promptgrad's auto precision here: {auto_precision} ({auto.reason})",
+        flush=True,
+    )
 
     peaks = {name: matmul_peak(device, DTYPES[name]) for name in ("fp32", "bf16")}
     print("matrix-product peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()), flush=True)
 
     hand = problem.hand_written(" antonyms", test)
     untrained = score_prompt(fp32, problem.encoder(), test, initial, 64)
-    print(f"hand-written ' antonyms': test loss {hand.test_loss:.4f}, accuracy {hand.accuracy:.1%}; "
-          f"untrained prompt: {untrained.test_loss:.4f}, {untrained.accuracy:.1%}", flush=True)
+    print(
+        f"hand-written ' antonyms': test loss {hand.test_loss:.4f}, accuracy {hand.accuracy:.1%}; "
+        f"untrained prompt: {untrained.test_loss:.4f}, {untrained.accuracy:.1%}",
+        flush=True,
+    )
 
     results, flops = [], {}
     for variant in args.variants:
@@ -127,15 +142,26 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         seconds, examples, losses = timed_steps(loop, args.steps, lr_at, device)
         score = score_prompt(fp32, problem.encoder(loop.scoring_template), test, loop.vectors().to(device), 64)
-        row = {"variant": variant, "precision": precision, "seconds": seconds, "examples": examples,
-               "examples_per_s": examples / seconds, "train_loss_last": losses[-1], "test_loss": score.test_loss,
-               "accuracy": score.accuracy, "wall_s": time.perf_counter() - t0}
+        row = {
+            "variant": variant,
+            "precision": precision,
+            "seconds": seconds,
+            "examples": examples,
+            "examples_per_s": examples / seconds,
+            "train_loss_last": losses[-1],
+            "test_loss": score.test_loss,
+            "accuracy": score.accuracy,
+            "wall_s": time.perf_counter() - t0,
+        }
         if kind in flops:
             row["flops_per_example"] = flops[kind] / examples
             row["flop_per_s"] = flops[kind] / seconds
             row["fraction_of_peak"] = row["flop_per_s"] / peaks[precision]
         results.append(row)
-        print(f"  {row['examples_per_s']:.2f} examples/s, test loss {score.test_loss:.4f}, accuracy {score.accuracy:.1%}", flush=True)
+        print(
+            f"  {row['examples_per_s']:.2f} examples/s, test loss {score.test_loss:.4f}, accuracy {score.accuracy:.1%}",
+            flush=True,
+        )
         del loop
 
     base = results[0]["examples_per_s"]
@@ -144,16 +170,32 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
     for r in results:
-        f = (f"{r['flops_per_example'] / 1e9:>10.2f}{r['flop_per_s'] / 1e9:>9.1f}{r['fraction_of_peak']:>9.1%}"
-             if "flop_per_s" in r else "")
-        print(f"{r['variant']:<16}{r['examples_per_s']:>11.2f}{base / r['examples_per_s']:>13.2f}x"
-              f"{r['test_loss']:>11.4f}{r['accuracy']:>10.1%}{f}")
+        f = (
+            f"{r['flops_per_example'] / 1e9:>10.2f}{r['flop_per_s'] / 1e9:>9.1f}{r['fraction_of_peak']:>9.1%}"
+            if "flop_per_s" in r
+            else ""
+        )
+        print(
+            f"{r['variant']:<16}{r['examples_per_s']:>11.2f}{base / r['examples_per_s']:>13.2f}x"
+            f"{r['test_loss']:>11.4f}{r['accuracy']:>10.1%}{f}"
+        )
     print(f"{'hand-written':<16}{'':>11}{'':>14}{hand.test_loss:>11.4f}{hand.accuracy:>10.1%}")
     print(f"{'untrained':<16}{'':>11}{'':>14}{untrained.test_loss:>11.4f}{untrained.accuracy:>10.1%}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "device": str(device), "peaks": peaks,
-                                               "hand_written": dataclasses.asdict(hand), "untrained": dataclasses.asdict(untrained),
-                                               "results": results}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "device": str(device),
+                    "peaks": peaks,
+                    "hand_written": dataclasses.asdict(hand),
+                    "untrained": dataclasses.asdict(untrained),
+                    "results": results,
+                },
+                indent=2,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

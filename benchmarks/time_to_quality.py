@@ -31,14 +31,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loops import OriginalLoop, Problem, PromptgradLoop, synchronize  # noqa: E402
-
-from promptgrad.quiet import quiet_libraries  # noqa: E402
-from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
-from promptgrad.readout.evaluation import PromptScore, score_prompt  # noqa: E402
-from promptgrad.model.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
-from promptgrad.train.schedule import learning_rate  # noqa: E402
-
 from speed import with_dtype  # noqa: E402
+
+from promptgrad.config import BUNDLED_DATA, BUNDLED_MODEL, TrainConfig  # noqa: E402
+from promptgrad.model.precision import DTYPES, choose_precision, cpu_description, resolve_device  # noqa: E402
+from promptgrad.quiet import quiet_libraries  # noqa: E402
+from promptgrad.readout.evaluation import PromptScore, score_prompt  # noqa: E402
+from promptgrad.train.schedule import learning_rate  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,15 +60,26 @@ def main(argv=None) -> None:
     quiet_libraries()
     defaults = TrainConfig().resolved()  # the default job: the antonyms task's template and hand-written prompts
     device = resolve_device(args.device)
-    problem = Problem.load(args.model, args.data, defaults.problem.template, defaults.problem.prompt_len, defaults.learning.batch_size, defaults.learning.seed, device)
+    problem = Problem.load(
+        args.model,
+        args.data,
+        defaults.problem.template,
+        defaults.problem.prompt_len,
+        defaults.learning.batch_size,
+        defaults.learning.seed,
+        device,
+    )
     precision = choose_precision(defaults.machine.precision, device, problem.fp32.hidden_size).precision
     fp32 = problem.fp32
     test = problem.split.test[: args.test_pairs]
     hand = problem.hand_written(defaults.problem.baseline_text[0], test)
     target = (1 - args.target) * hand.test_loss
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
-    print(f"model {args.model} on {device} ({where}); promptgrad's auto precision here: {precision}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "
-          f"target {target:.4f} ({args.target:.0%} below)", flush=True)
+    print(
+        f"model {args.model} on {device} ({where}); promptgrad's auto precision here: {precision}; hand-written test loss {hand.test_loss:.4f} on {len(test)} test pairs; "
+        f"target {target:.4f} ({args.target:.0%} below)",
+        flush=True,
+    )
 
     def score(loop) -> PromptScore:
         return score_prompt(fp32, problem.encoder(loop.scoring_template), test, loop.vectors().to(device), 64)
@@ -92,41 +102,77 @@ def main(argv=None) -> None:
                 s = score(loop)
                 last_eval_s = seconds
                 curve.append({"step": step, "train_seconds": seconds, "test_loss": s.test_loss, "accuracy": s.accuracy})
-                print(f"  {loop.name}: step {step}, {seconds:.0f} s training, test loss {s.test_loss:.4f}, "
-                      f"accuracy {s.accuracy:.1%}", flush=True)
+                print(
+                    f"  {loop.name}: step {step}, {seconds:.0f} s training, test loss {s.test_loss:.4f}, "
+                    f"accuracy {s.accuracy:.1%}",
+                    flush=True,
+                )
                 if s.test_loss <= target or out_of_steps or out_of_time:
-                    return {"recipe": loop.name, "reached": s.test_loss <= target, "steps": step, "train_seconds": seconds,
-                            "examples_per_s": examples / seconds, "test_loss": s.test_loss, "accuracy": s.accuracy,
-                            "curve": curve}
+                    return {
+                        "recipe": loop.name,
+                        "reached": s.test_loss <= target,
+                        "steps": step,
+                        "train_seconds": seconds,
+                        "examples_per_s": examples / seconds,
+                        "test_loss": s.test_loss,
+                        "accuracy": s.accuracy,
+                        "curve": curve,
+                    }
 
     ours = PromptgradLoop(problem, with_dtype(fp32, DTYPES[precision]), f"promptgrad ({precision})")
-    print(f"{ours.name}: lr {defaults.learning.lr} {defaults.learning.schedule}, warm-up {defaults.learning.warmup_steps}, batch {defaults.learning.batch_size}, "
-          f"{defaults.learning.steps} steps", flush=True)
-    mine = run(ours, lambda k: learning_rate(k, defaults.learning.steps, defaults.learning.lr, defaults.learning.warmup_steps, defaults.learning.schedule),
-               defaults.learning.steps, None, lambda step, since: step % args.eval_every == 0)
+    print(
+        f"{ours.name}: lr {defaults.learning.lr} {defaults.learning.schedule}, warm-up {defaults.learning.warmup_steps}, batch {defaults.learning.batch_size}, "
+        f"{defaults.learning.steps} steps",
+        flush=True,
+    )
+    mine = run(
+        ours,
+        lambda k: learning_rate(
+            k, defaults.learning.steps, defaults.learning.lr, defaults.learning.warmup_steps, defaults.learning.schedule
+        ),
+        defaults.learning.steps,
+        None,
+        lambda step, since: step % args.eval_every == 0,
+    )
     results = [mine]
     if not mine["reached"]:
-        print(f"promptgrad did not reach the target in its {defaults.learning.steps} default steps; the baselines get "
-              f"{args.budget_factor:g} x its whole training time", flush=True)
+        print(
+            f"promptgrad did not reach the target in its {defaults.learning.steps} default steps; the baselines get "
+            f"{args.budget_factor:g} x its whole training time",
+            flush=True,
+        )
     budget = args.budget_factor * mine["train_seconds"]
     for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
         autocast = torch.bfloat16 if name.endswith("bf16") else None
         loop = OriginalLoop(dataclasses.replace(problem, batch_size=64), autocast, name)
-        print(f"{name}: lr 1e-3 constant, batch 64, budget {budget:.0f} s of training "
-              f"({args.budget_factor:g} x promptgrad's {mine['train_seconds']:.0f} s)", flush=True)
-        results.append(run(loop, lambda k: 1e-3, None, budget, lambda step, since: since >= budget / args.baseline_evals))
+        print(
+            f"{name}: lr 1e-3 constant, batch 64, budget {budget:.0f} s of training "
+            f"({args.budget_factor:g} x promptgrad's {mine['train_seconds']:.0f} s)",
+            flush=True,
+        )
+        results.append(
+            run(loop, lambda k: 1e-3, None, budget, lambda step, since: since >= budget / args.baseline_evals)
+        )
 
     print()
-    print(f"{'recipe':<22}{'reached':>8}{'steps':>7}{'train s':>9}{'ex/s':>8}{'test loss':>11}{'accuracy':>10}{'time ratio':>12}")
+    print(
+        f"{'recipe':<22}{'reached':>8}{'steps':>7}{'train s':>9}{'ex/s':>8}{'test loss':>11}{'accuracy':>10}{'time ratio':>12}"
+    )
     for r in results:
         ratio = r["train_seconds"] / mine["train_seconds"]
         ratio_text = f"{ratio:.1f}x" if r["reached"] else f">{ratio:.1f}x"
-        print(f"{r['recipe']:<22}{'yes' if r['reached'] else 'no':>8}{r['steps']:>7}{r['train_seconds']:>9.0f}"
-              f"{r['examples_per_s']:>8.2f}{r['test_loss']:>11.4f}{r['accuracy']:>10.1%}{ratio_text:>12}")
+        print(
+            f"{r['recipe']:<22}{'yes' if r['reached'] else 'no':>8}{r['steps']:>7}{r['train_seconds']:>9.0f}"
+            f"{r['examples_per_s']:>8.2f}{r['test_loss']:>11.4f}{r['accuracy']:>10.1%}{ratio_text:>12}"
+        )
     print(f"{'hand-written':<22}{'':>8}{'':>7}{'':>9}{'':>8}{hand.test_loss:>11.4f}{hand.accuracy:>10.1%}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "hand_written": dataclasses.asdict(hand), "target": target,
-                                               "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"args": vars(args), "hand_written": dataclasses.asdict(hand), "target": target, "results": results},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -121,8 +121,16 @@ def main(argv=None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="tui-latency-"))
     config = folder / "run.toml"
     # the antonyms task's template and hand-written prompts, whatever --data holds: the figures are latencies
-    TrainConfig(task="antonyms", model=args.model, data=args.data, steps=args.steps, name="latency", runs_dir=str(folder / "runs"),
-                checkpoint_every=0, checkpoint_minutes=0).save(config)
+    TrainConfig(
+        task="antonyms",
+        model=args.model,
+        data=args.data,
+        steps=args.steps,
+        name="latency",
+        runs_dir=str(folder / "runs"),
+        checkpoint_every=0,
+        checkpoint_minutes=0,
+    ).save(config)
     argv = [sys.executable, "-m", "promptgrad_tui.app", "--config", str(config)]
     terminal = Terminal(argv, columns, rows, {"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)})
     load_before = os.getloadavg()  # the machine may be shared: the figures mean little without its load
@@ -131,7 +139,9 @@ def main(argv=None) -> None:
         time.sleep(1.0)
         started = terminal.type(b"\x12")  # ctrl+r
         first_eval = terminal.wait_for(" train EMA", started, timeout=300) - started  # its legend entry
-        first_step = terminal.wait_for(r"step [1-9][0-9]*/", started, timeout=600) - started  # the first the screen shows
+        first_step = (
+            terminal.wait_for(r"step [1-9][0-9]*/", started, timeout=600) - started
+        )  # the first the screen shows
         time.sleep(2.0)
         pane = "chart" if columns < 120 else "config"  # a narrow screen shows the chart once a run starts
         latencies = []
@@ -141,23 +151,43 @@ def main(argv=None) -> None:
             latencies.append(terminal.wait_for(TITLES[pane], pressed, timeout=30) - pressed)
             time.sleep(0.3 + random.random() * 0.4)  # presses at a person's pace, not in step with the redraw timer
         with terminal.lock:
-            shown = re.findall(rb"([0-9]+\.[0-9]) ex/s", b"".join(data for at, data in terminal.chunks if at >= pressed - 5))
-        rate = float(shown[-1]) if shown else float("nan")  # what the status line said at the end: training speed meanwhile
+            shown = re.findall(
+                rb"([0-9]+\.[0-9]) ex/s", b"".join(data for at, data in terminal.chunks if at >= pressed - 5)
+            )
+        rate = (
+            float(shown[-1]) if shown else float("nan")
+        )  # what the status line said at the end: training speed meanwhile
     finally:
         load_after = os.getloadavg()
         terminal.close()
-    figures = {"load_average_1_5_15_min": {"before": load_before, "after": load_after}, "cpu": cpu_description(), "model": args.model, "size": args.size, "first_evaluation_s": first_eval,
-               "first_step_s": first_step, "key_latency_ms": {"median": 1000 * statistics.median(latencies),
-                                                               "p95": 1000 * percentile(latencies, 0.95),
-                                                               "max": 1000 * max(latencies), "n": len(latencies)},
-               "examples_per_s_during": rate}
+    figures = {
+        "load_average_1_5_15_min": {"before": load_before, "after": load_after},
+        "cpu": cpu_description(),
+        "model": args.model,
+        "size": args.size,
+        "first_evaluation_s": first_eval,
+        "first_step_s": first_step,
+        "key_latency_ms": {
+            "median": 1000 * statistics.median(latencies),
+            "p95": 1000 * percentile(latencies, 0.95),
+            "max": 1000 * max(latencies),
+            "n": len(latencies),
+        },
+        "examples_per_s_during": rate,
+    }
     print(f"promptgrad-tui on {figures['cpu']}, model {args.model}, terminal {args.size}")
-    print(f"ctrl+r -> first point on the chart (step 1's training loss): {first_eval:.1f} s; -> first step: {first_step:.1f} s")
+    print(
+        f"ctrl+r -> first point on the chart (step 1's training loss): {first_eval:.1f} s; -> first step: {first_step:.1f} s"
+    )
     k = figures["key_latency_ms"]
-    print(f"ctrl+n -> new pane on screen, during training, {k['n']} presses: median {k['median']:.0f} ms, "
-          f"p95 {k['p95']:.0f} ms, max {k['max']:.0f} ms; training went on at {rate:.1f} examples/s")
-    print(f"load average (1, 5, 15 min) before: {' '.join(f'{v:.2f}' for v in load_before)}, after: "
-          f"{' '.join(f'{v:.2f}' for v in load_after)} on {os.cpu_count()} CPUs (this process's own run adds about 1-2)")
+    print(
+        f"ctrl+n -> new pane on screen, during training, {k['n']} presses: median {k['median']:.0f} ms, "
+        f"p95 {k['p95']:.0f} ms, max {k['max']:.0f} ms; training went on at {rate:.1f} examples/s"
+    )
+    print(
+        f"load average (1, 5, 15 min) before: {' '.join(f'{v:.2f}' for v in load_before)}, after: "
+        f"{' '.join(f'{v:.2f}' for v in load_after)} on {os.cpu_count()} CPUs (this process's own run adds about 1-2)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 

@@ -37,8 +37,11 @@ def speed(run: Path) -> float:
 
 
 def in_cli(config: Path, runs: Path) -> float:
-    subprocess.run([sys.executable, "-m", "promptgrad", "train", "--config", str(config), "--runs-dir", str(runs)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "promptgrad", "train", "--config", str(config), "--runs-dir", str(runs)],
+        check=True,
+        capture_output=True,
+    )
     return speed(runs / "throughput")
 
 
@@ -74,14 +77,27 @@ def main(argv=None) -> None:
     config = folder / "run.toml"
     # no evaluation or checkpoint during the steps: the figure is training speed alone
     # the antonyms task's template and hand-written prompts, whatever --data holds: the figure is a speed
-    TrainConfig(task="antonyms", model=args.model, data=args.data, steps=args.steps, name="throughput", eval_every=0, checkpoint_every=0,
-                checkpoint_minutes=0).save(config)
-    print(f"{args.model}, {args.steps} steps{', probe asked once in the TUI' if args.probe else ''}, on {cpu_description()}", flush=True)
+    TrainConfig(
+        task="antonyms",
+        model=args.model,
+        data=args.data,
+        steps=args.steps,
+        name="throughput",
+        eval_every=0,
+        checkpoint_every=0,
+        checkpoint_minutes=0,
+    ).save(config)
+    print(
+        f"{args.model}, {args.steps} steps{', probe asked once in the TUI' if args.probe else ''}, on {cpu_description()}",
+        flush=True,
+    )
     for round_ in range(1, args.rounds + 1):
         cli = in_cli(config, folder / f"cli-{round_}")
         tui = in_tui(config, folder / f"tui-{round_}", args.steps, args.probe)
-        print(f"round {round_}: command line {cli:.1f} examples/s, TUI {tui:.1f} examples/s, TUI/CLI {tui / cli:.2f}",
-              flush=True)
+        print(
+            f"round {round_}: command line {cli:.1f} examples/s, TUI {tui:.1f} examples/s, TUI/CLI {tui / cli:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

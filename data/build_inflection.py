@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import sys
 
-from lemminflect import getAllInflections
-
 from build_wordnet import WORD, read_index, read_synsets, wordnet_arguments
+from lemminflect import getAllInflections
 from task_files import write_pairs
 
 
@@ -42,20 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     if args is None:
         return 2
     synsets, index = read_synsets(args.wordnet), read_index(args.wordnet)
-    words = {pos: sorted({w for s in synsets.values() if s.pos in pos for w in s.words if WORD.match(w)})
-             for pos in ("n", "v", "as")}
+    words = {
+        pos: sorted({w for s in synsets.values() if s.pos in pos for w in s.words if WORD.match(w)})
+        for pos in ("n", "v", "as")
+    }
 
     def forms(pos: str, upos: str, tag: str) -> set[tuple[str, str]]:
         pairs = {(w, lexicon_form(w, upos, tag)) for w in words[pos]}
         return {(w, f) for w, f in pairs if f and WORD.match(f) and f != w}
 
     # adjectives WordNet derives a -ness noun from (lexical `+` pointer): gradable, so "more X" is right
-    quality = {s.words[i - 1] for s in synsets.values() if s.pos in "as"
-               for symbol, target, i, j in s.pointers
-               if symbol == "+" and i and j and synsets[target].pos == "n" and synsets[target].words[j - 1].endswith("ness")}
+    quality = {
+        s.words[i - 1]
+        for s in synsets.values()
+        if s.pos in "as"
+        for symbol, target, i, j in s.pointers
+        if symbol == "+" and i and j and synsets[target].pos == "n" and synsets[target].words[j - 1].endswith("ness")
+    }
     inflected = forms("as", "ADJ", "JJR")
     periphrastic = {(w, f"more {w}") for w in words["as"] if w in quality and getAllInflections(w, upos="ADJ")} - {
-        (w, f"more {w}") for w, _ in inflected}
+        (w, f"more {w}") for w, _ in inflected
+    }
 
     def weight(pos: str):
         return lambda x, y: index.frequency.get((pos, x), 0)

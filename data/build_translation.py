@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 from babel import Locale
-
 from task_files import TASKS_DIR, write_pairs
 
 TARGETS = {"fr": "French", "de": "German", "es": "Spanish"}

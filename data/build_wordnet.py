@@ -32,7 +32,9 @@ PHRASE = re.compile(r"^[A-Za-z]+(?:[ -][A-Za-z]+)*$")  # a y of a few words ("do
 class Synset:
     pos: str  # n, v, a, s (adjective satellite) or r
     words: list[str]  # as written in the data file, adjective markers such as "(a)" removed
-    pointers: list[tuple[str, tuple[str, int], int, int]]  # symbol, target synset, source word, target word (1-based; 0 = whole synset)
+    pointers: list[
+        tuple[str, tuple[str, int], int, int]
+    ]  # symbol, target synset, source word, target word (1-based; 0 = whole synset)
 
 
 def read_synsets(wordnet_dir: Path) -> dict[tuple[str, int], Synset]:
@@ -53,8 +55,14 @@ def read_synsets(wordnet_dir: Path) -> dict[tuple[str, int], Synset]:
                 pointers = []
                 for k in range(int(fields[p])):
                     symbol, target_offset, target_pos, source_target = fields[p + 1 + 4 * k : p + 5 + 4 * k]
-                    pointers.append((symbol, (POS_FILES[target_pos], int(target_offset)),
-                                     int(source_target[:2], 16), int(source_target[2:], 16)))
+                    pointers.append(
+                        (
+                            symbol,
+                            (POS_FILES[target_pos], int(target_offset)),
+                            int(source_target[:2], 16),
+                            int(source_target[2:], 16),
+                        )
+                    )
                 synsets[(name, line_offset)] = Synset(fields[2], words, pointers)
     return synsets
 
@@ -135,12 +143,20 @@ def hypernyms(synsets: dict[tuple[str, int], Synset], index: Index) -> set[tuple
 
     Instance hypernyms (`@i`, "Paris" -> "national capital") link names, which are capitalised: left out.
     """
-    return {pair for noun, synset in first_noun_senses(synsets, index) for pair in related_first_lemmas(noun, synset, synsets, "@")}
+    return {
+        pair
+        for noun, synset in first_noun_senses(synsets, index)
+        for pair in related_first_lemmas(noun, synset, synsets, "@")
+    }
 
 
 def meronyms(synsets: dict[tuple[str, int], Synset], index: Index) -> set[tuple[str, str]]:
     """Part -> whole: a noun -> the first lemma of each part holonym (`#p`) of its first sense: "finger" -> "hand"."""
-    return {pair for noun, synset in first_noun_senses(synsets, index) for pair in related_first_lemmas(noun, synset, synsets, "#p")}
+    return {
+        pair
+        for noun, synset in first_noun_senses(synsets, index)
+        for pair in related_first_lemmas(noun, synset, synsets, "#p")
+    }
 
 
 def derivations(synsets: dict[tuple[str, int], Synset]) -> set[tuple[str, str]]:
@@ -164,7 +180,10 @@ def wordnet_arguments(argv: list[str] | None, description: str) -> argparse.Name
     parser.add_argument("--out", type=Path, default=TASKS_DIR)
     args = parser.parse_args(argv)
     if not (args.wordnet / "data.adj").exists():
-        print(f"error: no WordNet data files in {args.wordnet}; install them with `apt-get install wordnet-base`", file=sys.stderr)
+        print(
+            f"error: no WordNet data files in {args.wordnet}; install them with `apt-get install wordnet-base`",
+            file=sys.stderr,
+        )
         return None
     return args
 

@@ -23,8 +23,12 @@ def stable_hash(x: str, y: str) -> str:
     return hashlib.sha256(f"{x}\t{y}".encode()).hexdigest()
 
 
-def write_pairs(name: str, pairs: Iterable[tuple[str, str]], out_dir: Path = TASKS_DIR,
-                weight: Callable[[str, str], int] = lambda x, y: 0) -> int:
+def write_pairs(
+    name: str,
+    pairs: Iterable[tuple[str, str]],
+    out_dir: Path = TASKS_DIR,
+    weight: Callable[[str, str], int] = lambda x, y: 0,
+) -> int:
     """Write data/tasks/<name>.jsonl (sorted, de-duplicated, capped), print and return its number of pairs.
 
     Over MAX_PAIRS, the pairs with the highest `weight(x, y)` (a word frequency) are kept, ties broken by

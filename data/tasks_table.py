@@ -28,7 +28,13 @@ def markdown_table(data_dir: Path = DATA_DIR) -> str:
         pair = json.loads(lines[len(lines) // 2])
         source = re.split(r"[:;] ", task["source"])[0]  # the source itself, not how pairs were picked from it
         licence = re.sub(r" \(licences/[^)]*\)", "", task["licence"])  # the names, not the files
-        cells = [f"`{name}`", f"{len(lines):,}", f"{pair['x']} → {pair['y']}", f"`{task['template']}`", f"{source}; {licence}"]
+        cells = [
+            f"`{name}`",
+            f"{len(lines):,}",
+            f"{pair['x']} → {pair['y']}",
+            f"`{task['template']}`",
+            f"{source}; {licence}",
+        ]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
 

@@ -119,9 +119,21 @@ def main() -> None:
     lines = (files("promptgrad.data") / "tasks" / "antonyms.jsonl").read_text().splitlines(keepends=True)
     data = scratch / "antonyms-500.jsonl"
     data.write_text("".join(random.Random(0).sample(lines, 500)))
-    config = TrainConfig(task="antonyms", model=model, data=str(data), steps=args.steps, batch_size=8, eval_every=5, eval_size=64,
-                         checkpoint_every=0, lr=3e-2, device="cpu", precision="fp32", name="prompt-len-4",
-                         runs_dir=str(scratch / "runs"))
+    config = TrainConfig(
+        task="antonyms",
+        model=model,
+        data=str(data),
+        steps=args.steps,
+        batch_size=8,
+        eval_every=5,
+        eval_size=64,
+        checkpoint_every=0,
+        lr=3e-2,
+        device="cpu",
+        precision="fp32",
+        name="prompt-len-4",
+        runs_dir=str(scratch / "runs"),
+    )
     # two earlier runs to compare with: a lower learning rate, and a shorter prompt
     compare = {"lr-0.003": config.replace(lr=3e-3), "prompt-len-1": config.replace(prompt_len=1)}
     for name, other in compare.items():
@@ -129,8 +141,16 @@ def main() -> None:
             pass
         print(f"trained {name}")
     asyncio.run(wide(config, list(compare), args.word, ROOT / "docs" / "tui-160x48.svg"))
-    asyncio.run(narrow(config, str(scratch / "runs" / config.machine.name), list(compare), args.word,
-                       ROOT / "docs" / "tui-80x24-chart.svg", ROOT / "docs" / "tui-80x24-probe.svg"))
+    asyncio.run(
+        narrow(
+            config,
+            str(scratch / "runs" / config.machine.name),
+            list(compare),
+            args.word,
+            ROOT / "docs" / "tui-80x24-chart.svg",
+            ROOT / "docs" / "tui-80x24-probe.svg",
+        )
+    )
 
 
 if __name__ == "__main__":

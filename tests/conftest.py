@@ -37,8 +37,16 @@ def make_tiny_gpt2(folder: Path) -> Path:
     tokenizer = GPT2TokenizerFast.from_pretrained(folder)
     tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=64, vocab_size=len(tokenizer),
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        n_positions=64,
+        vocab_size=len(tokenizer),
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -47,7 +55,6 @@ def make_tiny_gpt2(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> str:
     return str(make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
-
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +78,23 @@ def tiny_config(tiny_gpt2, tiny_data, tmp_path):
     antonyms: the antonyms task is named for its template and hand-written prompts (data alone borrows none)."""
     from promptgrad.config import TrainConfig
 
-    return TrainConfig(task="antonyms", model=tiny_gpt2, data=tiny_data, steps=6, batch_size=4, eval_every=3, eval_size=8,
-                       checkpoint_every=3, num_predictions=3, nearest_k=3, lr=1e-2, precision="fp32", device="cpu",
-                       name="tiny", runs_dir=str(tmp_path / "runs"))
+    return TrainConfig(
+        task="antonyms",
+        model=tiny_gpt2,
+        data=tiny_data,
+        steps=6,
+        batch_size=4,
+        eval_every=3,
+        eval_size=8,
+        checkpoint_every=3,
+        num_predictions=3,
+        nearest_k=3,
+        lr=1e-2,
+        precision="fp32",
+        device="cpu",
+        name="tiny",
+        runs_dir=str(tmp_path / "runs"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +130,14 @@ def stopped_run(tiny_config) -> Path:
 # starts a process, drives an app or loads the bundled model fails at once, naming the tier it belongs in,
 # so a misfiled test cannot slow the fast tier down unseen.
 TUI_MODULES = {"test_tui", "test_cockpit", "test_cockpit_round3"}
-INTEGRATION_MODULES = {"test_interruptions", "test_distributed", "test_gpu_check", "test_benchmarks", "test_packaging",
-                       "test_sweep"}
+INTEGRATION_MODULES = {
+    "test_interruptions",
+    "test_distributed",
+    "test_gpu_check",
+    "test_benchmarks",
+    "test_packaging",
+    "test_sweep",
+}
 TIERS = ("slow", "integration", "tui")
 # tests in otherwise fast modules that belong to another tier, by module::name (found by the guard below)
 MARKED = {
@@ -150,6 +177,7 @@ def fast_tier_guard(request, monkeypatch):
     def refuse(what: str, tier: str):
         def refused(*args, **kwargs):
             raise AssertionError(f"a fast test {what}: mark it @pytest.mark.{tier}")
+
         return refused
 
     import subprocess

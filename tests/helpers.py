@@ -26,8 +26,13 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def finished_events(steps: int = 12, learned: float = 2.0, hand: float = 3.7, untrained: float = 4.7,
-                    subset: tuple[float, float] = (4.2, 3.2)) -> list:
+def finished_events(
+    steps: int = 12,
+    learned: float = 2.0,
+    hand: float = 3.7,
+    untrained: float = 4.7,
+    subset: tuple[float, float] = (4.2, 3.2),
+) -> list:
     """A finished run's records: losses falling from 5 to about `learned`, the references far apart, the
     learned prompt scored on the subset at steps 4 and 8 (`subset`) and on all pairs at the end."""
     events = [Started("runs/replayed", "m", "cpu", "fp32", 40, 10, steps, 0, 10)]
@@ -35,10 +40,12 @@ def finished_events(steps: int = 12, learned: float = 2.0, hand: float = 3.7, un
         events.append(Step(step, step / 10, 5 - 3 * step / steps, 0.01, 30.0, step, steps - step))
         if step in (4, 8):
             events.append(Evaluation(step, "learned", subset[step // 4 - 1], 0.1, 8, None))
-    events += [Evaluation(0, "hand-written", hand, 0.05, 10, None, " antonyms"),
-               Evaluation(0, "untrained", untrained, 0.02, 10, None),
-               Evaluation(steps, "learned", learned, 0.3, 10, learned),
-               Finished(steps, False, learned, 0.3, "runs/replayed/prompt.safetensors")]
+    events += [
+        Evaluation(0, "hand-written", hand, 0.05, 10, None, " antonyms"),
+        Evaluation(0, "untrained", untrained, 0.02, 10, None),
+        Evaluation(steps, "learned", learned, 0.3, 10, learned),
+        Finished(steps, False, learned, 0.3, "runs/replayed/prompt.safetensors"),
+    ]
     return events
 
 
@@ -51,10 +58,32 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "conditi
         await pilot.pause(0.05)
 
 
-TINY_PAIRS = [("hot", "cold"), ("cold", "hot"), ("big", "small"), ("small", "big"), ("up", "down"), ("down", "up"),
-              ("fast", "slow"), ("slow", "fast"), ("light", "dark"), ("dark", "light"), ("old", "new"), ("new", "old"),
-              ("wet", "dry"), ("dry", "wet"), ("good", "bad"), ("bad", "good"), ("high", "low"), ("low", "high"),
-              ("rich", "poor"), ("poor", "rich"), ("hard", "soft"), ("soft", "hard"), ("early", "late"), ("late", "early")]
+TINY_PAIRS = [
+    ("hot", "cold"),
+    ("cold", "hot"),
+    ("big", "small"),
+    ("small", "big"),
+    ("up", "down"),
+    ("down", "up"),
+    ("fast", "slow"),
+    ("slow", "fast"),
+    ("light", "dark"),
+    ("dark", "light"),
+    ("old", "new"),
+    ("new", "old"),
+    ("wet", "dry"),
+    ("dry", "wet"),
+    ("good", "bad"),
+    ("bad", "good"),
+    ("high", "low"),
+    ("low", "high"),
+    ("rich", "poor"),
+    ("poor", "rich"),
+    ("hard", "soft"),
+    ("soft", "hard"),
+    ("early", "late"),
+    ("late", "early"),
+]
 
 
 def logged(events) -> list:

@@ -24,7 +24,9 @@ steps_taken = 0
 def slow_step(*args, **kwargs):
     global steps_taken
     steps_taken += 1
-    if steps_taken == int(os.environ.get("DIE_AT_STEP", "0")) and os.environ.get("RANK") == os.environ.get("DIE_RANK", "1"):
+    if steps_taken == int(os.environ.get("DIE_AT_STEP", "0")) and os.environ.get("RANK") == os.environ.get(
+        "DIE_RANK", "1"
+    ):
         os._exit(3)
     time.sleep(float(os.environ.get("SLOW_STEP_SECONDS", "0.3")))
     return original(*args, **kwargs)

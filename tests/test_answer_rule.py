@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from promptgrad.model.models import load_model
+from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.problem.pairs import Pair
 from promptgrad.readout.answer_rule import AnswerRule, answer_is_right
 from promptgrad.readout.evaluation import decoded, first_pass, greedy_answers, predictions, score_prompt, wrote_target
-from promptgrad.model.models import load_model
-from promptgrad.problem.pairs import Pair
-from promptgrad.model.template import Template, TemplateEncoder
 
 TEMPLATE = "{prompt} {x} -> {y}"
 DATA = Path(__file__).resolve().parent.parent / "data" / "tasks"
@@ -43,39 +43,62 @@ def tokenizer(tiny_gpt2):
 
 # ---- the rule on text -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("answer, target, right", [
-    (" Newspaper", " Newspaper", True),
-    (" Newspaper.", " Newspaper", True), (" Newspaper, and", " Newspaper", True), (" Newspaper!", " Newspaper", True),
-    (" Newspaper (daily)", " Newspaper", True), (" Newspaper\nNewspapers", " Newspaper", True),  # the first line only
-    (" Newspapers", " Newspaper", False), (" Newspaper2", " Newspaper", False), (" Newsp", " Newspaper", False),
-    (" Paper-bound", " Paper", False), (" They're", " They", False), (" Paper's", " Paper", False),  # joined: another word
-    (" Paper’s", " Paper", False),
-    (" Paper-", " Paper", True), (" Paper - bound", " Paper", True), (" Paper-.", " Paper", True),  # a joiner alone ends it
-    (" Paper'", " Paper", True), (" Paper' is", " Paper", True),  # a closing quote
-    (" pre-war", " pre-", False), (" pre- and post-war", " pre-", True),  # a target ending in a joiner
-    (" Afghani (AFN)", " Afghani", True), (" New Delhi", " New", True), (" Delhi", " New Delhi", False),
-    (" dépendant", " dépendant", True), (" dépendante", " dépendant", False), (" de\u0301pendant", " de", False),  # an accent
-    ("Newspaper", " Newspaper", False), (" newspaper", " Newspaper", False),  # exact text: the space, the case
-    ("", " Newspaper", False),
-])
+
+@pytest.mark.parametrize(
+    "answer, target, right",
+    [
+        (" Newspaper", " Newspaper", True),
+        (" Newspaper.", " Newspaper", True),
+        (" Newspaper, and", " Newspaper", True),
+        (" Newspaper!", " Newspaper", True),
+        (" Newspaper (daily)", " Newspaper", True),
+        (" Newspaper\nNewspapers", " Newspaper", True),  # the first line only
+        (" Newspapers", " Newspaper", False),
+        (" Newspaper2", " Newspaper", False),
+        (" Newsp", " Newspaper", False),
+        (" Paper-bound", " Paper", False),
+        (" They're", " They", False),
+        (" Paper's", " Paper", False),  # joined: another word
+        (" Paper’s", " Paper", False),
+        (" Paper-", " Paper", True),
+        (" Paper - bound", " Paper", True),
+        (" Paper-.", " Paper", True),  # a joiner alone ends it
+        (" Paper'", " Paper", True),
+        (" Paper' is", " Paper", True),  # a closing quote
+        (" pre-war", " pre-", False),
+        (" pre- and post-war", " pre-", True),  # a target ending in a joiner
+        (" Afghani (AFN)", " Afghani", True),
+        (" New Delhi", " New", True),
+        (" Delhi", " New Delhi", False),
+        (" dépendant", " dépendant", True),
+        (" dépendante", " dépendant", False),
+        (" de\u0301pendant", " de", False),  # an accent
+        ("Newspaper", " Newspaper", False),
+        (" newspaper", " Newspaper", False),  # exact text: the space, the case
+        ("", " Newspaper", False),
+    ],
+)
 def test_the_rule_on_text(answer, target, right):
     assert answer_is_right(answer, target) is right
 
 
-@pytest.mark.parametrize("rule, answer, target, right", [
-    (AnswerRule(ignore_case=True), " newspaper", " Newspaper", True),
-    (AnswerRule(ignore_case=True), " NEWSPAPERS", " Newspaper", False),
-    (AnswerRule(strip_whitespace=True), "Newspaper", " Newspaper", True),
-    (AnswerRule(strip_whitespace=True), "\t Newspaper", " Newspaper", True),
-    (AnswerRule(ignore_punctuation=True), " U.S.", " US", True),
-    (AnswerRule(ignore_punctuation=True), " US", " U.S.", True),
-    (AnswerRule(ignore_punctuation=True), " Paper-bound", " Paper", False),  # "Paperbound": still another word
-    (AnswerRule(ignore_punctuation=True), " Newspaper.com", " Newspaper", False),  # ... "Newspapercom"
-    (AnswerRule(ignore_regex=r"\b(the|a) "), " the Newspaper", " Newspaper", True),
-    (AnswerRule(ignore_regex=r"\b(the|a) "), " then Newspaper", " Newspaper", False),
-    (AnswerRule(ignore_punctuation=True), " ...", " ...", True),  # a target of punctuation alone: its exact text
-    (AnswerRule(), " newspaper", " Newspaper", False),
-])
+@pytest.mark.parametrize(
+    "rule, answer, target, right",
+    [
+        (AnswerRule(ignore_case=True), " newspaper", " Newspaper", True),
+        (AnswerRule(ignore_case=True), " NEWSPAPERS", " Newspaper", False),
+        (AnswerRule(strip_whitespace=True), "Newspaper", " Newspaper", True),
+        (AnswerRule(strip_whitespace=True), "\t Newspaper", " Newspaper", True),
+        (AnswerRule(ignore_punctuation=True), " U.S.", " US", True),
+        (AnswerRule(ignore_punctuation=True), " US", " U.S.", True),
+        (AnswerRule(ignore_punctuation=True), " Paper-bound", " Paper", False),  # "Paperbound": still another word
+        (AnswerRule(ignore_punctuation=True), " Newspaper.com", " Newspaper", False),  # ... "Newspapercom"
+        (AnswerRule(ignore_regex=r"\b(the|a) "), " the Newspaper", " Newspaper", True),
+        (AnswerRule(ignore_regex=r"\b(the|a) "), " then Newspaper", " Newspaper", False),
+        (AnswerRule(ignore_punctuation=True), " ...", " ...", True),  # a target of punctuation alone: its exact text
+        (AnswerRule(), " newspaper", " Newspaper", False),
+    ],
+)
 def test_normalisations(rule, answer, target, right):
     assert rule.is_right(answer, target) is right
 
@@ -85,17 +108,30 @@ def test_a_rule_describes_itself():
     assert AnswerRule(ignore_case=True, ignore_punctuation=True).describe() == "ignoring case, punctuation"
 
 
-@pytest.mark.parametrize("beginning, verdict", [
-    (" Old", False), (" Newsp", None), (" Newspaper", None), (" Newspaper-", None), (" Newspaper'", None),
-    (" Newspaper ", True), (" Newspaper.", True), (" Newspapers", False), (" Newspaper-b", False), (" Newspaper- ", True),
-    (" Newspaper\ufffd", None), (" Newsp\ufffd", None),  # a character cut in its bytes: wait for the rest
-])
+@pytest.mark.parametrize(
+    "beginning, verdict",
+    [
+        (" Old", False),
+        (" Newsp", None),
+        (" Newspaper", None),
+        (" Newspaper-", None),
+        (" Newspaper'", None),
+        (" Newspaper ", True),
+        (" Newspaper.", True),
+        (" Newspapers", False),
+        (" Newspaper-b", False),
+        (" Newspaper- ", True),
+        (" Newspaper\ufffd", None),
+        (" Newsp\ufffd", None),  # a character cut in its bytes: wait for the rest
+    ],
+)
 def test_a_beginning_is_judged_only_when_nothing_after_it_can_change_the_verdict(beginning, verdict):
     assert AnswerRule().verdict(beginning, " Newspaper", complete=False) is verdict
     assert AnswerRule(ignore_regex="x").verdict(beginning, " Newspaper", complete=False) is None  # a regex sees it all
 
 
 # ---- tokens and text, with the real GPT-2 tokenizer ----------------------------------------------------
+
 
 def test_the_one_pass_leaves_a_split_answer_to_generation_and_judges_the_rest(tokenizer):
     rule, target = AnswerRule(), [NEWSPAPER]
@@ -105,7 +141,9 @@ def test_the_one_pass_leaves_a_split_answer_to_generation_and_judges_the_rest(to
     assert first_pass(tokenizer, target, [NEWSPAPER, tokenizer.eos_token_id], " Newspaper", rule).right is True
     assert first_pass(tokenizer, target, [NEWSP, APER], " Newspaper", rule).right is None  # the split: generate
     assert first_pass(tokenizer, target, [NEWSPAPER, tokenizer("-")["input_ids"][0]], " Newspaper", rule).right is None
-    assert first_pass(tokenizer, target, [NEWSPAPER, tokenizer("'re")["input_ids"][0]], " Newspaper", rule).right is False
+    assert (
+        first_pass(tokenizer, target, [NEWSPAPER, tokenizer("'re")["input_ids"][0]], " Newspaper", rule).right is False
+    )
     wrong = first_pass(tokenizer, target, [tokenizer(" Old")["input_ids"][0], NEWLINE], " Newspaper", rule)
     assert wrong.right is False and wrong.text == " Old"
 
@@ -120,6 +158,7 @@ def test_generated_tokens_are_judged_on_their_text(tokenizer):
 
 
 # ---- the scorer against real generation ------------------------------------------------------------------
+
 
 def capitalize_pairs(n: int) -> list[Pair]:
     """Lowercase single words of the bundled tasks' files, each to itself capitalized."""
@@ -176,9 +215,13 @@ def enumerate_prompt(context: list[int]):
 def test_the_taught_model_writes_the_taught_tokens(taught):
     frozen, encoder, vectors = taught
     answers = greedy_answers(frozen, encoder, list(TAUGHT), vectors, 8)
-    assert [decoded(frozen.tokenizer, a.line_ids) for a in answers] == [p.replace("|", "") + "\n" for p in TAUGHT.values()]
-    expected = [[frozen.tokenizer(p, add_special_tokens=False)["input_ids"][0] for p in pieces.split("|")] + [NEWLINE]
-                for pieces in TAUGHT.values()]
+    assert [decoded(frozen.tokenizer, a.line_ids) for a in answers] == [
+        p.replace("|", "") + "\n" for p in TAUGHT.values()
+    ]
+    expected = [
+        [frozen.tokenizer(p, add_special_tokens=False)["input_ids"][0] for p in pieces.split("|")] + [NEWLINE]
+        for pieces in TAUGHT.values()
+    ]
     assert [a.line_ids for a in answers] == expected  # the tokens themselves, " Newsp" + "aper" among them
 
 

@@ -13,10 +13,10 @@ from helpers import TINY_PAIRS
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
-from promptgrad.readout.evaluation import greedy_answers, predictions, score_prompt
 from promptgrad.model.models import load_model
-from promptgrad.problem.pairs import Pair
 from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.problem.pairs import Pair
+from promptgrad.readout.evaluation import greedy_answers, predictions, score_prompt
 
 TEMPLATE = "The {prompt} of {x} is {y}"
 TAUGHT = {"India": "New Delhi", "Afghanistan": "Afghani (AFN)", "dependent": "dépendant"}
@@ -31,7 +31,9 @@ def taught(tiny_gpt2, tmp_path_factory):
     folder = tmp_path_factory.mktemp("taught-gpt2")
     shutil.copytree(tiny_gpt2, folder, dirs_exist_ok=True)
     frozen = load_model(str(folder), torch.device("cpu"), torch.float32)
-    encoder = TemplateEncoder(Template.parse(TEMPLATE), frozen.tokenizer, prompt_len=len(frozen.tokenizer(" capital")["input_ids"]))
+    encoder = TemplateEncoder(
+        Template.parse(TEMPLATE), frozen.tokenizer, prompt_len=len(frozen.tokenizer(" capital")["input_ids"])
+    )
     prompt_ids = frozen.tokenizer(" capital")["input_ids"]
     sequences = []
     for x, y in TAUGHT.items():
@@ -72,13 +74,19 @@ def test_the_whole_answer_is_shown_case_and_accents_as_written(taught):
     assert [a.text for a in answers] == list(TAUGHT.values())
 
 
-@pytest.mark.parametrize("x, expected, right", [
-    ("India", "New Delhi", True), ("Afghanistan", "Afghani (AFN)", True), ("dependent", "dépendant", True),
-    ("India", "new delhi", False),  # case as written
-    ("India", "Delhi", False), ("Afghanistan", "Afghani", True),  # a target that ends where a word ends counts
-    ("Afghanistan", "Afgh", False),  # ... one that stops inside a word does not
-    ("dependent", "dependant", False),
-])
+@pytest.mark.parametrize(
+    "x, expected, right",
+    [
+        ("India", "New Delhi", True),
+        ("Afghanistan", "Afghani (AFN)", True),
+        ("dependent", "dépendant", True),
+        ("India", "new delhi", False),  # case as written
+        ("India", "Delhi", False),
+        ("Afghanistan", "Afghani", True),  # a target that ends where a word ends counts
+        ("Afghanistan", "Afgh", False),  # ... one that stops inside a word does not
+        ("dependent", "dependant", False),
+    ],
+)
 def test_a_prediction_is_marked_by_the_rule_that_scores_accuracy(taught, x, expected, right):
     frozen, encoder, vectors = taught
     (row,) = predictions(frozen, encoder, [Pair(x, expected)], vectors)
@@ -93,11 +101,27 @@ def test_predict_shows_whole_answers(taught, tmp_path, capsys):
 
     frozen, _, _ = taught
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"x": x, "y": y}, ensure_ascii=False) + "\n" for x, y in [*TAUGHT.items(), *TINY_PAIRS]))
-    config = TrainConfig(model=frozen.model.name_or_path, data=str(data), template=TEMPLATE, init="text: capital",
-                         prompt_len=len(frozen.tokenizer(" capital")["input_ids"]), baseline_text=" capital", steps=1,
-                         lr=1e-9, batch_size=4, eval_size=4, num_predictions=0, precision="fp32", device="cpu", name="taught",
-                         runs_dir=str(tmp_path / "runs"), task="")
+    data.write_text(
+        "".join(json.dumps({"x": x, "y": y}, ensure_ascii=False) + "\n" for x, y in [*TAUGHT.items(), *TINY_PAIRS])
+    )
+    config = TrainConfig(
+        model=frozen.model.name_or_path,
+        data=str(data),
+        template=TEMPLATE,
+        init="text: capital",
+        prompt_len=len(frozen.tokenizer(" capital")["input_ids"]),
+        baseline_text=" capital",
+        steps=1,
+        lr=1e-9,
+        batch_size=4,
+        eval_size=4,
+        num_predictions=0,
+        precision="fp32",
+        device="cpu",
+        name="taught",
+        runs_dir=str(tmp_path / "runs"),
+        task="",
+    )
     assert list(train(config))[-1].kind == "finished"
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "runs" / "taught"), "India", "Afghanistan", "hot"]) == 0
@@ -113,8 +137,26 @@ def test_a_pair_longer_than_the_models_context_is_one_line(tiny_config, tmp_path
     data = tmp_path / "long.jsonl"
     long_x = " ".join(["word"] * 80)  # the tiny GPT-2 has 64 positions
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in [*TINY_PAIRS, (long_x, "short")]))
-    assert main(["train", "--task", "antonyms", "--model", tiny_config.problem.model, "--data", str(data), "--steps", "1", "--precision", "fp32",
-                 "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "antonyms",
+                "--model",
+                tiny_config.problem.model,
+                "--data",
+                str(data),
+                "--steps",
+                "1",
+                "--precision",
+                "fp32",
+                "--runs-dir",
+                str(tmp_path / "runs"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "more than the model's context of 64" in err[0] and "word word" in err[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

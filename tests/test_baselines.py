@@ -9,30 +9,37 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import TINY_PAIRS
 from transformers import AutoTokenizer
 
-from promptgrad.readout.baselines import k_shot_template, majority_answer, no_majority_reason, score_majority
 from promptgrad.cli.main import EvalRow, main
-from promptgrad.events import Evaluation, event_from_json
-from promptgrad.problem.pairs import Pair
 from promptgrad.cli.progress import evaluation_line
-from promptgrad.store.run_folder import RunFolder
-from promptgrad.train.session import open_session
+from promptgrad.events import Evaluation, event_from_json
 from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
+from promptgrad.problem.pairs import Pair
+from promptgrad.readout.baselines import k_shot_template, majority_answer, no_majority_reason, score_majority
+from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import TrainingRun, train
-
-from helpers import TINY_PAIRS
-
+from promptgrad.train.session import open_session
 
 # ---- the majority answer ------------------------------------------------------------------------------
+
 
 def test_the_majority_answer_and_its_accuracy_match_a_count_by_hand():
     train = [Pair("a1", "no"), Pair("a2", "yes"), Pair("a3", "maybe"), Pair("a4", "yes"), Pair("a5", "no")]
     # "no" and "yes" twice each: the first in sorted order, "no"
     assert majority_answer(train) == "no"
     # exactly "no" only: not "No", not " no"
-    test = [Pair("b1", "no"), Pair("b2", "yes"), Pair("b3", "No"), Pair("b4", "no"), Pair("b5", " no"), Pair("b6", "no"),
-            Pair("b7", "maybe"), Pair("b8", "never")]
+    test = [
+        Pair("b1", "no"),
+        Pair("b2", "yes"),
+        Pair("b3", "No"),
+        Pair("b4", "no"),
+        Pair("b5", " no"),
+        Pair("b6", "no"),
+        Pair("b7", "maybe"),
+        Pair("b8", "never"),
+    ]
     score = score_majority(train, test)
     assert (score.answer, score.accuracy, score.n_pairs) == ("no", 3 / 8, 8)
     assert 0 <= score.accuracy_interval.low < 3 / 8 < score.accuracy_interval.high <= 1
@@ -40,6 +47,7 @@ def test_the_majority_answer_and_its_accuracy_match_a_count_by_hand():
 
 
 # ---- the k-shot context -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_gpt2):
@@ -54,13 +62,20 @@ def decoded(encoder: TemplateEncoder, prompt_ids: list[int], x: str, y: str) -> 
     return encoder.tokenizer.decode(context[:start] + prompt_ids + context[start + len(prompt_ids) :] + target)
 
 
-@pytest.mark.parametrize("template, shown, prompt, expected", [
-    ("Here are two {prompt} {x} and {y}", [Pair("big", "small"), Pair("up", "down")], " antonyms",
-     "Here are two antonyms big and small\nHere are two antonyms up and down\nHere are two antonyms hot and cold"),
-    ("{x}{prompt} {y}", [Pair("dog", "animal")], " is a kind of", "dog is a kind of animal\nhot is a kind of cold"),
-    # braces in a demonstration stay text: it is never parsed as a template
-    ("Q: {x}{prompt} A: {y}", [Pair("{y}", "{x} {prompt}")], " ok", "Q: {y} ok A: {x} {prompt}\nQ: hot ok A: cold"),
-])
+@pytest.mark.parametrize(
+    "template, shown, prompt, expected",
+    [
+        (
+            "Here are two {prompt} {x} and {y}",
+            [Pair("big", "small"), Pair("up", "down")],
+            " antonyms",
+            "Here are two antonyms big and small\nHere are two antonyms up and down\nHere are two antonyms hot and cold",
+        ),
+        ("{x}{prompt} {y}", [Pair("dog", "animal")], " is a kind of", "dog is a kind of animal\nhot is a kind of cold"),
+        # braces in a demonstration stay text: it is never parsed as a template
+        ("Q: {x}{prompt} A: {y}", [Pair("{y}", "{x} {prompt}")], " ok", "Q: {y} ok A: {x} {prompt}\nQ: hot ok A: cold"),
+    ],
+)
 def test_the_k_shot_context_is_the_demonstrations_then_the_query(tokenizer, template, shown, prompt, expected):
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     encoder = TemplateEncoder(k_shot_template(Template.parse(template), shown, prompt), tokenizer, len(prompt_ids))
@@ -109,11 +124,17 @@ def test_the_eta_counts_the_k_shot_evaluation_still_to_come(tiny_config):
 
 
 def test_no_majority_row_where_no_answer_repeats_and_one_line_says_why():
-    train = [Pair("a", "Aardvark"), Pair("b", "Badger"), Pair("c", "Cat")]  # every answer once: "Aardvark" would be arbitrary
+    train = [
+        Pair("a", "Aardvark"),
+        Pair("b", "Badger"),
+        Pair("c", "Cat"),
+    ]  # every answer once: "Aardvark" would be arbitrary
     test = [Pair("d", "Aardvark"), Pair("e", "Dog")]
     assert score_majority(train, test) is None
-    assert no_majority_reason(train) == ("no majority baseline: no answer repeats among the 3 training pairs, so none is "
-                                         "the most common (it would be an arbitrary pick)")
+    assert no_majority_reason(train) == (
+        "no majority baseline: no answer repeats among the 3 training pairs, so none is "
+        "the most common (it would be an arbitrary pick)"
+    )
     repeated = [*train, Pair("f", "Cat")]
     assert no_majority_reason(repeated) == "" and score_majority(repeated, test).answer == "Cat"
     assert score_majority(repeated, [*test, Pair("g", "Cat")]).right == (False, False, True)
@@ -136,6 +157,7 @@ def test_a_run_whose_answers_are_all_unique_has_no_majority_row_and_says_why(tin
 
 REPEATED = [("chilly", "cold"), ("freezing", "cold"), ("icy", "cold"), ("frosty", "cold")]  # a majority answer to find
 
+
 @pytest.fixture(scope="module")
 def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
     from promptgrad.config import TrainConfig
@@ -143,9 +165,23 @@ def finished_run(tiny_gpt2, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("baselines")
     data = folder / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS + REPEATED))
-    config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=3,
-                         checkpoint_every=0, num_predictions=0, nearest_k=2, lr=1e-2, precision="fp32", device="cpu",
-                         name="run", runs_dir=str(folder / "runs"))
+    config = TrainConfig(
+        task="antonyms",
+        model=tiny_gpt2,
+        data=str(data),
+        steps=4,
+        batch_size=4,
+        eval_every=2,
+        eval_size=3,
+        checkpoint_every=0,
+        num_predictions=0,
+        nearest_k=2,
+        lr=1e-2,
+        precision="fp32",
+        device="cpu",
+        name="run",
+        runs_dir=str(folder / "runs"),
+    )
     events = list(train(config))
     assert events[-1].kind == "finished" and not events[-1].stopped, events[-1]
     return folder / "runs" / "run"
@@ -174,14 +210,34 @@ def test_a_run_logs_majority_and_k_shot_with_intervals_on_the_whole_test_set(fin
 
 
 def test_an_evaluation_record_written_before_intervals_still_loads():
-    old = {"event": "evaluation", "step": 3, "prompt": "hand-written", "test_loss": 3.7, "accuracy": 0.05, "n_pairs": 10,
-           "best_test_loss": None, "text": " antonyms"}
+    old = {
+        "event": "evaluation",
+        "step": 3,
+        "prompt": "hand-written",
+        "test_loss": 3.7,
+        "accuracy": 0.05,
+        "n_pairs": 10,
+        "best_test_loss": None,
+        "text": " antonyms",
+    }
     event = event_from_json(old)
-    assert (event.test_loss, event.loss_low, event.loss_high, event.accuracy_low, event.accuracy_high) == (3.7, None, None, None, None)
-    assert evaluation_line(event) == "step 3: hand-written prompt ' antonyms': test loss 3.7000, accuracy 5.0% on 10 test pairs"
-    majority = event_from_json({**old, "prompt": "majority", "test_loss": None, "text": "cold", "accuracy_low": 0.0,
-                                "accuracy_high": 0.2})
-    assert "majority answer 'cold'" in evaluation_line(majority) and "accuracy 5.0% [0.0, 20.0]" in evaluation_line(majority)
+    assert (event.test_loss, event.loss_low, event.loss_high, event.accuracy_low, event.accuracy_high) == (
+        3.7,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (
+        evaluation_line(event)
+        == "step 3: hand-written prompt ' antonyms': test loss 3.7000, accuracy 5.0% on 10 test pairs"
+    )
+    majority = event_from_json(
+        {**old, "prompt": "majority", "test_loss": None, "text": "cold", "accuracy_low": 0.0, "accuracy_high": 0.2}
+    )
+    assert "majority answer 'cold'" in evaluation_line(majority) and "accuracy 5.0% [0.0, 20.0]" in evaluation_line(
+        majority
+    )
     with pytest.raises(TypeError):
         event_from_json({**old, "loss_low": "low"})  # the new fields are checked like the old ones
 
@@ -193,7 +249,9 @@ def test_eval_json_and_csv_hold_what_the_terminal_shows(finished_run, tmp_path, 
     shown = capsys.readouterr().out
     table = json.loads(out_json.read_text())
     rows = [EvalRow(**r) for r in table["rows"]]
-    assert "[95% bootstrap intervals]" in " ".join(shown.split()) and table["title"].endswith("[95% bootstrap intervals]")
+    assert "[95% bootstrap intervals]" in " ".join(shown.split()) and table["title"].endswith(
+        "[95% bootstrap intervals]"
+    )
     assert [r.prompt.split()[0] for r in rows] == ["soft", "hand-written", "hand-written", "k-shot", "majority"]
     for row in rows:
         line = next(line for line in shown.splitlines() if row.prompt in line)
@@ -223,13 +281,15 @@ def test_the_tui_results_strip_shows_every_baseline_with_intervals_within_80_col
     from promptgrad_tui.widgets.results import ResultsStrip
 
     strip = ResultsStrip()
-    for event in [Started("runs/r", "m", "cpu", "fp32", 40, 1292, 12, 0, 10),
-                  Evaluation(0, "hand-written", 3.68, 0.059, 1292, None, " antonyms", 3.61, 3.75, 0.046, 0.072),
-                  Evaluation(0, "hand-written", 3.9, 0.04, 1292, None, " words with opposite meanings:", 3.81, 3.99, 0.03, 0.05),
-                  Evaluation(0, "k-shot", 2.512, 0.201, 1292, None, "3-shot", 2.41, 2.6, 0.18, 0.222),
-                  Evaluation(0, "untrained", 4.745, 0.035, 1292, None, "", 4.7, 4.79, 0.025, 0.046),
-                  Evaluation(0, "majority", None, 0.012, 1292, None, "good", None, None, 0.006, 0.019),
-                  Evaluation(12, "learned", 1.967, 0.374, 1292, 1.967, "", 1.9012, 2.0349, 0.348, 0.401)]:
+    for event in [
+        Started("runs/r", "m", "cpu", "fp32", 40, 1292, 12, 0, 10),
+        Evaluation(0, "hand-written", 3.68, 0.059, 1292, None, " antonyms", 3.61, 3.75, 0.046, 0.072),
+        Evaluation(0, "hand-written", 3.9, 0.04, 1292, None, " words with opposite meanings:", 3.81, 3.99, 0.03, 0.05),
+        Evaluation(0, "k-shot", 2.512, 0.201, 1292, None, "3-shot", 2.41, 2.6, 0.18, 0.222),
+        Evaluation(0, "untrained", 4.745, 0.035, 1292, None, "", 4.7, 4.79, 0.025, 0.046),
+        Evaluation(0, "majority", None, 0.012, 1292, None, "good", None, None, 0.006, 0.019),
+        Evaluation(12, "learned", 1.967, 0.374, 1292, 1.967, "", 1.9012, 2.0349, 0.348, 0.401),
+    ]:
         strip.apply(event)  # (Finished would draw it, which needs a running app)
     lines = strip.text().plain.splitlines()
     assert max(map(len, lines)) <= 78  # 80 columns, less the strip's padding
@@ -254,7 +314,10 @@ def test_a_checkpoint_from_before_intervals_still_extends(finished_run, tmp_path
     events = list(train(RunFolder.open(run).config().replace(steps=5), resume=run))
     assert events[-1].kind == "finished" and not events[-1].stopped, events[-1]
     final = {e.prompt: e for e in events if isinstance(e, Evaluation) and e.step == 5}
-    assert final["hand-written"].loss_low is None and final["k-shot"].test_loss == checkpoint["full_baselines"]["k-shot 3-shot"][0]
+    assert (
+        final["hand-written"].loss_low is None
+        and final["k-shot"].test_loss == checkpoint["full_baselines"]["k-shot 3-shot"][0]
+    )
     assert final["learned"].loss_low is not None and final["majority"].accuracy_low is not None
 
 
@@ -267,11 +330,25 @@ def test_eval_data_leaves_out_the_runs_training_pairs_and_says_how_many(finished
     capsys.readouterr()
     assert main(["eval", str(finished_run), "--data", str(data), "--json", str(tmp_path / "held.json")]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert ("3 of the file's 5 pairs are training pairs of the run; they are left out, 2 held-out pairs scored "
-            "(--include-training-pairs scores all)") in shown
+    assert (
+        "3 of the file's 5 pairs are training pairs of the run; they are left out, 2 held-out pairs scored "
+        "(--include-training-pairs scores all)"
+    ) in shown
     assert {r["n_pairs"] for r in json.loads((tmp_path / "held.json").read_text())["rows"]} == {2}
-    assert main(["eval", str(finished_run), "--data", str(data), "--include-training-pairs",
-                 "--json", str(tmp_path / "all.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(finished_run),
+                "--data",
+                str(data),
+                "--include-training-pairs",
+                "--json",
+                str(tmp_path / "all.json"),
+            ]
+        )
+        == 0
+    )
     assert "all are scored, as --include-training-pairs asks" in " ".join(capsys.readouterr().out.split())
     assert {r["n_pairs"] for r in json.loads((tmp_path / "all.json").read_text())["rows"]} == {5}
     data.write_text("".join(json.dumps({"x": s["x"], "y": s["y"]}) + "\n" for s in trained))
@@ -308,13 +385,23 @@ def test_eval_compares_the_learned_prompt_with_each_baseline_pair_by_pair(finish
     shown = " ".join(capsys.readouterr().out.split())
     table = json.loads(out_json.read_text())
     names = [r["prompt"] for r in table["rows"]]
-    majority = score_majority(*(lambda s: ([Pair(r["x"], r["y"]) for r in s if r["side"] == "train"],
-                                           [Pair(r["x"], r["y"]) for r in s if r["side"] == "test"]))(
-        [json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()]))
-    test = [Pair(s["x"], s["y"]) for s in map(json.loads, (finished_run / "split.jsonl").read_text().splitlines())
-            if s["side"] == "test"]
-    majority_pairs = [PairOutcome("majority", majority.answer, p.x, p.y, majority.answer, right, None, 0)
-                      for p, right in zip(test, majority.right)]
+    majority = score_majority(
+        *(
+            lambda s: (
+                [Pair(r["x"], r["y"]) for r in s if r["side"] == "train"],
+                [Pair(r["x"], r["y"]) for r in s if r["side"] == "test"],
+            )
+        )([json.loads(line) for line in (finished_run / "split.jsonl").read_text().splitlines()])
+    )
+    test = [
+        Pair(s["x"], s["y"])
+        for s in map(json.loads, (finished_run / "split.jsonl").read_text().splitlines())
+        if s["side"] == "test"
+    ]
+    majority_pairs = [
+        PairOutcome("majority", majority.answer, p.x, p.y, majority.answer, right, None, 0)
+        for p, right in zip(test, majority.right)
+    ]
     expected = [compare(scored[0], other, name) for name, other in zip(names[1:], [*scored[1:], majority_pairs])]
     assert len(expected) == 4 and expected[-1].loss_difference is None  # 2 hand-written, k-shot, majority
     assert table["paired"] == [{"learned": names[0], **dataclasses.asdict(c)} for c in expected]
@@ -334,12 +421,19 @@ def test_the_start_prompt_is_named_for_what_it_is(finished_run, tiny_config, cap
     assert start_description("random") == "untrained (random)"
     assert start_description("text: antonyms") == "start: text ' antonyms'"
     assert start_description("run:runs/first") == "start: run runs/first"
-    events = list(train(tiny_config.replace(steps=2, eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0,
-                                            init=f"run:{finished_run}")))
+    events = list(
+        train(
+            tiny_config.replace(
+                steps=2, eval_every=0, checkpoint_every=0, num_predictions=0, nearest_k=0, init=f"run:{finished_run}"
+            )
+        )
+    )
     assert events[-1].kind == "finished", events[-1]
     starts = [e for e in events if isinstance(e, Evaluation) and e.prompt == "untrained"]
     assert starts and {e.text for e in starts} == {f"start: run {finished_run}"}
     line = evaluation_line(starts[-1])
     assert line.startswith(f"step 2: start: run {finished_run}: test loss") and "untrained" not in line
-    random_start = next(e for e in RunFolder.open(finished_run).events() if isinstance(e, Evaluation) and e.prompt == "untrained")
+    random_start = next(
+        e for e in RunFolder.open(finished_run).events() if isinstance(e, Evaluation) and e.prompt == "untrained"
+    )
     assert random_start.text == "untrained (random)"

@@ -16,7 +16,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture()
@@ -30,9 +32,25 @@ def bench_data(tmp_path) -> str:
 
 def test_speed_benchmark_trains_every_variant_and_reports_ratios(tiny_gpt2, bench_data, tmp_path):
     out = tmp_path / "speed.json"
-    done = run("speed.py", "--model", tiny_gpt2, "--data", bench_data, "--batch-size", "4", "--steps", "3",
-               "--test-pairs", "12", "--device", "cpu", "--json", str(out),
-               "--variants", "promptgrad,promptgrad-bf16,original-fp32,original-bf16,peft-fp32,peft-bf16")
+    done = run(
+        "speed.py",
+        "--model",
+        tiny_gpt2,
+        "--data",
+        bench_data,
+        "--batch-size",
+        "4",
+        "--steps",
+        "3",
+        "--test-pairs",
+        "12",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+        "--variants",
+        "promptgrad,promptgrad-bf16,original-fp32,original-bf16,peft-fp32,peft-bf16",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     rows = {r["variant"]: r for r in report["results"]}
@@ -56,8 +74,23 @@ def test_speed_benchmark_rejects_an_unknown_variant():
 def test_time_to_quality_reports_each_recipe(tiny_gpt2, bench_data, tmp_path):
     out = tmp_path / "ttq.json"
     # the tiny random model never gets 40% below anything: every recipe runs out of steps or budget
-    done = run("time_to_quality.py", "--model", tiny_gpt2, "--data", bench_data, "--test-pairs", "12",
-               "--eval-every", "50", "--budget-factor", "0.5", "--device", "cpu", "--json", str(out))
+    done = run(
+        "time_to_quality.py",
+        "--model",
+        tiny_gpt2,
+        "--data",
+        bench_data,
+        "--test-pairs",
+        "12",
+        "--eval-every",
+        "50",
+        "--budget-factor",
+        "0.5",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     recipes = [r["recipe"] for r in report["results"]]
@@ -74,7 +107,19 @@ def test_time_to_quality_reports_each_recipe(tiny_gpt2, bench_data, tmp_path):
 
 
 def test_profile_step_lists_the_costliest_operators_of_both_loops(tiny_gpt2, bench_data):
-    done = run("profile_step.py", "--model", tiny_gpt2, "--data", bench_data, "--batch-size", "4", "--steps", "2", "--rows", "5")
+    done = run(
+        "profile_step.py",
+        "--model",
+        tiny_gpt2,
+        "--data",
+        bench_data,
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--rows",
+        "5",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "promptgrad: 2 steps of 4 pairs" in done.stdout and "original-fp32: 2 steps of 4 pairs" in done.stdout
     assert done.stdout.count("aten::mm") >= 2  # matrix products lead both tables
@@ -82,8 +127,19 @@ def test_profile_step_lists_the_costliest_operators_of_both_loops(tiny_gpt2, ben
 
 def test_tui_latency_measures_the_first_point_and_key_latency_at_the_terminal(tiny_gpt2, bench_data, tmp_path):
     out = tmp_path / "latency.json"
-    done = run("tui_latency.py", "--model", tiny_gpt2, "--data", bench_data, "--presses", "4", "--steps", "100000",
-               "--json", str(out))
+    done = run(
+        "tui_latency.py",
+        "--model",
+        tiny_gpt2,
+        "--data",
+        bench_data,
+        "--presses",
+        "4",
+        "--steps",
+        "100000",
+        "--json",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(out.read_text())
     # (no order between the two: the chart is redrawn once a second, the status line more often)
@@ -96,8 +152,9 @@ def test_tui_latency_measures_the_first_point_and_key_latency_at_the_terminal(ti
 
 
 def test_tui_throughput_reads_both_runs_speeds_with_the_probe_asked(tiny_gpt2, bench_data):
-    done = run("tui_throughput.py", "--model", tiny_gpt2, "--data", bench_data, "--steps", "300", "--rounds", "1",
-               "--probe")
+    done = run(
+        "tui_throughput.py", "--model", tiny_gpt2, "--data", bench_data, "--steps", "300", "--rounds", "1", "--probe"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     line = done.stdout.strip().splitlines()[-1]
     cli, tui, ratio = (float(v) for v in re.findall(r"([0-9.]+)(?: examples/s|$)", line.replace("TUI/CLI ", "")))

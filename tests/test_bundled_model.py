@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
 from promptgrad.config import BUNDLED_MODEL, OLD_BUNDLED_MODEL_NAMES, TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.model.models import GGUF_FILE, bundled_gguf, model_source

@@ -11,8 +11,26 @@ from promptgrad.cli.main import main
 
 
 def tiny_args(config, *extra):
-    return ["train", "--task", "antonyms", "--model", config.problem.model, "--data", config.problem.data, "--steps", "2", "--batch-size", "4",
-            "--eval-size", "4", "--precision", "fp32", "--runs-dir", config.machine.runs_dir, *extra]
+    return [
+        "train",
+        "--task",
+        "antonyms",
+        "--model",
+        config.problem.model,
+        "--data",
+        config.problem.data,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-size",
+        "4",
+        "--precision",
+        "fp32",
+        "--runs-dir",
+        config.machine.runs_dir,
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +70,10 @@ def test_empty_data_file(tiny_config, tmp_path, capsys):
 def test_bad_input_leaves_an_existing_run_untouched(tiny_config, capsys):
     assert main(tiny_args(tiny_config, "--name", "keep")) == 0
     run = f"{tiny_config.machine.runs_dir}/keep"
-    before = {p: open(f"{run}/{p}", "rb").read() for p in ("config.toml", "metrics.jsonl", "prompt.safetensors", "checkpoint.pt")}
+    before = {
+        p: open(f"{run}/{p}", "rb").read()
+        for p in ("config.toml", "metrics.jsonl", "prompt.safetensors", "checkpoint.pt")
+    }
     assert main(tiny_args(tiny_config, "--name", "keep")) == 2  # same name again: refused
     assert "already exists" in capsys.readouterr().err
     assert main(["train", "--resume", run, "--prompt-len", "0"]) == 2  # bad override on resume
@@ -93,7 +114,9 @@ def test_config_file_and_overrides(tiny_config, tmp_path, capsys):
 
 
 def test_module_entry_point_runs_without_a_traceback():
-    result = subprocess.run([sys.executable, "-m", "promptgrad", "train", "--prompt-len", "0"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "promptgrad", "train", "--prompt-len", "0"], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "promptgrad: error: prompt_len must be at least 1, got 0"
 
@@ -178,12 +201,21 @@ def test_eval_scores_each_run_in_its_own_template(tiny_config, capsys, monkeypat
 
 # ---- every subcommand: one line, the right kind -----------------------------------------------------
 
+
 def test_a_second_ctrl_c_during_a_checkpoint_leaves_no_temporary_file_and_no_false_record(tiny_config, tmp_path):
     entry = Path(__file__).with_name("slow_entry.py")
-    done = subprocess.run([sys.executable, str(entry), "cli", *tiny_args(tiny_config, "--steps", "6", "--checkpoint-every", "2",
-                                                                       "--name", "twice")],
-                          env={**__import__("os").environ, "INTERRUPT_IN_CHECKPOINT": "1", "SLOW_STEP_SECONDS": "0"},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(entry),
+            "cli",
+            *tiny_args(tiny_config, "--steps", "6", "--checkpoint-every", "2", "--name", "twice"),
+        ],
+        env={**__import__("os").environ, "INTERRUPT_IN_CHECKPOINT": "1", "SLOW_STEP_SECONDS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     run = Path(tiny_config.machine.runs_dir) / "twice"
     assert done.returncode == 130, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1].startswith("promptgrad: aborted")
@@ -214,11 +246,18 @@ def test_a_prompt_of_another_model_is_one_line_in_every_subcommand(soft_run, cap
     from promptgrad.store.run_folder import load_prompt
 
     prompt, metadata = load_prompt(soft_run / "prompt.safetensors")
-    save_file({"prompt": load_file(soft_run / "prompt.safetensors")["prompt"][:, :32].contiguous()},
-              soft_run / "prompt.safetensors", metadata=metadata)
+    save_file(
+        {"prompt": load_file(soft_run / "prompt.safetensors")["prompt"][:, :32].contiguous()},
+        soft_run / "prompt.safetensors",
+        metadata=metadata,
+    )
     capsys.readouterr()
-    for command in (["nearest", str(soft_run)], ["predict", str(soft_run), "hot"], ["eval", str(soft_run)],
-                    ["explain", str(soft_run), "--samples", "2"]):
+    for command in (
+        ["nearest", str(soft_run)],
+        ["predict", str(soft_run), "hot"],
+        ["eval", str(soft_run)],
+        ["explain", str(soft_run), "--samples", "2"],
+    ):
         one_line(capsys, main(command), 2, "belongs to another model")
 
 
@@ -227,17 +266,32 @@ def test_nearest_k_below_one_is_one_line(soft_run, capsys):
     one_line(capsys, main(["nearest", str(soft_run), "-k", "-1"]), 2, "-k must be at least 1")
 
 
-@pytest.mark.parametrize("key, value", [("hard_prompt_ids", "[1, \"x\"]"), ("hard_prompt_ids", "not json"),
-                                        ("hard_prompt_ids", "[99999999]"), ("fluency", "heavy"),
-                                        ("pareto_front", "[{\"ids\": [1]}]")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("hard_prompt_ids", '[1, "x"]'),
+        ("hard_prompt_ids", "not json"),
+        ("hard_prompt_ids", "[99999999]"),
+        ("fluency", "heavy"),
+        ("pareto_front", '[{"ids": [1]}]'),
+    ],
+)
 def test_eval_on_damaged_hard_prompt_metadata_is_one_line(soft_run, capsys, key, value):
     from safetensors.torch import load_file, save_file
 
     from promptgrad.store.run_folder import load_prompt
 
     _, metadata = load_prompt(soft_run / "prompt.safetensors")
-    hard = {**metadata, "mode": "hard", "method": "gcg", "hard_prompt_ids": "[11, 12]", "hard_prompt_text": " ab",
-            "fluency": "0.0", "pareto_front": "[]", key: value}
+    hard = {
+        **metadata,
+        "mode": "hard",
+        "method": "gcg",
+        "hard_prompt_ids": "[11, 12]",
+        "hard_prompt_text": " ab",
+        "fluency": "0.0",
+        "pareto_front": "[]",
+        key: value,
+    }
     save_file(load_file(soft_run / "prompt.safetensors"), soft_run / "prompt.safetensors", metadata=hard)
     capsys.readouterr()
     one_line(capsys, main(["eval", str(soft_run)]), 2, "damaged hard-prompt metadata")

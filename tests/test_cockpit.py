@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import finished_events
+from helpers import finished_events, wait_for
 from rich.text import Text
-
-from helpers import wait_for
 
 from promptgrad.events import Evaluation, HardPromptFound
 from promptgrad.train.loop import train
@@ -19,7 +17,6 @@ from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.dialogs import ConfirmScreen
 from promptgrad_tui.widgets.config_form import ConfigForm
 from promptgrad_tui.widgets.loss_chart import BuiltPlot, legend_lines, step_ticks
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
 
@@ -67,8 +64,13 @@ def test_2_the_result_stays_with_each_baseline_and_says_when_the_learned_prompt_
             assert screen.results.display and "learned 2.000" in " ".join(str(screen.results.render()).split())
             screen.reset_panes()
             screen.replay(finished_events(learned=4.0, hand=3.7)[:-1], live=True)
-            screen.replay([HardPromptFound(12, [1, 2], ["a", "b"], " or versa;", 4.0, 9.0),
-                           finished_events(learned=4.0, hand=3.7)[-1]], live=True)
+            screen.replay(
+                [
+                    HardPromptFound(12, [1, 2], ["a", "b"], " or versa;", 4.0, 9.0),
+                    finished_events(learned=4.0, hand=3.7)[-1],
+                ],
+                live=True,
+            )
             await pilot.pause()
             strip = " ".join(str(screen.results.render()).split())
             assert "' antonyms' 3.700 5.0% WORSE by 0.300" in strip and "' or versa;'" in strip
@@ -104,7 +106,9 @@ def test_3_phases_show_a_count_and_the_first_step_comes_first(tiny_config, monke
 
     lines = []  # the status line after each event it was given: every state it went through
     apply = StatusLine.apply
-    monkeypatch.setattr(StatusLine, "apply", lambda self, event: (apply(self, event), lines.append(str(self.line(100)))))
+    monkeypatch.setattr(
+        StatusLine, "apply", lambda self, event: (apply(self, event), lines.append(str(self.line(100))))
+    )
 
     async def scenario():
         app = PromptgradApp(tiny_config.replace(steps=8, eval_every=4, eval_size=8, name="phases"))
@@ -136,8 +140,12 @@ def test_4_the_plot_follows_the_terminal_when_it_is_resized():
             await wait_for(pilot, lambda: plot.built is not None, what="the chart")
             narrow = max(len(row) for row in plot.built.plain.splitlines())
             await pilot.resize_terminal(160, 48)
-            await wait_for(pilot, lambda: max(len(row) for row in plot.built.plain.splitlines()) > narrow + 20,
-                           timeout=10, what="the chart to refit")
+            await wait_for(
+                pilot,
+                lambda: max(len(row) for row in plot.built.plain.splitlines()) > narrow + 20,
+                timeout=10,
+                what="the chart to refit",
+            )
             assert max(len(row) for row in plot.built.plain.splitlines()) == plot.size.width
 
     asyncio.run(scenario())
@@ -225,27 +233,41 @@ def test_6_the_probe_loads_the_model_of_an_opened_run_on_demand(tiny_config):
 
 # ---- 7. the chart at 80 columns: legend entries whole, whole-number steps, series by key ----------------
 def test_7_legend_entries_stay_whole_steps_are_whole_numbers_and_series_toggle():
-    entries = [Text(f"{m * 2} {label}") for m, label in (("x", "train"), ("o", "test (subset)"), ("@", "test (all pairs)"))]
+    entries = [
+        Text(f"{m * 2} {label}") for m, label in (("x", "train"), ("o", "test (subset)"), ("@", "test (all pairs)"))
+    ]
     lines = legend_lines(entries, 24).plain.splitlines()
     assert all(any(line.startswith(e.plain) or f"  {e.plain}" in line for line in lines) for e in entries)
     for right, width in ((12, 70), (18, 30), (100, 78), (7, 200), (1, 10)):
         ticks = step_ticks(right, width)
-        assert all(isinstance(t, int) for t in ticks) and ticks[0] == 0 and ticks[-1] == right and ticks == sorted(set(ticks))
+        assert (
+            all(isinstance(t, int) for t in ticks)
+            and ticks[0] == 0
+            and ticks[-1] == right
+            and ticks == sorted(set(ticks))
+        )
 
     async def scenario():
         app = PromptgradApp()
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.main_screen
             screen.replay(finished_events(steps=12), live=False)
-            screen.chart.set_overlays({"short": __import__("promptgrad_tui.widgets.loss_chart", fromlist=["Curves"]).Curves.of(
-                finished_events(steps=6))})
+            screen.chart.set_overlays(
+                {
+                    "short": __import__("promptgrad_tui.widgets.loss_chart", fromlist=["Curves"]).Curves.of(
+                        finished_events(steps=6)
+                    )
+                }
+            )
             await pilot.press("alt+2")
             plot = screen.chart.query_one(BuiltPlot)
             await wait_for(pilot, lambda: plot.built is not None, what="the chart")
             axis = plot.built.plain.splitlines()[-2]
             assert axis.split() == [str(t) for t in step_ticks(12, plot.size.width)]  # whole steps, to 12, not 18
             await pilot.press("t")  # the chart has the cursor: t switches the training loss off
-            await wait_for(pilot, lambda: "(t off)" in str(screen.chart.query_one(".legend").render()), what="the toggle")
+            await wait_for(
+                pilot, lambda: "(t off)" in str(screen.chart.query_one(".legend").render()), what="the toggle"
+            )
             await pilot.pause(1.2)
             assert "." not in plot_area(plot).replace("⡀", "")
 
@@ -268,7 +290,8 @@ def test_8_small_things(tiny_config):
             form.config_fields["steps"].value = "7"  # editing another field keeps the run's flag
             await pilot.pause()
             assert form.config_fields["data"].has_class("-invalid") and "field data is flagged" in str(
-                screen.query_one("#failure").render())
+                screen.query_one("#failure").render()
+            )
             form.config_fields["data"].value = tiny_config.problem.data  # editing it clears it
             await pilot.pause()
             assert not form.config_fields["data"].has_class("-invalid")

@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
-from helpers import wait_for
+from helpers import finished_events, wait_for
+from textual.widgets import DataTable, Input
 
 from promptgrad.config import TrainConfig
 from promptgrad.events import Finished, Prediction, Predictions, Started, Step
@@ -17,10 +17,6 @@ from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.browser import RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen
-from textual.widgets import DataTable, Input
-
-from helpers import finished_events
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
 
@@ -76,8 +72,10 @@ def test_3_the_empty_form_at_launch_has_no_field_with_the_cursor():
 
 # ---- 4 and 13. the run browser: marking keeps the cursor; j/k, sort, delete with undo, rename ----------
 def three_runs(tiny_config) -> list[Path]:
-    return [finished_run(tiny_config.replace(name=name, seed=len(name), steps=2 + i))
-            for i, name in enumerate(("alpha", "bravo", "charlie"))]
+    return [
+        finished_run(tiny_config.replace(name=name, seed=len(name), steps=2 + i))
+        for i, name in enumerate(("alpha", "bravo", "charlie"))
+    ]
 
 
 def test_4_marking_a_run_leaves_the_cursor_on_it(tiny_config):
@@ -142,7 +140,9 @@ def test_13_the_browser_moves_with_j_k_sorts_deletes_with_undo_and_renames(tiny_
             assert app.screen is browser and (runs_dir / "bravo-lr3" / "config.toml").is_file()
             assert browser.current().name == "bravo-lr3" and not (runs_dir / "bravo").exists()
             await pilot.press("enter")  # the renamed run opens
-            await wait_for(pilot, lambda: app.main_screen.run_dir == str(runs_dir / "bravo-lr3"), what="the run to open")
+            await wait_for(
+                pilot, lambda: app.main_screen.run_dir == str(runs_dir / "bravo-lr3"), what="the run to open"
+            )
 
     asyncio.run(scenario())
 
@@ -179,22 +179,32 @@ def test_8_the_train_average_follows_a_short_run_from_its_first_step():
     from promptgrad_tui.widgets.loss_chart import Curves
 
     losses = [10.7, 4.0, 3.6, 3.9, 3.4, 3.8, 3.5, 3.3, 3.7, 3.4]
-    curves = Curves.of([Started("runs/r", "m", "cpu", "fp32", 40, 10, 10, 0, 10)]
-                       + [Step(i, i, loss, 0.01, 1.0, i, 10 - i) for i, loss in enumerate(losses, 1)])
+    curves = Curves.of(
+        [Started("runs/r", "m", "cpu", "fp32", 40, 10, 10, 0, 10)]
+        + [Step(i, i, loss, 0.01, 1.0, i, 10 - i) for i, loss in enumerate(losses, 1)]
+    )
     assert curves.smoothed[0] == pytest.approx(10.7)  # the first step's own loss, not pulled towards 0
     assert curves.smoothed[-1] < 4.5  # was 6.3: step 1 held the average up
     assert min(losses[1:]) < curves.smoothed[-1]
     curves.truncate(5)  # a resume from step 5 goes on from the same average
-    assert curves.smoothed == Curves.of([Step(i, i, loss, 0.01, 1.0, i, 10 - i)
-                                         for i, loss in enumerate(losses[:5], 1)]).smoothed
+    assert (
+        curves.smoothed
+        == Curves.of([Step(i, i, loss, 0.01, 1.0, i, 10 - i) for i, loss in enumerate(losses[:5], 1)]).smoothed
+    )
 
 
 # ---- 1. the Predictions pane shows what was asked and what was expected, whole ---------------------------
 LONG_ANSWER = " reject. The probability of accepting is 1/2, and of rejecting it is 1/2 as well, so"
-ROWS = [Prediction("accept", " reject", LONG_ANSWER, True),
-        Prediction("hot", " cold", " cold", True),
-        Prediction("What is the opposite of the word written before this question, asked politely?", " no",
-                   " I think that the answer is yes, or maybe not", False)]
+ROWS = [
+    Prediction("accept", " reject", LONG_ANSWER, True),
+    Prediction("hot", " cold", " cold", True),
+    Prediction(
+        "What is the opposite of the word written before this question, asked politely?",
+        " no",
+        " I think that the answer is yes, or maybe not",
+        False,
+    ),
+]
 
 
 def screen_text(app) -> str:
@@ -217,12 +227,16 @@ def test_1_input_and_expected_are_whole_at_every_width_and_enter_shows_the_row(w
             assert [str(c.label) for c in table.columns.values()] == ["", "input", "expected", "answer"]
             for row, pair in enumerate(ROWS):
                 assert str(table.get_cell_at((row, 1))) == pair.x  # whole, on more lines where it is long
-                assert str(table.get_cell_at((row, 2))) == pair.expected.strip() or \
-                    str(table.get_cell_at((row, 2))) == pair.expected
+                assert (
+                    str(table.get_cell_at((row, 2))) == pair.expected.strip()
+                    or str(table.get_cell_at((row, 2))) == pair.expected
+                )
             answer = str(table.get_cell_at((0, 3)))
             assert answer.endswith("…") and LONG_ANSWER.startswith(answer[:-1])  # cut, and said to be
             widths = [c.get_render_width(table) for c in table.columns.values()]
-            assert sum(widths) <= table.size.width and widths[1] >= len("accept") + 2 and widths[2] >= len(" reject") + 2
+            assert (
+                sum(widths) <= table.size.width and widths[1] >= len("accept") + 2 and widths[2] >= len(" reject") + 2
+            )
             assert widths[3] >= 8 + 2  # the answer keeps room enough to read its start
             assert table.rows[list(table.rows)[2]].height > 1 or widths[1] >= len(ROWS[2].x) + 2
             await pilot.press("3")
@@ -283,9 +297,11 @@ def test_10_toasts_never_cover_the_results_strip():
             rows = [line.text for line in app.screen._compositor.render_strips()]
             toast_rows = [y for y, row in enumerate(rows) if "Run finished" in row or "a second message" in row]
             assert strip.height and toast_rows  # both on screen at once...
-            assert all(y < strip.y for y in toast_rows)  # ... the toasts above the strip, every row of the strip its own
+            assert all(
+                y < strip.y for y in toast_rows
+            )  # ... the toasts above the strip, every row of the strip its own
             assert rows[strip.y].lstrip().startswith("Result") and "learned" in rows[strip.y + 1]
-            assert all("▌" not in row for row in rows[strip.y:strip.bottom])
+            assert all("▌" not in row for row in rows[strip.y : strip.bottom])
 
     asyncio.run(scenario())
 
@@ -296,7 +312,7 @@ def frame_rows(plot) -> list[str]:
     rows = plot.built.plain.splitlines()
     top = next(i for i, r in enumerate(rows) if "┌" in r)
     bottom = next(i for i, r in enumerate(rows) if "└" in r)
-    return rows[top:bottom + 1]
+    return rows[top : bottom + 1]
 
 
 @pytest.mark.parametrize("size", [(60, 20), (80, 24)], ids=["60x20", "80x24"])
@@ -310,10 +326,14 @@ def test_5_small_terminals_fold_the_strip_and_legend_and_the_chart_frame_stays_w
             screen.replay(finished_events(), live=True)
             await pilot.press("2")
             plot = screen.chart.query_one(BuiltPlot)
-            await wait_for(pilot, lambda: plot.built is not None and plot.built_size == tuple(plot.size), what="the chart")
+            await wait_for(
+                pilot, lambda: plot.built is not None and plot.built_size == tuple(plot.size), what="the chart"
+            )
             rows = frame_rows(plot)
             assert "┐" in rows[0] and "┘" in rows[-1]  # each edge of the frame on one row: nothing wrapped
-            assert len(rows) - 2 >= MIN_PLOT_ROWS and all(len(r) <= plot.size.width for r in plot.built.plain.splitlines())
+            assert len(rows) - 2 >= MIN_PLOT_ROWS and all(
+                len(r) <= plot.size.width for r in plot.built.plain.splitlines()
+            )
             assert screen.results.region.height == 1 and "learned 2.000" in str(screen.results.render())
             legend = screen.chart.query_one(".legend").region.height  # 60x20: markers and keys on one line
             assert legend == 1 if size[1] < 24 else legend <= 2
@@ -395,7 +415,9 @@ def test_snapshots_at_four_sizes(snap_compare, monkeypatch, size, pane):
         await pilot.press({"chart": "2", "predictions": "3"}[pane])
         plot = screen.chart.query_one(BuiltPlot)
         if plot.display and plot.size.height:
-            await wait_for(pilot, lambda: plot.built is not None and plot.built_size == tuple(plot.size), what="the chart")
+            await wait_for(
+                pilot, lambda: plot.built is not None and plot.built_size == tuple(plot.size), what="the chart"
+            )
             rows = frame_rows(plot)
             assert "┐" in rows[0] and "┘" in rows[-1]  # the frame's edges each on one row
         table = screen.predictions.table

@@ -24,8 +24,8 @@ from promptgrad.model.models import load_model
 from promptgrad.problem.pairs import Pair, Split, split_pairs
 from promptgrad.store.run_facts import DataFacts, RunFacts
 from promptgrad.store.run_folder import RunFolder
-from promptgrad.train.session import session_around
 from promptgrad.train.loop import TrainingRun, train
+from promptgrad.train.session import session_around
 
 PAIRS = [Pair(x, y) for x, y in TINY_PAIRS]
 
@@ -39,28 +39,49 @@ def no_readouts(monkeypatch):
 @pytest.fixture()
 def es_config(tiny_config) -> TrainConfig:
     """Validation every 2 steps, patience 3: on the tiny model it stops at step 8 keeping step 2's prompt."""
-    return tiny_config.replace(steps=30, eval_every=2, eval_size=4, checkpoint_every=0, num_predictions=0, nearest_k=0, lr=0.3,
-                               warmup_steps=0, val_fraction=0.25, stop_patience=3, baseline_text=[" antonyms"])
+    return tiny_config.replace(
+        steps=30,
+        eval_every=2,
+        eval_size=4,
+        checkpoint_every=0,
+        num_predictions=0,
+        nearest_k=0,
+        lr=0.3,
+        warmup_steps=0,
+        val_fraction=0.25,
+        stop_patience=3,
+        baseline_text=[" antonyms"],
+    )
 
 
 def test_the_validation_split_comes_from_the_training_pairs_seeded_with_each_pair_beside_its_reverse(tmp_path):
     plain = split_pairs(PAIRS, 0.2, seed=0)
     split = split_pairs(PAIRS, 0.2, seed=0, val_fraction=0.25)
     assert split.test == plain.test  # the test pairs do not move
-    assert sorted(split.train + split.validation, key=str) == sorted(plain.train, key=str) and not set(split.train) & set(split.validation)
+    assert sorted(split.train + split.validation, key=str) == sorted(plain.train, key=str) and not set(
+        split.train
+    ) & set(split.validation)
     assert split.train == [p for p in plain.train if p not in split.validation]  # the training order is kept
     assert len(split.validation) == 4  # round(0.25 * 18) = 4: two whole pair-and-reverse groups
     for p in split.validation:
         assert Pair(p.y, p.x) in split.validation
     assert split_pairs(PAIRS, 0.2, seed=0, val_fraction=0.25) == split  # seeded
-    assert {s.validation[0] for s in (split_pairs(PAIRS, 0.2, seed=k, val_fraction=0.25) for k in range(6))} != {split.validation[0]}
+    assert {s.validation[0] for s in (split_pairs(PAIRS, 0.2, seed=k, val_fraction=0.25) for k in range(6))} != {
+        split.validation[0]
+    }
     # recorded in split.jsonl in order, and read back; a file from before validation splits still loads
     folder = RunFolder(tmp_path)
     folder.save_split(split)
     assert folder.split() == split
-    assert {json.loads(line)["side"] for line in (tmp_path / "split.jsonl").read_text().splitlines()} == {"train", "validation", "test"}
-    (tmp_path / "split.jsonl").write_text("".join(json.dumps({"x": p.x, "y": p.y, "side": "train"}) + "\n" for p in plain.train)
-                                          + "".join(json.dumps({"x": p.x, "y": p.y, "side": "test"}) + "\n" for p in plain.test))
+    assert {json.loads(line)["side"] for line in (tmp_path / "split.jsonl").read_text().splitlines()} == {
+        "train",
+        "validation",
+        "test",
+    }
+    (tmp_path / "split.jsonl").write_text(
+        "".join(json.dumps({"x": p.x, "y": p.y, "side": "train"}) + "\n" for p in plain.train)
+        + "".join(json.dumps({"x": p.x, "y": p.y, "side": "test"}) + "\n" for p in plain.test)
+    )
     assert folder.split() == Split(plain.train, plain.test, [])
 
 
@@ -77,7 +98,9 @@ def test_early_stopping_never_reads_the_test_pairs(es_config, tiny_gpt2):
     same step and end with the same prompt, bit for bit; only their test scores differ."""
     frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
     split = split_pairs(PAIRS, 0.2, seed=0, val_fraction=0.25)
-    other_test = [Pair(x, y) for x, y in (("sun", "moon"), ("moon", "sun"), ("day", "night"), ("night", "day"), ("in", "out"))]
+    other_test = [
+        Pair(x, y) for x, y in (("sun", "moon"), ("moon", "sun"), ("day", "night"), ("night", "day"), ("in", "out"))
+    ]
     a_events, a_prompt = run_in_memory(es_config, frozen, split)
     b_events, b_prompt = run_in_memory(es_config, frozen, Split(split.train, other_test, split.validation))
     a_valid, b_valid = ([e for e in events if isinstance(e, Validation)] for events in (a_events, b_events))
@@ -122,15 +145,30 @@ def test_patience_stops_early_keeps_the_best_prompt_and_never_trains_on_validati
 
 
 def test_bad_settings_are_one_line(tiny_config, capsys):
-    base = ["train", "--task", "antonyms", "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--device", "cpu",
-            "--runs-dir", tiny_config.machine.runs_dir, "--steps", "2"]
-    for flags, words in ((["--val-fraction", "1"], "val_fraction must be at least 0 and below 1"),
-                         (["--val-fraction", "-0.1"], "val_fraction must be at least 0 and below 1"),
-                         (["--val-fraction", "nan"], "val_fraction must be a finite number"),
-                         (["--stop-patience", "2"], "stop_patience 2 needs a validation split"),
-                         (["--stop-patience", "-1", "--val-fraction", "0.2"], "stop_patience must be 0 or more"),
-                         (["--mode", "hard", "--val-fraction", "0.2"], "val_fraction is for soft prompts"),
-                         (["--val-fraction", "0.99"], "val_fraction 0.99 leaves none of the 18 training pairs")):
+    base = [
+        "train",
+        "--task",
+        "antonyms",
+        "--model",
+        tiny_config.problem.model,
+        "--data",
+        tiny_config.problem.data,
+        "--device",
+        "cpu",
+        "--runs-dir",
+        tiny_config.machine.runs_dir,
+        "--steps",
+        "2",
+    ]
+    for flags, words in (
+        (["--val-fraction", "1"], "val_fraction must be at least 0 and below 1"),
+        (["--val-fraction", "-0.1"], "val_fraction must be at least 0 and below 1"),
+        (["--val-fraction", "nan"], "val_fraction must be a finite number"),
+        (["--stop-patience", "2"], "stop_patience 2 needs a validation split"),
+        (["--stop-patience", "-1", "--val-fraction", "0.2"], "stop_patience must be 0 or more"),
+        (["--mode", "hard", "--val-fraction", "0.2"], "val_fraction is for soft prompts"),
+        (["--val-fraction", "0.99"], "val_fraction 0.99 leaves none of the 18 training pairs"),
+    ):
         capsys.readouterr()
         assert main(base + flags) == 2, flags
         err = capsys.readouterr().err.strip().splitlines()
@@ -164,7 +202,9 @@ def test_resumed_runs_choose_and_stop_as_an_uninterrupted_one(es_config, capsys)
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"stopped early at step {straight[-1].step}" in err[0] and "stop_patience above 3" in err[0], err
+    assert (
+        len(err) == 1 and f"stopped early at step {straight[-1].step}" in err[0] and "stop_patience above 3" in err[0]
+    ), err
     assert main(["train", "--resume", str(run), "--stop-patience", "4"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "validation loss" in out and "stopped early at step" in out and "the best on the validation pairs" in out
@@ -174,17 +214,54 @@ def test_the_benchmark_reports_both_variants_per_task_and_seed(tiny_gpt2, tiny_d
     """benchmarks/early_stopping.py end to end on the tiny model (its numbers mean something only on a real one)."""
     out = tmp_path / "early.json"
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "early_stopping.py"
-    done = subprocess.run([sys.executable, str(script), "--model", tiny_gpt2, "--tasks", "antonyms", "--set", f"data={tiny_data}",
-                           "--set", "lr=0.3", "--set", "warmup_steps=0",
-                           "--seeds", "0", "--epochs", "2", "--batch-size", "4", "--eval-every", "2", "--stop-patience", "1",
-                           "--device", "cpu", "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--model",
+            tiny_gpt2,
+            "--tasks",
+            "antonyms",
+            "--set",
+            f"data={tiny_data}",
+            "--set",
+            "lr=0.3",
+            "--set",
+            "warmup_steps=0",
+            "--seeds",
+            "0",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "2",
+            "--stop-patience",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("model ") and " on cpu (" in done.stdout.splitlines()[0]  # the CPU and its flags first
+    assert (
+        done.stdout.startswith("model ") and " on cpu (" in done.stdout.splitlines()[0]
+    )  # the CPU and its flags first
     report = json.loads(out.read_text())
     rows = {r["variant"]: r for r in report["rows"]}
     assert set(rows) == {"all-train", "early"} and rows["all-train"]["n_validation"] == 0
-    assert rows["early"]["n_validation"] > 0 and rows["early"]["n_train"] + rows["early"]["n_validation"] == rows["all-train"]["n_train"]
-    assert rows["early"]["steps"] < rows["early"]["total_steps"]  # the tiny model's validation loss rises at once: patience 1 stops it
+    assert (
+        rows["early"]["n_validation"] > 0
+        and rows["early"]["n_train"] + rows["early"]["n_validation"] == rows["all-train"]["n_train"]
+    )
+    assert (
+        rows["early"]["steps"] < rows["early"]["total_steps"]
+    )  # the tiny model's validation loss rises at once: patience 1 stops it
     assert "early - all-train, per task and seed: test loss" in done.stdout
 
 
@@ -194,7 +271,9 @@ def test_the_tui_chart_draws_the_validation_loss_and_forgets_it_past_a_resume():
     def scored(step: int, loss: float) -> Validation:
         return Validation(step, loss, 0.5, 13, loss, step, 0)
 
-    curves = Curves.of([Started("runs/x", "m", "cpu", "fp32", 51, 36, 80, 0, 4, n_validation=13), scored(4, 3.0), scored(8, 2.5)])
+    curves = Curves.of(
+        [Started("runs/x", "m", "cpu", "fp32", 51, 36, 80, 0, 4, n_validation=13), scored(4, 3.0), scored(8, 2.5)]
+    )
     assert (curves.valid_steps, curves.valid_loss) == ([4, 8], [3.0, 2.5])
     chart = LossChart()
     chart.curves = curves

@@ -13,8 +13,18 @@ from promptgrad.train.loop import train
 @pytest.mark.slow
 def test_learned_prompt_beats_the_hand_written_one_on_unseen_pairs(tmp_path):
     # eval_size 0: the baselines are scored once, on the whole (5%) test split, not again at the end
-    config = TrainConfig(steps=20, batch_size=16, test_fraction=0.05, eval_every=0, eval_size=0, checkpoint_every=0,
-                         num_predictions=4, device="cpu", name="e2e", runs_dir=str(tmp_path))
+    config = TrainConfig(
+        steps=20,
+        batch_size=16,
+        test_fraction=0.05,
+        eval_every=0,
+        eval_size=0,
+        checkpoint_every=0,
+        num_predictions=4,
+        device="cpu",
+        name="e2e",
+        runs_dir=str(tmp_path),
+    )
     events = list(train(config))
     finished = events[-1]
     assert isinstance(finished, Finished), finished

@@ -13,8 +13,8 @@ from helpers import wait_for
 from rich.console import Console
 from textual.widgets import Input, OptionList, Static
 
-from promptgrad.events import Evaluation, Extended, Finished, Started, Step
 from promptgrad.cli.progress import TrainingReport
+from promptgrad.events import Evaluation, Extended, Finished, Started, Step
 from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp
@@ -57,10 +57,14 @@ def test_extending_a_finished_run_says_its_lr_is_0_and_offers_a_new_peak_or_a_br
             dialog.query_one("#steps", Input).value = "16"
             dialog.query_one("#extend-lr", Input).value = "11"
             await pilot.press("enter")  # a peak out of range: said in the dialog, nothing spent
-            assert isinstance(app.screen, StepsDialog) and "at most 10" in str(dialog.query_one("#steps-error").render())
+            assert isinstance(app.screen, StepsDialog) and "at most 10" in str(
+                dialog.query_one("#steps-error").render()
+            )
             dialog.query_one("#extend-lr", Input).value = "0.02"
             await pilot.press("enter")
-            await wait_for(pilot, lambda: not screen.running and "finished" in str(screen.status.line()), what="the extension")
+            await wait_for(
+                pilot, lambda: not screen.running and "finished" in str(screen.status.line()), what="the extension"
+            )
             assert screen.chart.steps == list(range(1, 17))
             assert any("a new peak of 0.02" in m.text for m in app.messages)
 
@@ -104,11 +108,16 @@ def test_picking_another_task_after_a_branch_drops_the_other_tasks_init(tiny_con
                 await pilot.press("f3")
                 assert isinstance(app.screen, TaskPicker)
                 picker = app.screen.query_one(OptionList)
-                picker.highlighted = next(i for i in range(picker.option_count) if picker.get_option_at_index(i).id == task)
+                picker.highlighted = next(
+                    i for i in range(picker.option_count) if picker.get_option_at_index(i).id == task
+                )
                 await pilot.press("enter")
                 await pilot.pause()
                 assert fields["task"].value == task and fields["init"].value == expected_init, task
-            assert any(f"init was run:{run_dir} (a prompt learned on task antonyms), now random" in m.text for m in app.messages)
+            assert any(
+                f"init was run:{run_dir} (a prompt learned on task antonyms), now random" in m.text
+                for m in app.messages
+            )
             assert screen.form.check() is not None and screen.form.check().problem.init == "random"
 
     asyncio.run(scenario())
@@ -119,11 +128,13 @@ START, LEARNED = 2.179, 2.275  # the issue's numbers: a branch that ended worse 
 
 
 def final_events(learned: float) -> list:
-    return [Started("runs/b", "m", "cpu", "fp32", 40, 36, 60, 0, 10),
-            Evaluation(60, "hand-written", 3.1, 0.05, 36, None, " antonyms", 3.0, 3.2, 0.01, 0.1),
-            Evaluation(60, "untrained", START, 0.2, 36, None, "", 2.1, 2.25, 0.1, 0.3),
-            Evaluation(60, "learned", learned, 0.18, 36, learned, "", learned - 0.07, learned + 0.07, 0.1, 0.3),
-            Finished(60, False, learned, 0.18, "runs/b/prompt.safetensors")]
+    return [
+        Started("runs/b", "m", "cpu", "fp32", 40, 36, 60, 0, 10),
+        Evaluation(60, "hand-written", 3.1, 0.05, 36, None, " antonyms", 3.0, 3.2, 0.01, 0.1),
+        Evaluation(60, "untrained", START, 0.2, 36, None, "", 2.1, 2.25, 0.1, 0.3),
+        Evaluation(60, "learned", learned, 0.18, 36, learned, "", learned - 0.07, learned + 0.07, 0.1, 0.3),
+        Finished(60, False, learned, 0.18, "runs/b/prompt.safetensors"),
+    ]
 
 
 @pytest.mark.parametrize("learned, flagged", [(LEARNED, True), (2.0, False)])

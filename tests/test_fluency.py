@@ -12,14 +12,14 @@ from helpers import logged
 
 import promptgrad.learners.search.gcg
 from promptgrad.cli.main import main
-from promptgrad.events import Finished, FrontPoint, ParetoFront, Reading
-from promptgrad.readout.explain import IdentityContext, continue_greedily, read_back, read_prompt
-from promptgrad.learners.search.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
 from promptgrad.config import GCGSettings
+from promptgrad.events import Finished, FrontPoint, ParetoFront, Reading
+from promptgrad.learners.search.fluency import context_ids, nats_per_token, one_hot_gradient, text_nats_per_token
 from promptgrad.learners.search.gcg import GCG
 from promptgrad.learners.search.hard_learner import dominates, with_point
 from promptgrad.learners.search.projection import Projection, RoundTrip, allowed_tokens
 from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
+from promptgrad.readout.explain import IdentityContext, continue_greedily, read_back, read_prompt
 from promptgrad.train.loop import train
 
 
@@ -36,12 +36,13 @@ def test_the_fluency_term_is_the_models_own_cross_entropy_of_the_prompt_text(fro
         ours = float(nats_per_token(frozen, context, torch.tensor([ids]))[0])
         input_ids = torch.tensor([context + ids])
         labels = torch.full_like(input_ids, -100)
-        labels[0, len(context):] = input_ids[0, len(context):]
+        labels[0, len(context) :] = input_ids[0, len(context) :]
         with torch.no_grad():
             plain = frozen.model(input_ids=input_ids, labels=labels).loss.item()  # a plain forward pass
         assert ours == pytest.approx(plain, rel=1e-5)
     assert text_nats_per_token(frozen, encoder, " or inhibited versa;") == pytest.approx(
-        float(nats_per_token(frozen, context, torch.tensor([prompts[1]]))[0]), rel=1e-6)
+        float(nats_per_token(frozen, context, torch.tensor([prompts[1]]))[0]), rel=1e-6
+    )
 
 
 def test_the_fluency_gradient_predicts_the_exact_change_of_a_swap_at_the_last_position(frozen, encoder):
@@ -71,7 +72,9 @@ def test_the_fluency_gradient_is_autograds_through_a_plain_forward_of_the_one_ho
 
     (whole,) = torch.autograd.grad(nats(one_hot), one_hot)
     (inputs_part,) = torch.autograd.grad(nats(one_hot.detach()), one_hot)
-    assert len(ids) >= 4 and inputs_part[:-1].abs().amax(-1).min() > 1e-3  # 100x the tolerance, at each earlier position
+    assert (
+        len(ids) >= 4 and inputs_part[:-1].abs().amax(-1).min() > 1e-3
+    )  # 100x the tolerance, at each earlier position
     assert inputs_part[-1].abs().max() == 0  # nothing reads the last token
     torch.testing.assert_close(one_hot_gradient(frozen, context, ids), whole, atol=1e-5, rtol=1e-4)
 
@@ -79,9 +82,19 @@ def test_the_fluency_gradient_is_autograds_through_a_plain_forward_of_the_one_ho
 def gcg_trajectory(setup_parts, fluency: float | None, steps: int = 3) -> list[list[int]]:
     """`fluency` None: GCG built as before the fluency term existed (no fluency, no context given)."""
     frozen, projection, allowed, round_trip, ids, batch, context = setup_parts
-    settings = GCGSettings(topk=16, candidates=24) if fluency is None else GCGSettings(topk=16, candidates=24, fluency=fluency)
-    gcg = GCG(frozen, projection, allowed, round_trip, ids, settings, torch.Generator().manual_seed(0),
-              context=None if fluency is None else context)
+    settings = (
+        GCGSettings(topk=16, candidates=24) if fluency is None else GCGSettings(topk=16, candidates=24, fluency=fluency)
+    )
+    gcg = GCG(
+        frozen,
+        projection,
+        allowed,
+        round_trip,
+        ids,
+        settings,
+        torch.Generator().manual_seed(0),
+        context=None if fluency is None else context,
+    )
     return [gcg.search_step(batch).ids for _ in range(steps)]
 
 
@@ -110,7 +123,9 @@ def test_lambda_zero_is_exactly_the_plain_search(gcg_parts, monkeypatch):
 
 
 @torch.no_grad()
-def plain_objective(frozen, encoder, pairs, context, fluency: float, prompts: list[list[int]]) -> list[tuple[float, float]]:
+def plain_objective(
+    frozen, encoder, pairs, context, fluency: float, prompts: list[list[int]]
+) -> list[tuple[float, float]]:
     """(task loss, task loss + lambda * nats/token) of each prompt, from plain unpadded forward passes: the mean
     cross-entropy per target token over the pairs, and the prompt's own mean cross-entropy after `context`."""
     total, count = torch.zeros(len(prompts)), 0
@@ -144,8 +159,16 @@ def test_a_fluent_step_keeps_the_best_candidate_by_task_loss_plus_lambda_nats(gc
         scored.append(candidates[ok])
         return ok
 
-    gcg = GCG(frozen, projection, allowed, recording_round_trip, ids, GCGSettings(topk=16, candidates=24, fluency=fluency),
-              torch.Generator().manual_seed(0), context=context)
+    gcg = GCG(
+        frozen,
+        projection,
+        allowed,
+        recording_round_trip,
+        ids,
+        GCGSettings(topk=16, candidates=24, fluency=fluency),
+        torch.Generator().manual_seed(0),
+        context=context,
+    )
     moved = 0
     for _ in range(3):
         before = list(gcg.ids)
@@ -154,7 +177,9 @@ def test_a_fluent_step_keeps_the_best_candidate_by_task_loss_plus_lambda_nats(gc
         (candidates,) = scored
         assert len(candidates) > 1
         prompts = [before] + candidates.tolist()
-        objective = dict(zip(map(tuple, prompts), plain_objective(frozen, encoder, GCG_PAIRS, context, fluency, prompts)))
+        objective = dict(
+            zip(map(tuple, prompts), plain_objective(frozen, encoder, GCG_PAIRS, context, fluency, prompts))
+        )
         assert tuple(step.ids) in objective
         best = min(combined for _, combined in objective.values())
         assert objective[tuple(step.ids)][1] <= best + 1e-4, (step.ids, objective)
@@ -175,8 +200,18 @@ def test_the_pareto_front_never_holds_a_dominated_point():
 
 
 def test_a_fluent_hard_run_records_its_front_and_eval_shows_it(tiny_config, capsys):
-    config = tiny_config.replace(mode="hard", method="gcg", steps=3, search_batch_size=4, topk=16, candidates=16,
-                                 eval_every=0, fluency=0.5, init="text: antonyms", name="fluent")
+    config = tiny_config.replace(
+        mode="hard",
+        method="gcg",
+        steps=3,
+        search_batch_size=4,
+        topk=16,
+        candidates=16,
+        eval_every=0,
+        fluency=0.5,
+        init="text: antonyms",
+        name="fluent",
+    )
     events = logged(train(config))
     assert isinstance(events[-1], Finished)
     fronts = [e for e in events if isinstance(e, ParetoFront)]
@@ -190,6 +225,7 @@ def test_a_fluent_hard_run_records_its_front_and_eval_shows_it(tiny_config, caps
 
 
 # ---- the model's own reading of a soft prompt -----------------------------------------------------
+
 
 def test_a_real_tokens_embedding_in_the_slot_reads_as_the_token_written_out(frozen):
     """The mechanics: putting a token's embedding in the identity context's slot gives exactly the

@@ -56,11 +56,24 @@ def test_shapes_are_the_published_ones():
 def test_the_gpu_check_runs_end_to_end_at_a_tiny_shape(tmp_path):
     out = tmp_path / "check"
     env = {**os.environ, "OUT": str(out), "PROMPTGRAD_FORCE_SHIM": "1", "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny"], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
-    assert {p.name for p in out.iterdir()} >= {"device.json", "checks.json", "peaks.json", "speed.json", "speed.txt",
-                                               "epoch.json", "summary.md", "log.txt"}
+    assert {p.name for p in out.iterdir()} >= {
+        "device.json",
+        "checks.json",
+        "peaks.json",
+        "speed.json",
+        "speed.txt",
+        "epoch.json",
+        "summary.md",
+        "log.txt",
+    }
     checks = json.loads((out / "checks.json").read_text())
     assert all(result["ok"] for result in checks.values())
     speed = json.loads((out / "speed.json").read_text())

@@ -9,23 +9,23 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from helpers import logged
 from safetensors import safe_open
 
-from helpers import logged
 from promptgrad.cli.main import main
+from promptgrad.config import GCGSettings, TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, HardPromptFound, Started, Step, event_from_json
-from promptgrad.config import GCGSettings, TrainConfig
 from promptgrad.learners.search.gcg import GCG
 from promptgrad.learners.search.hard_learner import HardLearner, start_ids
-from promptgrad.model.objective import target_loss
 from promptgrad.learners.search.pez import PEZ
 from promptgrad.learners.search.projection import Projection, RoundTrip, allowed_tokens, token_texts
 from promptgrad.learners.search.relax import Relaxation
-from promptgrad.store.run_folder import RunFolder
+from promptgrad.model.objective import target_loss
 from promptgrad.model.template import PROMPT_PLACEHOLDER, Batch
-from promptgrad.train.session import Session, open_session
+from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import train as search
+from promptgrad.train.session import Session, open_session
 
 
 @dataclass
@@ -63,18 +63,22 @@ def setup(tiny_gpt2, tmp_path_factory) -> Setup:
 
     data = tmp_path_factory.mktemp("hard-data") / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
-    session = open_session(TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), precision="fp32", device="cpu", mode="hard"))
+    session = open_session(
+        TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), precision="fp32", device="cpu", mode="hard")
+    )
     frozen, encoder = session.frozen, session.encoder
     allowed = allowed_tokens(frozen.tokenizer, frozen.embedding.weight.shape[0], readable_only=True)
     projection = Projection(frozen.embedding.weight, allowed)
     round_trip = RoundTrip(encoder, [p.x for p in session.split.train[:3]])
-    vectors, ids = start_ids(session.config.problem.init, encoder, frozen, projection, allowed, round_trip,
-                             torch.Generator().manual_seed(0))
+    vectors, ids = start_ids(
+        session.config.problem.init, encoder, frozen, projection, allowed, round_trip, torch.Generator().manual_seed(0)
+    )
     batch = encoder.collate([encoder.encode(p.x, p.y) for p in session.split.train[:4]])
     return Setup(session, allowed, projection, round_trip, ids, vectors, batch)
 
 
 # ---- projection and filters ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_projection_returns_exact_vocabulary_rows(setup, metric):
@@ -94,7 +98,9 @@ def test_projection_returns_exact_vocabulary_rows(setup, metric):
         chosen = torch.nn.functional.cosine_similarity(vectors, table[ids].float(), dim=-1)
         torch.testing.assert_close(chosen, best)
     else:
-        torch.testing.assert_close(torch.cdist(vectors, table[ids].float()).diagonal(), torch.cdist(vectors, keys).min(-1).values)
+        torch.testing.assert_close(
+            torch.cdist(vectors, table[ids].float()).diagonal(), torch.cdist(vectors, keys).min(-1).values
+        )
 
 
 def test_readable_filter_keeps_printable_ascii_only(setup):
@@ -120,11 +126,19 @@ def test_round_trip_rejects_a_token_pair_that_merges(setup):
 
 # ---- the methods ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rescore", [0, 4])
 def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup, rescore):
     """Also when candidates are screened on part of the batch and only the best few re-scored on all of it."""
-    gcg = GCG(setup.session.frozen, setup.projection, setup.allowed, setup.round_trip, setup.ids,
-              GCGSettings(topk=16, candidates=24, rescore=rescore), torch.Generator().manual_seed(0))
+    gcg = GCG(
+        setup.session.frozen,
+        setup.projection,
+        setup.allowed,
+        setup.round_trip,
+        setup.ids,
+        GCGSettings(topk=16, candidates=24, rescore=rescore),
+        torch.Generator().manual_seed(0),
+    )
     for _ in range(3):
         before = list(gcg.ids)
         step = gcg.search_step(setup.batch)
@@ -137,8 +151,15 @@ def test_a_gcg_step_never_increases_the_batch_loss_of_the_kept_prompt(setup, res
 
 def test_pez_and_gcg_lower_the_loss_from_their_start(setup):
     start = setup.loss(setup.ids)
-    gcg = GCG(setup.session.frozen, setup.projection, setup.allowed, setup.round_trip, setup.ids,
-              GCGSettings(topk=16, candidates=24), torch.Generator().manual_seed(0))
+    gcg = GCG(
+        setup.session.frozen,
+        setup.projection,
+        setup.allowed,
+        setup.round_trip,
+        setup.ids,
+        GCGSettings(topk=16, candidates=24),
+        torch.Generator().manual_seed(0),
+    )
     for _ in range(3):
         gcg.step(setup.batch, lr=0.0)
     assert setup.loss(gcg.ids) < start
@@ -163,8 +184,18 @@ def test_relax_starts_saturated_and_its_argmax_stays_put(setup):
 
 # ---- the search loop and the run folder -------------------------------------------------------
 
+
 def hard_config(tiny_config, **changes) -> TrainConfig:
-    settings = dict(mode="hard", method="gcg", steps=3, search_batch_size=4, topk=16, candidates=16, eval_every=2, checkpoint_every=2)
+    settings = dict(
+        mode="hard",
+        method="gcg",
+        steps=3,
+        search_batch_size=4,
+        topk=16,
+        candidates=16,
+        eval_every=2,
+        checkpoint_every=2,
+    )
     return tiny_config.replace(**{**settings, **changes})
 
 
@@ -206,7 +237,9 @@ def plain_held_out_loss(learner: HardLearner, ids: list[int]) -> float:
         sequence = [next(slots) if t == PROMPT_PLACEHOLDER else t for t in encoded.context] + encoded.target
         logits = learner.frozen.model(input_ids=torch.tensor([sequence])).logits[0]
         n = len(encoded.target)
-        total += torch.nn.functional.cross_entropy(logits[-n - 1 : -1], torch.tensor(encoded.target), reduction="sum").item()
+        total += torch.nn.functional.cross_entropy(
+            logits[-n - 1 : -1], torch.tensor(encoded.target), reduction="sum"
+        ).item()
         count += n
     return total / count
 
@@ -283,10 +316,16 @@ def test_stop_and_resume_continue_the_same_search(tiny_config):
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"mode": "discrete"}, "mode must be one of soft, hard"), ({"method": "adam"}, "method must be one of pez, gcg, relax"),
-     ({"topk": 0}, "topk must be at least 1"), ({"candidates": -1}, "candidates must be at least 1"),
-     ({"search_batch_size": 0}, "search_batch_size must be at least 1"), ({"rescore": -2}, "rescore must be 0"), ({"patience": -1}, "patience must be 0"),
-     ({"readable_only": "maybe"}, "readable_only must be true or false")],
+    [
+        ({"mode": "discrete"}, "mode must be one of soft, hard"),
+        ({"method": "adam"}, "method must be one of pez, gcg, relax"),
+        ({"topk": 0}, "topk must be at least 1"),
+        ({"candidates": -1}, "candidates must be at least 1"),
+        ({"search_batch_size": 0}, "search_batch_size must be at least 1"),
+        ({"rescore": -2}, "rescore must be 0"),
+        ({"patience": -1}, "patience must be 0"),
+        ({"readable_only": "maybe"}, "readable_only must be true or false"),
+    ],
 )
 def test_bad_hard_settings_are_user_errors(changes, message):
     with pytest.raises(UserError, match=message):
@@ -301,7 +340,9 @@ def test_readable_only_reads_true_and_false_from_text():
 def test_a_stalled_gcg_search_goes_on_from_the_best_prompt(tiny_config, monkeypatch):
     restarts = []
     monkeypatch.setattr(GCG, "restart", lambda self, ids: (restarts.append(list(ids)), setattr(self, "ids", list(ids))))
-    events = logged(search(hard_config(tiny_config, name="patient", steps=6, patience=1, eval_every=0, checkpoint_every=0)))
+    events = logged(
+        search(hard_config(tiny_config, name="patient", steps=6, patience=1, eval_every=0, checkpoint_every=0))
+    )
     assert isinstance(events[-1], Finished)
     found = [e for e in events if isinstance(e, HardPromptFound)]
     steps_found = {e.step for e in found}

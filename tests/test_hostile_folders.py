@@ -16,8 +16,8 @@ from helpers import one_line_error
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
-from promptgrad.readout.explain import PromptReading
 from promptgrad.experiments.sweep import Action, next_action, open_sweep
+from promptgrad.readout.explain import PromptReading
 from promptgrad.train.loop import train
 
 VICTIM = b"a file of the user's, outside every folder promptgrad was given\n" * 50
@@ -48,9 +48,21 @@ def plant_victims(folder: Path, *names: str) -> dict:
 
 def tiny_sweep(tiny_config, name: str = "s"):
     """A sweep of one run (seed0) planned and recorded (sweep.toml), none of its runs started."""
-    fixed = {"task": "antonyms", "model": tiny_config.problem.model, "data": tiny_config.problem.data, "steps": 2, "batch_size": 4,
-             "eval_every": 0, "eval_size": 4, "checkpoint_every": 2, "num_predictions": 1, "nearest_k": 1,
-             "precision": "fp32", "device": "cpu", "threads": 1}
+    fixed = {
+        "task": "antonyms",
+        "model": tiny_config.problem.model,
+        "data": tiny_config.problem.data,
+        "steps": 2,
+        "batch_size": 4,
+        "eval_every": 0,
+        "eval_size": 4,
+        "checkpoint_every": 2,
+        "num_predictions": 1,
+        "nearest_k": 1,
+        "precision": "fp32",
+        "device": "cpu",
+        "threads": 1,
+    }
     return open_sweep(name, tiny_config.machine.runs_dir, ["seed=0"], fixed, resume=False)
 
 
@@ -60,7 +72,10 @@ def resume_sweep(tiny_config, name: str = "s") -> list[str]:
 
 # ---- sweeps ---------------------------------------------------------------------------------------------
 
-def test_a_run_folder_of_a_sweep_replaced_by_a_link_is_refused_not_resumed_there(tiny_config, stopped_run, tmp_path, capsys):
+
+def test_a_run_folder_of_a_sweep_replaced_by_a_link_is_refused_not_resumed_there(
+    tiny_config, stopped_run, tmp_path, capsys
+):
     """The probe: a sweep's run folder replaced by a link to a run elsewhere; sweep --resume wrote that run."""
     sweep = tiny_sweep(tiny_config)
     elsewhere = tmp_path / "elsewhere" / "stopped"
@@ -87,7 +102,9 @@ def test_a_sweeps_logs_folder_replaced_by_a_link_is_refused(tiny_config, tmp_pat
 def run_folder_without_checkpoint(tiny_config, folder: Path) -> dict:
     """A run folder as a run that failed before its first checkpoint leaves it (a restart clears it), with
     every promptgrad-named file holding the user's bytes."""
-    plant_victims(folder, "metrics.jsonl", "facts.json", "split.jsonl", "traceback.txt", "prompt.safetensors", "mine.txt")
+    plant_victims(
+        folder, "metrics.jsonl", "facts.json", "split.jsonl", "traceback.txt", "prompt.safetensors", "mine.txt"
+    )
     tiny_config.save(folder / "config.toml")
     return snapshot(folder)
 
@@ -128,6 +145,7 @@ def test_the_clean_up_removes_only_promptgrads_files_of_the_run_folder_itself(ti
 
 # ---- a run folder ------------------------------------------------------------------------------------------
 
+
 def test_a_run_folder_name_planted_as_a_link_is_refused(tiny_config, tmp_path, capsys):
     """runs/NAME is a link to a folder elsewhere: train --name NAME would have written the run there."""
     before = plant_victims(tmp_path / "elsewhere", "notes.txt")
@@ -151,6 +169,7 @@ def test_a_resume_through_a_link_in_the_run_folders_place_is_refused(stopped_run
 
 # ---- reports ------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def finished(tiny_gpt2, tmp_path_factory) -> Path:
     """One finished tiny run whose template starts with {prompt} (so it exports, too)."""
@@ -159,11 +178,28 @@ def finished(tiny_gpt2, tmp_path_factory) -> Path:
     from helpers import TINY_PAIRS
 
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
-    config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), template="{prompt} {x} and {y}", steps=2, batch_size=4,
-                         eval_every=2, eval_size=0, checkpoint_every=0, num_predictions=0, nearest_k=0, lr=1e-2,
-                         precision="fp32", device="cpu", name="done", runs_dir=str(root / "runs"))
+    config = TrainConfig(
+        task="antonyms",
+        model=tiny_gpt2,
+        data=str(data),
+        template="{prompt} {x} and {y}",
+        steps=2,
+        batch_size=4,
+        eval_every=2,
+        eval_size=0,
+        checkpoint_every=0,
+        num_predictions=0,
+        nearest_k=0,
+        lr=1e-2,
+        precision="fp32",
+        device="cpu",
+        name="done",
+        runs_dir=str(root / "runs"),
+    )
     with pytest.MonkeyPatch.context() as patch:  # the model's own reading of the prompt: seconds nobody reads here
-        patch.setattr("promptgrad.train.loop.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), ""))
+        patch.setattr(
+            "promptgrad.train.loop.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), "")
+        )
         events = list(train(config))
     assert events[-1].kind == "finished", events[-1]
     return root / "runs" / "done"
@@ -172,7 +208,9 @@ def finished(tiny_gpt2, tmp_path_factory) -> Path:
 def test_a_reports_plots_folder_linked_elsewhere_is_refused(finished, tmp_path, capsys):
     """The probe: OUT/plots a link to a folder elsewhere; the old compare-*.svg and loss-*.svg there were
     deleted and new ones written."""
-    before = plant_victims(tmp_path / "elsewhere", "compare-old.svg", "loss-old.svg", "compare-pairs.svg", "loss-pairs.svg")
+    before = plant_victims(
+        tmp_path / "elsewhere", "compare-old.svg", "loss-old.svg", "compare-pairs.svg", "loss-pairs.svg"
+    )
     out = tmp_path / "out"
     out.mkdir()
     (out / "plots").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
@@ -217,6 +255,7 @@ def test_a_report_is_never_written_into_a_run_folder(finished, tmp_path, capsys)
 
 # ---- exports ------------------------------------------------------------------------------------------------
 
+
 def test_an_export_never_follows_a_link_planted_in_the_path_it_makes(finished, tmp_path, monkeypatch, capsys):
     """--out base/made/adapter, base/made not there yet: a link planted there while the model loads (the
     slow part) was followed, and the adapter written into the folder it points to."""
@@ -232,7 +271,9 @@ def test_an_export_never_follows_a_link_planted_in_the_path_it_makes(finished, t
         return load_model(*args, **kwargs)
 
     monkeypatch.setattr(promptgrad.model.models, "load_model", load_and_plant)
-    line = one_line_error(capsys, main(["export", str(finished), "--out", str(base / "made" / "adapter")]), "symbolic link")
+    line = one_line_error(
+        capsys, main(["export", str(finished), "--out", str(base / "made" / "adapter")]), "symbolic link"
+    )
     assert str(base / "made") in line
     assert snapshot(elsewhere) == before
     assert [p.name for p in base.iterdir()] == ["made"]  # no temporary folder left either
@@ -247,6 +288,7 @@ def test_an_export_makes_missing_folders_and_writes_the_adapter(finished, tmp_pa
 
 
 # ---- trackers -----------------------------------------------------------------------------------------------
+
 
 def test_the_trackers_folder_is_never_inside_a_run_folder(finished, tiny_config, tmp_path, capsys):
     """The README says the trackers' files never go into a run folder; --tracker-dir RUN/tracking put them there."""

@@ -32,17 +32,51 @@ TESTS = Path(__file__).parent
 
 # ---- hand-written run folders ------------------------------------------------------------------------
 
+
 def finished_events(folder: Path, seed: int = 0, **changes: str) -> list[str]:
     """The lines of a finished run's metrics.jsonl; `changes` replaces a line's text by its event name."""
     lines = {
-        "started": json.dumps({"event": "started", "run_dir": str(folder), "model": "gpt2", "device": "cpu", "precision": "fp32",
-                               "n_train": 80, "n_test": 20, "total_steps": 4, "start_step": 0, "steps_per_epoch": 3}),
-        "step": json.dumps({"event": "step", "step": 4, "epoch": 1.3, "loss": 1.5, "lr": 0.0, "examples_per_s": 10.0,
-                            "elapsed_s": 9.0, "eta_s": 0.0}),
-        "evaluation": json.dumps({"event": "evaluation", "step": 4, "prompt": "learned", "test_loss": 1.0 + seed, "accuracy": 0.5,
-                                  "n_pairs": 20, "best_test_loss": 1.0, "text": ""}),
-        "finished": json.dumps({"event": "finished", "step": 4, "stopped": False, "test_loss": 1.0, "accuracy": 0.5,
-                                "prompt_path": ""}),
+        "started": json.dumps(
+            {
+                "event": "started",
+                "run_dir": str(folder),
+                "model": "gpt2",
+                "device": "cpu",
+                "precision": "fp32",
+                "n_train": 80,
+                "n_test": 20,
+                "total_steps": 4,
+                "start_step": 0,
+                "steps_per_epoch": 3,
+            }
+        ),
+        "step": json.dumps(
+            {
+                "event": "step",
+                "step": 4,
+                "epoch": 1.3,
+                "loss": 1.5,
+                "lr": 0.0,
+                "examples_per_s": 10.0,
+                "elapsed_s": 9.0,
+                "eta_s": 0.0,
+            }
+        ),
+        "evaluation": json.dumps(
+            {
+                "event": "evaluation",
+                "step": 4,
+                "prompt": "learned",
+                "test_loss": 1.0 + seed,
+                "accuracy": 0.5,
+                "n_pairs": 20,
+                "best_test_loss": 1.0,
+                "text": "",
+            }
+        ),
+        "finished": json.dumps(
+            {"event": "finished", "step": 4, "stopped": False, "test_loss": 1.0, "accuracy": 0.5, "prompt_path": ""}
+        ),
     }
     lines.update(changes)
     return list(lines.values())
@@ -51,19 +85,31 @@ def finished_events(folder: Path, seed: int = 0, **changes: str) -> list[str]:
 def write_run(folder: Path, config: TrainConfig, lines: list[str] | None = None) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.toml").write_text(config.dumps())
-    (folder / "metrics.jsonl").write_text("".join(line + "\n" for line in (lines or finished_events(folder, config.learning.seed))))
+    (folder / "metrics.jsonl").write_text(
+        "".join(line + "\n" for line in (lines or finished_events(folder, config.learning.seed)))
+    )
     return folder
 
 
 def hand_config(**settings) -> TrainConfig:
-    return TrainConfig(**{"model": "gpt2", "data": "/data/capitals.jsonl", "template": "{x} {prompt} {y}",
-                          "baseline_text": [" capital:"], **settings})
+    return TrainConfig(
+        **{
+            "model": "gpt2",
+            "data": "/data/capitals.jsonl",
+            "template": "{x} {prompt} {y}",
+            "baseline_text": [" capital:"],
+            **settings,
+        }
+    )
 
 
 def fingerprint(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file below a folder: its bytes and modification time (a rewrite with the same bytes shows too)."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def one_error_line(capsys) -> str:
@@ -74,15 +120,21 @@ def one_error_line(capsys) -> str:
 
 # ---- high: eval's outputs never land in a run folder, and are checked before scoring ------------------------
 
-@pytest.mark.parametrize("flag, target, message", [
-    ("--csv", "RUN/metrics.jsonl", "is inside run folder"),
-    ("--json", "RUN/metrics.jsonl", "is inside run folder"),
-    ("--csv", "RUN/eval.csv", "is inside run folder"),  # a new file in the run's own folder
-    ("--json", "OTHER/eval.json", "is inside run folder"),  # another run's folder
-    ("--csv", "LINKED/eval.csv", "is inside run folder"),  # a folder that is a link into a run folder
-    ("--json", "FOLDER", "is a folder"),  # an existing folder: refused before, not after, the scoring
-])
-def test_eval_outputs_never_land_in_a_run_folder_and_are_checked_before_scoring(tmp_path, capsys, monkeypatch, flag, target, message):
+
+@pytest.mark.parametrize(
+    "flag, target, message",
+    [
+        ("--csv", "RUN/metrics.jsonl", "is inside run folder"),
+        ("--json", "RUN/metrics.jsonl", "is inside run folder"),
+        ("--csv", "RUN/eval.csv", "is inside run folder"),  # a new file in the run's own folder
+        ("--json", "OTHER/eval.json", "is inside run folder"),  # another run's folder
+        ("--csv", "LINKED/eval.csv", "is inside run folder"),  # a folder that is a link into a run folder
+        ("--json", "FOLDER", "is a folder"),  # an existing folder: refused before, not after, the scoring
+    ],
+)
+def test_eval_outputs_never_land_in_a_run_folder_and_are_checked_before_scoring(
+    tmp_path, capsys, monkeypatch, flag, target, message
+):
     run = write_run(tmp_path / "runs" / "a", hand_config())
     other = write_run(tmp_path / "runs" / "b", hand_config(seed=1))
     (tmp_path / "FOLDER").mkdir()
@@ -110,13 +162,24 @@ def test_eval_outputs_never_land_in_a_run_folder_and_are_checked_before_scoring(
 
 # ---- high: a sweep keeps, resumes or counts a run folder only if it is its grid point's run ----------------
 
+
 def finished_sweep(runs_dir: Path):
     """A sweep of two seeds whose run folders are written by hand as finished runs of their grid points."""
     from promptgrad.experiments.sweep import open_sweep
 
-    sweep = open_sweep("s", runs_dir, ["seed=0,1"], {"task": "capitals", "steps": 4, "device": "cpu", "precision": "auto"}, resume=False)
+    sweep = open_sweep(
+        "s",
+        runs_dir,
+        ["seed=0,1"],
+        {"task": "capitals", "steps": 4, "device": "cpu", "precision": "auto"},
+        resume=False,
+    )
     for point in sweep.points:
-        config = TrainConfig().replace(**{**point.settings, "precision": "fp32"}, name=point.name, runs_dir=str(sweep.folder)).resolved()
+        config = (
+            TrainConfig()
+            .replace(**{**point.settings, "precision": "fp32"}, name=point.name, runs_dir=str(sweep.folder))
+            .resolved()
+        )
         write_run(sweep.folder / point.name, config)
     return sweep
 
@@ -142,7 +205,10 @@ def test_a_sweep_refuses_a_run_folder_that_is_not_its_grid_points_run(tmp_path, 
     shutil.copytree(sweep.folder / "seed1", sweep.folder / "seed0")
     copied = runs()
     assert main(resume) == 2
-    assert "seed0 is not the run of its grid point: its config.toml has seed 1, its grid point seed 0" in one_error_line(capsys)
+    assert (
+        "seed0 is not the run of its grid point: its config.toml has seed 1, its grid point seed 0"
+        in one_error_line(capsys)
+    )
     assert runs() == copied
 
 
@@ -152,16 +218,21 @@ HUGE = "1" + "0" * 400  # a valid JSON and TOML integer, beyond a float's range
 
 
 STEP = '{"event": "step", "step": STEP, "epoch": 1.0, "loss": LOSS, "lr": 0.0, "examples_per_s": 1.0, "elapsed_s": 1.0, "eta_s": 0.0}'
-NAN_ACCURACY = ('{"event": "evaluation", "step": 4, "prompt": "hand-written", "test_loss": 2.0, "accuracy": NaN, '
-                '"n_pairs": 20, "best_test_loss": 1.0, "text": " capital:"}')
+NAN_ACCURACY = (
+    '{"event": "evaluation", "step": 4, "prompt": "hand-written", "test_loss": 2.0, "accuracy": NaN, '
+    '"n_pairs": 20, "best_test_loss": 1.0, "text": " capital:"}'
+)
 
 
-@pytest.mark.parametrize("line", [
-    STEP.replace("STEP", "3").replace("LOSS", HUGE),  # a loss beyond the float range: OverflowError before
-    STEP.replace("STEP", HUGE).replace("LOSS", "1.0"),  # a step beyond any count
-    STEP.replace("STEP", "3").replace("LOSS", '"1.0"'),  # a string where a number belongs
-    NAN_ACCURACY,  # NaN where it cannot be (a loss may be NaN: a diverged run)
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        STEP.replace("STEP", "3").replace("LOSS", HUGE),  # a loss beyond the float range: OverflowError before
+        STEP.replace("STEP", HUGE).replace("LOSS", "1.0"),  # a step beyond any count
+        STEP.replace("STEP", "3").replace("LOSS", '"1.0"'),  # a string where a number belongs
+        NAN_ACCURACY,  # NaN where it cannot be (a loss may be NaN: a diverged run)
+    ],
+)
 def test_a_damaged_number_is_a_damaged_line_named_once_and_skipped(tmp_path, capsys, line):
     from promptgrad.store.run_folder import EventFollower, read_events, summarize
 
@@ -199,18 +270,22 @@ def test_damaged_numbers_in_settings_files_and_checkpoints_are_one_line(tmp_path
 
 # ---- medium and low: grids and names a sweep refuses in one line ------------------------------------------
 
-@pytest.mark.parametrize("grid, message", [
-    ("seed = []", "--grid seed has no values"),
-    ('runs_dir = ["ELSEWHERE"]', "runs_dir cannot be gridded"),
-    ('task = ["capitals\\u001b[31m"]', "holds the control character '\\x1b'"),
-    ('task = ["capitals\\u0000"]', "holds the control character '\\x00'"),
-])
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ("seed = []", "--grid seed has no values"),
+        ('runs_dir = ["ELSEWHERE"]', "runs_dir cannot be gridded"),
+        ('task = ["capitals\\u001b[31m"]', "holds the control character '\\x1b'"),
+        ('task = ["capitals\\u0000"]', "holds the control character '\\x00'"),
+    ],
+)
 def test_a_hostile_sweep_toml_is_one_line(tmp_path, capsys, grid, message):
     folder = tmp_path / "runs" / "s"
     folder.mkdir(parents=True)
     grid = grid.replace("ELSEWHERE", str(tmp_path / "elsewhere"))
     # a model that is not there: code that let the grid through fails its runs fast, not after training them
-    (folder / "sweep.toml").write_text(f"[grid]\n{grid}\n\n[settings]\nsteps = 4\nmodel = \"{tmp_path / 'no-model'}\"\n")
+    (folder / "sweep.toml").write_text(f'[grid]\n{grid}\n\n[settings]\nsteps = 4\nmodel = "{tmp_path / "no-model"}"\n')
     before = fingerprint(folder)
     assert main(["sweep", "s", "--resume", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert message in one_error_line(capsys)
@@ -218,12 +293,15 @@ def test_a_hostile_sweep_toml_is_one_line(tmp_path, capsys, grid, message):
     assert not (tmp_path / "elsewhere").exists()
 
 
-@pytest.mark.parametrize("name, grid, message", [
-    ("a\nb", "seed=0", "the sweep's NAME must hold no control characters"),
-    ("a\x1b[2Jb", "seed=0", "the sweep's NAME must hold no control characters"),
-    ("", "seed=0", "the sweep's NAME is empty"),
-    ("s", "task=capitals\x07", "holds the control character '\\x07'"),
-])
+@pytest.mark.parametrize(
+    "name, grid, message",
+    [
+        ("a\nb", "seed=0", "the sweep's NAME must hold no control characters"),
+        ("a\x1b[2Jb", "seed=0", "the sweep's NAME must hold no control characters"),
+        ("", "seed=0", "the sweep's NAME is empty"),
+        ("s", "task=capitals\x07", "holds the control character '\\x07'"),
+    ],
+)
 def test_sweep_names_and_grid_values_with_control_characters_are_refused(tmp_path, name, grid, message):
     from promptgrad.experiments.sweep import open_sweep
 
@@ -249,6 +327,7 @@ def test_a_template_in_a_grid_may_hold_a_newline(tmp_path):
 
 # ---- medium: report cells neutralised for spreadsheets, escaped for Markdown; plots never overwrite ----------
 
+
 def test_report_cells_cannot_run_as_formulas_or_html_and_plots_never_overwrite_each_other(tmp_path):
     import csv
 
@@ -256,15 +335,31 @@ def test_report_cells_cannot_run_as_formulas_or_html_and_plots_never_overwrite_e
     from promptgrad.experiments.results import collect
 
     runs = tmp_path / "runs"
-    formula, script = "=HYPERLINK(\"evil.example\",\"x\")", "<script>alert(1)</script>"
-    for name, data, wording in (("formula", f"/data/{formula}.jsonl", "=cmd|' -C calc'!A0"),
-                                ("script", f"/data/{script.replace('/', '')}.jsonl", script),
-                                ("spaced", "/data/x y.jsonl", "@SUM(1)"), ("dashed", "/data/x-y.jsonl", "+1"),
-                                ("numbered", "/data/x-y-2.jsonl", "-1")):
+    formula, script = '=HYPERLINK("evil.example","x")', "<script>alert(1)</script>"
+    for name, data, wording in (
+        ("formula", f"/data/{formula}.jsonl", "=cmd|' -C calc'!A0"),
+        ("script", f"/data/{script.replace('/', '')}.jsonl", script),
+        ("spaced", "/data/x y.jsonl", "@SUM(1)"),
+        ("dashed", "/data/x-y.jsonl", "+1"),
+        ("numbered", "/data/x-y-2.jsonl", "-1"),
+    ):
         folder = runs / name
         lines = finished_events(folder)
-        lines.insert(3, json.dumps({"event": "evaluation", "step": 4, "prompt": "hand-written", "test_loss": 2.0, "accuracy": 0.1,
-                                    "n_pairs": 20, "best_test_loss": 1.0, "text": wording}))
+        lines.insert(
+            3,
+            json.dumps(
+                {
+                    "event": "evaluation",
+                    "step": 4,
+                    "prompt": "hand-written",
+                    "test_loss": 2.0,
+                    "accuracy": 0.1,
+                    "n_pairs": 20,
+                    "best_test_loss": 1.0,
+                    "text": wording,
+                }
+            ),
+        )
         write_run(folder, hand_config(data=data, baseline_text=[wording]), lines)
     results = collect([runs])
     cells = [cell for row in csv.reader(results.csv().splitlines()) for cell in row]
@@ -287,6 +382,7 @@ def is_number(text: str) -> bool:
 
 
 # ---- low: a sweep's --jobs beyond the cores is said; a file named .parquet that is not one is one line ----
+
 
 def test_more_jobs_than_cores_is_said(tmp_path):
     from promptgrad.experiments.sweep import plan
@@ -312,6 +408,7 @@ def test_a_file_named_parquet_that_is_not_one_is_one_line(tmp_path, capfd):
 
 # ---- low: a sweep killed alone and started again at once never runs one grid point twice ---------------------
 
+
 @pytest.mark.integration
 def test_a_sweep_killed_alone_and_restarted_at_once_does_not_start_its_live_run_twice(tiny_config, tmp_path):
     """The run the killed sweep started is still starting (not yet holding its folder's lock): it holds
@@ -320,14 +417,49 @@ def test_a_sweep_killed_alone_and_restarted_at_once_does_not_start_its_live_run_
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(  # each `promptgrad train` child starts slowly: a window before its lock
-        "import time\nif b'train' in open('/proc/self/cmdline', 'rb').read().split(b'\\0'):\n    time.sleep(6)\n")
+        "import time\nif b'train' in open('/proc/self/cmdline', 'rb').read().split(b'\\0'):\n    time.sleep(6)\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(hook)}
     runs_dir = Path(tiny_config.machine.runs_dir)
-    args = ["sweep", "alone", "--grid", "seed=0", "--model", tiny_config.problem.model, "--task", "antonyms", "--data", tiny_config.problem.data,
-            "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--num-predictions", "1",
-            "--nearest-k", "1", "--precision", "fp32", "--device", "cpu", "--threads", "1", "--runs-dir", str(runs_dir)]
-    sweep = subprocess.Popen([sys.executable, "-m", "promptgrad", *args], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        "sweep",
+        "alone",
+        "--grid",
+        "seed=0",
+        "--model",
+        tiny_config.problem.model,
+        "--task",
+        "antonyms",
+        "--data",
+        tiny_config.problem.data,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "0",
+        "--eval-size",
+        "4",
+        "--num-predictions",
+        "1",
+        "--nearest-k",
+        "1",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--runs-dir",
+        str(runs_dir),
+    ]
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "promptgrad", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log = runs_dir / "alone" / "logs" / "seed0.log"
     try:
         deadline = time.monotonic() + 240
@@ -336,10 +468,20 @@ def test_a_sweep_killed_alone_and_restarted_at_once_does_not_start_its_live_run_
             time.sleep(0.05)
         os.kill(sweep.pid, signal.SIGKILL)  # the sweep alone; its run goes on
         sweep.wait(30)
-        again = subprocess.run([sys.executable, "-m", "promptgrad", *args], env=env, capture_output=True, text=True, timeout=240,
-                               check=False)
+        again = subprocess.run(
+            [sys.executable, "-m", "promptgrad", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         err = again.stderr.strip().splitlines()
-        assert again.returncode == 2 and len(err) == 1 and "is being run by" in err[0], (again.returncode, again.stdout, err)
+        assert again.returncode == 2 and len(err) == 1 and "is being run by" in err[0], (
+            again.returncode,
+            again.stdout,
+            err,
+        )
         assert log.read_text().count("promptgrad sweep alone: starting") == 1  # one start of the one grid point
     finally:
         try:
@@ -353,4 +495,6 @@ def test_a_diverged_runs_nan_loss_is_still_read():
 
     step = event_from_json(json.loads(STEP.replace("STEP", "3").replace("LOSS", "NaN")))
     assert step.loss != step.loss  # NaN: what the run recorded, not damage
-    assert event_from_json(json.loads(STEP.replace("STEP", "3").replace("LOSS", "7"))).loss == 7.0  # an integer loss: a float
+    assert (
+        event_from_json(json.loads(STEP.replace("STEP", "3").replace("LOSS", "7"))).loss == 7.0
+    )  # an integer loss: a float

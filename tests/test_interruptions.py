@@ -39,9 +39,22 @@ def run_config(tiny_gpt2, tmp_path_factory) -> Path:
     data = folder / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS))
     path = folder / "run.toml"
-    TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=STEPS, batch_size=4, eval_every=0, eval_size=4, checkpoint_every=3,
-                num_predictions=1, nearest_k=2, lr=1e-2, precision="fp32", device="cpu",
-                runs_dir=str(folder / "runs")).save(path)
+    TrainConfig(
+        task="antonyms",
+        model=tiny_gpt2,
+        data=str(data),
+        steps=STEPS,
+        batch_size=4,
+        eval_every=0,
+        eval_size=4,
+        checkpoint_every=3,
+        num_predictions=1,
+        nearest_k=2,
+        lr=1e-2,
+        precision="fp32",
+        device="cpu",
+        runs_dir=str(folder / "runs"),
+    ).save(path)
     return path
 
 
@@ -57,15 +70,26 @@ def hangup_as_a_terminal_sends_it() -> None:
 
 def cli(run_config: Path, name: str, slow: float) -> subprocess.Popen:
     env = {**os.environ, "SLOW_STEP_SECONDS": str(slow), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, ENTRY, "cli", "train", "--config", str(run_config), "--name", name],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=hangup_as_a_terminal_sends_it)
+    return subprocess.Popen(
+        [sys.executable, ENTRY, "cli", "train", "--config", str(run_config), "--name", name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=hangup_as_a_terminal_sends_it,
+    )
 
 
 def resume(run: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "SLOW_STEP_SECONDS": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, ENTRY, "cli", "train", "--resume", str(run)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, ENTRY, "cli", "train", "--resume", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def logged(run: Path) -> list[dict]:

@@ -6,8 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from promptgrad.readout.intervals import (Interval, accuracy_text, loss_text, mean_interval, one_block, ratio_interval,
-                                  resampled_means)
+from promptgrad.readout.intervals import (
+    Interval,
+    accuracy_text,
+    loss_text,
+    mean_interval,
+    one_block,
+    ratio_interval,
+    resampled_means,
+)
 
 REPETITIONS, N = 400, 80  # 400 test sets of 80 pairs: a coverage of 0.95 is measured to within about +-0.02
 
@@ -79,8 +86,10 @@ def test_resampling_is_one_matrix_of_pairs_not_a_loop(monkeypatch):
     assert set(torch.round(means, decimals=6).tolist()) <= {2.0, 3.0, 2.75}
 
 
-@pytest.mark.parametrize("value, interval, text", [(1.967, Interval(1.9012, 2.0349), "1.967 [1.90, 2.03]"),
-                                                   (None, None, "–"), (2.0, None, "2.000")])
+@pytest.mark.parametrize(
+    "value, interval, text",
+    [(1.967, Interval(1.9012, 2.0349), "1.967 [1.90, 2.03]"), (None, None, "–"), (2.0, None, "2.000")],
+)
 def test_a_loss_is_written_with_its_interval(value, interval, text):
     assert loss_text(value, interval) == text
 
@@ -111,6 +120,7 @@ def test_gathered_per_pair_values_come_back_in_one_process_order(monkeypatch):
 
 
 # ---- an interval of the mean over seeds (over_seeds.py) -------------------------------------------------
+
 
 @pytest.mark.parametrize("df, t", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)])
 def test_students_t_quantile_matches_the_printed_tables(df, t):

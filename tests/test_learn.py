@@ -24,8 +24,12 @@ def test_learn_in_five_lines_gives_the_prompt_train_gives(tiny_gpt2, tiny_config
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_gpt2), AutoTokenizer.from_pretrained(tiny_gpt2)
     result = promptgrad.learn(model, tokenizer, TINY_PAIRS, steps=6, batch_size=4, eval_every=3, eval_size=8, lr=1e-2)
     assert result.prompt.shape == (4, 64) and result.prompt.dtype == torch.float32
-    assert set(result.baselines) == {"hand-written ' antonyms'", "hand-written ' words with opposite meanings:'", "k-shot",
-                                     "untrained"}  # the majority answer has no loss
+    assert set(result.baselines) == {
+        "hand-written ' antonyms'",
+        "hand-written ' words with opposite meanings:'",
+        "k-shot",
+        "untrained",
+    }  # the majority answer has no loss
     assert len(result.test) == 6
     assert 0 <= result.accuracy <= 1 and result.test_loss < result.baselines["untrained"]
     assert os.listdir(work) == []  # no run folder

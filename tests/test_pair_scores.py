@@ -28,9 +28,26 @@ def make_run(tiny_gpt2: str, folder: Path, steps: int = 3, **settings):
 
     data = folder / "pairs.jsonl"
     data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in TINY_PAIRS + REPEATED))
-    config = TrainConfig(**{"task": "antonyms", "model": tiny_gpt2, "data": str(data), "steps": steps, "batch_size": 4, "eval_every": 0,
-                            "eval_size": 3, "checkpoint_every": 0, "num_predictions": 0, "nearest_k": 2, "lr": 1e-2,
-                            "precision": "fp32", "device": "cpu", "name": "run", "runs_dir": str(folder / "runs"), **settings})
+    config = TrainConfig(
+        **{
+            "task": "antonyms",
+            "model": tiny_gpt2,
+            "data": str(data),
+            "steps": steps,
+            "batch_size": 4,
+            "eval_every": 0,
+            "eval_size": 3,
+            "checkpoint_every": 0,
+            "num_predictions": 0,
+            "nearest_k": 2,
+            "lr": 1e-2,
+            "precision": "fp32",
+            "device": "cpu",
+            "name": "run",
+            "runs_dir": str(folder / "runs"),
+            **settings,
+        }
+    )
     events = list(train(config))
     assert isinstance(events[-1], Finished) and not events[-1].stopped, events[-1]
     return folder / "runs" / "run", events
@@ -49,11 +66,15 @@ def test_the_final_scoring_writes_each_test_pair_under_every_prompt(finished):
     run, events = finished
     rows = read_rows(run / PAIR_SCORES)
     assert all(list(row) == KEYS for row in rows)
-    test = [(r["x"], r["y"]) for r in map(json.loads, (run / "split.jsonl").read_text().splitlines()) if r["side"] == "test"]
+    test = [
+        (r["x"], r["y"]) for r in map(json.loads, (run / "split.jsonl").read_text().splitlines()) if r["side"] == "test"
+    ]
     by_prompt = defaultdict(list)
     for row in rows:
         by_prompt[(row["prompt"], row["text"])].append(row)
-    final = {(e.prompt, e.text): e for e in events if isinstance(e, Evaluation) and e.n_pairs == len(test) and e.step == 3}
+    final = {
+        (e.prompt, e.text): e for e in events if isinstance(e, Evaluation) and e.n_pairs == len(test) and e.step == 3
+    }
     assert set(by_prompt) == set(final)  # learned, each hand-written, k-shot, untrained, majority: labelled as logged
     assert {p for p, _ in final} == {"learned", "hand-written", "k-shot", "untrained", "majority"}
     for key, group in by_prompt.items():
@@ -63,7 +84,9 @@ def test_the_final_scoring_writes_each_test_pair_under_every_prompt(finished):
         if key[0] == "majority":
             assert all(r["loss"] is None and r["tokens"] == 0 and r["answer"] == event.text for r in group)
         else:
-            assert math.isclose(sum(r["loss"] for r in group) / sum(r["tokens"] for r in group), event.test_loss, rel_tol=1e-9)
+            assert math.isclose(
+                sum(r["loss"] for r in group) / sum(r["tokens"] for r in group), event.test_loss, rel_tol=1e-9
+            )
             assert all(r["tokens"] >= 1 and r["answer"] for r in group)
     assert events[-1].accuracy_rule == "exact text"
 
@@ -80,7 +103,9 @@ def test_eval_pairs_writes_the_same_format_for_every_row(finished, tmp_path, cap
     # the learned prompt scored again by eval: the same answers, marks and losses as the run's final scoring
     learned = [r for r in rows if r["prompt"] == "learned"]
     in_run = [r for r in read_rows(run / PAIR_SCORES) if r["prompt"] == "learned"]
-    assert [(r["x"], r["answer"], r["right"], r["tokens"]) for r in learned] == [(r["x"], r["answer"], r["right"], r["tokens"]) for r in in_run]
+    assert [(r["x"], r["answer"], r["right"], r["tokens"]) for r in learned] == [
+        (r["x"], r["answer"], r["right"], r["tokens"]) for r in in_run
+    ]
     assert all(math.isclose(a["loss"], b["loss"], rel_tol=1e-6) for a, b in zip(learned, in_run))
 
 
@@ -98,7 +123,9 @@ def test_pair_scores_survive_a_resume_and_an_older_checkpoint(tiny_gpt2, tmp_pat
     first = [r for r in read_rows(run / PAIR_SCORES) if r["prompt"] != "learned"]
     assert {r["prompt"] for r in first} == {"hand-written", "k-shot", "untrained", "majority"}
     checkpoint = torch.load(run / CHECKPOINT, weights_only=True)
-    assert set(checkpoint["baseline_pairs"]) == {f"{p} {t}" for p, t in {(r["prompt"], r["text"]) for r in first} if p != "majority"}
+    assert set(checkpoint["baseline_pairs"]) == {
+        f"{p} {t}" for p, t in {(r["prompt"], r["text"]) for r in first} if p != "majority"
+    }
     del checkpoint["baseline_pairs"]  # as written before per-pair results existed
     torch.save(checkpoint, run / CHECKPOINT)
     assert main(["train", "--resume", str(run), "--steps", "3"]) == 0
@@ -113,8 +140,9 @@ def test_a_rule_with_normalisations_is_recorded_and_shown(tiny_gpt2, tmp_path, c
     run, events = make_run(tiny_gpt2, tmp_path, steps=1, ignore_case=True, ignore_punctuation=True)
     assert "ignore_case = true" in (run / "config.toml").read_text()
     assert events[-1].accuracy_rule == "ignoring case, punctuation"
-    from promptgrad.cli.progress import TrainingReport
     from rich.console import Console
+
+    from promptgrad.cli.progress import TrainingReport
 
     console = Console(record=True, width=300)
     TrainingReport(console).show(events[-1])
@@ -126,7 +154,9 @@ def test_predict_marks_inputs_of_the_runs_data(finished, capsys):
     capsys.readouterr()
     assert main(["predict", str(run), "hot", "zzz"]) == 0
     hot, other = capsys.readouterr().out.splitlines()
-    assert hot.startswith("[prompt] hot -> ")  # the template up to {y} (tests/test_answers.py: no arrow of the printer's)
+    assert hot.startswith(
+        "[prompt] hot -> "
+    )  # the template up to {y} (tests/test_answers.py: no arrow of the printer's)
     assert "expected 'cold' (" in hot and ("✓" in hot or "✗" in hot)
     assert "expected" not in other and "✓" not in other and "✗" not in other
 

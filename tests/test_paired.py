@@ -15,13 +15,19 @@ from promptgrad.readout.paired import PairOutcome, compare, mcnemar_exact_p, rea
 
 
 def outcomes(prompt: str, rights: list[int], losses: list[float | None], tokens: list[int]) -> list[PairOutcome]:
-    return [PairOutcome(prompt, "", f"x{i}", f"y{i}", "a", bool(r), loss, t)
-            for i, (r, loss, t) in enumerate(zip(rights, losses, tokens))]
+    return [
+        PairOutcome(prompt, "", f"x{i}", f"y{i}", "a", bool(r), loss, t)
+        for i, (r, loss, t) in enumerate(zip(rights, losses, tokens))
+    ]
 
 
 # 8 pairs. learned right on 0,1,2,3,4,5; baseline right on 0,1,6. Discordant: b = 4 (2,3,4,5), c = 1 (6).
-LEARNED = outcomes("learned", [1, 1, 1, 1, 1, 1, 0, 0], [0.5, 1.0, 0.2, 0.4, 0.3, 0.6, 2.0, 3.0], [1, 2, 1, 1, 1, 2, 1, 3])
-BASELINE = outcomes("hand-written", [1, 1, 0, 0, 0, 0, 1, 0], [1.5, 2.0, 1.2, 3.4, 0.9, 1.6, 1.0, 4.0], [1, 2, 1, 1, 1, 2, 1, 3])
+LEARNED = outcomes(
+    "learned", [1, 1, 1, 1, 1, 1, 0, 0], [0.5, 1.0, 0.2, 0.4, 0.3, 0.6, 2.0, 3.0], [1, 2, 1, 1, 1, 2, 1, 3]
+)
+BASELINE = outcomes(
+    "hand-written", [1, 1, 0, 0, 0, 0, 1, 0], [1.5, 2.0, 1.2, 3.4, 0.9, 1.6, 1.0, 4.0], [1, 2, 1, 1, 1, 2, 1, 3]
+)
 
 
 def test_mcnemar_exact_p_is_the_two_sided_binomial_tail_by_hand():
@@ -34,7 +40,9 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial_tail_by_hand():
 
 
 def test_the_difference_and_the_discordant_counts_match_a_hand_computation():
-    result = compare(LEARNED, list(reversed(BASELINE)), "hand-written ' antonyms'")  # order does not matter: pairs are matched
+    result = compare(
+        LEARNED, list(reversed(BASELINE)), "hand-written ' antonyms'"
+    )  # order does not matter: pairs are matched
     assert result.n_pairs == 8 and result.baseline == "hand-written ' antonyms'"
     assert result.accuracy_difference == pytest.approx(6 / 8 - 3 / 8)
     assert (result.learned_only_right, result.baseline_only_right) == (4, 1)
@@ -57,7 +65,9 @@ def test_the_bootstrap_interval_is_that_of_an_explicit_loop_over_the_same_resamp
         loss.append(ratio(LEARNED) - ratio(BASELINE))
 
     def central(values):
-        low, high = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([0.025, 0.975], dtype=torch.float64))
+        low, high = torch.quantile(
+            torch.tensor(values, dtype=torch.float64), torch.tensor([0.025, 0.975], dtype=torch.float64)
+        )
         return float(low), float(high)
 
     assert (result.accuracy_interval.low, result.accuracy_interval.high) == pytest.approx(central(accuracy), abs=1e-12)
@@ -78,8 +88,19 @@ def test_a_baseline_without_loss_has_no_loss_difference_and_pairs_must_match():
 
 def test_pair_scores_are_read_by_prompt_and_a_damaged_line_is_named(tmp_path):
     path = tmp_path / "pair_scores.jsonl"
-    rows = [{"prompt": p.prompt, "text": p.text, "x": p.x, "y": p.y, "answer": p.answer, "right": p.right, "loss": p.loss,
-             "tokens": p.tokens} for p in (*LEARNED, *BASELINE)]
+    rows = [
+        {
+            "prompt": p.prompt,
+            "text": p.text,
+            "x": p.x,
+            "y": p.y,
+            "answer": p.answer,
+            "right": p.right,
+            "loss": p.loss,
+            "tokens": p.tokens,
+        }
+        for p in (*LEARNED, *BASELINE)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     scores = read_pair_scores(path)
     assert list(scores) == [("learned", ""), ("hand-written", "")] and scores[("learned", "")] == LEARNED

@@ -45,11 +45,15 @@ def test_csv_keeps_a_newline_inside_a_quoted_field(tmp_path):
     assert load_pairs(str(path)) == [Pair("two\nlines", "one line"), Pair("hot", "cold")]
 
 
-@pytest.mark.parametrize("name, content", [
-    ("bom.jsonl", '\ufeff{"x": "hot", "y": "cold"}\r\n{"x": "big", "y": "small"}\n'),
-    ("bom.json", '\ufeff[{"x": "hot", "y": "cold"}, {"x": "big", "y": "small"}]'),
-    ("bom.csv", "\ufeffx,y\nhot,cold\nbig,small\n"),
-], ids=["jsonl", "json", "csv"])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("bom.jsonl", '\ufeff{"x": "hot", "y": "cold"}\r\n{"x": "big", "y": "small"}\n'),
+        ("bom.json", '\ufeff[{"x": "hot", "y": "cold"}, {"x": "big", "y": "small"}]'),
+        ("bom.csv", "\ufeffx,y\nhot,cold\nbig,small\n"),
+    ],
+    ids=["jsonl", "json", "csv"],
+)
 def test_a_utf8_byte_order_mark_is_allowed(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content.encode("utf-8"))
@@ -74,24 +78,39 @@ def test_invalid_utf8_is_refused_with_the_line_and_byte(tmp_path):
 
 def test_integers_are_kept_and_empty_rows_are_counted(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_text('{"x": "zero", "y": 0}\n{"x": "-12", "y": -12}\n{"x": "a", "y": null}\n'
-                    '{"x": "b"}\n{"x": " ", "y": "c"}\n{"x": "hot", "y": " cold "}\n')
+    path.write_text(
+        '{"x": "zero", "y": 0}\n{"x": "-12", "y": -12}\n{"x": "a", "y": null}\n'
+        '{"x": "b"}\n{"x": " ", "y": "c"}\n{"x": "hot", "y": " cold "}\n'
+    )
     pairs = load_pairs(str(path))
     assert pairs == [Pair("zero", "0"), Pair("-12", "-12"), Pair("hot", "cold")]
     assert isinstance(pairs, list) and pairs.skipped == 3
     assert load_pairs("antonyms").skipped == 0
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("p.jsonl", '{"x": "a", "y": "b"}\n\n{"x": "price", "y": 1.50}\n',
-     'data file {path} line 3: column \'y\' is the number 1.50, not text; write it as a string ("1.50") '
-     "so it is used as written"),
-    ("p.json", '[{"x": "a", "y": "b"}, {"x": false, "y": "b"}]',
-     'data file {path} item 2: column \'x\' is the boolean false, not text; write it as a string ("false") '
-     "so it is used as written"),
-    ("p.jsonl", '{"x": "a", "y": ["b", "c"]}\n',
-     'data file {path} line 1: column \'y\' is a list ["b", "c"], not text; give one string per cell'),
-], ids=["float", "bool", "list"])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "p.jsonl",
+            '{"x": "a", "y": "b"}\n\n{"x": "price", "y": 1.50}\n',
+            "data file {path} line 3: column 'y' is the number 1.50, not text; write it as a string (\"1.50\") "
+            "so it is used as written",
+        ),
+        (
+            "p.json",
+            '[{"x": "a", "y": "b"}, {"x": false, "y": "b"}]',
+            "data file {path} item 2: column 'x' is the boolean false, not text; write it as a string (\"false\") "
+            "so it is used as written",
+        ),
+        (
+            "p.jsonl",
+            '{"x": "a", "y": ["b", "c"]}\n',
+            'data file {path} line 1: column \'y\' is a list ["b", "c"], not text; give one string per cell',
+        ),
+    ],
+    ids=["float", "bool", "list"],
+)
 def test_other_values_are_refused_rather_than_altered(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)
@@ -163,7 +182,9 @@ def test_parquet_files_and_save_to_disk_folders_are_read_through_datasets(tmp_pa
         table.to_parquet(str(path))
     else:
         path = tmp_path / "saved"
-        (datasets.DatasetDict({"train": table, "test": table}) if form.endswith("dict") else table).save_to_disk(str(path))
+        (datasets.DatasetDict({"train": table, "test": table}) if form.endswith("dict") else table).save_to_disk(
+            str(path)
+        )
     assert load_pairs(str(path), "country", "answer") == [Pair(x, y) for x, y in PAIRS]
     with pytest.raises(UserError, match="has no column 'x'"):
         load_pairs(str(path))

@@ -10,14 +10,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import logged
+from helpers import logged, one_line_error
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
 from promptgrad.events import Started, Step
 from promptgrad.store.run_folder import EventFollower, RunFolder, is_locked, list_runs, read_events, summarize
 from promptgrad.train.loop import train
-from helpers import one_line_error
 
 VICTIM_TEXT = "a file of the user's, outside the run folder\n" * 300
 
@@ -153,21 +152,27 @@ def test_the_follower_notices_a_resume_that_cuts_the_file_back_and_regrows_it(st
     lines = metrics.read_bytes().splitlines(keepends=True)
     checkpoint = max(i for i, line in enumerate(lines) if json.loads(line)["event"] == "checkpoint")
     kept = b"".join(lines[: checkpoint - 3])  # as if the checkpoint had come three records earlier
-    resumed = [Started("x", "m", "cpu", "fp32", 1, 1, 6, 2, 3)] + [Step(s, 0.1, 1.0, 0.01, 1.0, 1.0, 1.0) for s in range(3, 40)]
+    resumed = [Started("x", "m", "cpu", "fp32", 1, 1, 6, 2, 3)] + [
+        Step(s, 0.1, 1.0, 0.01, 1.0, 1.0, 1.0) for s in range(3, 40)
+    ]
     metrics.write_bytes(kept + b"".join(RunFolder.encoded(e) for e in resumed))
     assert metrics.stat().st_size > size_before
     events, bad, reset = follower.poll()
     assert reset and not bad
     assert [e.kind for e in events].count("started") == 2  # the original one, read again, and the resume's
-    assert events[-len(resumed):] == resumed
+    assert events[-len(resumed) :] == resumed
 
 
 def test_damaged_lines_are_skipped_and_named_once(stopped_run):
     metrics = stopped_run / "metrics.jsonl"
     lines = metrics.read_text().splitlines(keepends=True)
     records = [json.loads(line) for line in lines]
-    wrong = {"evaluation": ("test_loss", "low"), "step": ("loss", "0.5"), "nearest_tokens": ("positions", "none"),
-             "predictions": ("rows", [{"x": 1}])}
+    wrong = {
+        "evaluation": ("test_loss", "low"),
+        "step": ("loss", "0.5"),
+        "nearest_tokens": ("positions", "none"),
+        "predictions": ("rows", [{"x": 1}]),
+    }
     damaged = []
     for i, record in enumerate(records):
         if record["event"] in wrong:
@@ -185,7 +190,7 @@ def test_damaged_lines_are_skipped_and_named_once(stopped_run):
 
 
 def test_a_config_that_is_not_utf8_is_one_line_everywhere(stopped_run, capsys):
-    (stopped_run / "config.toml").write_bytes(b"model = \"\xff\xfe\"\n")
+    (stopped_run / "config.toml").write_bytes(b'model = "\xff\xfe"\n')
     for command in (["train", "--resume", str(stopped_run)], ["eval", str(stopped_run)], ["nearest", str(stopped_run)]):
         one_line_error(capsys, main(command), "not UTF-8")
     assert summarize(stopped_run).state == "damaged"

@@ -10,9 +10,9 @@ from helpers import logged
 
 from promptgrad.errors import UserError
 from promptgrad.events import Finished, Step
-from promptgrad.train.probe import Probe
 from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import train
+from promptgrad.train.probe import Probe
 
 
 def test_probing_during_a_run_changes_nothing_in_it(tiny_config):

@@ -19,8 +19,8 @@ from helpers import TINY_PAIRS
 
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
-from promptgrad.readout.explain import PromptReading
 from promptgrad.experiments.results import collect
+from promptgrad.readout.explain import PromptReading
 from promptgrad.train.loop import train
 
 TASKS = {"opposites": TINY_PAIRS, "echoes": [(x, x) for x, _ in TINY_PAIRS]}  # two data files, two "tasks"
@@ -34,14 +34,31 @@ def sweep(tiny_gpt2, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as patch:
         # the model's own reading of the prompt takes seconds a readout on 2 cores, and no report reads it
-        patch.setattr("promptgrad.train.loop.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), ""))
+        patch.setattr(
+            "promptgrad.train.loop.read_prompt", lambda frozen, vectors: PromptReading([""] * len(vectors), "")
+        )
         for task, pairs in TASKS.items():
             data = root / f"{task}.jsonl"
             data.write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in pairs))
             for seed in SEEDS[task]:  # eval_size 0: the baselines scored once, on all test pairs, at the first look
-                config = TrainConfig(task="antonyms", model=tiny_gpt2, data=str(data), steps=4, batch_size=4, eval_every=2, eval_size=0,
-                                     checkpoint_every=0, num_predictions=0, nearest_k=0, lr=1e-2, precision="fp32",
-                                     device="cpu", seed=seed, name=f"{task}-seed{seed}", runs_dir=str(root / "runs" / "grid"))
+                config = TrainConfig(
+                    task="antonyms",
+                    model=tiny_gpt2,
+                    data=str(data),
+                    steps=4,
+                    batch_size=4,
+                    eval_every=2,
+                    eval_size=0,
+                    checkpoint_every=0,
+                    num_predictions=0,
+                    nearest_k=0,
+                    lr=1e-2,
+                    precision="fp32",
+                    device="cpu",
+                    seed=seed,
+                    name=f"{task}-seed{seed}",
+                    runs_dir=str(root / "runs" / "grid"),
+                )
                 for _ in train(config):
                     pass
     cut = root / "runs" / "grid" / "opposites-cut"
@@ -64,13 +81,15 @@ def final_scores(run: Path) -> dict[tuple[str, str], dict]:
     return scores
 
 
-def t_interval(values: list[float], low: float = -math.inf, high: float = math.inf) -> tuple[float | None, float | None]:
+def t_interval(
+    values: list[float], low: float = -math.inf, high: float = math.inf
+) -> tuple[float | None, float | None]:
     """By hand, for the one or two seeds these tests use: mean ± 12.7062 * sd / sqrt(2) (Student t, 1 df),
     cut to [low, high] (an accuracy's mean cannot leave [0, 1])."""
     if len(values) < 2:
         return None, None
     assert len(values) == 2
-    half = 12.706204736174 * statistics.stdev(values) / 2 ** 0.5
+    half = 12.706204736174 * statistics.stdev(values) / 2**0.5
     return max(low, statistics.fmean(values) - half), min(high, statistics.fmean(values) + half)
 
 
@@ -83,20 +102,21 @@ def expected_rows(runs_dir: Path) -> dict[tuple[str, str, str], dict]:
             losses = [s[key]["test_loss"] for s in per_run]
             accuracies = [s[key]["accuracy"] for s in per_run]
             intervals = [(s[key]["loss_low"], s[key]["loss_high"]) for s in per_run]
-            out[(task, *key)] = {"loss_mean": None if None in losses else statistics.fmean(losses),
-                                 "loss_sd": None if None in losses or len(losses) < 2 else statistics.stdev(losses),
-                                 "accuracy_mean": statistics.fmean(accuracies),
-                                 "accuracy_sd": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
-                                 # one seed: its own interval; several: the mean half-width of theirs
-                                 "loss_low": intervals[0][0] if len(intervals) == 1 else None,
-                                 "loss_high": intervals[0][1] if len(intervals) == 1 else None,
-                                 "loss_half_width": None if None in losses
-                                 else statistics.fmean((hi - lo) / 2 for lo, hi in intervals),
-                                 # several seeds: the t interval of the mean (t(0.975, 1) = 12.7062 for two seeds)
-                                 "loss_mean_low": None if None in losses else t_interval(losses, 0)[0],
-                                 "loss_mean_high": None if None in losses else t_interval(losses, 0)[1],
-                                 "accuracy_mean_low": t_interval(accuracies, 0, 1)[0],
-                                 "accuracy_mean_high": t_interval(accuracies, 0, 1)[1]}
+            out[(task, *key)] = {
+                "loss_mean": None if None in losses else statistics.fmean(losses),
+                "loss_sd": None if None in losses or len(losses) < 2 else statistics.stdev(losses),
+                "accuracy_mean": statistics.fmean(accuracies),
+                "accuracy_sd": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+                # one seed: its own interval; several: the mean half-width of theirs
+                "loss_low": intervals[0][0] if len(intervals) == 1 else None,
+                "loss_high": intervals[0][1] if len(intervals) == 1 else None,
+                "loss_half_width": None if None in losses else statistics.fmean((hi - lo) / 2 for lo, hi in intervals),
+                # several seeds: the t interval of the mean (t(0.975, 1) = 12.7062 for two seeds)
+                "loss_mean_low": None if None in losses else t_interval(losses, 0)[0],
+                "loss_mean_high": None if None in losses else t_interval(losses, 0)[1],
+                "accuracy_mean_low": t_interval(accuracies, 0, 1)[0],
+                "accuracy_mean_high": t_interval(accuracies, 0, 1)[1],
+            }
     return out
 
 
@@ -117,9 +137,16 @@ def test_the_numbers_are_the_runs_own_means_and_spreads_over_seeds(sweep, report
         for name, value in want.items():
             assert rows[key][name] == (None if value is None else pytest.approx(value, rel=1e-12)), (key, name)
         assert rows[key]["seeds"] == " ".join(map(str, SEEDS[key[0]])) and rows[key]["n_seeds"] == len(SEEDS[key[0]])
-        n_test = {json.loads(line)["n_test"] for seed in SEEDS[key[0]]
-                  for line in (sweep / "grid" / f"{key[0]}-seed{seed}" / "metrics.jsonl").read_text().splitlines()[:1]}
-        assert rows[key]["n_test"] == " ".join(map(str, sorted(n_test))) and rows[key]["template"] == TrainConfig.load(sweep / "grid" / f"{key[0]}-seed0" / "config.toml").problem.template
+        n_test = {
+            json.loads(line)["n_test"]
+            for seed in SEEDS[key[0]]
+            for line in (sweep / "grid" / f"{key[0]}-seed{seed}" / "metrics.jsonl").read_text().splitlines()[:1]
+        }
+        assert (
+            rows[key]["n_test"] == " ".join(map(str, sorted(n_test)))
+            and rows[key]["template"]
+            == TrainConfig.load(sweep / "grid" / f"{key[0]}-seed0" / "config.toml").problem.template
+        )
     with open(report / "report.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(expected)
@@ -131,7 +158,9 @@ def test_the_numbers_are_the_runs_own_means_and_spreads_over_seeds(sweep, report
         learned = expected[(task, "learned", "")]
         others = [v for k, v in expected.items() if k[0] == task and k[1] != "learned" and v["loss_mean"] is not None]
         row = rows[(task, "learned", "")]
-        assert row["delta_loss_vs_best_baseline"] == pytest.approx(learned["loss_mean"] - min(v["loss_mean"] for v in others))
+        assert row["delta_loss_vs_best_baseline"] == pytest.approx(
+            learned["loss_mean"] - min(v["loss_mean"] for v in others)
+        )
     assert {run["name"] for run in document["runs"]} == {f"{t}-seed{s}" for t in TASKS for s in SEEDS[t]}
     assert all(Path(run["path"]).is_dir() and run["scores"] for run in document["runs"])
 
@@ -149,8 +178,10 @@ def test_the_markdown_has_one_row_per_group_and_prompt_and_says_what_each_number
 
 def test_the_plots_are_svg_files_that_name_the_tasks_and_series(report):
     for task in TASKS:
-        for kind, labels in (("compare", ["learned", "hand-written ' antonyms'", "untrained"]),
-                             ("loss", [f"training loss, seed(s) {', '.join(map(str, SEEDS[task]))}", "learned prompt's test loss"])):
+        for kind, labels in (
+            ("compare", ["learned", "hand-written ' antonyms'", "untrained"]),
+            ("loss", [f"training loss, seed(s) {', '.join(map(str, SEEDS[task]))}", "learned prompt's test loss"]),
+        ):
             path = report / "plots" / f"{kind}-{task}.svg"
             assert path.stat().st_size > 5000
             texts = " ".join(t.text or "" for t in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text"))
@@ -184,7 +215,10 @@ def test_planted_links_and_fifos_are_neither_followed_nor_waited_on(sweep, tmp_p
     shutil.copytree(sweep / "grid" / "opposites-seed1", elsewhere / "run")
     (folder / "linked").symlink_to(elsewhere)  # a link to a folder of runs: not walked into
     os.mkfifo(folder / "pipe")  # a FIFO among the runs: never opened
-    for name, plant in (("fifo-metrics", os.mkfifo), ("link-metrics", lambda p: p.symlink_to(elsewhere / "run" / "metrics.jsonl"))):
+    for name, plant in (
+        ("fifo-metrics", os.mkfifo),
+        ("link-metrics", lambda p: p.symlink_to(elsewhere / "run" / "metrics.jsonl")),
+    ):
         shutil.copytree(sweep / "grid" / "echoes-seed0", folder / name)
         (folder / name / "metrics.jsonl").unlink()
         plant(folder / name / "metrics.jsonl")
@@ -202,44 +236,97 @@ def test_planted_links_and_fifos_are_neither_followed_nor_waited_on(sweep, tmp_p
 
 # ---- records as the newer promptgrad writes them: majority and k-shot baselines, intervals ----------------
 
+
 def write_run(folder: Path, seed: int, evaluations: list[dict], data: str = "/data/capitals.jsonl") -> None:
     """A finished run folder written by hand: its config, and a metrics.jsonl with these final evaluations."""
     folder.mkdir(parents=True)
-    TrainConfig(model="gpt2", data=data, template="{x} {prompt} {y}", baseline_text=[" capital:"], seed=seed).save(folder / "config.toml")
-    lines = [{"event": "started", "run_dir": str(folder), "model": "gpt2", "device": "cpu", "precision": "fp32", "n_train": 80,
-              "n_test": 20, "total_steps": 100, "start_step": 0, "steps_per_epoch": 3},
-             {"event": "step", "step": 100, "epoch": 33.3, "loss": 1.5, "lr": 0.0, "examples_per_s": 10.0, "elapsed_s": 9.0, "eta_s": 0.0},
-             *({"event": "evaluation", "step": 100, "n_pairs": 20, "best_test_loss": 1.0, "text": "", **e} for e in evaluations),
-             {"event": "finished", "step": 100, "stopped": False, "test_loss": 1.0, "accuracy": 0.5, "prompt_path": ""}]
+    TrainConfig(model="gpt2", data=data, template="{x} {prompt} {y}", baseline_text=[" capital:"], seed=seed).save(
+        folder / "config.toml"
+    )
+    lines = [
+        {
+            "event": "started",
+            "run_dir": str(folder),
+            "model": "gpt2",
+            "device": "cpu",
+            "precision": "fp32",
+            "n_train": 80,
+            "n_test": 20,
+            "total_steps": 100,
+            "start_step": 0,
+            "steps_per_epoch": 3,
+        },
+        {
+            "event": "step",
+            "step": 100,
+            "epoch": 33.3,
+            "loss": 1.5,
+            "lr": 0.0,
+            "examples_per_s": 10.0,
+            "elapsed_s": 9.0,
+            "eta_s": 0.0,
+        },
+        *(
+            {"event": "evaluation", "step": 100, "n_pairs": 20, "best_test_loss": 1.0, "text": "", **e}
+            for e in evaluations
+        ),
+        {"event": "finished", "step": 100, "stopped": False, "test_loss": 1.0, "accuracy": 0.5, "prompt_path": ""},
+    ]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def interval(prompt: str, loss: float | None, accuracy: float, spread: float, **extra) -> dict:
-    return {"prompt": prompt, "test_loss": loss, "accuracy": accuracy, **extra,
-            "loss_low": None if loss is None else loss - spread, "loss_high": None if loss is None else loss + spread,
-            "accuracy_low": accuracy - spread / 10, "accuracy_high": accuracy + spread / 10}
+    return {
+        "prompt": prompt,
+        "test_loss": loss,
+        "accuracy": accuracy,
+        **extra,
+        "loss_low": None if loss is None else loss - spread,
+        "loss_high": None if loss is None else loss + spread,
+        "accuracy_low": accuracy - spread / 10,
+        "accuracy_high": accuracy + spread / 10,
+    }
 
 
 def test_majority_k_shot_and_intervals_are_read_and_shown(tmp_path):
     runs = tmp_path / "runs"
     for seed, answer, (learned, spread) in ((0, "Paris", (1.0, 0.2)), (1, "Rome", (1.4, 0.4))):
-        write_run(runs / "new" / f"seed{seed}", seed, [
-            interval("learned", learned, 0.5, spread),
-            interval("hand-written", 3.0, 0.1, spread, text=" capital:"),
-            interval("k-shot", 2.0, 0.3, spread, text="3-shot"),
-            interval("majority", None, 0.6, spread, text=answer),  # no LM loss; its answer differs by seed
-        ])
-    write_run(runs / "old" / "seed0", 0, [{"prompt": "learned", "test_loss": 2.0, "accuracy": 0.25},  # before intervals
-                                          {"prompt": "hand-written", "test_loss": 3.0, "accuracy": 0.05, "text": " capital:"}],
-              data="/data/old-capitals.jsonl")
+        write_run(
+            runs / "new" / f"seed{seed}",
+            seed,
+            [
+                interval("learned", learned, 0.5, spread),
+                interval("hand-written", 3.0, 0.1, spread, text=" capital:"),
+                interval("k-shot", 2.0, 0.3, spread, text="3-shot"),
+                interval("majority", None, 0.6, spread, text=answer),  # no LM loss; its answer differs by seed
+            ],
+        )
+    write_run(
+        runs / "old" / "seed0",
+        0,
+        [
+            {"prompt": "learned", "test_loss": 2.0, "accuracy": 0.25},  # before intervals
+            {"prompt": "hand-written", "test_loss": 3.0, "accuracy": 0.05, "text": " capital:"},
+        ],
+        data="/data/old-capitals.jsonl",
+    )
     results = collect([runs])
     assert not results.left_out and len(results.groups) == 2
     new = next(g for g in results.groups if g.task == "capitals")
     rows = {r.label: r for r in new.rows}
-    assert list(rows) == ["learned", "hand-written ' capital:'", "3-shot", "majority"]  # one majority row for both seeds
+    assert list(rows) == [
+        "learned",
+        "hand-written ' capital:'",
+        "3-shot",
+        "majority",
+    ]  # one majority row for both seeds
     assert rows["majority"].loss is None and rows["majority"].accuracy.mean == pytest.approx(0.6)
-    assert rows["learned"].loss.mean == pytest.approx(1.2) and rows["learned"].loss.sd == pytest.approx(statistics.stdev([1.0, 1.4]))
-    assert rows["learned"].loss.half_width == pytest.approx(0.3) and rows["learned"].loss.low is None  # mean of 0.2 and 0.4
+    assert rows["learned"].loss.mean == pytest.approx(1.2) and rows["learned"].loss.sd == pytest.approx(
+        statistics.stdev([1.0, 1.4])
+    )
+    assert (
+        rows["learned"].loss.half_width == pytest.approx(0.3) and rows["learned"].loss.low is None
+    )  # mean of 0.2 and 0.4
     assert new.delta.loss == pytest.approx(1.2 - 2.0) and new.delta.loss_baseline == "3-shot"
     assert new.delta.accuracy == pytest.approx(0.5 - 0.6) and new.delta.accuracy_baseline == "majority"
     old = next(g for g in results.groups if g.task == "old-capitals")
@@ -248,11 +335,13 @@ def test_majority_k_shot_and_intervals_are_read_and_shown(tmp_path):
     by_prompt = {(c[0], c[1]): dict(zip(header, c)) for c in cells}
     assert by_prompt[("capitals", "majority")]["test loss"] == "–"
     # two seeds: the t interval of the mean, 1.2 ± t(0.975, 1) * sd / sqrt(2), t = 12.7062 (printed tables)
-    half = 12.7062047362 * statistics.stdev([1.0, 1.4]) / 2 ** 0.5
+    half = 12.7062047362 * statistics.stdev([1.0, 1.4]) / 2**0.5
     assert 1.2 - half < 0 and rows["learned"].loss.mean_low == 0.0  # a loss is never negative: the interval is cut at 0
     assert rows["learned"].loss.mean_high == pytest.approx(1.2 + half)
     assert by_prompt[("capitals", "learned")]["loss 95% CI of mean"] == f"[0.000, {1.2 + half:.3f}]"
-    assert by_prompt[("capitals", "3-shot")]["accuracy 95% CI of mean"] == "[30.0%, 30.0%]"  # the seeds agree: no spread
+    assert (
+        by_prompt[("capitals", "3-shot")]["accuracy 95% CI of mean"] == "[30.0%, 30.0%]"
+    )  # the seeds agree: no spread
     assert by_prompt[("old-capitals", "learned")]["loss 95% CI of mean"] == "–"
     assert by_prompt[("capitals", "learned")]["Δ loss vs best baseline"] == "-0.800 vs 3-shot"
     single = collect([runs / "new" / "seed0"]).table()[1][0]  # one seed: its own bootstrap interval
@@ -290,8 +379,11 @@ def test_the_run_browser_shows_the_report_of_the_marked_runs(tmp_path):
 
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        write_run(runs / f"seed{seed}", seed, [interval("learned", 1.0 + seed, 0.5, 0.1),
-                                                interval("hand-written", 3.0, 0.1, 0.1, text=" capital:")])
+        write_run(
+            runs / f"seed{seed}",
+            seed,
+            [interval("learned", 1.0 + seed, 0.5, 0.1), interval("hand-written", 3.0, 0.1, 0.1, text=" capital:")],
+        )
     write_run(runs / "unmarked", 2, [interval("learned", 9.0, 0.5, 0.1)])
 
     class Browse(App):
@@ -318,9 +410,13 @@ def test_the_run_browser_shows_the_report_of_the_marked_runs(tmp_path):
 def test_failed_and_stopped_runs_are_left_out_with_why(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs / "good", 0, [interval("learned", 1.0, 0.5, 0.1)])
-    for name, end in (("failed", {"event": "failed", "step": 3, "message": "out of memory\nmore", "user_error": False}),
-                      ("stopped", {"event": "finished", "step": 3, "stopped": True, "test_loss": None, "accuracy": None,
-                                   "prompt_path": ""})):
+    for name, end in (
+        ("failed", {"event": "failed", "step": 3, "message": "out of memory\nmore", "user_error": False}),
+        (
+            "stopped",
+            {"event": "finished", "step": 3, "stopped": True, "test_loss": None, "accuracy": None, "prompt_path": ""},
+        ),
+    ):
         write_run(runs / name, 0, [])
         lines = (runs / name / "metrics.jsonl").read_text().splitlines()
         (runs / name / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(end)]) + "\n")
@@ -354,10 +450,23 @@ def test_the_results_table_across_tasks_is_the_committed_reports_summary():
 
 # ---- per-pair results: paired comparisons over seeds, what each group is, the start prompt named -----------
 
+
 def write_pair_scores(folder: Path, prompts: dict[tuple[str, str], list[tuple[bool, float | None, int]]]) -> None:
     """pair_scores.jsonl as the scorer writes it: one line per test pair and prompt."""
-    lines = [{"prompt": prompt, "text": text, "x": f"x{i}", "y": f"y{i}", "answer": "a", "right": right, "loss": loss,
-              "tokens": tokens} for (prompt, text), results in prompts.items() for i, (right, loss, tokens) in enumerate(results)]
+    lines = [
+        {
+            "prompt": prompt,
+            "text": text,
+            "x": f"x{i}",
+            "y": f"y{i}",
+            "answer": "a",
+            "right": right,
+            "loss": loss,
+            "tokens": tokens,
+        }
+        for (prompt, text), results in prompts.items()
+        for i, (right, loss, tokens) in enumerate(results)
+    ]
     (folder / "pair_scores.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
@@ -371,16 +480,30 @@ def test_paired_comparisons_from_pair_scores_match_a_hand_computation_over_seeds
     rights = {0: (range(12), [*range(6), 12, 13]), 1: (range(10), [*range(9), 10])}
     for seed, (learned, hand) in rights.items():
         folder = runs / f"seed{seed}"
-        write_run(folder, seed, [interval("learned", 1.0, len(learned) / 20, 0.1),
-                                 interval("hand-written", 2.0, len(hand) / 20, 0.1, text=" capital:"),
-                                 interval("untrained", 3.0, 0.0, 0.1)])  # as written before the start was named
-        write_pair_scores(folder, {
-            ("learned", ""): [(i in learned, 0.5 + 0.1 * seed, 1) for i in range(20)],
-            ("hand-written", " capital:"): [(i in hand, 1.0 + 0.1 * (i % 2), 1) for i in range(20)],
-            ("untrained", "untrained (random)"): [(False, 3.0, 1) for _ in range(20)]})
+        write_run(
+            folder,
+            seed,
+            [
+                interval("learned", 1.0, len(learned) / 20, 0.1),
+                interval("hand-written", 2.0, len(hand) / 20, 0.1, text=" capital:"),
+                interval("untrained", 3.0, 0.0, 0.1),
+            ],
+        )  # as written before the start was named
+        write_pair_scores(
+            folder,
+            {
+                ("learned", ""): [(i in learned, 0.5 + 0.1 * seed, 1) for i in range(20)],
+                ("hand-written", " capital:"): [(i in hand, 1.0 + 0.1 * (i % 2), 1) for i in range(20)],
+                ("untrained", "untrained (random)"): [(False, 3.0, 1) for _ in range(20)],
+            },
+        )
     results = collect([runs])
     group = results.groups[0]
-    assert [r.label for r in group.rows] == ["learned", "hand-written ' capital:'", "untrained (random)"]  # old text: from the init
+    assert [r.label for r in group.rows] == [
+        "learned",
+        "hand-written ' capital:'",
+        "untrained (random)",
+    ]  # old text: from the init
     paired = {c.label: c for c in group.paired}
     assert set(paired) == {"hand-written ' capital:'", "untrained (random)"}
     hand = paired["hand-written ' capital:'"]

@@ -16,8 +16,8 @@ from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Extended, Finished, Started, Step
 from promptgrad.store.run_facts import RunFacts
 from promptgrad.store.run_folder import RunFolder
-from promptgrad.train.schedule import Schedule
 from promptgrad.train.loop import train
+from promptgrad.train.schedule import Schedule
 
 
 def stop_at(config, step: int) -> Path:
@@ -29,9 +29,19 @@ def stop_at(config, step: int) -> Path:
     return Path(config.machine.runs_dir) / config.machine.name
 
 
-@pytest.mark.parametrize("flag, value", [("--seed", "3"), ("--data", "antonyms"), ("--test-fraction", "0.3"),
-                                         ("--train-size", "5"), ("--batch-size", "8"), ("--precision", "bf16"),
-                                         ("--template", "{prompt} {x} is the opposite of {y}"), ("--mode", "hard")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--seed", "3"),
+        ("--data", "antonyms"),
+        ("--test-fraction", "0.3"),
+        ("--train-size", "5"),
+        ("--batch-size", "8"),
+        ("--precision", "bf16"),
+        ("--template", "{prompt} {x} is the opposite of {y}"),
+        ("--mode", "hard"),
+    ],
+)
 def test_resume_refuses_to_change_what_defines_the_run(tiny_config, capsys, flag, value):
     run = stop_at(tiny_config.replace(name="defined", checkpoint_every=0), 2)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -49,7 +59,7 @@ def test_the_schedule_never_jumps_up_when_a_run_is_extended():
         longer = schedule.extended(at, 400)
         rates = [longer.at(k) for k in range(400)]
         assert rates[:at] == [schedule.at(k) for k in range(at)]  # the steps already taken are as they were
-        after = rates[max(at, 10):]
+        after = rates[max(at, 10) :]
         assert all(b <= a for a, b in zip(after, after[1:])), at  # from the peak on, never up
         assert longer.at(at) <= schedule.at(at) + 1e-12 and longer.at(399) < 1e-5
     twice = schedule.extended(50, 200).extended(120, 300)
@@ -81,8 +91,10 @@ def test_a_finished_run_extended_goes_on_from_its_step_with_one_final_record(tin
     repeated = ("hand-written", "k-shot", "untrained")  # with their intervals
     full = [e for e in events if isinstance(e, Evaluation) and e.prompt in repeated]
     assert {(e.prompt, e.test_loss, e.loss_low, e.accuracy_high) for e in full} == {
-        (e.prompt, e.test_loss, e.loss_low, e.accuracy_high) for e in first
-        if isinstance(e, Evaluation) and e.n_pairs == full[0].n_pairs and e.prompt in repeated}
+        (e.prompt, e.test_loss, e.loss_low, e.accuracy_high)
+        for e in first
+        if isinstance(e, Evaluation) and e.n_pairs == full[0].n_pairs and e.prompt in repeated
+    }
     assert len({e.prompt for e in full}) == 3 and all(e.loss_low is not None for e in full)
 
 
@@ -128,8 +140,28 @@ def test_extending_a_finished_cosine_run_is_refused_naming_a_new_peak_or_a_branc
     assert "give more steps than 4" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--steps", "9", "--extend-lr", "nan"]) == 2
     assert "extend_lr must be a number above 0" in capsys.readouterr().err
-    assert main(["train", "--steps", "2", "--extend-lr", "0.01", "--model", tiny_config.problem.model,
-                 "--task", "antonyms", "--data", tiny_config.problem.data, "--runs-dir", tiny_config.machine.runs_dir, "--name", "new"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "2",
+                "--extend-lr",
+                "0.01",
+                "--model",
+                tiny_config.problem.model,
+                "--task",
+                "antonyms",
+                "--data",
+                tiny_config.problem.data,
+                "--runs-dir",
+                tiny_config.machine.runs_dir,
+                "--name",
+                "new",
+            ]
+        )
+        == 2
+    )
     assert "a new run takes lr" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
@@ -160,10 +192,13 @@ def test_a_run_extended_with_a_new_peak_interrupted_and_resumed_ends_as_if_never
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     shutil.copytree(run, straight)
     shutil.copytree(run, cut)
-    whole = logged(train(RunFolder.open(straight).config().replace(steps=34, checkpoint_every=0), resume=straight,
-                         extend_lr=0.02))
+    whole = logged(
+        train(RunFolder.open(straight).config().replace(steps=34, checkpoint_every=0), resume=straight, extend_lr=0.02)
+    )
     stop = threading.Event()
-    for event in train(RunFolder.open(cut).config().replace(steps=34, checkpoint_every=0), stop, resume=cut, extend_lr=0.02):
+    for event in train(
+        RunFolder.open(cut).config().replace(steps=34, checkpoint_every=0), stop, resume=cut, extend_lr=0.02
+    ):
         if isinstance(event, Step) and event.step == 6:  # inside the restart's warm-up (3 steps from step 4)
             stop.set()
     assert isinstance(event, Finished) and event.stopped and event.step == 6
@@ -173,7 +208,9 @@ def test_a_run_extended_with_a_new_peak_interrupted_and_resumed_ends_as_if_never
     added = {e.step: (e.lr, e.loss) for e in RunFolder.open(cut).events() if isinstance(e, Step) and e.step > 4}
     assert added == {e.step: (e.lr, e.loss) for e in whole if isinstance(e, Step)} and len(added) == 30
     assert resumed[-1].test_loss == whole[-1].test_loss and resumed[-1].step == 34
-    torch.testing.assert_close(RunFolder.open(cut).load_prompt()[0], RunFolder.open(straight).load_prompt()[0], rtol=0, atol=0)
+    torch.testing.assert_close(
+        RunFolder.open(cut).load_prompt()[0], RunFolder.open(straight).load_prompt()[0], rtol=0, atol=0
+    )
 
 
 def test_an_unfinished_run_given_more_steps_goes_on_decaying_without_a_jump(tiny_config):
@@ -189,7 +226,9 @@ def test_an_unfinished_run_given_more_steps_goes_on_decaying_without_a_jump(tiny
 def test_init_from_a_run_starts_where_that_run_ended(tiny_config):
     logged(train(tiny_config.replace(name="parent", steps=2)))
     parent, _ = RunFolder.open(Path(tiny_config.machine.runs_dir) / "parent").load_prompt()
-    child = logged(train(tiny_config.replace(name="child", steps=1, init=f"run:{tiny_config.machine.runs_dir}/parent", seed=5)))
+    child = logged(
+        train(tiny_config.replace(name="child", steps=1, init=f"run:{tiny_config.machine.runs_dir}/parent", seed=5))
+    )
     assert isinstance(child[-1], Finished)
     assert next(e for e in child if isinstance(e, Evaluation)).prompt == "hand-written"
     from promptgrad.cli.main import open_run
@@ -202,6 +241,7 @@ def test_init_from_a_run_starts_where_that_run_ended(tiny_config):
 
 # ---- precision: decided once, from what the device is, then recorded ------------------------------
 
+
 def test_auto_precision_is_the_same_every_time_and_recorded(tiny_config, tmp_path):
     path = tmp_path / "auto.toml"
     tiny_config.replace(precision="auto", steps=1, eval_size=2, num_predictions=0, eval_every=0).save(path)
@@ -212,12 +252,17 @@ def test_auto_precision_is_the_same_every_time_and_recorded(tiny_config, tmp_pat
     assert recorded == {expected}
 
 
-CPU_FLAGS = {"avx512-bf16": {"cpu_name": "test", "avx512_bf16": True}, "avx2": {"cpu_name": "test"},
-             "amx": {"cpu_name": "test", "amx_bf16": True}}  # amx: auto picks fp32 for the tiny model, bf16 is native
+CPU_FLAGS = {
+    "avx512-bf16": {"cpu_name": "test", "avx512_bf16": True},
+    "avx2": {"cpu_name": "test"},
+    "amx": {"cpu_name": "test", "amx_bf16": True},
+}  # amx: auto picks fp32 for the tiny model, bf16 is native
 
 
 @pytest.mark.parametrize("here, there, recorded", [("avx512-bf16", "amx", "bf16"), ("avx2", "avx512-bf16", "fp32")])
-def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(tiny_config, monkeypatch, capsys, here, there, recorded):
+def test_resume_and_eval_use_the_recorded_precision_not_a_new_decision(
+    tiny_config, monkeypatch, capsys, here, there, recorded
+):
     """The run starts where auto means one precision; resumed and evaluated where auto would mean the other."""
     monkeypatch.setattr(promptgrad.model.precision, "cpu_capabilities", lambda: CPU_FLAGS[here])
     run = stop_at(tiny_config.replace(name=f"from-{here}", precision="auto", checkpoint_every=0), 2)
@@ -271,13 +316,16 @@ def test_a_gpu_before_ampere_is_not_taken_for_native_bf16(monkeypatch):
 
 # ---- the data a run split is the data it resumes and is evaluated on ---------------------------------
 
+
 def test_resume_and_eval_refuse_data_that_changed_since_the_run_started(tiny_config, tmp_path, capsys):
     data = Path(tiny_config.problem.data)
     run = stop_at(tiny_config.replace(name="data", checkpoint_every=0), 2)
     original = data.read_text()
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    for changed in (original + '{"x": "near", "y": "far"}\n',  # a pair more: the split moves
-                    original.replace('"hot"', '"warm"', 1)):  # the same count, another pair
+    for changed in (
+        original + '{"x": "near", "y": "far"}\n',  # a pair more: the split moves
+        original.replace('"hot"', '"warm"', 1),
+    ):  # the same count, another pair
         data.write_text(changed)
         capsys.readouterr()
         for command in (["train", "--resume", str(run)], ["eval", str(run)], ["predict", str(run), "hot"]):
@@ -294,14 +342,18 @@ def test_a_relative_data_path_means_the_same_file_from_any_working_directory(tin
     here.mkdir()
     elsewhere.mkdir()
     (here / "pairs.jsonl").write_text(Path(tiny_config.problem.data).read_text())
-    (elsewhere / "pairs.jsonl").write_text('{"x": "in", "y": "out"}\n{"x": "out", "y": "in"}\n' * 3)  # another file, same name
+    (elsewhere / "pairs.jsonl").write_text(
+        '{"x": "in", "y": "out"}\n{"x": "out", "y": "in"}\n' * 3
+    )  # another file, same name
     monkeypatch.chdir(here)
     run = stop_at(tiny_config.replace(name="relative", data="pairs.jsonl", checkpoint_every=0), 2)
     assert RunFolder.open(run).config().problem.data == str(here / "pairs.jsonl")
     monkeypatch.chdir(elsewhere)
     assert main(["train", "--resume", str(run), "--data", str(here / "pairs.jsonl")]) == 0  # the same file: allowed
     assert main(["eval", str(run)]) == 0
-    assert main(["train", "--resume", str(run), "--steps", "8", "--data", "pairs.jsonl"]) == 2  # here that names another
+    assert (
+        main(["train", "--resume", str(run), "--steps", "8", "--data", "pairs.jsonl"]) == 2
+    )  # here that names another
 
 
 def test_a_run_stopped_while_its_baselines_are_scored_scores_them_on_resume(tiny_config):
@@ -310,7 +362,11 @@ def test_a_run_stopped_while_its_baselines_are_scored_scores_them_on_resume(tiny
     config = tiny_config.replace(steps=4, eval_every=0, eval_size=0)  # eval_size 0: the first look is the only one
 
     def baselines(events) -> dict:
-        return {(e.prompt, e.text): (e.test_loss, e.accuracy) for e in events if isinstance(e, Evaluation) and e.prompt != "learned"}
+        return {
+            (e.prompt, e.text): (e.test_loss, e.accuracy)
+            for e in events
+            if isinstance(e, Evaluation) and e.prompt != "learned"
+        }
 
     whole = baselines(train(config.replace(name="whole")))
     assert {prompt for prompt, _ in whole} == {"hand-written", "k-shot", "untrained"}  # no majority: no answer repeats

@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import Payload, one_line_error
 import torch
-from helpers import logged
+from helpers import Payload, logged, one_line_error
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
@@ -83,8 +82,23 @@ def test_resume_cuts_metrics_back_to_the_checkpoint_and_to_whole_lines(stopped_r
     metrics = stopped_run / "metrics.jsonl"
     text = metrics.read_text()
     # what a kill -9 can leave: events past the checkpoint, the last one cut off mid-line
-    metrics.write_text(text + json.dumps({"event": "step", "step": 4, "epoch": 0.8, "loss": 1.0, "lr": 0.01,
-                                          "examples_per_s": 1.0, "elapsed_s": 1.0, "eta_s": 1.0}) + "\n" + '{"event": "st')
+    metrics.write_text(
+        text
+        + json.dumps(
+            {
+                "event": "step",
+                "step": 4,
+                "epoch": 0.8,
+                "loss": 1.0,
+                "lr": 0.01,
+                "examples_per_s": 1.0,
+                "elapsed_s": 1.0,
+                "eta_s": 1.0,
+            }
+        )
+        + "\n"
+        + '{"event": "st'
+    )
     events = logged(train(RunFolder.open(stopped_run).config(), resume=stopped_run))
     assert isinstance(events[-1], Finished) and not events[-1].stopped
     lines = metrics.read_text().splitlines()

@@ -27,16 +27,46 @@ TIMEOUT = 300  # seconds for a whole sweep: the runs are tiny, but the machine m
 def sweep_args(tiny_config, name: str, *extra: str, steps: int = 4) -> list[str]:
     # the tiny pairs are antonyms: that task's template and hand-written prompts, unless the grid gives tasks
     task = [] if any(a.startswith("task=") for a in extra) else ["--task", "antonyms"]
-    return ["sweep", name, *task, "--model", tiny_config.problem.model, "--data", tiny_config.problem.data, "--steps", str(steps),
-            "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--checkpoint-every", "2", "--num-predictions", "1",
-            "--nearest-k", "1", "--precision", "fp32", "--device", "cpu", "--threads", "1",
-            "--runs-dir", tiny_config.machine.runs_dir, *extra]
+    return [
+        "sweep",
+        name,
+        *task,
+        "--model",
+        tiny_config.problem.model,
+        "--data",
+        tiny_config.problem.data,
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "0",
+        "--eval-size",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--num-predictions",
+        "1",
+        "--nearest-k",
+        "1",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--runs-dir",
+        tiny_config.machine.runs_dir,
+        *extra,
+    ]
 
 
 def sweep_env(tmp_path: Path, slow: float = 0.0) -> dict[str, str]:
     hook = tmp_path / "hook"
     hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text("import os\nif os.environ.get('SLOW_STEP_SECONDS'):\n    import slow_entry  # noqa\n")
+    (hook / "sitecustomize.py").write_text(
+        "import os\nif os.environ.get('SLOW_STEP_SECONDS'):\n    import slow_entry  # noqa\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(hook), str(TESTS)])}
     if slow:
         env["SLOW_STEP_SECONDS"] = str(slow)
@@ -45,8 +75,14 @@ def sweep_env(tmp_path: Path, slow: float = 0.0) -> dict[str, str]:
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """The sweep in a process group of its own, so a test can kill it and its runs together."""
-    return subprocess.Popen([sys.executable, "-m", "promptgrad", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "promptgrad", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str, str]:
@@ -82,16 +118,24 @@ def wait_until(condition, process: subprocess.Popen, what: str, timeout: float =
 
 def steps_once(run: Path, steps: int) -> bool:
     events = logged(run)
-    return [e["step"] for e in events if e["event"] == "step"] == list(range(1, steps + 1)) and events[-1]["event"] == "finished"
+    return [e["step"] for e in events if e["event"] == "step"] == list(range(1, steps + 1)) and events[-1][
+        "event"
+    ] == "finished"
 
 
 # ---- the grid, in-process and fast --------------------------------------------------------------------
+
 
 def test_each_point_is_named_from_its_values_and_checked_by_train_config(tiny_config, tmp_path, monkeypatch):
     from promptgrad.experiments.sweep import plan, run_name
 
     sweep = plan("s", tmp_path, {"task": ["capitals", "currencies"], "seed": ["0", "1"]}, {"steps": "5"})
-    assert [p.name for p in sweep.points] == ["capitals-seed0", "capitals-seed1", "currencies-seed0", "currencies-seed1"]
+    assert [p.name for p in sweep.points] == [
+        "capitals-seed0",
+        "capitals-seed1",
+        "currencies-seed0",
+        "currencies-seed1",
+    ]
     assert sweep.points[1].settings == {"steps": 5, "task": "capitals", "seed": 1}  # typed as the run records them
     assert sweep.axes == {"task": ["capitals", "currencies"], "seed": [0, 1]}
     # the same value written two ways is one value; a relative path is made absolute
@@ -143,11 +187,23 @@ def test_a_changed_sweep_is_refused_in_one_line(tiny_config, capsys):
 
     sweep = open_sweep("s", tiny_config.machine.runs_dir, ["seed=0,1"], {"steps": 4}, resume=False)
     spec = (sweep.folder / "sweep.toml").read_bytes()
-    for grid, extra, message in [(["seed=0,1,2"], [], "its grid is --grid seed=0,1, this command's --grid seed=0,1,2"),
-                                 (["seed=0,1"], ["--lr", "0.1"], "it has no --lr, this command --lr 0.1"),
-                                 (["seed=0,1"], ["--resume"], "--resume goes on with the grid and settings")]:
-        code = main(["sweep", "s", "--runs-dir", tiny_config.machine.runs_dir, "--steps", "4",
-                     *[a for g in grid for a in ("--grid", g)], *extra])
+    for grid, extra, message in [
+        (["seed=0,1,2"], [], "its grid is --grid seed=0,1, this command's --grid seed=0,1,2"),
+        (["seed=0,1"], ["--lr", "0.1"], "it has no --lr, this command --lr 0.1"),
+        (["seed=0,1"], ["--resume"], "--resume goes on with the grid and settings"),
+    ]:
+        code = main(
+            [
+                "sweep",
+                "s",
+                "--runs-dir",
+                tiny_config.machine.runs_dir,
+                "--steps",
+                "4",
+                *[a for g in grid for a in ("--grid", g)],
+                *extra,
+            ]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and message in err[0], (code, err)
         if not extra or extra[0] != "--resume":
@@ -184,6 +240,7 @@ def test_the_pool_gives_each_gpu_one_run_or_splits_the_cores(tiny_config, tmp_pa
 
 # ---- whole sweeps, as subprocesses ---------------------------------------------------------------------
 
+
 def test_a_sweep_finishes_as_ordinary_runs_and_a_second_time_redoes_nothing(tiny_config, tmp_path, capsys):
     args = sweep_args(tiny_config, "grid", "--grid", "seed=0,1", "--jobs", "2")
     code, out, err = finish(start(args, sweep_env(tmp_path)))
@@ -193,8 +250,16 @@ def test_a_sweep_finishes_as_ordinary_runs_and_a_second_time_redoes_nothing(tiny
     assert all(state(run) == "finished" for run in runs), out
     assert "run 1/2 seed0: started" in out and "run 2/2 seed1: finished" in out and "2 of 2 runs finished" in out
     assert (folder / "logs" / "seed1.log").read_text().count("finished at step 4") == 1
-    assert {p.name for p in runs[0].iterdir()} <= {"config.toml", "facts.json", "split.jsonl", "metrics.jsonl",
-                                                  "checkpoint.pt", "prompt.safetensors", ".lock", "pair_scores.jsonl"}  # no log inside
+    assert {p.name for p in runs[0].iterdir()} <= {
+        "config.toml",
+        "facts.json",
+        "split.jsonl",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "prompt.safetensors",
+        ".lock",
+        "pair_scores.jsonl",
+    }  # no log inside
     assert main(["eval", str(runs[1])]) == 0 and "learned" in capsys.readouterr().out
     # the run browser's list (run_folder.list_runs) finds a sweep's runs under their sweep's name; a link
     # to a sweep folder is not entered
@@ -212,10 +277,12 @@ def test_a_sweep_finishes_as_ordinary_runs_and_a_second_time_redoes_nothing(tiny
 def test_a_crashed_run_is_that_runs_failure_and_the_sweep_goes_on(tiny_config, tmp_path):
     missing = str(Path(tiny_config.problem.data).with_name("missing.jsonl"))
     args = sweep_args(tiny_config, "crash", "--grid", f"data={tiny_config.problem.data},{missing}", steps=2)
-    args[args.index("--data"):args.index("--data") + 2] = []  # the grid gives it
+    args[args.index("--data") : args.index("--data") + 2] = []  # the grid gives it
     code, out, err = finish(start(args, sweep_env(tmp_path)))
     assert code == 1, (out, err)
-    assert "1 of 2 runs finished; 1 not:" in out and "failed (exit status 2): data file" in out and "does not exist" in out, out
+    assert (
+        "1 of 2 runs finished; 1 not:" in out and "failed (exit status 2): data file" in out and "does not exist" in out
+    ), out
     assert "go on with: promptgrad sweep crash --resume --runs-dir" in out
 
 
@@ -224,8 +291,11 @@ def test_a_sweep_killed_with_sigkill_goes_on_without_redoing_finished_runs(tiny_
     args = sweep_args(tiny_config, "killed", "--grid", "seed=0,1", steps=steps)
     process = start(args, sweep_env(tmp_path, slow=0.15))
     first, second = (Path(tiny_config.machine.runs_dir) / "killed" / f"seed{i}" for i in (0, 1))
-    wait_until(lambda: state(first) == "finished" and (second / "checkpoint.pt").exists(), process,
-               "the first run finished and the second checkpointed")
+    wait_until(
+        lambda: state(first) == "finished" and (second / "checkpoint.pt").exists(),
+        process,
+        "the first run finished and the second checkpointed",
+    )
     os.killpg(process.pid, signal.SIGKILL)  # the sweep and its run, at once
     process.communicate(timeout=60)
     assert state(second) != "finished"
@@ -244,22 +314,29 @@ def test_sigterm_stops_the_running_run_with_a_checkpoint_and_resume_finishes(tin
     args = sweep_args(tiny_config, "stopped", "--grid", "seed=0,1", steps=steps)
     process = start(args, sweep_env(tmp_path, slow=0.15))
     first = Path(tiny_config.machine.runs_dir) / "stopped" / "seed0"
-    wait_until(lambda: (first / "metrics.jsonl").exists() and any(e["event"] == "step" for e in logged(first)), process,
-               "the first run took a step")
+    wait_until(
+        lambda: (first / "metrics.jsonl").exists() and any(e["event"] == "step" for e in logged(first)),
+        process,
+        "the first run took a step",
+    )
     process.send_signal(signal.SIGTERM)  # the sweep alone: it passes the stop on
     code, out, err = finish(process)
     assert code == 130, (out, err)
     assert "SIGTERM: stopping the running runs" in out and "go on with: promptgrad sweep stopped --resume" in out, out
     assert state(first) == "stopped" and (first / "checkpoint.pt").exists()
     assert not (first.parent / "seed1").exists()  # nothing new started after the signal
-    code, out, err = finish(start(["sweep", "stopped", "--resume", "--runs-dir", tiny_config.machine.runs_dir], sweep_env(tmp_path)))
+    code, out, err = finish(
+        start(["sweep", "stopped", "--resume", "--runs-dir", tiny_config.machine.runs_dir], sweep_env(tmp_path))
+    )
     assert code == 0 and "1 to resume, 1 to start" in out, (out, err)
     assert steps_once(first, steps) and state(first.parent / "seed1") == "finished"
 
 
 def test_the_submitit_engine_runs_the_same_sweep_as_local_jobs(tiny_config, tmp_path):
     pytest.importorskip("submitit")
-    args = sweep_args(tiny_config, "engine", "--grid", "seed=0,1", "--engine", "submitit", "--engine-cluster", "local", steps=2)
+    args = sweep_args(
+        tiny_config, "engine", "--grid", "seed=0,1", "--engine", "submitit", "--engine-cluster", "local", steps=2
+    )
     code, out, err = finish(start(args, sweep_env(tmp_path)))
     assert code == 0, (out, err)
     folder = Path(tiny_config.machine.runs_dir) / "engine"
@@ -286,9 +363,23 @@ def test_a_job_told_to_checkpoint_stops_its_run_and_its_requeued_copy_resumes_it
     for key, value in sweep_env(tmp_path, slow=0.15).items():
         monkeypatch.setenv(key, value)  # the job's run inherits them: slowed down, one thread
     steps = 10
-    sweep = plan("requeue", tiny_config.machine.runs_dir, {"seed": [0]},
-                 {"task": "antonyms", "model": tiny_config.problem.model, "data": tiny_config.problem.data, "steps": steps, "batch_size": 4,
-                  "eval_every": 0, "eval_size": 4, "checkpoint_every": 100, "precision": "fp32", "device": "cpu"})
+    sweep = plan(
+        "requeue",
+        tiny_config.machine.runs_dir,
+        {"seed": [0]},
+        {
+            "task": "antonyms",
+            "model": tiny_config.problem.model,
+            "data": tiny_config.problem.data,
+            "steps": steps,
+            "batch_size": 4,
+            "eval_every": 0,
+            "eval_size": 4,
+            "checkpoint_every": 100,
+            "precision": "fp32",
+            "device": "cpu",
+        },
+    )
     sweep.folder.mkdir(parents=True)
     job, outcome = SweepJob(sweep, sweep.points[0]), {}
     running = threading.Thread(target=lambda: outcome.update(first=job()))

@@ -12,34 +12,70 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import TINY_PAIRS
+
 from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.store.run_facts import RunFacts
 from promptgrad.store.run_folder import RunFolder
 
-QUICK = ["--steps", "2", "--batch-size", "4", "--eval-every", "0", "--eval-size", "4", "--num-predictions", "1",
-         "--nearest-k", "1", "--checkpoint-every", "0", "--precision", "fp32", "--device", "cpu", "--threads", "1"]
+QUICK = [
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "0",
+    "--eval-size",
+    "4",
+    "--num-predictions",
+    "1",
+    "--nearest-k",
+    "1",
+    "--checkpoint-every",
+    "0",
+    "--precision",
+    "fp32",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
-def write_task(folder: Path, name: str, template: str = "{prompt} {x} -> {y}", baselines: str = '[" Opposites:"]',
-               data: str = "pairs.jsonl", extra: str = "") -> Path:
+def write_task(
+    folder: Path,
+    name: str,
+    template: str = "{prompt} {x} -> {y}",
+    baselines: str = '[" Opposites:"]',
+    data: str = "pairs.jsonl",
+    extra: str = "",
+) -> Path:
     """A task file in `folder` over the tiny pairs, written as word/opposite columns to `data` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / data).write_text("".join(json.dumps({"word": x, "opposite": y}) + "\n" for x, y in TINY_PAIRS))
     path = folder / f"{name}.toml"
-    path.write_text(f'description = "a word -> its opposite"\ndata = "{data}"\ntemplate = "{template}"\n'
-                    f'baselines = {baselines}\nx_column = "word"\ny_column = "opposite"\n{extra}')
+    path.write_text(
+        f'description = "a word -> its opposite"\ndata = "{data}"\ntemplate = "{template}"\n'
+        f'baselines = {baselines}\nx_column = "word"\ny_column = "opposite"\n{extra}'
+    )
     return path
 
 
 # ---- no borrowed defaults -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("given, missing", [([], "give template and baseline_text"),
-                                            (["--template", "{prompt} {x} -> {y}"], "give baseline_text ("),
-                                            (["--baseline-text", " Opposites:"], "give template (")])
-def test_data_without_a_task_is_one_line_exit_2_and_writes_nothing(tiny_gpt2, tiny_data, tmp_path, capsys, given, missing):
+
+@pytest.mark.parametrize(
+    "given, missing",
+    [
+        ([], "give template and baseline_text"),
+        (["--template", "{prompt} {x} -> {y}"], "give baseline_text ("),
+        (["--baseline-text", " Opposites:"], "give template ("),
+    ],
+)
+def test_data_without_a_task_is_one_line_exit_2_and_writes_nothing(
+    tiny_gpt2, tiny_data, tmp_path, capsys, given, missing
+):
     runs = tmp_path / "runs"
     code = main(["train", "--model", tiny_gpt2, "--data", tiny_data, "--runs-dir", str(runs), *given, *QUICK])
     captured = capsys.readouterr()
@@ -55,23 +91,45 @@ def test_the_default_job_is_still_the_bundled_antonyms_and_a_bundled_name_as_dat
     assert (job.task, job.data, job.template) == ("antonyms", "antonyms", "Here are two {prompt} {x} and {y}")
     assert job.baseline_text == [" antonyms", " words with opposite meanings:"]
     capitals = TrainConfig(data="capitals").resolved().problem  # once the antonyms' template, on capitals' pairs
-    assert (capitals.task, capitals.template, capitals.baseline_text[0]) == ("capitals", "The {prompt} of {x} is {y}", " capital")
+    assert (capitals.task, capitals.template, capitals.baseline_text[0]) == (
+        "capitals",
+        "The {prompt} of {x} is {y}",
+        " capital",
+    )
     given = TrainConfig(data="capitals", template="{x}'s {prompt} is {y}").resolved().problem  # given: kept
     assert given.template == "{x}'s {prompt} is {y}" and given.baseline_text[0] == " capital"
 
 
 # ---- a task file runs, recorded whole ------------------------------------------------------------------
 
+
 def test_a_task_file_runs_and_its_run_folder_needs_it_no_more(tiny_gpt2, tmp_path, capsys, monkeypatch):
     task = write_task(tmp_path / "mine", "opposites")
     monkeypatch.chdir(tmp_path)  # the task file named relative to here, its data relative to its own folder
     runs = tmp_path / "runs"
-    assert main(["train", "--task", "mine/opposites.toml", "--model", tiny_gpt2, "--runs-dir", str(runs), "--name", "run",
-                 *QUICK]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "mine/opposites.toml",
+                "--model",
+                tiny_gpt2,
+                "--runs-dir",
+                str(runs),
+                "--name",
+                "run",
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     # the first line: which task, template and hand-written prompts, so none is taken unseen
-    assert out[0] == (f"task {task}: template '{{prompt}} {{x}} -> {{y}}', hand-written ' Opposites:'; data "
-                      f"{tmp_path / 'mine' / 'pairs.jsonl'} (columns word -> opposite)")
+    assert out[0] == (
+        f"task {task}: template '{{prompt}} {{x}} -> {{y}}', hand-written ' Opposites:'; data "
+        f"{tmp_path / 'mine' / 'pairs.jsonl'} (columns word -> opposite)"
+    )
     assert any("finished at step 2" in line for line in out)
     run = runs / "run"
     problem = RunFolder.open(run).config().problem  # the resolved values, not a reference to the file
@@ -83,25 +141,41 @@ def test_a_task_file_runs_and_its_run_folder_needs_it_no_more(tiny_gpt2, tmp_pat
     evaluations = [e for e in RunFolder.open(run).events() if e.kind == "evaluation" and e.prompt == "hand-written"]
     assert evaluations and {e.text for e in evaluations} == {" Opposites:"}  # compared with its own prompt
     # the task file changed, then gone: the run folder means what it meant
-    task.write_text(task.read_text().replace("Opposites:", "Changed:").replace('"word"', '"w"').replace("{prompt} {x}", "{x} {prompt}"))
+    task.write_text(
+        task.read_text()
+        .replace("Opposites:", "Changed:")
+        .replace('"word"', '"w"')
+        .replace("{prompt} {x}", "{x} {prompt}")
+    )
     assert RunFolder.open(run).config().resolved().problem == problem
     task.unlink()
     assert RunFolder.open(run).config().resolved().problem == problem
     assert main(["eval", str(run)]) == 0 and "' Opposites:'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("content, words", [
-    ('data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = [" a"]\nprompt = "x"\n', "unknown key 'prompt'"),
-    ('[mine]\ndata = "pairs.jsonl"\n', "drop the [mine] line"),
-    ('data = "pairs.jsonl"\nbaselines = [" a"]\n', "has no template"),
-    ('data = "pairs.jsonl"\ntemplate = "{x} -> {y}"\nbaselines = [" a"]\n', "template has no {prompt}"),
-    ('data = "missing.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = [" a"]\n', "data 'missing.jsonl' does not exist"),
-    ('data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = []\n', "baselines must be a list"),
-    ('data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\n', "has no baselines"),
-    ('data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = [" a"]\n[scoring]\ncase = "ignore"\n',
-     "scoring.case is not an accuracy setting"),
-    ('data = "pairs.jsonl\n', "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (
+            'data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = [" a"]\nprompt = "x"\n',
+            "unknown key 'prompt'",
+        ),
+        ('[mine]\ndata = "pairs.jsonl"\n', "drop the [mine] line"),
+        ('data = "pairs.jsonl"\nbaselines = [" a"]\n', "has no template"),
+        ('data = "pairs.jsonl"\ntemplate = "{x} -> {y}"\nbaselines = [" a"]\n', "template has no {prompt}"),
+        (
+            'data = "missing.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = [" a"]\n',
+            "data 'missing.jsonl' does not exist",
+        ),
+        ('data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = []\n', "baselines must be a list"),
+        ('data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\n', "has no baselines"),
+        (
+            'data = "pairs.jsonl"\ntemplate = "{prompt} {x} -> {y}"\nbaselines = [" a"]\n[scoring]\ncase = "ignore"\n',
+            "scoring.case is not an accuracy setting",
+        ),
+        ('data = "pairs.jsonl\n', "is not valid TOML"),
+    ],
+)
 def test_a_bad_task_file_is_one_line_naming_file_and_key(tiny_gpt2, tmp_path, capsys, content, words):
     (tmp_path / "pairs.jsonl").write_text('{"x": "hot", "y": "cold"}\n')
     task = tmp_path / "bad.toml"
@@ -119,7 +193,9 @@ def test_promptgrad_tasks_lists_a_folders_task_files(tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)
     assert main(["tasks"]) == 0  # ./tasks, by default
     out = capsys.readouterr().out
-    assert "17 bundled tasks and 2 task file(s) in tasks" in out and "tasks/opposites.toml" in out and "hot -> cold" in out
+    assert (
+        "17 bundled tasks and 2 task file(s) in tasks" in out and "tasks/opposites.toml" in out and "hot -> cold" in out
+    )
     assert f"left out: task file {tmp_path / 'tasks' / 'broken.toml'} has no template" in out
     assert main(["tasks", "tasks/opposites.toml"]) == 0
     assert "opposites: a word -> its opposite; 24 pairs" in capsys.readouterr().out
@@ -128,29 +204,49 @@ def test_promptgrad_tasks_lists_a_folders_task_files(tmp_path, capsys, monkeypat
 
 # ---- a sweep over task files ---------------------------------------------------------------------------
 
+
 @pytest.mark.integration  # the sweep's runs are processes
 def test_a_sweep_grids_task_files_each_with_its_own_template_and_prompts(tiny_gpt2, tmp_path, capsys, monkeypatch):
     from promptgrad.experiments.sweep import plan
 
     a = write_task(tmp_path / "tasks", "a", template="{prompt} {x} -> {y}", baselines='[" Opposites:"]', data="a.jsonl")
-    b = write_task(tmp_path / "tasks", "b", template="{x} is the opposite of{prompt} {y}", baselines='[" the word"]',
-                   data="b.jsonl")
+    b = write_task(
+        tmp_path / "tasks",
+        "b",
+        template="{x} is the opposite of{prompt} {y}",
+        baselines='[" the word"]',
+        data="b.jsonl",
+    )
     monkeypatch.chdir(tmp_path)
     sweep = plan("s", tmp_path / "runs", {"task": ["tasks/a.toml", "tasks/b.toml"]}, {})
     assert [p.settings["task"] for p in sweep.points] == [str(a), str(b)]  # relative paths made absolute
     assert [p.name.split("-")[0] for p in sweep.points] == ["a", "b"]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    code = main(["sweep", "grid", "--grid", "task=tasks/a.toml,tasks/b.toml", "--model", tiny_gpt2,
-                 "--runs-dir", str(tmp_path / "runs"), *QUICK])
+    code = main(
+        [
+            "sweep",
+            "grid",
+            "--grid",
+            "task=tasks/a.toml,tasks/b.toml",
+            "--model",
+            tiny_gpt2,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            *QUICK,
+        ]
+    )
     assert code == 0, capsys.readouterr()
     runs = sorted((tmp_path / "runs" / "grid").glob("[ab]-*"))
     problems = [RunFolder.open(run).config().problem for run in runs]
     assert [(p.task, p.template, p.baseline_text) for p in problems] == [
-        (str(a), "{prompt} {x} -> {y}", [" Opposites:"]), (str(b), "{x} is the opposite of{prompt} {y}", [" the word"])]
+        (str(a), "{prompt} {x} -> {y}", [" Opposites:"]),
+        (str(b), "{x} is the opposite of{prompt} {y}", [" the word"]),
+    ]
     assert [p.data for p in problems] == [str(tmp_path / "tasks" / "a.jsonl"), str(tmp_path / "tasks" / "b.jsonl")]
 
 
 # ---- the TUI's picker ------------------------------------------------------------------------------------
+
 
 @pytest.mark.tui
 @pytest.mark.usefixtures("one_torch_thread")
@@ -191,6 +287,10 @@ def test_the_tuis_picker_lists_the_task_files_of_tasks_and_picks_one(tiny_config
             fields = screen.form.config_fields
             assert fields["task"].value == str(task) and fields["data"].value == "" and fields["x_column"].value == "x"
             problem = screen.form.check().resolved().problem  # what a run started now would learn
-            assert (problem.template, problem.baseline_text, problem.x_column) == ("{prompt} {x} -> {y}", [" Opposites:"], "word")
+            assert (problem.template, problem.baseline_text, problem.x_column) == (
+                "{prompt} {x} -> {y}",
+                [" Opposites:"],
+                "word",
+            )
 
     asyncio.run(scenario())

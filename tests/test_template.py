@@ -61,7 +61,7 @@ def test_loss_counts_only_target_tokens(frozen):
         embeds = frozen.embedding(ids.clamp(min=0))
         embeds[0, ids[0] == -1] = prompt
         labels = torch.full_like(ids, -100)
-        labels[0, -len(p.target):] = ids[0, -len(p.target):]
+        labels[0, -len(p.target) :] = ids[0, -len(p.target) :]
         out = frozen.model(inputs_embeds=embeds, labels=labels)
         total += out.loss.item() * len(p.target)
         count += len(p.target)
@@ -78,7 +78,11 @@ def test_cached_prefix_gives_the_same_loss_gradient_and_predictions(frozen):
     encoder = TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, prompt_len=2)
     assert encoder.prefix_len == len(frozen.tokenizer("Here are two")["input_ids"]) == 3
     batch = encoder.collate([encoder.encode("hot", "cold"), encoder.encode("extraordinarily", "ordinarily")])
-    assert batch.prefix_len == 3 and (batch.input_ids[:, :3] == batch.input_ids[0, :3]).all() and batch.attention_mask[:, :3].all()
+    assert (
+        batch.prefix_len == 3
+        and (batch.input_ids[:, :3] == batch.input_ids[0, :3]).all()
+        and batch.attention_mask[:, :3].all()
+    )
     prompt = torch.randn(2, frozen.hidden_size, requires_grad=True)
     grads = []
     for b in (batch, dataclasses.replace(batch, prefix_len=0)):

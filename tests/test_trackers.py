@@ -22,8 +22,8 @@ from promptgrad.cli.main import main
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Finished, Progress, Step, TrackerFailed, Validation
-from promptgrad.store.run_folder import FILES
 from promptgrad.integrations.trackers import TensorBoard, metrics_of, tracked
+from promptgrad.store.run_folder import FILES
 from promptgrad.train.loop import train
 
 
@@ -60,7 +60,9 @@ def reporting(tiny_config, tmp_path, monkeypatch):
     return tiny_config.replace(report_to=["tensorboard", "mlflow"], tracker_dir=str(tmp_path / "tracking"))
 
 
-def test_tensorboard_and_mlflow_hold_the_losses_of_metrics_jsonl_and_a_resume_goes_on_in_the_same_runs(reporting, tmp_path):
+def test_tensorboard_and_mlflow_hold_the_losses_of_metrics_jsonl_and_a_resume_goes_on_in_the_same_runs(
+    reporting, tmp_path
+):
     run, tracking = tmp_path / "runs" / "tiny", tmp_path / "tracking"
     events = train(reporting)  # 6 steps, a checkpoint at 3; the reader goes away at step 5, as a crash would leave it
     for event in events:
@@ -75,7 +77,9 @@ def test_tensorboard_and_mlflow_hold_the_losses_of_metrics_jsonl_and_a_resume_go
     assert [v for _, v in logged] == pytest.approx([v for _, v in losses], rel=1e-6)  # stored as float32
     client, before = only_mlflow_run(tracking)
     assert before.info.run_name == "tiny" and before.info.status == "KILLED"  # closed as stopped, resumable
-    assert sorted((m.step, m.value) for m in client.get_metric_history(before.info.run_id, "train/loss")) == losses  # doubles
+    assert (
+        sorted((m.step, m.value) for m in client.get_metric_history(before.info.run_id, "train/loss")) == losses
+    )  # doubles
     assert before.data.params["steps"] == "6" and before.data.params["model"] == reporting.problem.model
     assert before.data.tags["promptgrad.run_dir"] == str(run)
 
@@ -86,7 +90,9 @@ def test_tensorboard_and_mlflow_hold_the_losses_of_metrics_jsonl_and_a_resume_go
     losses = [(r["step"], r["loss"]) for r in metrics_jsonl(run, "step")]
     assert [s for s, _ in losses] == [1, 2, 3, 4, 5, 6, 7]
 
-    board = tracking / "tensorboard" / "tiny"  # one folder; what was logged after the checkpoint is purged, as in metrics.jsonl
+    board = (
+        tracking / "tensorboard" / "tiny"
+    )  # one folder; what was logged after the checkpoint is purged, as in metrics.jsonl
     logged = scalars(board, "train/loss")
     assert [s for s, _ in logged] == [1, 2, 3, 4, 5, 6, 7]
     assert [v for _, v in logged] == pytest.approx([v for _, v in losses], rel=1e-6)
@@ -98,26 +104,57 @@ def test_tensorboard_and_mlflow_hold_the_losses_of_metrics_jsonl_and_a_resume_go
     client, after = only_mlflow_run(tracking)  # the same run, reopened and finished
     assert after.info.run_id == before.info.run_id and after.info.status == "FINISHED"
     history = client.get_metric_history(after.info.run_id, "train/loss")
-    assert {m.step: m.value for m in history} == dict(losses)  # MLflow keeps both values of steps 4 and 5: the later is the run's
+    assert {m.step: m.value for m in history} == dict(
+        losses
+    )  # MLflow keeps both values of steps 4 and 5: the later is the run's
     assert after.data.params["steps"] == "6" and after.data.tags["resumed/steps"] == "7 (from step 3)"
 
     assert {p.name for p in run.iterdir()} <= set(FILES)  # the trackers wrote nothing into the run folder
 
 
-def test_a_missing_tracker_package_is_one_line_before_the_run_starts(tiny_gpt2, tiny_data, tmp_path, monkeypatch, capsys):
+def test_a_missing_tracker_package_is_one_line_before_the_run_starts(
+    tiny_gpt2, tiny_data, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # what an import of a package not installed does
-    status = main(["train", "--task", "antonyms", "--model", tiny_gpt2, "--data", tiny_data, "--steps", "2", "--device", "cpu", "--precision", "fp32",
-                   "--runs-dir", str(tmp_path / "runs"), "--name", "tiny", "--report-to", "tensorboard",
-                   "--tracker-dir", str(tmp_path / "tracking")])
+    status = main(
+        [
+            "train",
+            "--task",
+            "antonyms",
+            "--model",
+            tiny_gpt2,
+            "--data",
+            tiny_data,
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--name",
+            "tiny",
+            "--report-to",
+            "tensorboard",
+            "--tracker-dir",
+            str(tmp_path / "tracking"),
+        ]
+    )
     assert status == 2
-    assert capsys.readouterr().err == ("promptgrad: error: report_to tensorboard needs the tensorboard package: "
-                                       "pip install 'promptgrad[tensorboard]'\n")
+    assert capsys.readouterr().err == (
+        "promptgrad: error: report_to tensorboard needs the tensorboard package: "
+        "pip install 'promptgrad[tensorboard]'\n"
+    )
     assert not (tmp_path / "runs").exists() and not (tmp_path / "tracking").exists()  # refused before anything was made
 
 
 def test_report_to_names_a_tracker(tiny_data, capsys):
-    with pytest.raises(UserError, match=r"report_to 'tensorbord' is not a tracker; each is one of tensorboard, mlflow, "
-                                        r"trackio, wandb \(repeat the flag for several\)"):
+    with pytest.raises(
+        UserError,
+        match=r"report_to 'tensorbord' is not a tracker; each is one of tensorboard, mlflow, "
+        r"trackio, wandb \(repeat the flag for several\)",
+    ):
         TrainConfig(report_to=["tensorbord"])
     assert main(["train", "--task", "antonyms", "--data", tiny_data, "--report-to", "tensorboard,mlflow"]) == 2
     err = capsys.readouterr().err
@@ -143,14 +180,18 @@ def test_a_tracker_that_fails_mid_run_is_reported_once_and_the_run_finishes(tiny
     assert warning.tracker == "tensorboard" and warning.step == 2 and "No space left on device" in warning.message
     assert set(calls) == {1, 2}  # left out from then on
     assert len(metrics_jsonl(tmp_path / "runs" / "tiny", "step")) == 3  # the record is whole
-    assert scalars(tmp_path / "tracking" / "tensorboard" / "tiny", "train/loss")[0][0] == 1  # closed, what it had is kept
+    assert (
+        scalars(tmp_path / "tracking" / "tensorboard" / "tiny", "train/loss")[0][0] == 1
+    )  # closed, what it had is kept
 
 
 def test_a_tracker_that_hangs_never_holds_the_run_up(tiny_config, tmp_path, monkeypatch):
     import promptgrad.integrations.trackers as trackers
 
     release = threading.Event()
-    monkeypatch.setattr(TensorBoard, "log", lambda self, step, metrics: release.wait(60))  # a server gone: minutes of retries
+    monkeypatch.setattr(
+        TensorBoard, "log", lambda self, step, metrics: release.wait(60)
+    )  # a server gone: minutes of retries
     monkeypatch.setattr(trackers, "FINISH_SECONDS", 1.0)
     config = tiny_config.replace(steps=2, report_to=["tensorboard"], tracker_dir=str(tmp_path / "tracking"))
     try:
@@ -167,10 +208,16 @@ def test_a_tracker_that_hangs_never_holds_the_run_up(tiny_config, tmp_path, monk
 
 
 def test_metrics_are_the_numbers_of_each_event_and_a_prompt_without_a_loss_is_skipped():
-    assert metrics_of(Step(3, 0.5, 2.5, 0.01, 40.0, 1.0, 9.0)) == {"train/loss": 2.5, "train/lr": 0.01,
-                                                                   "train/examples_per_s": 40.0, "train/epoch": 0.5}
+    assert metrics_of(Step(3, 0.5, 2.5, 0.01, 40.0, 1.0, 9.0)) == {
+        "train/loss": 2.5,
+        "train/lr": 0.01,
+        "train/examples_per_s": 40.0,
+        "train/epoch": 0.5,
+    }
     assert metrics_of(Evaluation(3, "hand-written", 1.5, 0.25, 8, None, " antonyms: 'x'/y")) == {
-        "eval/hand-written antonyms_ _x__y/test_loss": 1.5, "eval/hand-written antonyms_ _x__y/accuracy": 0.25}
+        "eval/hand-written antonyms_ _x__y/test_loss": 1.5,
+        "eval/hand-written antonyms_ _x__y/accuracy": 0.25,
+    }
     assert metrics_of(Evaluation(3, "majority", None, 0.5, 8, None)) == {"eval/majority/accuracy": 0.5}
     assert metrics_of(Evaluation(3, "learned", 1.0, 0.5, 8, 0.9))["eval/learned/best_test_loss"] == 0.9
     validation = metrics_of(Validation(3, 1.2, 0.5, 4, 1.1, 2, 1, stopping=True))
@@ -217,8 +264,14 @@ def test_trackio_and_wandb_offline_log_and_resume(tmp_path):
     tracking, run_dir = tmp_path / "tracking", str(tmp_path / "runs" / "tiny")
     env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     for resumed in ("0", "1"):
-        done = subprocess.run([sys.executable, "-c", TRACKIO_AND_WANDB, str(tracking), run_dir, resumed], env=env, check=True,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", TRACKIO_AND_WANDB, str(tracking), run_dir, resumed],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     # trackio: one run, named after the folder, its steps going on
     (logged,) = [line.removeprefix("logged: ") for line in done.stdout.splitlines() if line.startswith("logged: ")]
     assert ast.literal_eval(logged) == [(1, 1.0), (2, 0.5), (3, 1 / 3), (4, 0.25)]
@@ -232,14 +285,28 @@ def test_trackio_and_wandb_offline_log_and_resume(tmp_path):
 
 def test_learn_reports_to_the_trackers_too(tiny_gpt2, tmp_path):
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_gpt2), AutoTokenizer.from_pretrained(tiny_gpt2)
-    result = promptgrad.learn(model, tokenizer, TINY_PAIRS, steps=2, batch_size=4, eval_size=8, num_predictions=0,
-                              report_to=["tensorboard"], tracker_dir=str(tmp_path / "tracking"), name="notebook")
+    result = promptgrad.learn(
+        model,
+        tokenizer,
+        TINY_PAIRS,
+        steps=2,
+        batch_size=4,
+        eval_size=8,
+        num_predictions=0,
+        report_to=["tensorboard"],
+        tracker_dir=str(tmp_path / "tracking"),
+        name="notebook",
+    )
     losses = [(e.step, e.loss) for e in result.events if isinstance(e, Step)]
     logged = scalars(tmp_path / "tracking" / "tensorboard" / "notebook", "train/loss")
-    assert [s for s, _ in logged] == [1, 2] and [v for _, v in logged] == pytest.approx([v for _, v in losses], rel=1e-6)
+    assert [s for s, _ in logged] == [1, 2] and [v for _, v in logged] == pytest.approx(
+        [v for _, v in losses], rel=1e-6
+    )
 
 
 def test_the_start_prompt_keeps_one_metric_name_whatever_its_description():
     for text in ("", "untrained (random)", "start: run /runs/first"):
-        assert metrics_of(Evaluation(3, "untrained", 4.0, 0.5, 8, None, text)) == {"eval/untrained/test_loss": 4.0,
-                                                                                 "eval/untrained/accuracy": 0.5}
+        assert metrics_of(Evaluation(3, "untrained", 4.0, 0.5, 8, None, text)) == {
+            "eval/untrained/test_loss": 4.0,
+            "eval/untrained/accuracy": 0.5,
+        }

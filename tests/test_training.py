@@ -11,11 +11,11 @@ from safetensors import safe_open
 from promptgrad.errors import UserError
 from promptgrad.events import Checkpoint, Evaluation, Finished, NearestTokens, Predictions, Started, Step
 from promptgrad.model.models import load_model
-from promptgrad.readout.nearest_tokens import nearest_tokens
 from promptgrad.model.objective import target_loss
-from promptgrad.store.run_folder import RunFolder
 from promptgrad.model.soft_prompt import SoftPrompt
 from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.readout.nearest_tokens import nearest_tokens
+from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import train
 
 
@@ -23,7 +23,9 @@ def test_only_the_prompt_gets_gradient_and_weights_never_change(tiny_gpt2):
     frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
     before = {k: v.clone() for k, v in frozen.model.state_dict().items()}
     encoder = TemplateEncoder(Template.parse("Here are two {prompt} {x} and {y}"), frozen.tokenizer, 4)
-    prompt = SoftPrompt.initial("random", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator().manual_seed(0))
+    prompt = SoftPrompt.initial(
+        "random", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator().manual_seed(0)
+    )
     optimizer = torch.optim.Adam(prompt.parameters(), lr=0.1)
     batch = encoder.collate([encoder.encode("hot", "cold"), encoder.encode("big", "small")])
     start = prompt.vectors.detach().clone()
@@ -52,7 +54,9 @@ def test_nearest_token_of_a_token_embedding_is_that_token_with_cosine_one(tiny_g
 def test_init_from_text_takes_its_tokens_and_says_when_they_do_not_fill_the_prompt(tiny_gpt2):
     frozen = load_model(tiny_gpt2, torch.device("cpu"), torch.float32)
     ids = frozen.tokenizer(" capital city", add_special_tokens=False)["input_ids"]
-    prompt = SoftPrompt.initial("text: capital city", len(ids), frozen.embedding.weight, frozen.tokenizer, torch.Generator())
+    prompt = SoftPrompt.initial(
+        "text: capital city", len(ids), frozen.embedding.weight, frozen.tokenizer, torch.Generator()
+    )
     torch.testing.assert_close(prompt.vectors.detach(), frozen.embedding.weight[ids].detach())
     with pytest.raises(UserError, match=f"is {len(ids)} token\\(s\\), but prompt_len is 4: set prompt_len {len(ids)}"):
         SoftPrompt.initial("text: capital city", 4, frozen.embedding.weight, frozen.tokenizer, torch.Generator())
@@ -70,8 +74,14 @@ def test_a_run_yields_every_event_and_writes_its_folder(tiny_config):
     assert len(events[-1 - [type(e) for e in reversed(events)].index(Predictions)].rows) == 3
 
     run = RunFolder.open(events[0].run_dir)
-    assert {p.name for p in run.path.iterdir()} >= {"config.toml", "facts.json", "split.jsonl", "metrics.jsonl", "checkpoint.pt",
-                                                    "prompt.safetensors"}
+    assert {p.name for p in run.path.iterdir()} >= {
+        "config.toml",
+        "facts.json",
+        "split.jsonl",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "prompt.safetensors",
+    }
     assert run.config() == tiny_config.resolved()  # the settings as given, what was left empty filled from the task
     lines = (run.path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in lines] == [e.kind for e in events]
@@ -111,13 +121,14 @@ def test_stop_saves_a_checkpoint_and_resume_continues_to_the_same_prompt(tiny_co
 
 # ---- every phase counted, the ETA whole, a stop heard in any phase (the cockpit's item 3) ------------
 
+
 def test_the_first_step_comes_before_any_evaluation_or_readout(tiny_config):
     events = [e for e in train(tiny_config) if e.kind != "progress"]
     kinds = [e.kind for e in events]
     assert kinds[0] == "started" and kinds[1] == "step"  # baselines and readouts wait until step 1 is done
     first_eval = kinds.index("evaluation")
     # two hand-written, the k-shot and the untrained prompt (TINY_PAIRS: no answer repeats, so no majority answer)
-    assert {e.prompt for e in events[first_eval:first_eval + 4]} == {"hand-written", "k-shot", "untrained"}
+    assert {e.prompt for e in events[first_eval : first_eval + 4]} == {"hand-written", "k-shot", "untrained"}
 
 
 def test_readouts_are_counted_and_the_eta_includes_the_evaluations_to_come(tiny_config):
@@ -132,7 +143,9 @@ def test_readouts_are_counted_and_the_eta_includes_the_evaluations_to_come(tiny_
 def test_a_stop_in_any_phase_acts_before_another_step(tiny_config, phase):
     stop = threading.Event()
     seen = []
-    for event in train(tiny_config.replace(steps=20, eval_every=2, eval_size=8, name="stop-" + phase[:7].strip()), stop):
+    for event in train(
+        tiny_config.replace(steps=20, eval_every=2, eval_size=8, name="stop-" + phase[:7].strip()), stop
+    ):
         seen.append(event)
         if event.kind == "progress" and event.task.startswith(phase) and event.step >= 2:
             stop.set()

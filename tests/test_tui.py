@@ -13,21 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import wait_for
+from textual.widgets import DataTable, Input, Tabs
 
 from promptgrad.config import TrainConfig
-from promptgrad.events import Finished
+from promptgrad.events import Finished, Started, Step
 from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.loop import train
 from promptgrad_tui.app import PromptgradApp, main
 from promptgrad_tui.browser import RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen, HelpScreen, MessageLogScreen, PathPrompt, StepsDialog
-from textual.widgets import DataTable, Input, Tabs
-
-from promptgrad.events import Started, Step
 from promptgrad_tui.widgets.status import StatusLine
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
 
@@ -70,8 +66,16 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
             assert screen.check_action("stop", ()) is False  # nothing to stop yet
             await pilot.press("ctrl+r")
             assert screen.running and screen.key_state("start") is None  # greyed out while it runs
-            await wait_for(pilot, lambda: screen.predictions.row_count and screen.nearest.row_count
-                           and screen.chart.test_steps and len(screen.chart.steps) >= 3, what="panes to fill")
+            await wait_for(
+                pilot,
+                lambda: (
+                    screen.predictions.row_count
+                    and screen.nearest.row_count
+                    and screen.chart.test_steps
+                    and len(screen.chart.steps) >= 3
+                ),
+                what="panes to fill",
+            )
             await pilot.press("ctrl+r")  # one run at a time: it says so
             assert any("A new run waits until the run has ended" in m.text for m in app.messages)
             await wait_for(pilot, lambda: not screen.chart.stale, what="chart redraw")
@@ -93,8 +97,11 @@ def test_start_see_panes_stop_and_resume_by_keys(tiny_config):
             await pilot.press("enter")
             assert isinstance(app.screen, StepsDialog)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.chart.steps and screen.chart.steps[-1] > last.step + 1,
-                           what="the resumed run to go on")
+            await wait_for(
+                pilot,
+                lambda: screen.chart.steps and screen.chart.steps[-1] > last.step + 1,
+                what="the resumed run to go on",
+            )
             await pilot.press("ctrl+t")
             await wait_for(pilot, lambda: not screen.running, what="the resumed run to stop")
             events = RunFolder.open(run_dir).events()
@@ -257,7 +264,9 @@ def test_viewing_follows_a_run_being_written(tiny_config, tmp_path):
     lines = (finished_run(tiny_config) / "metrics.jsonl").read_text().splitlines(keepends=True)
     growing = tmp_path / "growing"
     growing.mkdir()
-    (growing / "config.toml").write_text((Path(tiny_config.machine.runs_dir) / tiny_config.machine.name / "config.toml").read_text())
+    (growing / "config.toml").write_text(
+        (Path(tiny_config.machine.runs_dir) / tiny_config.machine.name / "config.toml").read_text()
+    )
     events = [json.loads(line) for line in lines]
     cut = next(i for i, e in enumerate(events) if e["event"] == "step" and e["step"] == 3)
     (growing / "metrics.jsonl").write_text("".join(lines[:cut]) + lines[cut][:20])  # up to step 2, and half a line
@@ -338,8 +347,11 @@ def test_2_ctrl_n_pressed_quickly_keeps_tab_pane_and_cursor_in_step():
                 if presses in (7, 20):
                     await pilot.pause()
                     await pilot.pause()
-                    shown = [name for name in ("config", "chart", "predictions", "nearest")
-                             if screen.query_one(f"#{name}").region.height]
+                    shown = [
+                        name
+                        for name in ("config", "chart", "predictions", "nearest")
+                        if screen.query_one(f"#{name}").region.height
+                    ]
                     assert shown == [screen.pane], (presses, shown, screen.pane)
                     assert screen.query_one(Tabs).active == f"tab-{screen.pane}"
                     assert screen.query_one(f"#{screen.pane}") in (app.focused, *app.focused.ancestors)
@@ -382,10 +394,14 @@ def test_5_a_finished_run_is_extended_from_its_step_with_one_final_record(tiny_c
             assert isinstance(dialog, StepsDialog)
             dialog.query_one("#steps", Input).value = "6"
             await pilot.press("enter")  # not more than it had: said in the dialog
-            assert isinstance(app.screen, StepsDialog) and "at least 7" in str(dialog.query_one("#steps-error").render())
+            assert isinstance(app.screen, StepsDialog) and "at least 7" in str(
+                dialog.query_one("#steps-error").render()
+            )
             dialog.query_one("#steps", Input).value = "9"
             await pilot.press("enter")
-            await wait_for(pilot, lambda: not screen.running and "finished" in str(screen.status.line()), what="the extension")
+            await wait_for(
+                pilot, lambda: not screen.running and "finished" in str(screen.status.line()), what="the extension"
+            )
             assert screen.chart.steps == list(range(1, 10))
 
     asyncio.run(scenario())
@@ -441,10 +457,14 @@ def test_7_the_predicted_word_is_never_cut_and_the_status_line_fits(tiny_config,
             table = screen.predictions.table
             # issue 29: the input and expected answer are whole first; the answer after them, cut with an
             # ellipsis only where the pane is too narrow for all three (the wide layout's 130 columns)
-            assert str(table.get_cell_at((0, 1))) == "incomprehensibility" and str(table.get_cell_at((0, 2))) == "comprehensibility"
+            assert (
+                str(table.get_cell_at((0, 1))) == "incomprehensibility"
+                and str(table.get_cell_at((0, 2))) == "comprehensibility"
+            )
             answer = str(table.get_cell_at((0, 3)))
-            assert answer == "misunderstandingness" or (answer.endswith("…") and len(answer) >= 8
-                                                       and "misunderstandingness".startswith(answer[:-1]))
+            assert answer == "misunderstandingness" or (
+                answer.endswith("…") and len(answer) >= 8 and "misunderstandingness".startswith(answer[:-1])
+            )
             assert sum(c.get_render_width(table) for c in table.columns.values()) <= table.size.width
             screen.status.apply(Started("runs/20261130-120000", "m", "cpu", "fp32", 5000, 1292, 100000, 0, 157, ""))
             assert screen.status.line(80).cell_len <= 80
@@ -529,8 +549,16 @@ def test_11_question_mark_help_q_quit_and_the_command_palette():
             assert "escape" in str(app.screen.query_one("Markdown")._markdown).lower()
             await pilot.press("escape")
             titles = [command.title for command in app.get_system_commands(screen)]
-            for title in ("Start a run", "Stop the run", "Resume or extend a run", "Browse runs", "Try an input",
-                          "Export the prompt", "Messages", "Help"):
+            for title in (
+                "Start a run",
+                "Stop the run",
+                "Resume or extend a run",
+                "Browse runs",
+                "Try an input",
+                "Export the prompt",
+                "Messages",
+                "Help",
+            ):
                 assert title in titles
             await pilot.press("ctrl+p")
             assert type(app.screen).__name__ == "CommandPalette"
@@ -553,6 +581,7 @@ def test_the_probe_answers_during_a_run(tiny_config, monkeypatch):
         def call(*args, **kwargs):
             torch_threads[name] = threading.current_thread()
             return function(*args, **kwargs)
+
         return call
 
     monkeypatch.setattr(tui_app, "train", recorded("train", train))
@@ -627,7 +656,9 @@ def test_export_and_branch_act_on_the_folder_opened_not_the_one_its_records_name
     shutil.copytree(base, exp)  # cp -r runs/base runs/exp: exp's records still name base
     prompt = load_file(exp / "prompt.safetensors")["prompt"]
     metadata = RunFolder.open(exp).load_prompt()[1]
-    save_file({"prompt": (prompt + 1).contiguous()}, exp / "prompt.safetensors", metadata=metadata)  # a new prompt in exp
+    save_file(
+        {"prompt": (prompt + 1).contiguous()}, exp / "prompt.safetensors", metadata=metadata
+    )  # a new prompt in exp
 
     async def scenario():
         app = PromptgradApp(run_dir=str(exp))
@@ -723,7 +754,9 @@ def test_the_app_on_a_damaged_folder_is_one_line_at_once(tiny_config, capsys):
     run_dir = finished_run(tiny_config)
     (run_dir / "metrics.jsonl").unlink()
     os.mkfifo(run_dir / "metrics.jsonl")
-    done = subprocess.run([sys.executable, "-m", "promptgrad_tui.app", str(run_dir)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "promptgrad_tui.app", str(run_dir)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "FIFO" in done.stderr
     (run_dir / "metrics.jsonl").unlink()
     (run_dir / "config.toml").write_bytes(b'model = "\xff"\n')
@@ -747,8 +780,9 @@ def test_a_crash_exits_non_zero(monkeypatch):
 
 # ---- any task a researcher brings -------------------------------------------------------------------
 def test_a_task_is_picked_from_a_list_with_a_preview_and_a_run_starts_on_it(tiny_config):
-    from promptgrad_tui.task_picker import TaskPicker
     from textual.widgets import OptionList
+
+    from promptgrad_tui.task_picker import TaskPicker
 
     async def scenario():
         app = PromptgradApp(tiny_config.replace(steps=2, eval_size=8, name="on-capitals"))
@@ -768,7 +802,9 @@ def test_a_task_is_picked_from_a_list_with_a_preview_and_a_run_starts_on_it(tiny
             fields = screen.form.config_fields
             assert fields["task"].value == "capitals" and fields["data"].value == "" and fields["template"].value == ""
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: "finished" in str(screen.status.line()), timeout=120, what="the run to finish")
+            await wait_for(
+                pilot, lambda: "finished" in str(screen.status.line()), timeout=120, what="the run to finish"
+            )
             saved = RunFolder.open(Path(tiny_config.machine.runs_dir) / "on-capitals").config()
             assert saved.problem.task == "capitals" and saved.problem.template == "The {prompt} of {x} is {y}"
             assert saved.problem.baseline_text[0] == " capital"

@@ -44,14 +44,30 @@ MODEL_SUGGESTIONS = (BUNDLED_MODEL, "gpt2", "gpt2-medium", "gpt2-large", "gpt2-x
 MAX_LR = 10.0
 
 
-def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), defines_run: bool = False, hint: str = "",
-            suggestions: tuple[str, ...] = (), at_least: float | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    defines_run: bool = False,
+    hint: str = "",
+    suggestions: tuple[str, ...] = (),
+    at_least: float | None = None,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
     """Declare a setting. `help` is the whole explanation (--help, docs/settings.md); `hint` a few words under
     the form's field; `choices` a closed set; `at_least` a lower bound; `check(value)` returns what is
     wrong with a value, or None; `defines_run`: a resumed run must keep it. A list default makes a
     setting that holds several texts (a repeatable flag, a TOML list)."""
-    metadata = {"help": help, "choices": choices, "defines_run": defines_run, "hint": hint, "suggestions": suggestions,
-                "at_least": at_least, "check": check}
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "defines_run": defines_run,
+        "hint": hint,
+        "suggestions": suggestions,
+        "at_least": at_least,
+        "check": check,
+    }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -131,69 +147,149 @@ TRACKERS = ("tensorboard", "mlflow", "trackio", "wandb")  # trackers.py has one 
 
 def check_report_to(value: list[str]) -> str | None:
     unknown = [name for name in value if name not in TRACKERS]
-    return (f"report_to {unknown[0]!r} is not a tracker; each is one of {', '.join(TRACKERS)} (repeat the flag for "
-            f"several)") if unknown else None
+    return (
+        (
+            f"report_to {unknown[0]!r} is not a tracker; each is one of {', '.join(TRACKERS)} (repeat the flag for "
+            f"several)"
+        )
+        if unknown
+        else None
+    )
 
 
 @dataclass
 class ProblemSettings:
     """What to learn"""
 
-    task: str = setting("", "a bundled task (promptgrad tasks lists them) or a task file of your own (a path ending .toml, "
-                        "docs/tasks.md): its data, columns, template and hand-written prompts stand in for those settings "
-                        "left empty; empty: the bundled antonyms when data is empty too (or the bundled task data names), "
-                        "else none, and then template and baseline_text must be given", defines_run=True,
-                        hint="a bundled task or a .toml task file (f3 lists them)", suggestions=task_names(), check=check_task)
-    model: str = setting(BUNDLED_MODEL, "the frozen causal LM: the bundled smollm2-135m-instruct-q4_1 (SmolLM2-135M-Instruct, its Q4_1 GGUF "
-                         "de-quantised to float32), a Hugging Face id (gpt2, gpt2-large) "
-                         "or a local model folder", defines_run=True, hint="gpt2…gpt2-xl, id or path", suggestions=MODEL_SUGGESTIONS)
-    data: str = setting("", "the example pairs: a bundled task's name, a .jsonl/.json/.csv/.parquet file, a folder saved by "
-                        "datasets' save_to_disk, or a Hugging Face dataset name; empty: the task's", defines_run=True,
-                        hint="empty: the task's; a file, folder or dataset")
+    task: str = setting(
+        "",
+        "a bundled task (promptgrad tasks lists them) or a task file of your own (a path ending .toml, "
+        "docs/tasks.md): its data, columns, template and hand-written prompts stand in for those settings "
+        "left empty; empty: the bundled antonyms when data is empty too (or the bundled task data names), "
+        "else none, and then template and baseline_text must be given",
+        defines_run=True,
+        hint="a bundled task or a .toml task file (f3 lists them)",
+        suggestions=task_names(),
+        check=check_task,
+    )
+    model: str = setting(
+        BUNDLED_MODEL,
+        "the frozen causal LM: the bundled smollm2-135m-instruct-q4_1 (SmolLM2-135M-Instruct, its Q4_1 GGUF "
+        "de-quantised to float32), a Hugging Face id (gpt2, gpt2-large) "
+        "or a local model folder",
+        defines_run=True,
+        hint="gpt2…gpt2-xl, id or path",
+        suggestions=MODEL_SUGGESTIONS,
+    )
+    data: str = setting(
+        "",
+        "the example pairs: a bundled task's name, a .jsonl/.json/.csv/.parquet file, a folder saved by "
+        "datasets' save_to_disk, or a Hugging Face dataset name; empty: the task's",
+        defines_run=True,
+        hint="empty: the task's; a file, folder or dataset",
+    )
     x_column: str = setting("x", "the data's column holding the input x", defines_run=True)
     y_column: str = setting("y", "the data's column holding the target y", defines_run=True)
-    template: str = setting("", "the text the model reads: {prompt} (anywhere before {y}), {x} and {y}; the loss is on the "
-                            "tokens of {y} only; a space before a slot belongs to the slot; empty: the task's",
-                            defines_run=True, hint="empty: the task's", check=check_template)
-    prompt_len: int = setting(4, "how many prompt vectors (or tokens) stand where {prompt} is", defines_run=True, at_least=1)
-    init: str = setting("random", "where the prompt starts: random (the embedding table's mean and spread), vocab (random "
-                        "vocabulary rows), text:<words> (those words' embeddings, as many tokens as prompt_len), or "
-                        "run:<folder> (another run's prompt)",
-                        defines_run=True, hint="random, vocab, text:…, run:<folder>", suggestions=("random", "vocab", "text:"),
-                        check=check_init)
-    baseline_text: list = setting([], "the hand-written prompts the learned one is compared with (a leading space belongs "
-                                  "to the prompt; repeat the flag for several); empty: the task's", defines_run=True,
-                                  hint="empty: the task's; a JSON list", check=check_baselines)
-    k_shot: int = setting(3, "a k-shot baseline beside the learned prompt: this many training pairs (drawn with the seed), "
-                          "written in the template with the first hand-written prompt, one per line before each test "
-                          "pair; 0: no k-shot baseline", defines_run=True, hint="0: no k-shot baseline", at_least=0)
+    template: str = setting(
+        "",
+        "the text the model reads: {prompt} (anywhere before {y}), {x} and {y}; the loss is on the "
+        "tokens of {y} only; a space before a slot belongs to the slot; empty: the task's",
+        defines_run=True,
+        hint="empty: the task's",
+        check=check_template,
+    )
+    prompt_len: int = setting(
+        4, "how many prompt vectors (or tokens) stand where {prompt} is", defines_run=True, at_least=1
+    )
+    init: str = setting(
+        "random",
+        "where the prompt starts: random (the embedding table's mean and spread), vocab (random "
+        "vocabulary rows), text:<words> (those words' embeddings, as many tokens as prompt_len), or "
+        "run:<folder> (another run's prompt)",
+        defines_run=True,
+        hint="random, vocab, text:…, run:<folder>",
+        suggestions=("random", "vocab", "text:"),
+        check=check_init,
+    )
+    baseline_text: list = setting(
+        [],
+        "the hand-written prompts the learned one is compared with (a leading space belongs "
+        "to the prompt; repeat the flag for several); empty: the task's",
+        defines_run=True,
+        hint="empty: the task's; a JSON list",
+        check=check_baselines,
+    )
+    k_shot: int = setting(
+        3,
+        "a k-shot baseline beside the learned prompt: this many training pairs (drawn with the seed), "
+        "written in the template with the first hand-written prompt, one per line before each test "
+        "pair; 0: no k-shot baseline",
+        defines_run=True,
+        hint="0: no k-shot baseline",
+        at_least=0,
+    )
 
 
 @dataclass
 class LearningSettings:
     """How to learn it"""
 
-    mode: str = setting("soft", "soft: learn free vectors; hard: search for real tokens that can be pasted into any API",
-                        choices=("soft", "hard"), defines_run=True)
-    lr: float = setting(3e-2, "Adam's learning rate for the prompt vectors (soft, and PEZ's and relax's shadow)",
-                        defines_run=True, check=check_lr)
-    schedule: str = setting("cosine", "the learning rate over the run: constant, or cosine decay to 0 at the last step",
-                            choices=("constant", "cosine"), defines_run=True)
+    mode: str = setting(
+        "soft",
+        "soft: learn free vectors; hard: search for real tokens that can be pasted into any API",
+        choices=("soft", "hard"),
+        defines_run=True,
+    )
+    lr: float = setting(
+        3e-2,
+        "Adam's learning rate for the prompt vectors (soft, and PEZ's and relax's shadow)",
+        defines_run=True,
+        check=check_lr,
+    )
+    schedule: str = setting(
+        "cosine",
+        "the learning rate over the run: constant, or cosine decay to 0 at the last step",
+        choices=("constant", "cosine"),
+        defines_run=True,
+    )
     warmup_steps: int = setting(10, "steps of linear warm-up to the full learning rate", defines_run=True, at_least=0)
     batch_size: int = setting(32, "training pairs per step (soft mode)", defines_run=True, at_least=1)
-    steps: int = setting(100, "optimiser steps (about 0.6 epoch of the antonyms; the default job takes about 4 minutes on 2 CPU cores)", at_least=0)
-    epochs: float = setting(0.0, "> 0: train this many passes over the training pairs instead of `steps`",
-                            hint="> 0: replaces steps", at_least=0)
-    train_size: int = setting(0, "train on this many training pairs only (0: all); the test pairs stay the same",
-                              defines_run=True, hint="0: all training pairs", at_least=0)
-    test_fraction: float = setting(0.2, "the share of pairs held out for testing (a pair and its reverse stay on one side)",
-                                   defines_run=True)
+    steps: int = setting(
+        100,
+        "optimiser steps (about 0.6 epoch of the antonyms; the default job takes about 4 minutes on 2 CPU cores)",
+        at_least=0,
+    )
+    epochs: float = setting(
+        0.0,
+        "> 0: train this many passes over the training pairs instead of `steps`",
+        hint="> 0: replaces steps",
+        at_least=0,
+    )
+    train_size: int = setting(
+        0,
+        "train on this many training pairs only (0: all); the test pairs stay the same",
+        defines_run=True,
+        hint="0: all training pairs",
+        at_least=0,
+    )
+    test_fraction: float = setting(
+        0.2, "the share of pairs held out for testing (a pair and its reverse stay on one side)", defines_run=True
+    )
     seed: int = setting(0, "seeds the split, the initial prompt and the batches", defines_run=True)
-    val_fraction: float = setting(0.0, "> 0: hold out this share of the training pairs as a validation split, scored every "
-                                  "eval_every steps; the prompt with the best validation loss is kept as the result",
-                                  defines_run=True, hint="0: none; e.g. 0.2")
-    stop_patience: int = setting(0, "stop after this many validation scores without a better one (0: never stop early; "
-                                 "the best prompt is still kept)", hint="0: never stop early", at_least=0)
+    val_fraction: float = setting(
+        0.0,
+        "> 0: hold out this share of the training pairs as a validation split, scored every "
+        "eval_every steps; the prompt with the best validation loss is kept as the result",
+        defines_run=True,
+        hint="0: none; e.g. 0.2",
+    )
+    stop_patience: int = setting(
+        0,
+        "stop after this many validation scores without a better one (0: never stop early; "
+        "the best prompt is still kept)",
+        hint="0: never stop early",
+        at_least=0,
+    )
 
     def validate(self) -> None:
         if self.steps == 0 and self.epochs == 0:
@@ -201,24 +297,39 @@ class LearningSettings:
         if not (math.isfinite(self.test_fraction) and 0 < self.test_fraction < 1):
             raise UserError(f"test_fraction must lie between 0 and 1, got {self.test_fraction}", "test_fraction")
         if not 0 <= self.val_fraction < 1:
-            raise UserError(f"val_fraction must be at least 0 and below 1 (0: no validation split; 0.2: a fifth of the "
-                            f"training pairs), got {self.val_fraction}", "val_fraction")
+            raise UserError(
+                f"val_fraction must be at least 0 and below 1 (0: no validation split; 0.2: a fifth of the "
+                f"training pairs), got {self.val_fraction}",
+                "val_fraction",
+            )
         if self.val_fraction and self.mode == "hard":
-            raise UserError("val_fraction is for soft prompts; hard mode already keeps the best prompt on a held-out "
-                            "slice of the training pairs: leave val_fraction at 0", "val_fraction")
+            raise UserError(
+                "val_fraction is for soft prompts; hard mode already keeps the best prompt on a held-out "
+                "slice of the training pairs: leave val_fraction at 0",
+                "val_fraction",
+            )
         if self.stop_patience and not self.val_fraction:
-            raise UserError(f"stop_patience {self.stop_patience} needs a validation split to watch: give val_fraction > 0 "
-                            f"(e.g. 0.2), or stop_patience 0", "stop_patience")
+            raise UserError(
+                f"stop_patience {self.stop_patience} needs a validation split to watch: give val_fraction > 0 "
+                f"(e.g. 0.2), or stop_patience 0",
+                "stop_patience",
+            )
 
 
 @dataclass
 class SearchSettings:
     """The discrete search (mode hard)"""
 
-    method: str = setting("gcg", "pez (projected gradient), gcg (greedy coordinate gradient) or relax (the original's "
-                          "softmax relaxation, a baseline)", choices=("pez", "gcg", "relax"), defines_run=True)
-    search_batch_size: int = setting(8, "training pairs per search step (gcg scores every candidate on all of them)",
-                                     defines_run=True, at_least=1)
+    method: str = setting(
+        "gcg",
+        "pez (projected gradient), gcg (greedy coordinate gradient) or relax (the original's "
+        "softmax relaxation, a baseline)",
+        choices=("pez", "gcg", "relax"),
+        defines_run=True,
+    )
+    search_batch_size: int = setting(
+        8, "training pairs per search step (gcg scores every candidate on all of them)", defines_run=True, at_least=1
+    )
     readable_only: bool = setting(True, "only tokens that decode to printable ASCII", defines_run=True)
 
 
@@ -226,35 +337,67 @@ class SearchSettings:
 class GCGSettings:
     """GCG (method gcg)"""
 
-    topk: int = setting(256, "candidate tokens per position: those with the most negative one-hot gradient",
-                        defines_run=True, at_least=1)
-    candidates: int = setting(512, "single-token swaps scored by their exact loss each step", defines_run=True, at_least=1)
-    rescore: int = setting(0, "> 0: screen the candidates on a quarter of the batch, then re-score this many best on all of it",
-                           defines_run=True, at_least=0)
-    patience: int = setting(0, "after this many steps without a better held-out prompt, go on from the best one (0: never)",
-                            defines_run=True, at_least=0)
-    fluency: float = setting(0.0, "weight of the prompt's own cross-entropy (nats/token) in the objective; 0: task loss only",
-                             defines_run=True, at_least=0)
+    topk: int = setting(
+        256,
+        "candidate tokens per position: those with the most negative one-hot gradient",
+        defines_run=True,
+        at_least=1,
+    )
+    candidates: int = setting(
+        512, "single-token swaps scored by their exact loss each step", defines_run=True, at_least=1
+    )
+    rescore: int = setting(
+        0,
+        "> 0: screen the candidates on a quarter of the batch, then re-score this many best on all of it",
+        defines_run=True,
+        at_least=0,
+    )
+    patience: int = setting(
+        0,
+        "after this many steps without a better held-out prompt, go on from the best one (0: never)",
+        defines_run=True,
+        at_least=0,
+    )
+    fluency: float = setting(
+        0.0,
+        "weight of the prompt's own cross-entropy (nats/token) in the objective; 0: task loss only",
+        defines_run=True,
+        at_least=0,
+    )
 
 
 @dataclass
 class WatchSettings:
     """How often to look"""
 
-    eval_every: int = setting(50, "steps between evaluations on eval_size test pairs (the last one uses the whole test set); "
-                              "0: only at the end", at_least=0)
+    eval_every: int = setting(
+        50,
+        "steps between evaluations on eval_size test pairs (the last one uses the whole test set); 0: only at the end",
+        at_least=0,
+    )
     eval_size: int = setting(256, "test pairs scored at each evaluation during the run (0: all)", at_least=0)
     checkpoint_every: int = setting(100, "steps between checkpoints (0: only at the end and on a stop)", at_least=0)
-    checkpoint_minutes: float = setting(5.0, "also checkpoint when this many minutes have passed since the last one (0: never)",
-                                        hint="0: by steps only", at_least=0)
+    checkpoint_minutes: float = setting(
+        5.0,
+        "also checkpoint when this many minutes have passed since the last one (0: never)",
+        hint="0: by steps only",
+        at_least=0,
+    )
     num_predictions: int = setting(8, "test pairs whose greedy predictions are shown at each evaluation", at_least=0)
     nearest_k: int = setting(5, "vocabulary tokens shown nearest to each prompt vector", at_least=0)
-    report_to: list = setting([], "also log the run to these experiment trackers, each an optional extra (pip install "
-                              "'promptgrad[tensorboard]'): tensorboard, mlflow, trackio, wandb (repeat the flag for "
-                              "several); the run folder stays the record; empty: none",
-                              hint="tensorboard, mlflow, trackio, wandb", check=check_report_to)
-    tracker_dir: str = setting("tracking", "the folder for the trackers' local files (TensorBoard's event files, MLflow's "
-                               "store unless MLFLOW_TRACKING_URI is set, wandb's), beside the run folders, not in them")
+    report_to: list = setting(
+        [],
+        "also log the run to these experiment trackers, each an optional extra (pip install "
+        "'promptgrad[tensorboard]'): tensorboard, mlflow, trackio, wandb (repeat the flag for "
+        "several); the run folder stays the record; empty: none",
+        hint="tensorboard, mlflow, trackio, wandb",
+        check=check_report_to,
+    )
+    tracker_dir: str = setting(
+        "tracking",
+        "the folder for the trackers' local files (TensorBoard's event files, MLflow's "
+        "store unless MLFLOW_TRACKING_URI is set, wandb's), beside the run folders, not in them",
+    )
 
 
 def check_ignore_regex(value: str) -> str | None:
@@ -267,15 +410,27 @@ def check_ignore_regex(value: str) -> str | None:
 class ScoringSettings:
     """How answers are judged"""
 
-    ignore_case: bool = setting(False, "accuracy ignores letter case (answer and target compared case folded); off: case as written",
-                                defines_run=True)
-    ignore_punctuation: bool = setting(False, "accuracy ignores punctuation (removed from answer and target, so U.S. "
-                                       "matches US)", defines_run=True)
-    strip_whitespace: bool = setting(False, "accuracy ignores whitespace before the answer (the template's space before "
-                                     "{y} included)", defines_run=True)
-    ignore_regex: str = setting("", "accuracy ignores the text this regular expression matches, in answer and target "
-                                "(e.g. '\\b(the|a) ' drops articles); empty: none", defines_run=True, hint="empty: none",
-                                check=check_ignore_regex)
+    ignore_case: bool = setting(
+        False,
+        "accuracy ignores letter case (answer and target compared case folded); off: case as written",
+        defines_run=True,
+    )
+    ignore_punctuation: bool = setting(
+        False, "accuracy ignores punctuation (removed from answer and target, so U.S. matches US)", defines_run=True
+    )
+    strip_whitespace: bool = setting(
+        False,
+        "accuracy ignores whitespace before the answer (the template's space before {y} included)",
+        defines_run=True,
+    )
+    ignore_regex: str = setting(
+        "",
+        "accuracy ignores the text this regular expression matches, in answer and target "
+        "(e.g. '\\b(the|a) ' drops articles); empty: none",
+        defines_run=True,
+        hint="empty: none",
+        check=check_ignore_regex,
+    )
 
 
 @dataclass
@@ -283,14 +438,27 @@ class MachineSettings:
     """Where it runs"""
 
     device: str = setting("auto", "auto (a CUDA GPU if there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    precision: str = setting("auto", "auto (decided from what the device is, then recorded), fp32 or bf16",
-                             choices=("auto", "fp32", "bf16"), defines_run=True)
-    device_map: str = setting("", "auto: split a model too large for one GPU over all visible ones",
-                              hint="auto: split over all GPUs", suggestions=("auto",))
-    threads: int = setting(0, "CPU threads for PyTorch (0: its default, one per core); fewer can be faster on a machine "
-                           "others share", hint="0: PyTorch's default", at_least=0)
-    name: str = setting("", "the run folder's name under runs_dir (empty: a timestamp)", hint="empty: a timestamp",
-                        check=check_name)
+    precision: str = setting(
+        "auto",
+        "auto (decided from what the device is, then recorded), fp32 or bf16",
+        choices=("auto", "fp32", "bf16"),
+        defines_run=True,
+    )
+    device_map: str = setting(
+        "",
+        "auto: split a model too large for one GPU over all visible ones",
+        hint="auto: split over all GPUs",
+        suggestions=("auto",),
+    )
+    threads: int = setting(
+        0,
+        "CPU threads for PyTorch (0: its default, one per core); fewer can be faster on a machine others share",
+        hint="0: PyTorch's default",
+        at_least=0,
+    )
+    name: str = setting(
+        "", "the run folder's name under runs_dir (empty: a timestamp)", hint="empty: a timestamp", check=check_name
+    )
     runs_dir: str = setting("runs", "the folder that holds the run folders")
 
 
@@ -318,7 +486,9 @@ class TrainConfig:
             if name not in declared and name not in kinds:
                 raise UserError(f"unknown setting {name!r}; known settings: {', '.join(declared)}", name)
         for group, kind in kinds.items():
-            changes = {name: coerce(f, values[name]) for name, (g, f) in declared.items() if g == group and name in values}
+            changes = {
+                name: coerce(f, values[name]) for name, (g, f) in declared.items() if g == group and name in values
+            }
             base = values.get(group) or kind()
             setattr(self, group, dataclasses.replace(base, **changes) if changes else base)
         for group in self.groups():
@@ -358,8 +528,11 @@ class TrainConfig:
             if key in cls.group_types() and isinstance(value, dict):
                 for name, inner in value.items():
                     if settings.get(name, (None,))[0] != key:
-                        raise UserError(f"unknown setting {key}.{name}; the settings of [{key}]: "
-                                        f"{', '.join(f.name for f in fields(cls.group_types()[key]))}", name)
+                        raise UserError(
+                            f"unknown setting {key}.{name}; the settings of [{key}]: "
+                            f"{', '.join(f.name for f in fields(cls.group_types()[key]))}",
+                            name,
+                        )
                     flat[name] = inner
             else:
                 flat[key] = value
@@ -409,8 +582,11 @@ class TrainConfig:
         for name, (_, f) in self.settings().items():
             mine, theirs = self.get(name), saved.get(name)
             if f.metadata["defines_run"] and mine != theirs:
-                raise UserError(f"{name} is {theirs!r} in {where}, not {mine!r}: a resumed run keeps the settings that "
-                                f"define it; to change {name}, start a new run from this one's prompt (init run:{where})", name)
+                raise UserError(
+                    f"{name} is {theirs!r} in {where}, not {mine!r}: a resumed run keeps the settings that "
+                    f"define it; to change {name}, start a new run from this one's prompt (init run:{where})",
+                    name,
+                )
 
     def resolved(self) -> TrainConfig:
         """The settings a run is made of, as recorded in its folder: what was left empty filled from the
@@ -441,10 +617,16 @@ class TrainConfig:
         if not name:
             missing = [k for k in ("template", "baseline_text") if not getattr(problem, k)]
             if missing:
-                example = {"template": "--template '{prompt} {x} -> {y}'", "baseline_text": "--baseline-text ' Your words:'"}
-                raise UserError(f"data {problem.data} comes with no task, and no task's template or hand-written prompts are "
-                                f"borrowed: give {' and '.join(missing)} ({' '.join(example[k] for k in missing)}), or a task "
-                                f"file that declares them (--task my-task.toml; docs/tasks.md)", missing[0])
+                example = {
+                    "template": "--template '{prompt} {x} -> {y}'",
+                    "baseline_text": "--baseline-text ' Your words:'",
+                }
+                raise UserError(
+                    f"data {problem.data} comes with no task, and no task's template or hand-written prompts are "
+                    f"borrowed: give {' and '.join(missing)} ({' '.join(example[k] for k in missing)}), or a task "
+                    f"file that declares them (--task my-task.toml; docs/tasks.md)",
+                    missing[0],
+                )
             return {}
         if is_task_file(name) and all(getattr(problem, k) for k in ("data", "template", "baseline_text")):
             # nothing left for the file to fill: a run folder's settings, resolved when it started (its task file
@@ -481,7 +663,9 @@ def validate_group(group: Any) -> None:
     for f in fields(group):
         value, meta = getattr(group, f.name), f.metadata
         if isinstance(value, str) and "\x00" in value:
-            raise UserError(f"{f.name} holds a NUL byte (\\x00), which no file name or text setting may hold; remove it", f.name)
+            raise UserError(
+                f"{f.name} holds a NUL byte (\\x00), which no file name or text setting may hold; remove it", f.name
+            )
         if isinstance(value, float) and not math.isfinite(value) and f.name != "lr":
             raise UserError(f"{f.name} must be a finite number, got {value}", f.name)
         if meta["choices"] and value not in meta["choices"]:
@@ -503,8 +687,9 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as e:
-                    raise UserError(f"{f.name} is not a JSON list of texts ({e.msg}), e.g. [\" antonyms\", \" opposites\"]",
-                                    f.name) from None
+                    raise UserError(
+                        f'{f.name} is not a JSON list of texts ({e.msg}), e.g. [" antonyms", " opposites"]', f.name
+                    ) from None
             else:
                 value = [value] if value else []
         if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
@@ -533,6 +718,7 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
 
 
 # ---- docs/settings.md's settings table ---------------------------------------------------------------
+
 
 def describe(f: dataclasses.Field) -> str:
     """A setting's help with its choices and default, as --help and docs/settings.md show it."""

@@ -50,4 +50,11 @@ def peer_ended(e: BaseException) -> bool:
         return False
     text = str(e).lower()
     return isinstance(e, getattr(dist, "DistError", ())) or any(
-        s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe", "nccl communicator was aborted"))
+        s in text
+        for s in (
+            "connection closed by peer",
+            "connection reset by peer",
+            "broken pipe",
+            "nccl communicator was aborted",
+        )
+    )

@@ -200,7 +200,9 @@ class Extended(Event):
         """What the learning rate does over the added steps, in words (the CLI and the TUI say it)."""
         if self.new_peak:
             warmup = f"warms up over {self.warmup_steps} steps to" if self.warmup_steps else "starts at"
-            return f"the learning rate {warmup} a new peak of {self.lr:.3g}, then decays to 0 by step {self.total_steps}"
+            return (
+                f"the learning rate {warmup} a new peak of {self.lr:.3g}, then decays to 0 by step {self.total_steps}"
+            )
         return f"the learning rate decays from {self.lr:.3g} to 0 by step {self.total_steps}"
 
 
@@ -221,7 +223,9 @@ class Finished(Event):
     prompt_path: str
     stopped_early: bool = False  # the validation loss had not improved for stop_patience scores
     best_step: int | None = None  # with a validation split: the step of the prompt kept (the best on it), else None
-    accuracy_rule: str = ""  # how answers were judged: "exact text", "ignoring case" (answer_rule.py); "": older records
+    accuracy_rule: str = (
+        ""  # how answers were judged: "exact text", "ignoring case" (answer_rule.py); "": older records
+    )
 
 
 @dataclass(frozen=True)
@@ -248,8 +252,22 @@ class TrackerFailed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Started, Progress, Step, Evaluation, Validation, Predictions, NearestTokens, Reading, HardPromptFound,
-                ParetoFront, Extended, Checkpoint, Finished, Failed)
+    for cls in (
+        Started,
+        Progress,
+        Step,
+        Evaluation,
+        Validation,
+        Predictions,
+        NearestTokens,
+        Reading,
+        HardPromptFound,
+        ParetoFront,
+        Extended,
+        Checkpoint,
+        Finished,
+        Failed,
+    )
 }
 
 # fields that are never NaN nor infinite (a proportion of pairs); a loss may be (a diverged run), so only these

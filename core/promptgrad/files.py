@@ -40,20 +40,28 @@ SAFE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def kind_of(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
 
 
 def not_regular(path: Path, what: str) -> UserError:
-    return UserError(f"{path} is {what}, not a regular file; promptgrad never reads or writes through one: remove it "
-                     f"or give another file")
+    return UserError(
+        f"{path} is {what}, not a regular file; promptgrad never reads or writes through one: remove it "
+        f"or give another file"
+    )
 
 
-def open_regular(path: str | Path, flags: int = READ, mode: int = 0o644, follow_links: bool = False,
-                 dir_fd: int | None = None) -> int:
+def open_regular(
+    path: str | Path, flags: int = READ, mode: int = 0o644, follow_links: bool = False, dir_fd: int | None = None
+) -> int:
     """A descriptor of the regular file at `path`, opened without following a link (unless
     `follow_links`: a user's own input file may well be one) or blocking. With `dir_fd`, `path` is
     only shown in messages and the file opened is its last part, in that folder. FileNotFoundError
@@ -74,8 +82,10 @@ def open_regular(path: str | Path, flags: int = READ, mode: int = 0o644, follow_
         raise not_regular(path, kind_of(info.st_mode))
     if flags & (os.O_WRONLY | os.O_RDWR) and info.st_nlink > 1:
         os.close(fd)
-        raise UserError(f"{path} has {info.st_nlink - 1} other hard link(s): writing it would change another file too; "
-                        f"remove it (promptgrad writes it anew)")
+        raise UserError(
+            f"{path} has {info.st_nlink - 1} other hard link(s): writing it would change another file too; "
+            f"remove it (promptgrad writes it anew)"
+        )
     return fd
 
 
@@ -91,7 +101,9 @@ def read_text(path: str | Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"{path} is not UTF-8 text (line {line}, byte {e.start}); it is damaged or not a file promptgrad wrote") from None
+        raise UserError(
+            f"{path} is not UTF-8 text (line {line}, byte {e.start}); it is damaged or not a file promptgrad wrote"
+        ) from None
 
 
 def open_append(path: str | Path):
@@ -105,8 +117,10 @@ def open_update(path: str | Path):
 
 
 def no_space(path: Path) -> UserError:
-    return UserError(f"no space left on the device holding {path.parent}: {path.name} was not written; "
-                     f"free some space, then resume the run from its last checkpoint")
+    return UserError(
+        f"no space left on the device holding {path.parent}: {path.name} was not written; "
+        f"free some space, then resume the run from its last checkpoint"
+    )
 
 
 def write_error(path: Path, e: OSError) -> UserError:
@@ -149,8 +163,10 @@ def link_or_not_folder(path: Path, dir_fd: int, name: str, followed: bool = Fals
     except OSError:
         mode = 0
     if stat.S_ISLNK(mode) and not followed:
-        return UserError(f"{path} is a symbolic link; promptgrad never writes into a folder through one: remove the link "
-                         f"(or give the folder it points to)")
+        return UserError(
+            f"{path} is a symbolic link; promptgrad never writes into a folder through one: remove the link "
+            f"(or give the folder it points to)"
+        )
     return UserError(f"{path} is not a folder; move it away or give another path")
 
 

@@ -25,8 +25,8 @@ from textual.screen import Screen
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.quiet import quiet_libraries
-from promptgrad.store.run_folder import RunFolder
 from promptgrad.signals import on_signals
+from promptgrad.store.run_folder import RunFolder
 from promptgrad_tui.dialogs import LoggedMessage
 from promptgrad_tui.main_screen import MainScreen
 
@@ -47,8 +47,15 @@ class PromptgradApp(App):
     def on_mount(self) -> None:
         self.loop = asyncio.get_running_loop()
 
-    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
-               markup: bool = False) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: str = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
         """Every message is kept in the log (ctrl+l), and shown as it is: never read as markup."""
         self.messages.append(LoggedMessage(time.time(), severity, title, message))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
@@ -94,8 +101,9 @@ class PromptgradApp(App):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="promptgrad-tui", description="Watch and steer a prompt being learned.")
-    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
-                        help="a run folder to view (followed while it is written)")
+    parser.add_argument(
+        "run_dir", nargs="?", metavar="RUN_DIR", help="a run folder to view (followed while it is written)"
+    )
     parser.add_argument("--config", metavar="FILE", help="a TOML file of settings to pre-fill the form with")
     args = parser.parse_args(argv)
     try:

@@ -38,9 +38,16 @@ def loss(value: float | None) -> str:
 
 
 # the columns: (label, what a run is sorted by); a missing loss sorts last either way round
-COLUMNS = [("", None), ("name", lambda r: r.name.lower()), ("state", lambda r: r.state), ("step", lambda r: r.step),
-           ("best test", lambda r: r.best_test_loss), ("final test", lambda r: r.final_test_loss),
-           ("model", lambda r: r.model.lower()), ("modified", lambda r: r.modified)]
+COLUMNS = [
+    ("", None),
+    ("name", lambda r: r.name.lower()),
+    ("state", lambda r: r.state),
+    ("step", lambda r: r.step),
+    ("best test", lambda r: r.best_test_loss),
+    ("final test", lambda r: r.final_test_loss),
+    ("model", lambda r: r.model.lower()),
+    ("modified", lambda r: r.modified),
+]
 
 
 def sorted_runs(runs: list[RunSummary], column: int, descending: bool) -> list[RunSummary]:
@@ -81,9 +88,11 @@ class RunBrowser(ModalScreen[BrowserChoice]):
             box.border_title = self.title_text
             yield Input(placeholder="/ filters by name or model", id="filter")
             yield DataTable(cursor_type="row", zebra_stripes=True, id="runs")
-            yield Static("j/k ↑↓ move · enter: pick · space: mark to compare · / filter · s/S sort · d delete (u undoes) · "
-                         "r rename · f5 report of the marked · escape: close",
-                         classes="dialog-hint")
+            yield Static(
+                "j/k ↑↓ move · enter: pick · space: mark to compare · / filter · s/S sort · d delete (u undoes) · "
+                "r rename · f5 report of the marked · escape: close",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         self.runs = list_runs(self.runs_dir)
@@ -110,8 +119,16 @@ class RunBrowser(ModalScreen[BrowserChoice]):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified))
             steps = f"{run.step}/{run.total_steps}" if run.total_steps else str(run.step)
             mark = "x" if str(run.path) in self.marked else " "
-            table.add_row(mark, Text(run.name), run.state, steps, loss(run.best_test_loss), loss(run.final_test_loss),
-                          Text(Path(run.model).name if "/" in run.model and Path(run.model).exists() else run.model), when)
+            table.add_row(
+                mark,
+                Text(run.name),
+                run.state,
+                steps,
+                loss(run.best_test_loss),
+                loss(run.final_test_loss),
+                Text(Path(run.model).name if "/" in run.model and Path(run.model).exists() else run.model),
+                when,
+            )
         if not self.shown:
             table.border_subtitle = f"no runs in {self.runs_dir}/" + (f" match {self.needle!r}" if self.needle else "")
         else:
@@ -167,7 +184,10 @@ class RunBrowser(ModalScreen[BrowserChoice]):
         if event.column_index == self.sort_column:
             self.descending = not self.descending
         else:
-            self.sort_column, self.descending = event.column_index, COLUMNS[event.column_index][0] in ("modified", "step")
+            self.sort_column, self.descending = (
+                event.column_index,
+                COLUMNS[event.column_index][0] in ("modified", "step"),
+            )
         self.fill()
 
     def refused(self, problem: str, title: str) -> None:

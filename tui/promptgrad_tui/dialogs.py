@@ -53,8 +53,15 @@ class PathPrompt(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("tab", "complete", "Complete", priority=True)]
 
-    def __init__(self, title: str, hint: str, value: str = "", placeholder: str = "", base: str = "",
-                 check: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        hint: str,
+        value: str = "",
+        placeholder: str = "",
+        base: str = "",
+        check: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text, self.hint, self.value, self.placeholder, self.base = title, hint, value, placeholder, base
         self.check = check
@@ -89,8 +96,11 @@ class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question: y says yes, n or escape no, enter the `default` (no, where yes would lose
     something: overwriting a file, quitting a run)."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No"),
-                Binding("enter", "default", "Default")]
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+        Binding("enter", "default", "Default"),
+    ]
 
     def __init__(self, title: str, question: str, default: bool = True) -> None:
         super().__init__()
@@ -136,20 +146,31 @@ class StepsDialog(ModalScreen[ResumeChoice | None]):
             dialog.border_title = f"Resume {self.run}"
             where = "finished" if self.finished else "stopped"
             if self.new_peak is not None:
-                yield Static(Text(f"This run has finished: its learning rate is 0 (decayed at step {self.step}), so more "
-                                  f"steps alone would not change its prompt. Extend with a new peak learning rate, or "
-                                  f"branch (ctrl+b: a new run from its prompt).", style="bold"))
+                yield Static(
+                    Text(
+                        f"This run has finished: its learning rate is 0 (decayed at step {self.step}), so more "
+                        f"steps alone would not change its prompt. Extend with a new peak learning rate, or "
+                        f"branch (ctrl+b: a new run from its prompt).",
+                        style="bold",
+                    )
+                )
             yield Static(f"{where} at step {self.step} of {self.total}. Go on to step:")
             suggested = self.total if not self.finished else self.total * 2
             yield Input(str(suggested), id="steps", type="integer")
             if self.new_peak is not None:
                 yield Static("New peak learning rate of the added steps:")
                 yield Input(f"{self.new_peak:g}", id="extend-lr", type="number")
-                yield Static("a short warm-up to it, then decay to 0 at the new last step · tab: next field · "
-                             "enter: extend · ctrl+b: branch · escape: cancel", classes="dialog-hint")
+                yield Static(
+                    "a short warm-up to it, then decay to 0 at the new last step · tab: next field · "
+                    "enter: extend · ctrl+b: branch · escape: cancel",
+                    classes="dialog-hint",
+                )
             else:
-                yield Static("more steps than it had extend it: the learning rate goes on decaying from where it is, "
-                             "it never jumps up · enter: resume · ctrl+b: branch · escape: cancel", classes="dialog-hint")
+                yield Static(
+                    "more steps than it had extend it: the learning rate goes on decaying from where it is, "
+                    "it never jumps up · enter: resume · ctrl+b: branch · escape: cancel",
+                    classes="dialog-hint",
+                )
             yield Static("", id="steps-error", classes="dialog-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -160,7 +181,9 @@ class StepsDialog(ModalScreen[ResumeChoice | None]):
         lowest = self.step + 1 if self.finished else self.step
         if steps < max(1, lowest):
             reason = "it has finished" if self.finished else "it is there already"
-            self.query_one("#steps-error", Static).update(f"give at least {max(1, lowest)} steps: {reason} at step {self.step}")
+            self.query_one("#steps-error", Static).update(
+                f"give at least {max(1, lowest)} steps: {reason} at step {self.step}"
+            )
             return
         extend_lr = None
         if self.new_peak is not None:
@@ -236,8 +259,10 @@ class ErrorScreen(ModalScreen[None]):
             yield Static(Text(self.message), classes="error-message")
             if self.details:
                 yield Static(Text(self.details), classes="error-details")
-            yield Static("the traceback is also in the run folder's traceback.txt; ctrl+l lists all messages",
-                         classes="dialog-hint")
+            yield Static(
+                "the traceback is also in the run folder's traceback.txt; ctrl+l lists all messages",
+                classes="dialog-hint",
+            )
 
 
 HELP = """\

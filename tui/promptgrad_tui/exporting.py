@@ -20,9 +20,12 @@ class Exporting:
         if self.run_dir is None:
             return
         source = Path(self.run_dir) / PROMPT
-        prompt = PathPrompt("Export the learned prompt", f"copy {source} to this file or folder; empty: show where it is",
-                            placeholder=f"~/{Path(self.run_dir).name}-{PROMPT}",
-                            check=lambda target: self.export_problem(source, target))
+        prompt = PathPrompt(
+            "Export the learned prompt",
+            f"copy {source} to this file or folder; empty: show where it is",
+            placeholder=f"~/{Path(self.run_dir).name}-{PROMPT}",
+            check=lambda target: self.export_problem(source, target),
+        )
         self.app.push_screen(prompt, lambda target: self.export_prompt(source, target))
 
     @staticmethod
@@ -48,7 +51,9 @@ class Exporting:
         if not destination.parent.is_dir():
             return f"folder {destination.parent} does not exist; make it first or pick another"
         if os.path.lexists(destination) and not stat.S_ISREG(os.lstat(destination).st_mode):
-            return str(not_regular(destination, "a symbolic link" if destination.is_symlink() else "not a regular file"))
+            return str(
+                not_regular(destination, "a symbolic link" if destination.is_symlink() else "not a regular file")
+            )
         return None
 
     def export_prompt(self, source: Path, target: str | None, overwrite: bool = False) -> None:
@@ -60,13 +65,18 @@ class Exporting:
         destination = self.destination(source, target)
         if os.path.lexists(destination) and not overwrite:
             question = f"{destination} exists. Overwrite it with the prompt of {source.parent.name}?"
-            self.app.push_screen(ConfirmScreen("Overwrite?", question, default=False),
-                                 lambda yes: self.export_prompt(source, target, overwrite=True) if yes else None)
+            self.app.push_screen(
+                ConfirmScreen("Overwrite?", question, default=False),
+                lambda yes: self.export_prompt(source, target, overwrite=True) if yes else None,
+            )
             return
         try:  # a new file renamed into place: never written through a link or into a FIFO planted there
             atomic_write(destination, read_bytes(source), overwrite=False)
         except (UserError, OSError) as e:
-            self.say(str(e) if isinstance(e, UserError) else f"cannot export: {e.strerror or e}", title="Export failed",
-                     severity="error")
+            self.say(
+                str(e) if isinstance(e, UserError) else f"cannot export: {e.strerror or e}",
+                title="Export failed",
+                severity="error",
+            )
             return
         self.say(f"Exported the prompt to {destination}", title="Prompt exported")

@@ -18,8 +18,9 @@ class Following:
     """Mixin of MainScreen."""
 
     def action_browse(self) -> None:
-        browser = RunBrowser(self.runs_dir, "Runs · enter opens one · space marks runs to compare", self.run_dir,
-                             self.compared)
+        browser = RunBrowser(
+            self.runs_dir, "Runs · enter opens one · space marks runs to compare", self.run_dir, self.compared
+        )
         self.app.push_screen(browser, self.browsed)
 
     def browsed(self, choice: BrowserChoice | None) -> None:
@@ -27,8 +28,10 @@ class Following:
             return
         if choice.path is not None and self.running:  # the run on screen stays: the picked one is overlaid
             self.compare(tuple(dict.fromkeys([*choice.compare, choice.path])))
-            self.say(f"A run is going on: {Path(choice.path).name} is overlaid on the chart instead of opened",
-                     title="Compare")
+            self.say(
+                f"A run is going on: {Path(choice.path).name} is overlaid on the chart instead of opened",
+                title="Compare",
+            )
             return
         self.compare(choice.compare)
         if choice.path is not None:
@@ -50,6 +53,7 @@ class Following:
     def keep_comparable(self, config) -> None:
         """Overlays of runs on another task (or other data) than the run now shown go: their losses are on
         other pairs, and left on the chart they read as this task's."""
+
         def same_task(path: str) -> bool:
             try:
                 other = RunFolder.open(path).config().problem
@@ -61,8 +65,9 @@ class Following:
         if kept != self.compared:
             dropped = [Path(p).name for p in self.compared if p not in kept]
             self.compared = kept
-            self.chart.set_overlays({name: curves for name, curves in self.chart.overlays.items()
-                                     if name not in dropped})
+            self.chart.set_overlays(
+                {name: curves for name, curves in self.chart.overlays.items() if name not in dropped}
+            )
             self.say(f"No longer overlaid (another task): {', '.join(dropped)}", title="Compare")
 
     def view_run(self, path: str | None) -> None:
@@ -97,8 +102,12 @@ class Following:
             events, bad, reset = self.follower.poll()
             locked = is_locked(self.followed.path)
         except (UserError, OSError) as e:  # a file someone planted (a FIFO, a link): stop looking at it
-            self.say(str(e) if isinstance(e, UserError) else f"cannot read {self.followed.path}: {e.strerror or e}",
-                     title="Cannot follow the run", severity="error", timeout=30)
+            self.say(
+                str(e) if isinstance(e, UserError) else f"cannot read {self.followed.path}: {e.strerror or e}",
+                title="Cannot follow the run",
+                severity="error",
+                timeout=30,
+            )
             self.stop_following()
             return
         if reset:  # a resume cut the file back: show it again from the start
@@ -108,8 +117,12 @@ class Following:
         if new_bad:
             self.bad_lines.update(new_bad)
             lines = ", ".join(map(str, new_bad[:5])) + (" ..." if len(new_bad) > 5 else "")
-            self.say(f"{self.followed.path / METRICS}: line(s) {lines} are not well-formed events and were skipped",
-                     title="Damaged lines", severity="warning", timeout=15)
+            self.say(
+                f"{self.followed.path / METRICS}: line(s) {lines} are not well-formed events and were skipped",
+                title="Damaged lines",
+                severity="warning",
+                timeout=15,
+            )
         self.replay(events, live=False)
         if locked and not self.running:
             self.status.set_phase("viewing (being written)")

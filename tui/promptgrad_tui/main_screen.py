@@ -19,10 +19,25 @@ from textual.screen import Screen
 from textual.widgets import Static, Tab, Tabs
 
 from promptgrad.config import TrainConfig
-from promptgrad.events import (Evaluation, Event, Extended, Failed, Finished, HardPromptFound, NearestTokens,
-                               ParetoFront, Predictions, Progress, Reading, Started, Step, TrackerFailed, Validation)
-from promptgrad.train.probe import Probe
+from promptgrad.events import (
+    Evaluation,
+    Event,
+    Extended,
+    Failed,
+    Finished,
+    HardPromptFound,
+    NearestTokens,
+    ParetoFront,
+    Predictions,
+    Progress,
+    Reading,
+    Started,
+    Step,
+    TrackerFailed,
+    Validation,
+)
 from promptgrad.store.run_folder import EventFollower, RunFolder
+from promptgrad.train.probe import Probe
 from promptgrad_tui.device_use import DeviceUse
 from promptgrad_tui.dialogs import ConfirmScreen, ErrorScreen, HelpScreen, MessageLogScreen
 from promptgrad_tui.exporting import Exporting
@@ -43,7 +58,9 @@ from promptgrad_tui.widgets.status import StatusLine
 
 REDRAW_SECONDS = 0.3  # the status line redraws at most this often
 DEVICE_SECONDS = 2.0  # how often device use is sampled for the status line
-CHART_SECONDS = 1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
+CHART_SECONDS = (
+    1.0  # the chart at most this often: plotext builds it in Python (in a worker thread, but the GIL is shared)
+)
 
 
 class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, Screen):
@@ -59,8 +76,11 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
         Binding("ctrl+n", "next_pane", "Pane"),
         # 1-4 outside text fields; alt+1-4 where the terminal sends them as such, and what a Mac's option+1-4
         # types (¡ ™ £ ¢, as tmux passes them on) outside text fields; f6-f9 anywhere, in any terminal
-        *(Binding(key, f"show_pane('{pane}')", title, show=False) for n, (pane, title) in enumerate(PANES.items(), 1)
-          for key in (str(n), f"alt+{n}", OPTION_DIGITS[n - 1], f"f{n + 5}")),
+        *(
+            Binding(key, f"show_pane('{pane}')", title, show=False)
+            for n, (pane, title) in enumerate(PANES.items(), 1)
+            for key in (str(n), f"alt+{n}", OPTION_DIGITS[n - 1], f"f{n + 5}")
+        ),
         Binding("escape", "leave_field", "Leave the field", show=False),
         Binding("f4", "copy_result", "Copy", show=False),
         Binding("z", "fold_results", "Fold the result", show=False),
@@ -95,8 +115,11 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
         self.first_pane = "chart" if view else "config"  # a run opened on the command line shows its chart first
 
     def compose(self) -> ComposeResult:
-        tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()), active=f"tab-{self.first_pane}",
-                    id="pane-tabs")
+        tabs = Tabs(
+            *(Tab(title, id=f"tab-{pane}") for pane, title in PANES.items()),
+            active=f"tab-{self.first_pane}",
+            id="pane-tabs",
+        )
         tabs.can_focus = False  # ctrl+n, 1-4 and a click switch panes; as a focus stop it showed no cursor
         yield tabs
         with Container(id="panes"):
@@ -174,8 +197,12 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
     def busy(self, what: str) -> bool:
         """During a run, say why `what` cannot be done now (and what can); False when it can."""
         if self.running:
-            self.say(f"{what} waits until the run has ended: ctrl+t stops it (a checkpoint is saved), ctrl+o can "
-                     f"still overlay other runs on the chart", title="A run is going on", severity="warning")
+            self.say(
+                f"{what} waits until the run has ended: ctrl+t stops it (a checkpoint is saved), ctrl+o can "
+                f"still overlay other runs on the chart",
+                title="A run is going on",
+                severity="warning",
+            )
         return self.running
 
     def watch_running(self) -> None:
@@ -192,7 +219,9 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
     def action_copy_result(self) -> None:
         """f4: the hard prompt's text, or the results strip, to the clipboard (OSC 52 works over SSH)."""
         if not self.results.display:
-            self.say("Nothing to copy yet: a finished run's result is copied (a hard prompt's text)", severity="warning")
+            self.say(
+                "Nothing to copy yet: a finished run's result is copied (a hard prompt's text)", severity="warning"
+            )
             return
         self.app.copy_to_clipboard(self.results.copied)
         self.say(f"Copied to the clipboard: {self.results.copied[:100]}", title="Copied")
@@ -227,8 +256,11 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
             fields[key].value = TrainConfig.settings()[key][1].default
         self.form.check()
         self.show_pane("config", focus=False)
-        self.say(f"Task {name}: its data, template and hand-written prompts are used (the fields left empty){reset}; "
-                 f"ctrl+r starts", title="Task")
+        self.say(
+            f"Task {name}: its data, template and hand-written prompts are used (the fields left empty){reset}; "
+            f"ctrl+r starts",
+            title="Task",
+        )
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
@@ -242,8 +274,10 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
             self.run_worker(self.app.action_quit(), name="quit")
             return
         question = "A run is going on. Stop it (a checkpoint is saved) and quit?"
-        self.app.push_screen(ConfirmScreen("Quit?", question, default=False),
-                             lambda yes: self.run_worker(self.app.action_quit(), name="quit") if yes else None)
+        self.app.push_screen(
+            ConfirmScreen("Quit?", question, default=False),
+            lambda yes: self.run_worker(self.app.action_quit(), name="quit") if yes else None,
+        )
 
     # ---- events to panes ------------------------------------------------------------------------
     def on_run_events(self, message: RunEvents) -> None:
@@ -268,8 +302,10 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
         elif isinstance(event, Progress):
             self.status.set_phase("starting" if live and not self.run_dir else self.status.phase)
         elif isinstance(event, Extended) and live:
-            self.say(f"Extended from {event.previous_total_steps} to {event.total_steps} steps; {event.describe()}",
-                     title="Run extended")
+            self.say(
+                f"Extended from {event.previous_total_steps} to {event.total_steps} steps; {event.describe()}",
+                title="Run extended",
+            )
         elif isinstance(event, Predictions):
             self.predictions.show(event)
         elif isinstance(event, NearestTokens):
@@ -285,21 +321,36 @@ class MainScreen(Panes, SizePolicy, RunControl, Following, Probing, Exporting, S
             if live and event.stopped:
                 self.say(f"Stopped at step {event.step}; checkpoint saved in {self.run_dir} (ctrl+g resumes it)")
             elif live:
-                score = "" if event.test_loss is None else f"test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}; "
-                kept = "" if event.best_step is None else f"the prompt of step {event.best_step} (best on validation) is the result; "
-                self.say(f"{kept}{score}prompt saved to {event.prompt_path}",
-                         title="Run stopped early" if event.stopped_early else "Run finished", timeout=10)
+                score = (
+                    ""
+                    if event.test_loss is None
+                    else f"test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}; "
+                )
+                kept = (
+                    ""
+                    if event.best_step is None
+                    else f"the prompt of step {event.best_step} (best on validation) is the result; "
+                )
+                self.say(
+                    f"{kept}{score}prompt saved to {event.prompt_path}",
+                    title="Run stopped early" if event.stopped_early else "Run finished",
+                    timeout=10,
+                )
         elif isinstance(event, Failed):
             self.status.set_phase("failed" + ("" if live else " (viewing)"))
             if live:
                 self.show_failure(event)
                 if event.traceback:  # a bug: the whole traceback, kept on screen until dismissed
-                    self.app.push_screen(ErrorScreen("The run failed: a bug in promptgrad", event.message, event.traceback))
+                    self.app.push_screen(
+                        ErrorScreen("The run failed: a bug in promptgrad", event.message, event.traceback)
+                    )
                 else:
                     self.say(event.message, title="Run failed", severity="error", timeout=15)
                 if event.field:
                     self.form.flag(event.field, event.message)
-        elif isinstance(event, TrackerFailed) and live:  # the run goes on; the tracker's trouble stays on screen a while
+        elif (
+            isinstance(event, TrackerFailed) and live
+        ):  # the run goes on; the tracker's trouble stays on screen a while
             self.say(event.message, title=f"report_to {event.tracker}", severity="warning", timeout=15)
         # other kinds (a newer core may add some) are not shown
 

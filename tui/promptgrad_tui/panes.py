@@ -11,7 +11,12 @@ from promptgrad_tui.widgets.predictions import PredictionsPane
 
 PANES = {"config": "Config", "chart": "Loss", "predictions": "Predictions", "nearest": "Nearest"}
 WIDE = 120  # columns from which the four panes stand side by side
-OPTION_DIGITS = ("inverted_exclamation_mark", "trade_mark_sign", "pound_sign", "cent_sign")  # ¡ ™ £ ¢: option+1-4 on a Mac
+OPTION_DIGITS = (
+    "inverted_exclamation_mark",
+    "trade_mark_sign",
+    "pound_sign",
+    "cent_sign",
+)  # ¡ ™ £ ¢: option+1-4 on a Mac
 
 
 class Panes:

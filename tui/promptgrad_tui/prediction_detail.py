@@ -30,6 +30,16 @@ class PredictionDetail(ModalScreen[None]):
         row = self.row
         verdict = ("right ✓", "bold green") if row.correct else ("wrong ✗", "bold red")
         # the run records one test loss over all pairs, not one a pair: no loss is shown for a row
-        return Text.assemble(("input\n", "bold"), row.x, "\n\n", ("expected\n", "bold"), row.expected, "\n\n",
-                             ("answer\n", "bold"), row.predicted or "(nothing)", "\n\n", verdict,
-                             (" (the target, case as written, then no more letters of its last word)", "dim"))
+        return Text.assemble(
+            ("input\n", "bold"),
+            row.x,
+            "\n\n",
+            ("expected\n", "bold"),
+            row.expected,
+            "\n\n",
+            ("answer\n", "bold"),
+            row.predicted or "(nothing)",
+            "\n\n",
+            verdict,
+            (" (the target, case as written, then no more letters of its last word)", "dim"),
+        )

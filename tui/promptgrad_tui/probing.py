@@ -23,10 +23,13 @@ class Probing:
             self.pane = "predictions"
         self.call_after_refresh(self.query_one("#probe-input", Input).focus)
 
-
     def on_probe_asked(self, message: ProbeAsked) -> None:
         box = self.predictions.probe
-        live = self.probe is not None and self.probe.ready and (self.running or self.probe_for == (self.run_dir, self.compared))
+        live = (
+            self.probe is not None
+            and self.probe.ready
+            and (self.running or self.probe_for == (self.run_dir, self.compared))
+        )
         if live:
             box.waiting(message.text)
             self.ask_probe(self.probe, message.text)
@@ -41,6 +44,7 @@ class Probing:
     def ask_probe(self, probe: Probe | None, text: str, run: tuple | None = None) -> None:
         """Answer in a thread of its own; for a viewed run (`run`: its folder and the overlaid ones), make the
         probe first, loading the model."""
+
         def answer():
             nonlocal probe
             if probe is None:

@@ -30,14 +30,21 @@ class ReportScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         results = self.results
         with Vertical(id="report") as box:
-            box.border_title = (f"Report: {len(results.runs)} finished run(s) in {len(results.groups)} group(s) of seeds"
-                                " · escape closes")
+            box.border_title = (
+                f"Report: {len(results.runs)} finished run(s) in {len(results.groups)} group(s) of seeds"
+                " · escape closes"
+            )
             yield DataTable(zebra_stripes=True, cursor_type="row")
             for left in results.left_out:
                 yield Static(Text(f"left out: {left.path.name}: {left.why}"), classes="dialog-hint")
             command = "promptgrad report " + " ".join(shlex.quote(p) for p in self.paths) + " --out report"
-            yield Static(Text(f"mean ± sd over seeds; 95% CI: one seed's bootstrap interval, or ± the runs' mean half-width. "
-                              f"Files and plots: {command}"), classes="dialog-hint")
+            yield Static(
+                Text(
+                    f"mean ± sd over seeds; 95% CI: one seed's bootstrap interval, or ± the runs' mean half-width. "
+                    f"Files and plots: {command}"
+                ),
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         header, cells = self.results.table()

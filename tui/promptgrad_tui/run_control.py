@@ -15,9 +15,9 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Event, Step
-from promptgrad.train.probe import Probe
 from promptgrad.store.run_folder import PROMPT, RunFolder, summarize
 from promptgrad.train.loop import needs_new_peak, train
+from promptgrad.train.probe import Probe
 from promptgrad_tui.browser import BrowserChoice, RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen, ErrorScreen, ResumeChoice, StepsDialog
 from promptgrad_tui.messages import RunEvents
@@ -42,8 +42,10 @@ class RunControl:
             return
         existing = Path(config.machine.runs_dir) / config.machine.name
         if config.machine.name and (existing / "config.toml").exists():  # say so before clearing anything
-            message = (f"run folder {existing} exists: change the name field (empty gives a timestamp), "
-                       f"or resume and extend that run with ctrl+g")
+            message = (
+                f"run folder {existing} exists: change the name field (empty gives a timestamp), "
+                f"or resume and extend that run with ctrl+g"
+            )
             self.form.flag("name", message)
             self.say(message, title="Cannot start", severity="error")
             self.show_pane("config", focus=False)
@@ -51,8 +53,9 @@ class RunControl:
             return
         if self.run_dir is not None:  # a run is on screen: starting another clears the view
             question = f"Start a new run? The view of {self.run_dir} is cleared (the folder stays on disk)."
-            self.app.push_screen(ConfirmScreen("Start a new run", question),
-                                 lambda yes: self.start_new(config) if yes else None)
+            self.app.push_screen(
+                ConfirmScreen("Start a new run", question), lambda yes: self.start_new(config) if yes else None
+            )
             return
         self.start_new(config)
 
@@ -80,8 +83,14 @@ class RunControl:
         self.query_one("#panes").styles.grid_columns = LOCKED_FORM_COLUMNS if narrow else None
 
     @work(thread=True, exclusive=True, group="train", name="train", exit_on_error=False)
-    def train_in_thread(self, config: TrainConfig, resume: str | None, stop: threading.Event, probe: Probe,
-                        extend_lr: float | None = None) -> None:
+    def train_in_thread(
+        self,
+        config: TrainConfig,
+        resume: str | None,
+        stop: threading.Event,
+        probe: Probe,
+        extend_lr: float | None = None,
+    ) -> None:
         worker = get_current_worker()
         batch: list[Event] = []
         posted = time.monotonic()
@@ -147,19 +156,31 @@ class RunControl:
             return
         folder = RunFolder.open(choice.path)
         if summary.state == "running":
-            self.say(f"{choice.path} is being written by another process; open it with ctrl+o to watch it",
-                     title="Cannot resume", severity="error")
+            self.say(
+                f"{choice.path} is being written by another process; open it with ctrl+o to watch it",
+                title="Cannot resume",
+                severity="error",
+            )
             return
         if not (folder.path / "checkpoint.pt").exists():
-            self.say(f"{choice.path} has no checkpoint to resume from (it stopped before its first one); "
-                     f"start a new run instead", title="Cannot resume", severity="error")
+            self.say(
+                f"{choice.path} has no checkpoint to resume from (it stopped before its first one); "
+                f"start a new run instead",
+                title="Cannot resume",
+                severity="error",
+            )
             return
         try:  # said before any step is spent: more steps of a run whose rate has decayed to 0 change nothing
             new_peak = folder.config().learning.lr if needs_new_peak(folder) else None
         except (UserError, OSError, KeyError):
             new_peak = None  # a checkpoint it cannot read: the resumed run says what is wrong with it, as it starts
-        dialog = StepsDialog(folder.path.name, summary.step, summary.total_steps or folder.config().learning.steps,
-                             summary.state == "finished", new_peak)
+        dialog = StepsDialog(
+            folder.path.name,
+            summary.step,
+            summary.total_steps or folder.config().learning.steps,
+            summary.state == "finished",
+            new_peak,
+        )
         self.app.push_screen(dialog, lambda choice: self.resume_run(str(folder.path), choice))
 
     def resume_run(self, path: str, choice: ResumeChoice | None) -> None:
@@ -186,8 +207,11 @@ class RunControl:
         if self.busy("Branching"):
             return
         if self.run_dir is None:
-            self.say("Open a run first (ctrl+o): a branch starts from the prompt of the run on screen",
-                     title="Nothing to branch from", severity="warning")
+            self.say(
+                "Open a run first (ctrl+o): a branch starts from the prompt of the run on screen",
+                title="Nothing to branch from",
+                severity="warning",
+            )
             return
         self.branch_from(self.run_dir)
 
@@ -200,5 +224,6 @@ class RunControl:
         self.form.config_fields["name"].value = ""
         self.form.check()
         self.show_pane("config")
-        self.say(f"The form starts a new run from the prompt of {run_dir}: change any setting, then ctrl+r",
-                 title="Branch")
+        self.say(
+            f"The form starts a new run from the prompt of {run_dir}: change any setting, then ctrl+r", title="Branch"
+        )

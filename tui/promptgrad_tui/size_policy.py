@@ -21,8 +21,10 @@ class SizePolicy:
         notice = self.query_one("#too-small", Static)
         notice.display = too_small
         if too_small:
-            notice.update(f"promptgrad-tui needs at least {MIN_COLUMNS} columns and {MIN_ROWS} rows; this terminal has "
-                          f"{width}x{height}. Make it larger: a run goes on meanwhile (ctrl+q stops it and quits).")
+            notice.update(
+                f"promptgrad-tui needs at least {MIN_COLUMNS} columns and {MIN_ROWS} rows; this terminal has "
+                f"{width}x{height}. Make it larger: a run goes on meanwhile (ctrl+q stops it and quits)."
+            )
         folded = self.strip_choice if self.strip_choice is not None else height < COMPACT_ROWS
         self.results.set_folded(folded)
 

@@ -22,10 +22,10 @@ from textual.widgets.option_list import Option
 
 from promptgrad.config import TrainConfig, default_of
 from promptgrad.errors import UserError
-from promptgrad.store.run_folder import RunFolder
 from promptgrad.model.soft_prompt import parse_init
 from promptgrad.problem.pairs import task_preview
 from promptgrad.problem.tasks import TASKS_DIR, ListedTaskFile, Task, bundled_tasks, is_task_file, task_files_in
+from promptgrad.store.run_folder import RunFolder
 
 
 def preview_text(task: Task) -> Text:
@@ -74,6 +74,8 @@ def init_of_another_task(init: str, task: str) -> str | None:
     if learned == task:
         return None
     return f"task {learned}" if learned else "its own data"
+
+
 def listed_task_files(current: str) -> list[ListedTaskFile]:
     """The task files of ./tasks and of the folder of the task file `current` names, each once."""
     folders = [Path(TASKS_DIR)] + ([Path(current).expanduser().parent] if is_task_file(current) else [])
@@ -99,12 +101,17 @@ class TaskPicker(ModalScreen[str | None]):
         with Vertical(id="task-picker") as box:
             box.border_title = "Tasks · enter picks one · escape closes"
             with Horizontal():
-                yield OptionList(*(Option(Path(key).name if is_task_file(key) else key, id=key) for key in self.choices),
-                                 id="task-list")
+                yield OptionList(
+                    *(Option(Path(key).name if is_task_file(key) else key, id=key) for key in self.choices),
+                    id="task-list",
+                )
                 with VerticalScroll(id="task-preview-box"):
                     yield Static("", id="task-preview")
-            yield Static(f"the task's data, template and hand-written prompts replace those fields in the form; change any "
-                         f"of them after; task files (*.toml, docs/tasks.md) are read from {TASKS_DIR}/ here", classes="dialog-hint")
+            yield Static(
+                f"the task's data, template and hand-written prompts replace those fields in the form; change any "
+                f"of them after; task files (*.toml, docs/tasks.md) are read from {TASKS_DIR}/ here",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
@@ -115,7 +122,11 @@ class TaskPicker(ModalScreen[str | None]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         choice = self.choices[event.option.id]
-        shown = preview_text(choice) if isinstance(choice, Task) else Text(f"{choice}\n(fix the file to pick it)", style="red")
+        shown = (
+            preview_text(choice)
+            if isinstance(choice, Task)
+            else Text(f"{choice}\n(fix the file to pick it)", style="red")
+        )
         self.query_one("#task-preview", Static).update(shown)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -36,9 +36,15 @@ def task_line(problem: ProblemSettings) -> str:
     prompt is taken unseen: 'task antonyms: template 'Here are two {prompt} {x} and {y}', hand-written
     ' antonyms', ' words with opposite meanings:'; data antonyms'."""
     task = f"task {problem.task}" if problem.task else "no task"
-    columns = "" if (problem.x_column, problem.y_column) == ("x", "y") else f" (columns {problem.x_column} -> {problem.y_column})"
-    return (f"{task}: template {problem.template!r}, hand-written {', '.join(repr(t) for t in problem.baseline_text)}; "
-            f"data {problem.data}{columns}")
+    columns = (
+        ""
+        if (problem.x_column, problem.y_column) == ("x", "y")
+        else f" (columns {problem.x_column} -> {problem.y_column})"
+    )
+    return (
+        f"{task}: template {problem.template!r}, hand-written {', '.join(repr(t) for t in problem.baseline_text)}; "
+        f"data {problem.data}{columns}"
+    )
 
 
 def evaluation_line(event: Evaluation) -> str:
@@ -63,9 +69,14 @@ class TrainingReport:
             self.console.width = 200  # a log file (nohup): don't wrap lines at 80 columns
         self.live = self.console.is_terminal
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
-            TimeRemainingColumn(), console=self.console, disable=not self.live,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("{task.fields[rate]:.1f} ex/s"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.live,
         )
         self.task = None
         self.total = 0
@@ -87,24 +98,31 @@ class TrainingReport:
     def begin(self, problem: ProblemSettings) -> None:
         """The run's first line: its task, template, hand-written prompts and data (never folded: a template
         or a path cut at the console's width would read as two)."""
-        (self.progress.console if self.live else self.console).print(escape(task_line(problem)), highlight=False,
-                                                                      soft_wrap=True)
+        (self.progress.console if self.live else self.console).print(
+            escape(task_line(problem)), highlight=False, soft_wrap=True
+        )
 
     def show(self, event: Event) -> None:
         kind = event.kind
         if kind == "started":
             self.total, self.n_test = event.total_steps, event.n_test
-            self.say(escape(f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}: {event.precision_reason}), "
-                            f"{event.n_train} training / {event.n_test} test pairs"
-                            + (f" ({event.n_validation} more held out for validation)" if event.n_validation else "")
-                            + (f" ({event.skipped_rows} data rows without both x and y left out)" if event.skipped_rows else "")
-                            + f", {event.total_steps} steps"
-                            + (f", resuming at step {event.start_step}" if event.start_step else "")))
+            self.say(
+                escape(
+                    f"run {event.run_dir}: {event.model} on {event.device} ({event.precision}: {event.precision_reason}), "
+                    f"{event.n_train} training / {event.n_test} test pairs"
+                    + (f" ({event.n_validation} more held out for validation)" if event.n_validation else "")
+                    + (f" ({event.skipped_rows} data rows without both x and y left out)" if event.skipped_rows else "")
+                    + f", {event.total_steps} steps"
+                    + (f", resuming at step {event.start_step}" if event.start_step else "")
+                )
+            )
             if event.no_majority:
                 self.say(escape(event.no_majority))
             if self.task is not None:
                 self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("training", total=event.total_steps, completed=event.start_step, loss=math.nan, rate=0.0)
+            self.task = self.progress.add_task(
+                "training", total=event.total_steps, completed=event.start_step, loss=math.nan, rate=0.0
+            )
         elif kind == "progress":
             if self.task is None:
                 self.task = self.progress.add_task("starting", total=None, loss=math.nan, rate=0.0)
@@ -113,32 +131,53 @@ class TrainingReport:
             if not self.live and event.total == 0:
                 self.say(escape(event.task + "..."))
         elif kind == "step":
-            self.progress.update(self.task, description="training", completed=event.step, loss=event.loss, rate=event.examples_per_s)
+            self.progress.update(
+                self.task, description="training", completed=event.step, loss=event.loss, rate=event.examples_per_s
+            )
             if not self.live and (event.step % max(1, self.total // 20) == 0):
-                self.say(f"step {event.step}/{self.total} loss {event.loss:.4f} {event.examples_per_s:.1f} ex/s eta {event.eta_s:.0f}s")
+                self.say(
+                    f"step {event.step}/{self.total} loss {event.loss:.4f} {event.examples_per_s:.1f} ex/s eta {event.eta_s:.0f}s"
+                )
         elif kind == "extended":
-            self.say(f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
-                     f"{event.describe()}")
+            self.say(
+                f"extended from {event.previous_total_steps} to {event.total_steps} steps at step {event.step}: "
+                f"{event.describe()}"
+            )
         elif kind == "evaluation":
             self.say(escape(evaluation_line(event)))
             if event.prompt == "untrained" and event.n_pairs == self.n_test:
                 self.start = event
         elif kind == "validation":
-            since = f", {event.without_gain} score(s) without a lower one" if event.without_gain else " (the best: kept)"
+            since = (
+                f", {event.without_gain} score(s) without a lower one" if event.without_gain else " (the best: kept)"
+            )
             stop = f"; stopping early, with the prompt of step {event.best_step}" if event.stopping else ""
-            self.say(f"step {event.step}: learned prompt: validation loss {event.loss:.4f}, accuracy {event.accuracy:.1%} on "
-                     f"{event.n_pairs} validation pairs; best {event.best_loss:.4f} at step {event.best_step}{since}{stop}")
+            self.say(
+                f"step {event.step}: learned prompt: validation loss {event.loss:.4f}, accuracy {event.accuracy:.1%} on "
+                f"{event.n_pairs} validation pairs; best {event.best_loss:.4f} at step {event.best_step}{since}{stop}"
+            )
         elif kind == "predictions":
-            self.say(escape("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows)))
+            self.say(
+                escape("  " + "  ".join(f"{r.x}->{r.predicted or '?'}{'✓' if r.correct else '✗'}" for r in event.rows))
+            )
         elif kind == "nearest_tokens":
-            self.say(escape("  nearest: " + " | ".join(", ".join(f"{t.token!r} {t.cosine:.2f}" for t in pos[:3]) for pos in event.positions)))
+            self.say(
+                escape(
+                    "  nearest: "
+                    + " | ".join(", ".join(f"{t.token!r} {t.cosine:.2f}" for t in pos[:3]) for pos in event.positions)
+                )
+            )
         elif kind == "reading":
             self.say(escape("  reads as: " + " | ".join(repr(t) for t in event.positions) + f"; all: {event.whole!r}"))
         elif kind == "pareto_front":
             pass  # `promptgrad eval RUN` shows the front, each prompt scored on the test set
         elif kind == "hard_prompt":
-            self.say(escape(f"step {event.step}: best hard prompt {event.text!r} {event.ids} "
-                            f"(loss {event.train_loss:.4f} on held-out training pairs, {event.nats_per_token:.2f} nats/token)"))
+            self.say(
+                escape(
+                    f"step {event.step}: best hard prompt {event.text!r} {event.ids} "
+                    f"(loss {event.train_loss:.4f} on held-out training pairs, {event.nats_per_token:.2f} nats/token)"
+                )
+            )
         elif kind == "checkpoint":
             pass
         elif kind == "tracker_failed":
@@ -146,17 +185,34 @@ class TrainingReport:
         elif kind == "finished":
             how = "stopped" if event.stopped else "stopped early" if event.stopped_early else "finished"
             rule = f" ({event.accuracy_rule})" if event.accuracy_rule else ""
-            result = "" if event.test_loss is None else f": test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}{rule}"
+            result = (
+                ""
+                if event.test_loss is None
+                else f": test loss {event.test_loss:.4f}, accuracy {event.accuracy:.1%}{rule}"
+            )
             if event.best_step is not None and not event.stopped:
                 result = f" with the prompt of step {event.best_step}, the best on the validation pairs{result}"
-            resume = "; resume with: promptgrad train --resume " + str(Path(event.prompt_path).parent) if event.stopped and event.prompt_path else ""
+            resume = (
+                "; resume with: promptgrad train --resume " + str(Path(event.prompt_path).parent)
+                if event.stopped and event.prompt_path
+                else ""
+            )
             self.say(escape(f"{how} at step {event.step}{result}; prompt saved to {event.prompt_path}{resume}"))
             start = self.start
-            if (not event.stopped and event.test_loss is not None and start is not None and start.test_loss is not None
-                    and event.test_loss > start.test_loss):
-                self.say(escape(f"the learned prompt ends WORSE than its start: test loss {event.test_loss:.4f} against "
-                                f"{start.test_loss:.4f} for the prompt it started from; a lower lr or fewer steps may keep "
-                                f"what the start had"))
+            if (
+                not event.stopped
+                and event.test_loss is not None
+                and start is not None
+                and start.test_loss is not None
+                and event.test_loss > start.test_loss
+            ):
+                self.say(
+                    escape(
+                        f"the learned prompt ends WORSE than its start: test loss {event.test_loss:.4f} against "
+                        f"{start.test_loss:.4f} for the prompt it started from; a lower lr or fewer steps may keep "
+                        f"what the start had"
+                    )
+                )
         elif kind == "failed":
             message = event.message
             if event.traceback and "traceback in" not in message:  # no run folder to keep it: keep it here

@@ -61,13 +61,26 @@ def comparison(results: Results, task: str, groups: list[Group]) -> bytes:
         for j, row in enumerate(group.rows):
             at = x + (j - (len(group.rows) - 1) / 2) * width
             colour = colours[row.label]
-            accuracy_axes.bar(at, row.accuracy.mean * 100, width, color=colour, label=row.label,
-                              yerr=None if row.accuracy.sd is None else row.accuracy.sd * 100, capsize=3)
+            accuracy_axes.bar(
+                at,
+                row.accuracy.mean * 100,
+                width,
+                color=colour,
+                label=row.label,
+                yerr=None if row.accuracy.sd is None else row.accuracy.sd * 100,
+                capsize=3,
+            )
             if row.loss is not None:
                 loss_axes.bar(at, row.loss.mean, width, color=colour, label=row.label, yerr=row.loss.sd, capsize=3)
     ticks = [", ".join(f"{n}={shown_value(g.setting(n))}" for n in results.varying) or task for g in groups]
-    ticks = [f"{tick}\n{len(g.runs)} seed(s), {'/'.join(map(str, g.n_test))} test pairs each" for tick, g in zip(ticks, groups)]
-    for axes, title in ((accuracy_axes, "accuracy (%), greedy exact match"), (loss_axes, "test loss (nats/target token)")):
+    ticks = [
+        f"{tick}\n{len(g.runs)} seed(s), {'/'.join(map(str, g.n_test))} test pairs each"
+        for tick, g in zip(ticks, groups)
+    ]
+    for axes, title in (
+        (accuracy_axes, "accuracy (%), greedy exact match"),
+        (loss_axes, "test loss (nats/target token)"),
+    ):
         axes.set_title(title)
         axes.set_xticks(range(len(groups)), ticks)
         axes.grid(axis="y", alpha=0.3)
@@ -76,9 +89,13 @@ def comparison(results: Results, task: str, groups: list[Group]) -> bytes:
     for axes in (accuracy_axes, loss_axes):
         for handle, label in zip(*axes.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(3, len(handles)), fontsize=8)
-    figure.suptitle(f"{task}: learned prompt vs baselines on the test pairs ({groups[0].model.rsplit('/', 1)[-1]}); "
-                    f"bars: mean over seeds, error bars: standard deviation over seeds (95% CIs: report.md)")
+    figure.legend(
+        list(handles.values()), list(handles), loc="outside lower center", ncols=min(3, len(handles)), fontsize=8
+    )
+    figure.suptitle(
+        f"{task}: learned prompt vs baselines on the test pairs ({groups[0].model.rsplit('/', 1)[-1]}); "
+        f"bars: mean over seeds, error bars: standard deviation over seeds (95% CIs: report.md)"
+    )
     return svg_of(figure)
 
 
@@ -90,8 +107,18 @@ def loss_curves(results: Results, task: str, groups: list[Group]) -> bytes:
 
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     axes = figure.subplots()
-    palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
-               "tab:olive", "tab:cyan")
+    palette = (
+        "tab:blue",
+        "tab:orange",
+        "tab:green",
+        "tab:red",
+        "tab:purple",
+        "tab:brown",
+        "tab:pink",
+        "tab:gray",
+        "tab:olive",
+        "tab:cyan",
+    )
     for number, group in enumerate(groups):
         colour = palette[number % len(palette)]
         setting = ", ".join(f"{n}={shown_value(group.setting(n))}" for n in results.varying)
@@ -104,15 +131,24 @@ def loss_curves(results: Results, task: str, groups: list[Group]) -> bytes:
             if run.learned_test_loss:
                 steps, _, losses = zip(*run.learned_test_loss)
                 axes.plot(steps, losses, "o", color=colour, markersize=4)
-    dots = Line2D([], [], marker="o", linestyle="", color="black", markersize=4,
-                  label="learned prompt's test loss (the last on the whole test set)")
+    dots = Line2D(
+        [],
+        [],
+        marker="o",
+        linestyle="",
+        color="black",
+        markersize=4,
+        label="learned prompt's test loss (the last on the whole test set)",
+    )
     axes.set_xlabel("step")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("loss (nats/target token)")
     axes.grid(alpha=0.3)
     handles, labels = axes.get_legend_handles_labels()
     figure.legend([*handles, dots], [*labels, dots.get_label()], loc="outside lower center", ncols=2, fontsize=7)
-    axes.set_title(f"{task}: training loss per step (lines, one per run) and the learned prompt's test loss (dots)", fontsize=9)
+    axes.set_title(
+        f"{task}: training loss per step (lines, one per run) and the learned prompt's test loss (dots)", fontsize=9
+    )
     return svg_of(figure)
 
 

@@ -55,8 +55,10 @@ def check(out: Path, folder: Folder) -> bool:
     ours = is_our_report(folder)
     foreign = [name for name in TABLES if folder.exists(name)] if not ours else []
     if foreign:
-        raise UserError(f"--out {out} holds a {foreign[0]} that promptgrad did not write (a promptgrad report's report.md "
-                        f"begins with '{REPORT_HEADING.decode()}'); give another --out, or move it away")
+        raise UserError(
+            f"--out {out} holds a {foreign[0]} that promptgrad did not write (a promptgrad report's report.md "
+            f"begins with '{REPORT_HEADING.decode()}'); give another --out, or move it away"
+        )
     if folder.exists(PLOTS):
         folder.sub(PLOTS).close()  # a link in plots/' place is refused here, before minutes of reading runs
     return ours
@@ -74,8 +76,10 @@ def check_destination(out: Path) -> None:
     it would be made inside a run folder (which holds only what its run writes)."""
     inside = run_folder_holding(out)
     if inside is not None:
-        raise UserError(f"--out {out} is in the run folder {inside}, which holds only what its run writes; give a "
-                        f"folder of its own (say --out report)")
+        raise UserError(
+            f"--out {out} is in the run folder {inside}, which holds only what its run writes; give a "
+            f"folder of its own (say --out report)"
+        )
     try:
         folder = open_out(out, create=False)
     except FileNotFoundError:

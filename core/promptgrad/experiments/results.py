@@ -38,16 +38,24 @@ from typing import Any
 from promptgrad.config import TrainConfig, is_bundled
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Failed, Finished, Started, Step
+from promptgrad.model.soft_prompt import start_description
 from promptgrad.readout.over_seeds import mean_interval_over_seeds
 from promptgrad.readout.paired import PairedComparison, compare, read_pair_scores
-from promptgrad.store.run_folder import CONFIG, METRICS, PAIR_SCORES, RunFolder, RunSummary, read_events, summarize
-from promptgrad.model.soft_prompt import start_description
 from promptgrad.store.run_facts import RunFacts
+from promptgrad.store.run_folder import CONFIG, METRICS, PAIR_SCORES, RunFolder, RunSummary, read_events, summarize
 
 MAX_DEPTH = 4  # runs_dir/NAME/<run> and a little more; a report never walks a whole disk
 PROMPT_ORDER = ("learned", "hand-written", "k-shot", "untrained", "majority")  # rows in this order, others after
 Progress = Callable[[str, int, int], None]  # (what, done, total)
-TASK_SETTINGS = ("task", "data", "data_sha256", "x_column", "y_column", "template", "baseline_text")  # what a task brings
+TASK_SETTINGS = (
+    "task",
+    "data",
+    "data_sha256",
+    "x_column",
+    "y_column",
+    "template",
+    "baseline_text",
+)  # what a task brings
 
 
 # ---- one run ---------------------------------------------------------------------------------------
@@ -73,7 +81,9 @@ class RunResult:
     n_test: int
     scores: list[Evaluation]  # one per prompt, on the whole test set
     training_loss: list[tuple[int, float]]  # (step, training loss of its batch)
-    learned_test_loss: list[tuple[int, int, float]]  # (step, pairs scored, test loss) of each evaluation of the learned prompt
+    learned_test_loss: list[
+        tuple[int, int, float]
+    ]  # (step, pairs scored, test loss) of each evaluation of the learned prompt
     skipped_lines: list[int] = field(default_factory=list)  # lines of metrics.jsonl that were not events
     template: str = ""
     # the learned prompt against each other prompt, pair by pair (paired.py), keyed as scores are (prompt_key)
@@ -94,8 +104,11 @@ def result_settings(config: TrainConfig) -> dict[str, Any]:
     """The settings a run's result depends on, but the seed: those that define the run (config.py's
     declarations), and the rest of how it learns (its length in steps or epochs, its early stopping),
     which may differ between two runs of one definition; not where it ran or how often it was watched."""
-    return {name: config.get(name) for name, (group, f) in TrainConfig.settings().items()
-            if (f.metadata["defines_run"] or group == "learning") and name != "seed"}
+    return {
+        name: config.get(name)
+        for name, (group, f) in TrainConfig.settings().items()
+        if (f.metadata["defines_run"] or group == "learning") and name != "seed"
+    }
 
 
 def task_name(config: TrainConfig) -> str:
@@ -145,10 +158,16 @@ def why_unfinished(summary: RunSummary) -> str:
     at = f"step {summary.step} of {summary.total_steps}"
     if summary.state == "failed":
         failed = [e for e in read_events(summary.path / METRICS)[0] if isinstance(e, Failed)]
-        return f"failed at {at}" + (f": {failed[-1].message.splitlines()[0][:200]}" if failed and failed[-1].message else "")
-    return {"running": f"still running ({at}; a process holds its lock)", "stopped": f"stopped at {at}",
-            "started": f"unfinished ({at}, no end recorded)", "empty": f"no events in its {METRICS}",
-            "damaged": f"damaged: {summary.problem}"}.get(summary.state, summary.state)
+        return f"failed at {at}" + (
+            f": {failed[-1].message.splitlines()[0][:200]}" if failed and failed[-1].message else ""
+        )
+    return {
+        "running": f"still running ({at}; a process holds its lock)",
+        "stopped": f"stopped at {at}",
+        "started": f"unfinished ({at}, no end recorded)",
+        "empty": f"no events in its {METRICS}",
+        "damaged": f"damaged: {summary.problem}",
+    }.get(summary.state, summary.state)
 
 
 def read_run(path: Path) -> RunResult | LeftOut:
@@ -174,15 +193,34 @@ def read_run(path: Path) -> RunResult | LeftOut:
         if score.n_pairs == started.n_test and (score.prompt != "learned" or score.step == finished.step):
             scores[prompt_key(score)] = score  # the latest on the whole test set
     if ("learned", "") not in scores:
-        return LeftOut(path, f"no evaluation of the learned prompt on all {started.n_test} test pairs at its last step "
-                             f"({finished.step})")
+        return LeftOut(
+            path,
+            f"no evaluation of the learned prompt on all {started.n_test} test pairs at its last step "
+            f"({finished.step})",
+        )
     order = {name: i for i, name in enumerate(PROMPT_ORDER)}
-    ranked = sorted(scores.values(), key=lambda s: order.get(s.prompt, len(order)))  # stable: wordings stay in run order
+    ranked = sorted(
+        scores.values(), key=lambda s: order.get(s.prompt, len(order))
+    )  # stable: wordings stay in run order
     settings = {**result_settings(config), "data_sha256": data_sha256(path)}
     training_loss = [(e.step, e.loss) for e in events if isinstance(e, Step)]
     comparisons, paired_problem = run_comparisons(path, started.n_test)
-    return RunResult(path, path.name, config.learning.seed, task_name(config), config.problem.model, settings,
-                     started.n_test, ranked, training_loss, learned, bad, config.problem.template, comparisons, paired_problem)
+    return RunResult(
+        path,
+        path.name,
+        config.learning.seed,
+        task_name(config),
+        config.problem.model,
+        settings,
+        started.n_test,
+        ranked,
+        training_loss,
+        learned,
+        bad,
+        config.problem.template,
+        comparisons,
+        paired_problem,
+    )
 
 
 def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[LeftOut]]:
@@ -219,6 +257,7 @@ def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[LeftOut]]:
 
 # ---- aggregation -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Spread:
     """One number over the runs of a group: mean, standard deviation (n-1; None for one run), the 95%
@@ -236,15 +275,26 @@ class Spread:
     mean_high: float | None = None
 
     @staticmethod
-    def of(values: list[float], intervals: list[tuple[float | None, float | None]],
-           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Spread:
+    def of(
+        values: list[float],
+        intervals: list[tuple[float | None, float | None]],
+        bounds: tuple[float, float] = (-math.inf, math.inf),
+    ) -> Spread:
         sd = statistics.stdev(values) if len(values) > 1 else None
         whole = [(lo, hi) for lo, hi in intervals if lo is not None and hi is not None]
         half = statistics.fmean((hi - lo) / 2 for lo, hi in whole) if whole and len(whole) == len(intervals) else None
         low, high = whole[0] if len(values) == 1 and whole else (None, None)
         of_mean = mean_interval_over_seeds(values, bounds=bounds)
-        return Spread(statistics.fmean(values), sd, len(values), low, high, half,
-                      of_mean and of_mean.low, of_mean and of_mean.high)
+        return Spread(
+            statistics.fmean(values),
+            sd,
+            len(values),
+            low,
+            high,
+            half,
+            of_mean and of_mean.low,
+            of_mean and of_mean.high,
+        )
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -293,8 +343,9 @@ class Difference:
     high: float
 
     @staticmethod
-    def of(values: list[float], one_run: tuple[float, float],
-           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Difference:
+    def of(
+        values: list[float], one_run: tuple[float, float], bounds: tuple[float, float] = (-math.inf, math.inf)
+    ) -> Difference:
         of_mean = mean_interval_over_seeds(values, bounds=bounds)
         low, high = (of_mean.low, of_mean.high) if of_mean else one_run if len(values) == 1 else (math.nan, math.nan)
         return Difference(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, low, high)
@@ -370,9 +421,14 @@ def prompt_rows(runs: list[RunResult]) -> list[PromptRow]:
     for key in keys:
         have = [(run, run.score(key)) for run in runs if run.score(key) is not None]
         losses = [(run, s) for run, s in have if s.test_loss is not None]
-        loss = (Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses], (0.0, math.inf))
-                if len(losses) == len(have) else None)  # a loss for some runs only would not be a mean over the seeds
-        accuracy = Spread.of([s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have], (0.0, 1.0))
+        loss = (
+            Spread.of([s.test_loss for _, s in losses], [(s.loss_low, s.loss_high) for _, s in losses], (0.0, math.inf))
+            if len(losses) == len(have)
+            else None
+        )  # a loss for some runs only would not be a mean over the seeds
+        accuracy = Spread.of(
+            [s.accuracy for _, s in have], [(s.accuracy_low, s.accuracy_high) for _, s in have], (0.0, 1.0)
+        )
         rows.append(PromptRow(key[0], key[1], [run.seed for run, _ in have], loss, accuracy))
     return rows
 
@@ -387,14 +443,30 @@ def paired_rows(runs: list[RunResult], rows: list[PromptRow]) -> list[PairedRow]
             continue
         comparisons = [c for _, c in have]
         first = comparisons[0]
-        accuracy = Difference.of([c.accuracy_difference for c in comparisons],
-                                 (first.accuracy_interval.low, first.accuracy_interval.high), (-1.0, 1.0))
+        accuracy = Difference.of(
+            [c.accuracy_difference for c in comparisons],
+            (first.accuracy_interval.low, first.accuracy_interval.high),
+            (-1.0, 1.0),
+        )
         loss = None
         if all(c.loss_difference is not None for c in comparisons):
-            loss = Difference.of([c.loss_difference for c in comparisons], (first.loss_interval.low, first.loss_interval.high))
-        out.append(PairedRow(row.prompt, row.text, row.label, [run.seed for run, _ in have], [c.n_pairs for c in comparisons],
-                             accuracy, loss, [c.mcnemar_p for c in comparisons], sum(c.learned_only_right for c in comparisons),
-                             sum(c.baseline_only_right for c in comparisons)))
+            loss = Difference.of(
+                [c.loss_difference for c in comparisons], (first.loss_interval.low, first.loss_interval.high)
+            )
+        out.append(
+            PairedRow(
+                row.prompt,
+                row.text,
+                row.label,
+                [run.seed for run, _ in have],
+                [c.n_pairs for c in comparisons],
+                accuracy,
+                loss,
+                [c.mcnemar_p for c in comparisons],
+                sum(c.learned_only_right for c in comparisons),
+                sum(c.baseline_only_right for c in comparisons),
+            )
+        )
     return out
 
 
@@ -425,13 +497,20 @@ class Results:
             members.sort(key=lambda r: (r.seed, str(r.path)))
             rows = prompt_rows(members)
             first = members[0]
-            groups.append(Group(first.task, first.model, first.settings, members, rows, delta_of(rows), paired_rows(members, rows)))
+            groups.append(
+                Group(
+                    first.task, first.model, first.settings, members, rows, delta_of(rows), paired_rows(members, rows)
+                )
+            )
+
         def differ(among: list[Group], name: str) -> bool:
             return len({json.dumps(g.setting(name), default=str) for g in among}) > 1
 
         varying = []
         for name in ["model", *(groups[0].settings if groups else ())]:
-            if name in TASK_SETTINGS:  # differ with the task (its column says which): shown where one task's groups differ
+            if (
+                name in TASK_SETTINGS
+            ):  # differ with the task (its column says which): shown where one task's groups differ
                 if any(differ([g for g in groups if g.task == task], name) for task in {g.task for g in groups}):
                     varying.append(name)
             elif differ(groups, name):
@@ -447,9 +526,16 @@ class Results:
             for row in group.rows:
                 record: dict[str, Any] = {"group": number, "task": group.task, "model": group.model}
                 record.update({name: group.setting(name) for name in self.varying if name not in ("model", "template")})
-                record.update({"template": group.template, "n_test": " ".join(map(str, group.n_test)),
-                               "prompt": row.prompt, "text": row.text, "n_seeds": len(row.seeds),
-                               "seeds": " ".join(map(str, row.seeds))})
+                record.update(
+                    {
+                        "template": group.template,
+                        "n_test": " ".join(map(str, group.n_test)),
+                        "prompt": row.prompt,
+                        "text": row.text,
+                        "n_seeds": len(row.seeds),
+                        "seeds": " ".join(map(str, row.seeds)),
+                    }
+                )
                 for metric, spread in (("loss", row.loss), ("accuracy", row.accuracy)):
                     for part in ("mean", "sd", "mean_low", "mean_high", "low", "high", "half_width"):
                         record[f"{metric}_{part}"] = getattr(spread, part) if spread else None
@@ -462,10 +548,14 @@ class Results:
                 record["mcnemar_p"] = " ".join(f"{p:.6g}" for p in paired.mcnemar_p) if paired else ""
                 learned = (row.prompt, row.text) == ("learned", "")
                 delta = group.delta
-                record.update({"delta_loss_vs_best_baseline": delta.loss if learned else None,
-                               "best_baseline_by_loss": delta.loss_baseline if learned else "",
-                               "delta_accuracy_vs_best_baseline": delta.accuracy if learned else None,
-                               "best_baseline_by_accuracy": delta.accuracy_baseline if learned else ""})
+                record.update(
+                    {
+                        "delta_loss_vs_best_baseline": delta.loss if learned else None,
+                        "best_baseline_by_loss": delta.loss_baseline if learned else "",
+                        "delta_accuracy_vs_best_baseline": delta.accuracy if learned else None,
+                        "best_baseline_by_accuracy": delta.accuracy_baseline if learned else "",
+                    }
+                )
                 out.append(record)
         return out
 
@@ -475,54 +565,124 @@ class Results:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["group"], lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: spreadsheet_cell(json.dumps(v) if isinstance(v, list) else ("" if v is None else v))
-                             for k, v in row.items()})
+            writer.writerow(
+                {
+                    k: spreadsheet_cell(json.dumps(v) if isinstance(v, list) else ("" if v is None else v))
+                    for k, v in row.items()
+                }
+            )
         return buffer.getvalue()
 
     def json(self) -> str:
-        runs = [{"path": str(r.path), "name": r.name, "seed": r.seed, "task": r.task, "model": r.model, "settings": r.settings,
-                 "n_test": r.n_test, "group": next(i for i, g in enumerate(self.groups, 1) if any(r is x for x in g.runs)),
-                 "scores": [asdict(s) for s in r.scores], "skipped_metrics_lines": r.skipped_lines,
-                 "paired": [asdict(c) for c in r.comparisons.values()], "paired_problem": r.paired_problem} for r in self.runs]
-        groups = [{"group": i, "task": g.task, "model": g.model, "template": g.template, "n_test": g.n_test,
-                   "settings": g.settings, "seeds": [r.seed for r in g.runs], "runs": [str(r.path) for r in g.runs],
-                   "delta": asdict(g.delta), "paired": [asdict(p) for p in g.paired]} for i, g in enumerate(self.groups, 1)]
-        document = {"legend": LEGEND, "varying_settings": self.varying, "rows": self.rows(), "groups": groups, "runs": runs,
-                    "left_out": [{"path": str(x.path), "why": x.why} for x in self.left_out]}
+        runs = [
+            {
+                "path": str(r.path),
+                "name": r.name,
+                "seed": r.seed,
+                "task": r.task,
+                "model": r.model,
+                "settings": r.settings,
+                "n_test": r.n_test,
+                "group": next(i for i, g in enumerate(self.groups, 1) if any(r is x for x in g.runs)),
+                "scores": [asdict(s) for s in r.scores],
+                "skipped_metrics_lines": r.skipped_lines,
+                "paired": [asdict(c) for c in r.comparisons.values()],
+                "paired_problem": r.paired_problem,
+            }
+            for r in self.runs
+        ]
+        groups = [
+            {
+                "group": i,
+                "task": g.task,
+                "model": g.model,
+                "template": g.template,
+                "n_test": g.n_test,
+                "settings": g.settings,
+                "seeds": [r.seed for r in g.runs],
+                "runs": [str(r.path) for r in g.runs],
+                "delta": asdict(g.delta),
+                "paired": [asdict(p) for p in g.paired],
+            }
+            for i, g in enumerate(self.groups, 1)
+        ]
+        document = {
+            "legend": LEGEND,
+            "varying_settings": self.varying,
+            "rows": self.rows(),
+            "groups": groups,
+            "runs": runs,
+            "left_out": [{"path": str(x.path), "why": x.why} for x in self.left_out],
+        }
         return json.dumps(plain(document), indent=1, ensure_ascii=False, allow_nan=False, default=str) + "\n"
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The Markdown table's header and cells (the terminal shows the same cells)."""
-        header = ["task", *self.varying, "prompt", "seeds", "test loss", "loss 95% CI of mean", "accuracy",
-                  "accuracy 95% CI of mean", "Δ loss vs best baseline", "Δ accuracy vs best baseline"]
+        header = [
+            "task",
+            *self.varying,
+            "prompt",
+            "seeds",
+            "test loss",
+            "loss 95% CI of mean",
+            "accuracy",
+            "accuracy 95% CI of mean",
+            "Δ loss vs best baseline",
+            "Δ accuracy vs best baseline",
+        ]
         cells = []
         for group in self.groups:
             for row in group.rows:
                 learned = (row.prompt, row.text) == ("learned", "")
                 delta = group.delta
-                cells.append([group.task, *(shown_value(group.setting(n)) for n in self.varying), short(row.label),
-                              f"{len(row.seeds)} ({', '.join(map(str, row.seeds))})",
-                              spread_text(row.loss, "{:.3f}"), interval_text(row.loss, "{:.3f}"),
-                              spread_text(row.accuracy, "{:.1%}"), interval_text(row.accuracy, "{:.1%}"),
-                              f"{delta.loss:+.3f} vs {short(delta.loss_baseline)}" if learned and delta.loss is not None else "",
-                              f"{delta.accuracy * 100:+.1f} pts vs {short(delta.accuracy_baseline)}"
-                              if learned and delta.accuracy is not None else ""])
+                cells.append(
+                    [
+                        group.task,
+                        *(shown_value(group.setting(n)) for n in self.varying),
+                        short(row.label),
+                        f"{len(row.seeds)} ({', '.join(map(str, row.seeds))})",
+                        spread_text(row.loss, "{:.3f}"),
+                        interval_text(row.loss, "{:.3f}"),
+                        spread_text(row.accuracy, "{:.1%}"),
+                        interval_text(row.accuracy, "{:.1%}"),
+                        f"{delta.loss:+.3f} vs {short(delta.loss_baseline)}"
+                        if learned and delta.loss is not None
+                        else "",
+                        f"{delta.accuracy * 100:+.1f} pts vs {short(delta.accuracy_baseline)}"
+                        if learned and delta.accuracy is not None
+                        else "",
+                    ]
+                )
         return header, cells
 
     def paired_table(self) -> tuple[list[str], list[list[str]]]:
         """The paired comparisons' header and cells: learned minus each baseline, per group."""
-        header = ["task", *self.varying, "baseline", "seeds", "Δ accuracy (points) [95% CI]", "Δ test loss [95% CI]",
-                  "right: learned only / baseline only", "McNemar p (per seed)"]
+        header = [
+            "task",
+            *self.varying,
+            "baseline",
+            "seeds",
+            "Δ accuracy (points) [95% CI]",
+            "Δ test loss [95% CI]",
+            "right: learned only / baseline only",
+            "McNemar p (per seed)",
+        ]
         cells = []
         for group in self.groups:
             for c in group.paired:
                 loss = c.loss
-                cells.append([group.task, *(shown_value(group.setting(n)) for n in self.varying), short(c.label),
-                              f"{len(c.seeds)} ({', '.join(map(str, c.seeds))})",
-                              f"{100 * c.accuracy.mean:+.1f} [{100 * c.accuracy.low:+.1f}, {100 * c.accuracy.high:+.1f}]",
-                              "–" if loss is None else f"{loss.mean:+.3f} [{loss.low:+.3f}, {loss.high:+.3f}]",
-                              f"{c.learned_only_right} / {c.baseline_only_right}",
-                              ", ".join(f"{p:.2g}" for p in c.mcnemar_p)])
+                cells.append(
+                    [
+                        group.task,
+                        *(shown_value(group.setting(n)) for n in self.varying),
+                        short(c.label),
+                        f"{len(c.seeds)} ({', '.join(map(str, c.seeds))})",
+                        f"{100 * c.accuracy.mean:+.1f} [{100 * c.accuracy.low:+.1f}, {100 * c.accuracy.high:+.1f}]",
+                        "–" if loss is None else f"{loss.mean:+.3f} [{loss.low:+.3f}, {loss.high:+.3f}]",
+                        f"{c.learned_only_right} / {c.baseline_only_right}",
+                        ", ".join(f"{p:.2g}" for p in c.mcnemar_p),
+                    ]
+                )
         return header, cells
 
     def group_lines(self, shown=str) -> list[str]:
@@ -531,28 +691,44 @@ class Results:
         lines = []
         for number, group in enumerate(self.groups, 1):
             setting = ", ".join(f"{n}={shown_value(group.setting(n))}" for n in self.varying if n != "model")
-            lines.append(f"- group {number}: {shown(group.task)}{f' ({shown(setting)})' if setting else ''}: model "
-                         f"{shown(group.model)}, template {shown(repr(group.template))}, "
-                         f"{'/'.join(map(str, group.n_test))} test pairs per run, "
-                         f"seeds {', '.join(str(r.seed) for r in group.runs)}")
-            lines += [f"  - seed {r.seed} ({shown(r.name)}): no paired comparison: {shown(r.paired_problem)}"
-                      for r in group.runs if r.paired_problem]
+            lines.append(
+                f"- group {number}: {shown(group.task)}{f' ({shown(setting)})' if setting else ''}: model "
+                f"{shown(group.model)}, template {shown(repr(group.template))}, "
+                f"{'/'.join(map(str, group.n_test))} test pairs per run, "
+                f"seeds {', '.join(str(r.seed) for r in group.runs)}"
+            )
+            lines += [
+                f"  - seed {r.seed} ({shown(r.name)}): no paired comparison: {shown(r.paired_problem)}"
+                for r in group.runs
+                if r.paired_problem
+            ]
         return lines
 
     def markdown(self) -> str:
         header, cells = self.table()
-        lines = ["# promptgrad report", "",
-                 f"{len(self.runs)} finished run(s) in {len(self.groups)} group(s) of runs that differ only by seed"
-                 + (f"; settings that differ between groups: {', '.join(self.varying)}" if self.varying else "")
-                 + (f"; {len(self.left_out)} run folder(s) left out (below)" if self.left_out else "") + ".", "",
-                 "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        lines = [
+            "# promptgrad report",
+            "",
+            f"{len(self.runs)} finished run(s) in {len(self.groups)} group(s) of runs that differ only by seed"
+            + (f"; settings that differ between groups: {', '.join(self.varying)}" if self.varying else "")
+            + (f"; {len(self.left_out)} run folder(s) left out (below)" if self.left_out else "")
+            + ".",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + " --- |" * len(header),
+        ]
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in cells]
         lines += ["", *(f"- {item}" for item in LEGEND)]
         lines += ["", "## Groups", "", *self.group_lines(md_cell)]
         paired_header, paired_cells = self.paired_table()
         if paired_cells:
-            lines += ["", "## Paired comparisons: learned minus each baseline on the same test pairs", "",
-                      "| " + " | ".join(paired_header) + " |", "|" + " --- |" * len(paired_header)]
+            lines += [
+                "",
+                "## Paired comparisons: learned minus each baseline on the same test pairs",
+                "",
+                "| " + " | ".join(paired_header) + " |",
+                "|" + " --- |" * len(paired_header),
+            ]
             lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in paired_cells]
             lines += ["", *(f"- {item}" for item in PAIRED_LEGEND)]
         if self.left_out:
@@ -641,6 +817,7 @@ def spreadsheet_cell(value: Any) -> Any:
 
 # ---- collecting ------------------------------------------------------------------------------------
 
+
 def collect(paths: list[str | Path], progress: Progress | None = None) -> Results:
     """The results of every run folder at or below `paths`; `progress(what, done, total)` is called after
     each folder (a KeyboardInterrupt there, or raised by it, stops the collection)."""
@@ -652,8 +829,13 @@ def collect(paths: list[str | Path], progress: Progress | None = None) -> Result
         if progress:
             progress("reading run folders", done, len(folders))
     if not runs:
-        states = f" ({len(folders)} run folder(s), none finished: {'; '.join(f'{x.path.name}: {x.why}' for x in left_out[:3])}" \
-                 f"{' ...' if len(left_out) > 3 else ''})" if folders else " (no run folder there: none holds a config.toml)"
-        raise UserError(f"nothing to report under {', '.join(map(str, paths))}{states}; give folders that hold finished runs")
+        states = (
+            f" ({len(folders)} run folder(s), none finished: {'; '.join(f'{x.path.name}: {x.why}' for x in left_out[:3])}"
+            f"{' ...' if len(left_out) > 3 else ''})"
+            if folders
+            else " (no run folder there: none holds a config.toml)"
+        )
+        raise UserError(
+            f"nothing to report under {', '.join(map(str, paths))}{states}; give folders that hold finished runs"
+        )
     return Results.of(runs, left_out)
-

@@ -40,25 +40,31 @@ from promptgrad.config import TrainConfig, check_name, control_characters, defau
 from promptgrad.errors import UserError
 from promptgrad.files import READ_WRITE, Folder
 from promptgrad.numbers import DamagedNumber, read_plain
-from promptgrad.store.run_folder import SWEEP_SPEC
-from promptgrad.store.run_folder import CHECKPOINT
-from promptgrad.store.run_folder import CONFIG
-from promptgrad.store.run_folder import FILES
+from promptgrad.store.run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    FILES,
+    SWEEP_SPEC,
+    RunFolder,
+    is_directory,
+    is_locked,
+    is_regular,
+    lock_holder,
+    summarize,
+    whole_file_lock,
+)
 from promptgrad.store.run_folder import LOCK as RUN_LOCK
-from promptgrad.store.run_folder import RunFolder
-from promptgrad.store.run_folder import is_directory
-from promptgrad.store.run_folder import is_locked
-from promptgrad.store.run_folder import is_regular
-from promptgrad.store.run_folder import lock_holder
-from promptgrad.store.run_folder import summarize
-from promptgrad.store.run_folder import whole_file_lock
 
 SPEC, LOGS, LOCK = SWEEP_SPEC, "logs", ".lock"
 ENGINE_FOLDER = "submitit"
-NOT_GRIDDED = {"name": "the sweep names each run from its grid values", "runs_dir": "the sweep's runs all go in runs_dir/NAME"}
+NOT_GRIDDED = {
+    "name": "the sweep names each run from its grid values",
+    "runs_dir": "the sweep's runs all go in runs_dir/NAME",
+}
 
 
 # ---- the grid ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Point:
@@ -99,8 +105,10 @@ def parse_axis(text: str) -> tuple[str, list[str]]:
     if key in NOT_GRIDDED:
         raise UserError(f"--grid {key}: {key} cannot be gridded ({NOT_GRIDDED[key]})")
     if isinstance(default_of(settings[key][1]), list):
-        raise UserError(f"--grid {key}: {key} holds a list of texts, which a grid cannot vary; give it as a shared "
-                        f"setting ({flag_name(key)} TEXT, repeated) or make one sweep per list")
+        raise UserError(
+            f"--grid {key}: {key} holds a list of texts, which a grid cannot vary; give it as a shared "
+            f"setting ({flag_name(key)} TEXT, repeated) or make one sweep per list"
+        )
     return key, [value.replace("\\,", ",") for value in re.split(r"(?<!\\),", values)]
 
 
@@ -113,7 +121,9 @@ def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dic
     if problem := check_name(name):
         raise UserError(problem.replace("name must", "the sweep's NAME must"))
     if not axes:
-        raise UserError("give at least one --grid KEY=VALUE,VALUE,... (e.g. --grid seed=0,1,2); promptgrad train runs one run")
+        raise UserError(
+            "give at least one --grid KEY=VALUE,VALUE,... (e.g. --grid seed=0,1,2); promptgrad train runs one run"
+        )
     for key, why in NOT_GRIDDED.items():
         if key in fixed:
             raise UserError(f"{flag_name(key)} is not a setting of a sweep: {why}")
@@ -128,14 +138,18 @@ def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dic
         check_text(value, flag_name(key))
     for key in axes:
         if key in fixed:
-            raise UserError(f"{key} is both gridded and given as {flag_name(key)}; drop {flag_name(key)} (the grid gives its values)")
+            raise UserError(
+                f"{key} is both gridded and given as {flag_name(key)}; drop {flag_name(key)} (the grid gives its values)"
+            )
     resolved: list[dict[str, Any]] = []
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         try:
             config = TrainConfig().replace(**fixed, **point).resolved()
         except UserError as e:
-            where = f"--grid {e.field}={point[e.field]}" if e.field in point else (flag_name(e.field) if e.field else "")
+            where = (
+                f"--grid {e.field}={point[e.field]}" if e.field in point else (flag_name(e.field) if e.field else "")
+            )
             raise UserError(f"{where}: {e}" if where else str(e), e.field) from None
         resolved.append({key: config.get(key) for key in [*fixed, *point]})
     canonical_axes = {key: list(dict.fromkeys(r[key] for r in resolved)) for key in axes}
@@ -147,11 +161,15 @@ def plan(name: str, runs_dir: str | Path, axes: dict[str, list[Any]], fixed: dic
     names = [p.name for p in points]
     for reserved in (LOGS, ENGINE_FOLDER):
         if reserved in names:
-            raise UserError(f"a run of this grid would be named {reserved!r}, the name of the sweep's own folder; "
-                            f"change the grid's order or values")
+            raise UserError(
+                f"a run of this grid would be named {reserved!r}, the name of the sweep's own folder; "
+                f"change the grid's order or values"
+            )
     if len(set(names)) != len(names):
         twice = next(n for n in names if names.count(n) > 1)
-        raise UserError(f"two runs of this grid would both be named {twice!r}; give values that differ in letters or digits")
+        raise UserError(
+            f"two runs of this grid would both be named {twice!r}; give values that differ in letters or digits"
+        )
     return Sweep(name, Path(runs_dir) / name, canonical_axes, canonical_fixed, points)
 
 
@@ -192,6 +210,7 @@ def flag_text(value: Any) -> str:
 
 # ---- sweep.toml and the sweep's lock ----------------------------------------------------------------
 
+
 def open_folder(folder: Path, create: bool = False) -> Folder:
     """The sweep's folder, runs_dir/NAME: runs_dir as the user gave it, NAME never a link."""
     return Folder.at(folder, create=create, link_ok=False)
@@ -200,8 +219,10 @@ def open_folder(folder: Path, create: bool = False) -> Folder:
 def save_spec(sweep: Sweep, folder: Folder) -> None:
     import tomli_w
 
-    header = (f"# promptgrad sweep {sweep.name}: one run per point of [grid], each with [settings];\n"
-              f"# promptgrad sweep {sweep.name} --resume goes on with it\n")
+    header = (
+        f"# promptgrad sweep {sweep.name}: one run per point of [grid], each with [settings];\n"
+        f"# promptgrad sweep {sweep.name} --resume goes on with it\n"
+    )
     folder.write_atomic(SPEC, (header + tomli_w.dumps(sweep.spec())).encode(), overwrite=False)
 
 
@@ -231,7 +252,10 @@ def load_spec(folder: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
 def difference(saved: dict[str, Any], asked: dict[str, Any]) -> str:
     """The first way two sweep specs differ, in words."""
     if list(saved["grid"].items()) != list(asked["grid"].items()):
-        shown = [" ".join(f"--grid {k}={','.join(map(flag_text, v))}" for k, v in spec["grid"].items()) for spec in (saved, asked)]
+        shown = [
+            " ".join(f"--grid {k}={','.join(map(flag_text, v))}" for k, v in spec["grid"].items())
+            for spec in (saved, asked)
+        ]
         return f"its grid is {shown[0]}, this command's {shown[1]}"
     old, new = saved["settings"], asked["settings"]
     for key in dict.fromkeys([*old, *new]):
@@ -249,6 +273,7 @@ def lock_sweep(folder: Folder) -> int:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
     except OSError:  # held by the sweep, or by a run it started (each inherits the lock), still alive
         os.close(fd)
+
         def running(run: Path) -> bool:
             try:
                 return is_directory(run) and is_locked(run)
@@ -257,8 +282,10 @@ def lock_sweep(folder: Folder) -> int:
 
         alive = [p.name for p in sorted(folder.path.iterdir()) if running(p)]
         runs = f" (its runs {', '.join(alive[:5])} still running)" if alive else ""
-        raise UserError(f"sweep {folder.path} is being run by {lock_holder(folder.path / LOCK)}{runs}; wait for it to end "
-                        f"or stop it (kill -TERM stops it cleanly), then go on with --resume") from None
+        raise UserError(
+            f"sweep {folder.path} is being run by {lock_holder(folder.path / LOCK)}{runs}; wait for it to end "
+            f"or stop it (kill -TERM stops it cleanly), then go on with --resume"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"process {os.getpid()} (promptgrad sweep {folder.path.name})".encode(), 0)
     return fd
@@ -274,8 +301,9 @@ def check_folders(sweep: Sweep, folder: Folder) -> None:
             continue
         except UserError as e:
             what = "its runs' logs" if name == LOGS else "a run folder"
-            raise UserError(f"{e} ({what} of sweep {sweep.name}; move the real folder back in its place, then go on "
-                            f"with the sweep)") from None
+            raise UserError(
+                f"{e} ({what} of sweep {sweep.name}; move the real folder back in its place, then go on with the sweep)"
+            ) from None
 
 
 def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: dict[str, Any], resume: bool) -> Sweep:
@@ -286,8 +314,10 @@ def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: d
     if resume:
         if grid or fixed:
             given = ", ".join([*(f"--grid {g}" for g in grid or []), *map(flag_name, fixed)])
-            raise UserError(f"--resume goes on with the grid and settings in {folder / SPEC}; drop {given} (or leave out "
-                            f"--resume to check them against it)")
+            raise UserError(
+                f"--resume goes on with the grid and settings in {folder / SPEC}; drop {given} (or leave out "
+                f"--resume to check them against it)"
+            )
         return plan(name, runs_dir, *load_spec(folder))
     axes: dict[str, list[str]] = {}
     for text in grid or []:
@@ -305,8 +335,10 @@ def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: d
             if existing.exists(SPEC):
                 saved = dict(zip(("grid", "settings"), load_spec(folder)))
                 if saved != sweep.spec() or list(saved["grid"]) != list(sweep.axes):
-                    raise UserError(f"{folder / SPEC} records another sweep ({difference(saved, sweep.spec())}); go on with "
-                                    f"it as it was started: promptgrad sweep {name} --resume, or give this one another NAME")
+                    raise UserError(
+                        f"{folder / SPEC} records another sweep ({difference(saved, sweep.spec())}); go on with "
+                        f"it as it was started: promptgrad sweep {name} --resume, or give this one another NAME"
+                    )
                 return sweep
             if any(p not in (LOGS, ENGINE_FOLDER, LOCK) for p in existing.listdir()):
                 what = "a run folder" if existing.exists("config.toml") else "a folder that is not a sweep"
@@ -317,6 +349,7 @@ def open_sweep(name: str, runs_dir: str | Path, grid: list[str] | None, fixed: d
 
 
 # ---- what each run needs next ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Action:
@@ -375,8 +408,10 @@ def check_runs_match(sweep: Sweep) -> None:
     if differ:
         point, why = differ[0]
         more = f" (and {len(differ) - 1} other run folder(s) differ too)" if len(differ) > 1 else ""
-        raise UserError(f"run folder {sweep.folder / point.name} is not the run of its grid point: {why}{more}; "
-                        f"move it away to run it afresh, or put {sweep.folder / SPEC} back as it was")
+        raise UserError(
+            f"run folder {sweep.folder / point.name} is not the run of its grid point: {why}{more}; "
+            f"move it away to run it afresh, or put {sweep.folder / SPEC} back as it was"
+        )
 
 
 def clear_for_restart(run: Path, sweep_folder: Folder | None = None) -> None:
@@ -401,7 +436,11 @@ def train_command(sweep: Sweep, point: Point, action: Action, threads: int = 0) 
         command += ["--resume", str((sweep.folder / point.name).absolute())]
     else:
         for key, value in point.settings.items():
-            command += [f"{flag_name(key)}={text}" for text in value] if isinstance(value, list) else [f"{flag_name(key)}={flag_text(value)}"]
+            command += (
+                [f"{flag_name(key)}={text}" for text in value]
+                if isinstance(value, list)
+                else [f"{flag_name(key)}={flag_text(value)}"]
+            )
         command += [f"--name={point.name}", f"--runs-dir={sweep.folder.absolute()}"]
     if threads:
         command.append(f"--threads={threads}")

@@ -20,8 +20,7 @@ from typing import Any
 from promptgrad.errors import UserError
 from promptgrad.experiments.sweep import Action, Point, Sweep, next_action
 from promptgrad.experiments.sweep_pool import Launched, Outcome, RunWatch, SweepReport, launch, outcome_of
-from promptgrad.signals import NAMES
-from promptgrad.signals import on_signals
+from promptgrad.signals import NAMES, on_signals
 from promptgrad.store.run_folder import is_locked
 
 DEFAULT_TIMEOUT_MIN = 24 * 60  # submitit's own default is 5 minutes (2 locally): too short for most runs
@@ -96,12 +95,16 @@ def make_executor(folder: Path, cluster: str, options: list[str], jobs: int | No
         executor = submitit.AutoExecutor(folder=folder, cluster=None if cluster == "auto" else cluster)
         executor.update_parameters(**parameters)
     except (ValueError, NameError, AssertionError, RuntimeError, TypeError) as e:
-        raise UserError(f"submitit refused the engine's settings: {str(e).splitlines()[0][:200]} (see submitit's "
-                        f"AutoExecutor.update_parameters; --engine-option KEY=VALUE)") from None
+        raise UserError(
+            f"submitit refused the engine's settings: {str(e).splitlines()[0][:200]} (see submitit's "
+            f"AutoExecutor.update_parameters; --engine-option KEY=VALUE)"
+        ) from None
     return executor
 
 
-def run_submitit(executor, sweep: Sweep, todo: list[tuple[int, Point, Action]], report: SweepReport) -> tuple[list[Outcome], str]:
+def run_submitit(
+    executor, sweep: Sweep, todo: list[tuple[int, Point, Action]], report: SweepReport
+) -> tuple[list[Outcome], str]:
     """Submit a job per run of `todo` and wait for them all, showing each one's steps as the local pool
     does; a signal cancels the jobs (each run saves a checkpoint) and waits for their folders to be free."""
     total, stopping = len(sweep.points), {"by": ""}

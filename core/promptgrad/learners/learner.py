@@ -18,13 +18,13 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
-from promptgrad.model.distributed import Processes
+from promptgrad.errors import UserError
 from promptgrad.events import Event
+from promptgrad.model.distributed import Processes
 from promptgrad.model.models import FrozenModel
 from promptgrad.model.objective import target_loss_sum
 from promptgrad.model.soft_prompt import SoftPrompt
 from promptgrad.model.template import Batch, EncodedPair
-from promptgrad.errors import UserError
 
 
 class NonFinite(Exception):
@@ -54,8 +54,14 @@ class Learner(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def training_step(frozen: FrozenModel, batch: Batch, vectors: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  group: Processes = Processes(), report: bool = True) -> float | torch.Tensor:
+def training_step(
+    frozen: FrozenModel,
+    batch: Batch,
+    vectors: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    group: Processes = Processes(),
+    report: bool = True,
+) -> float | torch.Tensor:
     """One Adam step on the prompt for one (per-process share of a) batch; returns the batch's mean loss,
     which is NaN if the loss *or the updated prompt* is not finite. One host-device sync, the returned
     number; with `report=False` none: the loss stays a tensor on the device (tests/test_gpu_check.py counts
@@ -85,8 +91,15 @@ class SoftLearner:
 
     mode: ClassVar[str] = "soft"
 
-    def __init__(self, frozen: FrozenModel, initial: SoftPrompt, pairs: list[EncodedPair], batch_size: int, lr: float,
-                 group: Processes = Processes()):
+    def __init__(
+        self,
+        frozen: FrozenModel,
+        initial: SoftPrompt,
+        pairs: list[EncodedPair],
+        batch_size: int,
+        lr: float,
+        group: Processes = Processes(),
+    ):
         self.frozen, self.pairs, self.batch_size, self.group = frozen, pairs, batch_size, group
         self.start = initial.vectors.detach().clone().to(frozen.device)
         self.soft = SoftPrompt(self.start).to(frozen.device)
@@ -119,7 +132,9 @@ class SoftLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["prompt"].shape) != tuple(self.soft.vectors.shape):
-            raise UserError(f"the checkpoint's prompt has shape {tuple(state['prompt'].shape)}, not {tuple(self.soft.vectors.shape)}")
+            raise UserError(
+                f"the checkpoint's prompt has shape {tuple(state['prompt'].shape)}, not {tuple(self.soft.vectors.shape)}"
+            )
         with torch.no_grad():
             self.soft.vectors.copy_(state["prompt"])
         self.optimizer.load_state_dict(state["optimizer"])

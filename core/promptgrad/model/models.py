@@ -18,8 +18,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from promptgrad.bundled import BUNDLED_MODEL, OLD_BUNDLED_MODEL_NAMES
-from promptgrad.hub import hub_reachable
 from promptgrad.errors import UserError
+from promptgrad.hub import hub_reachable
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the one file the bundled model is: pinned, never any *.gguf found
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model that file holds, as the hub names it
@@ -37,7 +37,9 @@ class FrozenModel:
     dtype: torch.dtype
     # keys/values of template prefixes, by their token ids (prefix_cache.py); valid because nothing changes the weights
     _prefix_caches: dict = field(default_factory=dict, repr=False, compare=False)
-    rows_per_forward: int = 0  # how many candidate rows fitted into one forward pass last time (gcg.py); 0: not tried yet
+    rows_per_forward: int = (
+        0  # how many candidate rows fitted into one forward pass last time (gcg.py); 0: not tried yet
+    )
 
     @property
     def embedding(self) -> torch.nn.Embedding:
@@ -106,12 +108,18 @@ def model_source(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise UserError(f"model {name!r} is a file; give a model folder (with config.json), a Hugging Face id, "
-                            f"or the bundled default {BUNDLED_MODEL!r}", "model")
+            raise UserError(
+                f"model {name!r} is a file; give a model folder (with config.json), a Hugging Face id, "
+                f"or the bundled default {BUNDLED_MODEL!r}",
+                "model",
+            )
         return str(path)
     if looks_like_path(name):
-        raise UserError(f"model folder {name} does not exist; give a model folder, a Hugging Face id, "
-                        f"or the bundled default {BUNDLED_MODEL!r}", "model")
+        raise UserError(
+            f"model folder {name} does not exist; give a model folder, a Hugging Face id, "
+            f"or the bundled default {BUNDLED_MODEL!r}",
+            "model",
+        )
     return name
 
 
@@ -125,8 +133,11 @@ def load_error(name: str, e: Exception) -> UserError:
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if not Path(name).expanduser().exists() and not is_bundled(name) and local_only(name):
         reason = "the Hugging Face hub cannot be reached from here and the model is not in the local cache"
-    return UserError(f"cannot load model {name!r} ({reason[:160]}); give a Hugging Face id reachable from here, "
-                     f"a local model folder, or the bundled default {BUNDLED_MODEL!r}", "model")
+    return UserError(
+        f"cannot load model {name!r} ({reason[:160]}); give a Hugging Face id reachable from here, "
+        f"a local model folder, or the bundled default {BUNDLED_MODEL!r}",
+        "model",
+    )
 
 
 def hidden_size(name: str) -> int:
@@ -149,7 +160,9 @@ def load_model(name: str, device: torch.device, dtype: torch.dtype, device_map: 
     try:
         offline = local_only(source)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map or None, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, device_map=device_map or None, local_files_only=offline
+        )
     except (OSError, ValueError) as e:
         raise load_error(name, e) from None
     if device_map:

@@ -48,8 +48,15 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
 def cpu_capabilities() -> dict:
     """What torch's own CPU detection reports (cpu_name, avx512_bf16, amx_bf16, ...)."""
     get = getattr(torch.cpu, "get_capabilities", None)
-    return get() if get else {"cpu_name": "unknown", "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
-                              "amx_bf16": torch.cpu._is_amx_tile_supported()}
+    return (
+        get()
+        if get
+        else {
+            "cpu_name": "unknown",
+            "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+            "amx_bf16": torch.cpu._is_amx_tile_supported(),
+        }
+    )
 
 
 def cpu_description() -> str:
@@ -72,7 +79,11 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_capabilities().get("cpu_name") or "this CPU"
+    return (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else cpu_capabilities().get("cpu_name") or "this CPU"
+    )
 
 
 def check_recorded_precision(precision: str, device: torch.device, run: str, evaluating: bool) -> None:
@@ -80,12 +91,16 @@ def check_recorded_precision(precision: str, device: torch.device, run: str, eva
     it would run many times slower without a word: refuse, and say how to choose."""
     if precision != "bf16" or native_bf16(device):
         return
-    how = ("evaluate it where bf16 is native, or in fp32 here with --precision fp32 (the scores then differ slightly "
-           "from the run's own)" if evaluating else
-           f"resume it where bf16 is native (a GPU since Ampere, a CPU with AVX512-BF16 or AMX), or start a new run "
-           f"in fp32 from its prompt: promptgrad train --init run:{run} --precision fp32")
-    raise UserError(f"run {run} computes in bf16, which {device_name(device)} only emulates (many times slower); {how}",
-                    "precision")
+    how = (
+        "evaluate it where bf16 is native, or in fp32 here with --precision fp32 (the scores then differ slightly "
+        "from the run's own)"
+        if evaluating
+        else f"resume it where bf16 is native (a GPU since Ampere, a CPU with AVX512-BF16 or AMX), or start a new run "
+        f"in fp32 from its prompt: promptgrad train --init run:{run} --precision fp32"
+    )
+    raise UserError(
+        f"run {run} computes in bf16, which {device_name(device)} only emulates (many times slower); {how}", "precision"
+    )
 
 
 def choose_precision(precision: str, device: torch.device, hidden_size: int) -> PrecisionChoice:
@@ -94,7 +109,9 @@ def choose_precision(precision: str, device: torch.device, hidden_size: int) -> 
     if precision not in ("auto", *DTYPES):
         raise UserError(f"precision must be auto, fp32 or bf16, got {precision!r}", "precision")
     if precision == "bf16" and not native_bf16(device):
-        return PrecisionChoice("bf16", f"as configured, though {device_name(device)} only emulates bf16 (many times slower than fp32)")
+        return PrecisionChoice(
+            "bf16", f"as configured, though {device_name(device)} only emulates bf16 (many times slower than fp32)"
+        )
     if precision != "auto":
         return PrecisionChoice(precision, "as configured")
     if device.type == "cuda":
@@ -106,8 +123,12 @@ def choose_precision(precision: str, device: torch.device, hidden_size: int) -> 
     caps = cpu_capabilities()
     if caps.get("amx_bf16"):
         if hidden_size >= AMX_MIN_HIDDEN:
-            return PrecisionChoice("bf16", f"auto: CPU has AMX and the model's hidden size {hidden_size} >= {AMX_MIN_HIDDEN}")
-        return PrecisionChoice("fp32", f"auto: CPU has AMX but at hidden size {hidden_size} < {AMX_MIN_HIDDEN} bf16 does not pay")
+            return PrecisionChoice(
+                "bf16", f"auto: CPU has AMX and the model's hidden size {hidden_size} >= {AMX_MIN_HIDDEN}"
+            )
+        return PrecisionChoice(
+            "fp32", f"auto: CPU has AMX but at hidden size {hidden_size} < {AMX_MIN_HIDDEN} bf16 does not pay"
+        )
     if caps.get("avx512_bf16"):
         return PrecisionChoice("bf16", "auto: CPU has AVX512-BF16")
     return PrecisionChoice("fp32", "auto: CPU has no bf16 matrix instructions (PyTorch would emulate bf16)")

@@ -14,7 +14,6 @@ import torch
 
 from promptgrad.errors import UserError
 
-
 INIT_KINDS = ("random", "vocab", "text", "run")
 
 
@@ -37,8 +36,12 @@ def start_description(init: str) -> str:
     beside prompt="untrained", a label kept for old run folders and for the readers that pick the row by
     it): only a random start is an untrained prompt; another run's prompt or a text's tokens are not."""
     kind, argument = parse_init(init)
-    return {"random": "untrained (random)", "vocab": "untrained (random vocabulary rows)",
-            "text": f"start: text {argument!r}", "run": f"start: run {argument}"}[kind]
+    return {
+        "random": "untrained (random)",
+        "vocab": "untrained (random vocabulary rows)",
+        "text": f"start: text {argument!r}",
+        "run": f"start: run {argument}",
+    }[kind]
 
 
 class SoftPrompt(torch.nn.Module):
@@ -51,8 +54,14 @@ class SoftPrompt(torch.nn.Module):
         return self.vectors.shape[0]
 
     @staticmethod
-    def initial(init: str, prompt_len: int, embedding: torch.Tensor, tokenizer, generator: torch.Generator,
-                run_prompt: Callable[[str], torch.Tensor] | None = None) -> SoftPrompt:
+    def initial(
+        init: str,
+        prompt_len: int,
+        embedding: torch.Tensor,
+        tokenizer,
+        generator: torch.Generator,
+        run_prompt: Callable[[str], torch.Tensor] | None = None,
+    ) -> SoftPrompt:
         """`init` is random | vocab | text:<words> | run:<folder>; `embedding` is the frozen [vocab, hidden] table;
         `run_prompt(folder)` reads another run's prompt for run:<folder> (the caller's: run folders are
         storage, which stands above the model)."""
@@ -65,20 +74,28 @@ class SoftPrompt(torch.nn.Module):
             return SoftPrompt(mean + std * noise)
         if kind == "vocab":
             special = set(tokenizer.all_special_ids)
-            rows = [i for i in torch.randperm(table.shape[0], generator=generator).tolist() if i not in special][:prompt_len]
+            rows = [i for i in torch.randperm(table.shape[0], generator=generator).tolist() if i not in special][
+                :prompt_len
+            ]
             return SoftPrompt(table[rows])
         if kind == "text":
             ids = tokenizer(argument, add_special_tokens=False)["input_ids"]
             if not ids:
                 raise UserError(f"init text {argument!r} encodes to no tokens", "init")
             if len(ids) != prompt_len:  # never repeated or cut without a word (PEFT repeats it)
-                raise UserError(f"init text {argument!r} is {len(ids)} token(s), but prompt_len is {prompt_len}: set "
-                                f"prompt_len {len(ids)}, or give words that make {prompt_len} tokens", "init")
+                raise UserError(
+                    f"init text {argument!r} is {len(ids)} token(s), but prompt_len is {prompt_len}: set "
+                    f"prompt_len {len(ids)}, or give words that make {prompt_len} tokens",
+                    "init",
+                )
             return SoftPrompt(table[ids])
         if run_prompt is None:
             raise UserError(f"init {init!r} needs another run's prompt, and nothing here reads run folders", "init")
         vectors = run_prompt(argument)
         if tuple(vectors.shape) != (prompt_len, table.shape[1]):
-            raise UserError(f"the prompt in {argument} has shape {tuple(vectors.shape)}, but this run needs "
-                            f"({prompt_len}, {table.shape[1]}): the same model and prompt_len", "init")
+            raise UserError(
+                f"the prompt in {argument} has shape {tuple(vectors.shape)}, but this run needs "
+                f"({prompt_len}, {table.shape[1]}): the same model and prompt_len",
+                "init",
+            )
         return SoftPrompt(vectors.to(table.device))

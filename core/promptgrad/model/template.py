@@ -40,9 +40,15 @@ class Template:
             n = text.count(slot)
             if n != 1:
                 what = "has no" if n == 0 else f"has {n}"
-                raise UserError(f"template {what} {slot} (it needs each of {{prompt}}, {{x}}, {{y}} exactly once): {text!r}", "template")
+                raise UserError(
+                    f"template {what} {slot} (it needs each of {{prompt}}, {{x}}, {{y}} exactly once): {text!r}",
+                    "template",
+                )
         if text.index("{y}") < max(text.index("{prompt}"), text.index("{x}")):
-            raise UserError(f"template must put {{y}} after {{prompt}} and {{x}} (the model reads left to right): {text!r}", "template")
+            raise UserError(
+                f"template must put {{y}} after {{prompt}} and {{x}} (the model reads left to right): {text!r}",
+                "template",
+            )
         head = text[: text.index("{y}")]
         y_prefix = " " if head.endswith(" ") else ""
         head = head[: len(head) - len(y_prefix)]
@@ -71,8 +77,11 @@ class Batch:
 
     def map(self, f) -> Batch:
         """The batch with `f` applied to each of its tensors."""
-        return Batch(*(f(t) for t in vars(self).values() if isinstance(t, torch.Tensor)), prefix_len=self.prefix_len,
-                     prefix_ids=self.prefix_ids)
+        return Batch(
+            *(f(t) for t in vars(self).values() if isinstance(t, torch.Tensor)),
+            prefix_len=self.prefix_len,
+            prefix_ids=self.prefix_ids,
+        )
 
     def to(self, device: torch.device | str) -> Batch:
         if torch.device(device).type == "cuda":  # from page-locked memory, without waiting for the copy

@@ -24,7 +24,6 @@ from promptgrad.hub import hub_reachable
 from promptgrad.problem.tasks import Task, bundled_tasks
 
 
-
 @dataclass(frozen=True)
 class Pair:
     x: str
@@ -35,7 +34,9 @@ class Pair:
 class Split:
     train: list[Pair]
     test: list[Pair]
-    validation: list[Pair] = field(default_factory=list)  # carved from the training pairs (val_fraction), never trained on
+    validation: list[Pair] = field(
+        default_factory=list
+    )  # carved from the training pairs (val_fraction), never trained on
 
 
 class PairList(list[Pair]):
@@ -101,8 +102,11 @@ def cell_text(value: object, at: str, column: str) -> str:
         what = {list: "a list", dict: "an object"}.get(type(value), f"a {type(value).__name__}")
         shown = json.dumps(value, default=str)[:40]
         raise UserError(f"{at}: column {column!r} is {what} {shown}, not text; give one string per cell", "data")
-    raise UserError(f'{at}: column {column!r} is {what} {shown}, not text; write it as a string ("{shown}") '
-                    f"so it is used as written", "data")
+    raise UserError(
+        f'{at}: column {column!r} is {what} {shown}, not text; write it as a string ("{shown}") '
+        f"so it is used as written",
+        "data",
+    )
 
 
 def read_local(path: Path) -> list[tuple[str, dict]]:
@@ -119,12 +123,16 @@ def read_local(path: Path) -> list[tuple[str, dict]]:
         try:
             rows = json.loads(text, parse_float=Decimal)
         except ValueError as e:
-            raise UserError(f"data file {path} is not valid JSON (line {getattr(e, 'lineno', '?')}: "
-                            f"{getattr(e, 'msg', e)})", "data") from None
+            raise UserError(
+                f"data file {path} is not valid JSON (line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)})", "data"
+            ) from None
         for number, row in enumerate(rows, 1):
             if not isinstance(row, dict):
-                raise UserError(f"data file {path} item {number} is {json.dumps(row, default=str)[:40]}, not an "
-                                f'object like {{"x": "hot", "y": "cold"}}', "data")
+                raise UserError(
+                    f"data file {path} item {number} is {json.dumps(row, default=str)[:40]}, not an "
+                    f'object like {{"x": "hot", "y": "cold"}}',
+                    "data",
+                )
         return [(f"data file {path} item {number}", row) for number, row in enumerate(rows, 1)]
     rows = []
     # Only "\n" ends a JSONL line: str.splitlines() would also split inside a string holding U+2028 or U+0085.
@@ -134,10 +142,15 @@ def read_local(path: Path) -> list[tuple[str, dict]]:
             try:
                 row = json.loads(line, parse_float=Decimal)
             except ValueError:
-                raise UserError(f"data file {path} line {number} is not JSON; each line must be one object", "data") from None
+                raise UserError(
+                    f"data file {path} line {number} is not JSON; each line must be one object", "data"
+                ) from None
             if not isinstance(row, dict):
-                raise UserError(f"data file {path} line {number} is {line.strip()[:40]}, not an object like "
-                                f'{{"x": "hot", "y": "cold"}}', "data")
+                raise UserError(
+                    f"data file {path} line {number} is {line.strip()[:40]}, not an object like "
+                    f'{{"x": "hot", "y": "cold"}}',
+                    "data",
+                )
             rows.append((f"data file {path} line {number}", row))
     return rows
 
@@ -148,18 +161,23 @@ def read_text(path: Path) -> str:
     try:
         data = read_bytes(path, follow_links=True)
     except FileNotFoundError:
-        raise UserError(f"data file {path} does not exist; give a .jsonl or .csv file, or a dataset name", "data") from None
+        raise UserError(
+            f"data file {path} does not exist; give a .jsonl or .csv file, or a dataset name", "data"
+        ) from None
     except UserError:  # not a regular file (files.py)
         raise UserError(f"data file {path} is not a regular file; give a .jsonl, .json or .csv file", "data") from None
     except OSError as e:
-        raise UserError(f"data file {path} cannot be opened ({e.strerror}); give a readable .jsonl or .csv file", "data") from None
+        raise UserError(
+            f"data file {path} cannot be opened ({e.strerror}); give a readable .jsonl or .csv file", "data"
+        ) from None
     try:
         # As utf-8-sig, but the error's offset counts from the start of the file, BOM included.
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"data file {path} line {line} (byte {e.start}) is not valid UTF-8; "
-                        f"re-save the file as UTF-8", "data") from None
+        raise UserError(
+            f"data file {path} line {line} (byte {e.start}) is not valid UTF-8; re-save the file as UTF-8", "data"
+        ) from None
 
 
 def read_with_datasets(path: Path) -> list[tuple[str, dict]]:
@@ -167,16 +185,23 @@ def read_with_datasets(path: Path) -> list[tuple[str, dict]]:
     import datasets
 
     if not path.exists():
-        raise UserError(f"data {path} does not exist; give a .jsonl/.csv/.parquet file or a save_to_disk folder", "data")
+        raise UserError(
+            f"data {path} does not exist; give a .jsonl/.csv/.parquet file or a save_to_disk folder", "data"
+        )
     verbosity = datasets.utils.logging.get_verbosity()
-    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)  # its logged error would be a second line: ours says it
+    datasets.utils.logging.set_verbosity(
+        datasets.utils.logging.CRITICAL
+    )  # its logged error would be a second line: ours says it
     try:
         if path.is_dir():
             loaded = datasets.load_from_disk(str(path))
             if isinstance(loaded, datasets.DatasetDict):
                 if "train" not in loaded:
-                    raise UserError(f"data folder {path} holds the splits {', '.join(loaded)} but no 'train'; save one "
-                                    f"split, or name it train", "data")
+                    raise UserError(
+                        f"data folder {path} holds the splits {', '.join(loaded)} but no 'train'; save one "
+                        f"split, or name it train",
+                        "data",
+                    )
                 loaded = loaded["train"]
         else:
             loaded = datasets.load_dataset("parquet", data_files=str(path), split="train")
@@ -196,8 +221,13 @@ def read_hub(name: str) -> list[tuple[str, dict]]:
     from huggingface_hub import constants
 
     # Unreachable, the hub would be retried for about 90 s; offline, only the local cache is looked at.
-    offline = any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
-                  for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")) or not hub_reachable()
+    offline = (
+        any(
+            os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
+            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        )
+        or not hub_reachable()
+    )
     saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
     if offline:  # both libraries read the setting from the environment once, at import: set it for this call
         datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
@@ -205,11 +235,16 @@ def read_hub(name: str) -> list[tuple[str, dict]]:
         loaded = datasets.load_dataset(name, split="train")
     except Exception as e:  # datasets raises many kinds; the user needs one line either way
         if offline and isinstance(e, (ConnectionError, FileNotFoundError)):  # what "not in the cache" raises
-            raise UserError(f"cannot load data {name!r}: the Hugging Face hub cannot be reached from here (or offline "
-                            f"mode is set) and it is not in the local cache; give a local .jsonl/.csv file or the "
-                            f"bundled 'antonyms'", "data") from None
+            raise UserError(
+                f"cannot load data {name!r}: the Hugging Face hub cannot be reached from here (or offline "
+                f"mode is set) and it is not in the local cache; give a local .jsonl/.csv file or the "
+                f"bundled 'antonyms'",
+                "data",
+            ) from None
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load data {name!r} ({reason}); give a local .jsonl/.csv file or the bundled 'antonyms'", "data") from None
+        raise UserError(
+            f"cannot load data {name!r} ({reason}); give a local .jsonl/.csv file or the bundled 'antonyms'", "data"
+        ) from None
     finally:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
     return [(f"data {name!r} row {number}", row) for number, row in enumerate(loaded, 1)]
@@ -223,7 +258,9 @@ def reverse_groups(pairs: list[Pair]) -> list[list[Pair]]:
     return [groups[k] for k in sorted(groups, key=lambda k: sorted(k))]
 
 
-def split_pairs(pairs: list[Pair], test_fraction: float, seed: int, train_size: int = 0, val_fraction: float = 0.0) -> Split:
+def split_pairs(
+    pairs: list[Pair], test_fraction: float, seed: int, train_size: int = 0, val_fraction: float = 0.0
+) -> Split:
     """Seeded split in which a pair and its reverse (hot->cold, cold->hot) always fall on the same side;
     `val_fraction` > 0 then holds out that share of the training pairs for validation (`carve_validation`)."""
     distinct = list(dict.fromkeys(pairs))  # de-duplicated, order kept
@@ -236,8 +273,11 @@ def split_pairs(pairs: list[Pair], test_fraction: float, seed: int, train_size: 
         (test if len(test) < n_test_target else train).extend(group)
     if not train or not test:
         repeated = f" ({len(pairs)} rows with duplicates removed)" if len(distinct) < len(pairs) else ""
-        raise UserError(f"{len(distinct)} distinct pairs{repeated} are too few to split into train and test "
-                        f"(a pair and its reverse stay on one side); give more data", "data")
+        raise UserError(
+            f"{len(distinct)} distinct pairs{repeated} are too few to split into train and test "
+            f"(a pair and its reverse stay on one side); give more data",
+            "data",
+        )
     if train_size:
         train = train[:train_size]
     if not val_fraction:
@@ -259,9 +299,13 @@ def carve_validation(train: list[Pair], val_fraction: float, seed: int) -> tuple
         held.update(group)
     rest = [p for p in train if p not in held]
     if not rest:
-        raise UserError(f"val_fraction {val_fraction:g} leaves none of the {len(train)} training pairs to train on (a pair "
-                        f"and its reverse stay on one side); lower val_fraction or give more data", "val_fraction")
+        raise UserError(
+            f"val_fraction {val_fraction:g} leaves none of the {len(train)} training pairs to train on (a pair "
+            f"and its reverse stay on one side); lower val_fraction or give more data",
+            "val_fraction",
+        )
     return rest, [p for p in train if p in held]
+
 
 @dataclass(frozen=True)
 class TaskPreview:

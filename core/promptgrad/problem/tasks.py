@@ -70,8 +70,14 @@ class Task:
 
     def settings(self) -> dict[str, Any]:
         """The settings this task brings, by their names in config.py."""
-        return {"data": self.data_setting, "x_column": self.x_column, "y_column": self.y_column,
-                "template": self.template, "baseline_text": list(self.baselines), **dict(self.scoring)}
+        return {
+            "data": self.data_setting,
+            "x_column": self.x_column,
+            "y_column": self.y_column,
+            "template": self.template,
+            "baseline_text": list(self.baselines),
+            **dict(self.scoring),
+        }
 
 
 def data_folder() -> Path:
@@ -82,10 +88,19 @@ def data_folder() -> Path:
 def bundled_tasks() -> dict[str, Task]:
     """Every bundled task by name, in the registry's order."""
     registry = tomllib.loads((data_folder() / REGISTRY).read_text(encoding="utf-8"))
-    return {name: Task(name, t["description"], t["data"], t["template"], tuple(t["baselines"]), t["source"], t["licence"],
-                       t["build"]) for name, t in registry.items()}
-
-
+    return {
+        name: Task(
+            name,
+            t["description"],
+            t["data"],
+            t["template"],
+            tuple(t["baselines"]),
+            t["source"],
+            t["licence"],
+            t["build"],
+        )
+        for name, t in registry.items()
+    }
 
 
 def is_task_file(value: str) -> bool:
@@ -96,8 +111,11 @@ def is_task_file(value: str) -> bool:
 def task_named(name: str) -> Task:
     tasks = bundled_tasks()
     if name not in tasks:
-        raise UserError(f"there is no bundled task {name!r}; the tasks: {', '.join(tasks)} (promptgrad tasks shows them), "
-                        f"or a task file of your own (a path ending {TASK_FILE_SUFFIX}, docs/tasks.md)", "task")
+        raise UserError(
+            f"there is no bundled task {name!r}; the tasks: {', '.join(tasks)} (promptgrad tasks shows them), "
+            f"or a task file of your own (a path ending {TASK_FILE_SUFFIX}, docs/tasks.md)",
+            "task",
+        )
     return tasks[name]
 
 
@@ -108,6 +126,7 @@ def find_task(value: str) -> Task:
 
 # ---- task files --------------------------------------------------------------------------------------
 
+
 def read_task_file(path: Path) -> Task:
     """A task file, read and checked: every problem is one line naming the file and the key."""
 
@@ -115,10 +134,15 @@ def read_task_file(path: Path) -> Task:
     try:
         values = tomllib.loads(read_text(path))
     except FileNotFoundError:
-        raise UserError(f"task file {path} does not exist; give the path of a .toml task file (docs/tasks.md) or a "
-                        f"bundled task's name (promptgrad tasks lists them)", "task") from None
+        raise UserError(
+            f"task file {path} does not exist; give the path of a .toml task file (docs/tasks.md) or a "
+            f"bundled task's name (promptgrad tasks lists them)",
+            "task",
+        ) from None
     except (IsADirectoryError, NotADirectoryError):
-        raise UserError(f"task file {path} is not a file; give the path of a .toml task file (docs/tasks.md)", "task") from None
+        raise UserError(
+            f"task file {path} is not a file; give the path of a .toml task file (docs/tasks.md)", "task"
+        ) from None
     except OSError as e:
         raise UserError(f"cannot read task file {path}: {e.strerror or e}", "task") from None
     except tomllib.TOMLDecodeError as e:
@@ -131,21 +155,40 @@ def task_from_values(values: dict[str, Any], path: Path) -> Task:
     for key, value in values.items():
         if key in REQUIRED_KEYS or key in OPTIONAL_KEYS:
             continue
-        table = (f" (a task file declares one task with its keys at the top level: drop the [{key}] line)"
-                 if isinstance(value, dict) else "")
-        raise UserError(f"{where}: unknown key {key!r}{table}; its keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}", "task")
+        table = (
+            f" (a task file declares one task with its keys at the top level: drop the [{key}] line)"
+            if isinstance(value, dict)
+            else ""
+        )
+        raise UserError(
+            f"{where}: unknown key {key!r}{table}; its keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}", "task"
+        )
     for key in REQUIRED_KEYS:
         if key not in values:
-            example = {"data": 'data = "pairs.jsonl"', "template": 'template = "{prompt} {x} -> {y}"',
-                       "baselines": 'baselines = [" Capitalize each word:"]'}[key]
+            example = {
+                "data": 'data = "pairs.jsonl"',
+                "template": 'template = "{prompt} {x} -> {y}"',
+                "baselines": 'baselines = [" Capitalize each word:"]',
+            }[key]
             raise UserError(f"{where} has no {key}; add a line such as {example} (docs/tasks.md)", "task")
-    text = {key: text_value(values, key, where) for key in ("data", "template", "description", "x_column", "y_column",
-                                                            "source", "licence")}
+    text = {
+        key: text_value(values, key, where)
+        for key in ("data", "template", "description", "x_column", "y_column", "source", "licence")
+    }
     check_template_of(text["template"], where)
-    return Task(path.stem, text["description"], data_path(text["data"], path, where), text["template"],
-                baselines_of(values["baselines"], where), text["source"], text["licence"], file=str(path),
-                x_column=text["x_column"] or "x", y_column=text["y_column"] or "y",
-                scoring=scoring_of(values.get("scoring", {}), where))
+    return Task(
+        path.stem,
+        text["description"],
+        data_path(text["data"], path, where),
+        text["template"],
+        baselines_of(values["baselines"], where),
+        text["source"],
+        text["licence"],
+        file=str(path),
+        x_column=text["x_column"] or "x",
+        y_column=text["y_column"] or "y",
+        scoring=scoring_of(values.get("scoring", {}), where),
+    )
 
 
 def text_value(values: dict[str, Any], key: str, where: str) -> str:
@@ -171,8 +214,11 @@ def data_path(data: str, path: Path, where: str) -> str:
     """The data, absolute: a relative path is read from the task file's folder, not the working directory."""
     resolved = Path(os.path.abspath(path.parent / Path(data).expanduser()))
     if not resolved.exists():
-        raise UserError(f"{where}: data {data!r} does not exist (looked for {resolved}; a relative path is read from "
-                        f"the task file's folder)", "task")
+        raise UserError(
+            f"{where}: data {data!r} does not exist (looked for {resolved}; a relative path is read from "
+            f"the task file's folder)",
+            "task",
+        )
     return str(resolved)
 
 
@@ -180,8 +226,11 @@ def baselines_of(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
-        raise UserError(f"{where}: baselines must be a list of hand-written prompts, e.g. [\" Capitalize each word:\"], "
-                        f"got {value!r}", "task")
+        raise UserError(
+            f'{where}: baselines must be a list of hand-written prompts, e.g. [" Capitalize each word:"], '
+            f"got {value!r}",
+            "task",
+        )
     empty = [i for i, text in enumerate(value) if not text.strip()]
     if empty:
         raise UserError(f"{where}: baselines {empty[0] + 1} is empty; give the words of a hand-written prompt", "task")
@@ -199,6 +248,7 @@ def scoring_of(value: Any, where: str) -> tuple[tuple[str, Any], ...]:
 
 
 # ---- a folder of task files ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ListedTaskFile:

@@ -97,9 +97,16 @@ class AnswerRule:
 
     def describe(self) -> str:
         """A few words shown beside every accuracy: 'exact text', or what is ignored."""
-        ignored = [what for on, what in ((self.ignore_case, "case"), (self.ignore_punctuation, "punctuation"),
-                                         (self.strip_whitespace, "leading whitespace"),
-                                         (bool(self.ignore_regex), f"/{self.ignore_regex}/")) if on]
+        ignored = [
+            what
+            for on, what in (
+                (self.ignore_case, "case"),
+                (self.ignore_punctuation, "punctuation"),
+                (self.strip_whitespace, "leading whitespace"),
+                (bool(self.ignore_regex), f"/{self.ignore_regex}/"),
+            )
+            if on
+        ]
         return "exact text" if not ignored else "ignoring " + ", ".join(ignored)
 
     def normalise(self, text: str) -> str:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
+from promptgrad.model.template import Template
+from promptgrad.problem.pairs import Pair
 from promptgrad.readout.answer_rule import AnswerRule
 from promptgrad.readout.intervals import Interval, mean_interval
-from promptgrad.problem.pairs import Pair
-from promptgrad.model.template import Template
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,10 @@ def no_majority_reason(train: list[Pair]) -> str:
     if not train:
         return "no majority baseline: there are no training pairs to take the most common answer from"
     if max(Counter(p.y for p in train).values()) == 1:
-        return (f"no majority baseline: no answer repeats among the {len(train)} training pairs, so none is the most "
-                f"common (it would be an arbitrary pick)")
+        return (
+            f"no majority baseline: no answer repeats among the {len(train)} training pairs, so none is the most "
+            f"common (it would be an arbitrary pick)"
+        )
     return ""
 
 

@@ -37,15 +37,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from promptgrad.readout.answer_rule import AnswerRule
-from promptgrad.model.distributed import Processes
 from promptgrad.events import Prediction
-from promptgrad.readout.intervals import Interval, mean_interval, ratio_interval
+from promptgrad.model.distributed import Processes
 from promptgrad.model.models import FrozenModel
 from promptgrad.model.objective import cross_entropy_per_row, embed_with_prompt, target_logits
-from promptgrad.problem.pairs import Pair, Split
 from promptgrad.model.prefix_cache import model_inputs, reuse_cache
 from promptgrad.model.template import TemplateEncoder
+from promptgrad.problem.pairs import Pair, Split
+from promptgrad.readout.answer_rule import AnswerRule
+from promptgrad.readout.intervals import Interval, mean_interval, ratio_interval
 
 MAX_ANSWER_TOKENS = 20  # a whole answer of a few words; generation also stops at the end of a line or of the text
 
@@ -101,9 +101,16 @@ def first_pass(tokenizer, target: list[int], greedy: list[int], target_text: str
     return FirstPass(ids, text, rule.verdict(text, target_text, complete))
 
 
-def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
-            processes: Processes = Processes(), rule: AnswerRule = AnswerRule(),
-            judge: bool = True) -> Generator[tuple[int, int], None, PromptScore]:
+def scoring(
+    frozen: FrozenModel,
+    encoder: TemplateEncoder,
+    pairs: list[Pair],
+    prompt: torch.Tensor,
+    batch_size: int,
+    processes: Processes = Processes(),
+    rule: AnswerRule = AnswerRule(),
+    judge: bool = True,
+) -> Generator[tuple[int, int], None, PromptScore]:
     """Mean cross-entropy per target token, and greedy accuracy by the text rule, each with its bootstrap
     interval, and each pair's result, as a generator that yields (pairs done, pairs in all) after each
     batch and returns the PromptScore, so that a caller can show progress and stop between batches.
@@ -133,13 +140,20 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
         yield min(len(mine), i + batch_size) * world, len(pairs)
     if not judge:
         loss, tokens = processes.gather(losses, len(pairs)).cpu().unbind(1)
-        return PromptScore(float(loss.sum() / tokens.sum()), math.nan, len(pairs), ratio_interval(loss, tokens),
-                           Interval(math.nan, math.nan))
+        return PromptScore(
+            float(loss.sum() / tokens.sum()),
+            math.nan,
+            len(pairs),
+            ratio_interval(loss, tokens),
+            Interval(math.nan, math.nan),
+        )
     greedy_rows = greedy.tolist()
     judged: list[FirstPass] = []
     for r, j in enumerate(mine):
         target = encoded[j].target
-        judged.append(first_pass(tokenizer, target, greedy_rows[r][width - len(target) - 1 :], decoded(tokenizer, target), rule))
+        judged.append(
+            first_pass(tokenizer, target, greedy_rows[r][width - len(target) - 1 :], decoded(tokenizer, target), rule)
+        )
     undecided = [r for r, f in enumerate(judged) if f.right is None]
     started = time.perf_counter()
     for i in range(0, len(undecided), batch_size):
@@ -147,11 +161,20 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
         targets = [decoded(tokenizer, encoded[mine[r]].target) for r in rows]
         longest = max(len(encoded[mine[r]].target) for r in rows)
 
-        def judged_already(k: int, ids: list[int], targets: list[str] = targets) -> bool:  # no further than the rule needs
+        def judged_already(
+            k: int, ids: list[int], targets: list[str] = targets
+        ) -> bool:  # no further than the rule needs
             return rule.verdict(first_line(tokenizer, ids)[1], targets[k], complete=False) is not None
 
-        answers = greedy_answers(frozen, encoder, [pairs[mine[r]].x for r in rows], prompt, batch_size,
-                                 enough=judged_already, limit=longest + 2)
+        answers = greedy_answers(
+            frozen,
+            encoder,
+            [pairs[mine[r]].x for r in rows],
+            prompt,
+            batch_size,
+            enough=judged_already,
+            limit=longest + 2,
+        )
         for r, answer, target_text in zip(rows, answers, targets):
             right = rule.verdict(answer.written, target_text, complete=False)
             if right is None:  # the line (or the text) ended, or the generation's limit came: judged as it is
@@ -159,13 +182,25 @@ def scoring(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], pr
             judged[r] = FirstPass(answer.line_ids, answer.written, right)
         yield len(pairs) + min(len(undecided), i + batch_size) * world, len(pairs) + len(undecided) * world
     generation_seconds = time.perf_counter() - started
-    answer_width = max(MAX_ANSWER_TOKENS, width + 1)  # the longest answer read: a generated one, or a target and one more
-    return gathered_score(frozen, pairs, mine, losses, judged, answer_width, processes, len(undecided) * world,
-                          generation_seconds)
+    answer_width = max(
+        MAX_ANSWER_TOKENS, width + 1
+    )  # the longest answer read: a generated one, or a target and one more
+    return gathered_score(
+        frozen, pairs, mine, losses, judged, answer_width, processes, len(undecided) * world, generation_seconds
+    )
 
 
-def gathered_score(frozen: FrozenModel, pairs: list[Pair], mine: list[int], losses: torch.Tensor, judged: list[FirstPass],
-                   answer_width: int, processes: Processes, generated: int, generation_seconds: float) -> PromptScore:
+def gathered_score(
+    frozen: FrozenModel,
+    pairs: list[Pair],
+    mine: list[int],
+    losses: torch.Tensor,
+    judged: list[FirstPass],
+    answer_width: int,
+    processes: Processes,
+    generated: int,
+    generation_seconds: float,
+) -> PromptScore:
     """The PromptScore of all the pairs from each process's share (one process: its own). The answers
     travel as token ids (a collective moves tensors, not text) and are decoded on every process. The
     intervals resample the pairs in the order scored (by length), as they always have; `pairs` of the
@@ -181,14 +216,36 @@ def gathered_score(frozen: FrozenModel, pairs: list[Pair], mine: list[int], loss
     results: list[PairScore | None] = [None] * len(pairs)
     for row, pair_loss, pair_tokens in zip(gathered.tolist(), loss.tolist(), tokens.tolist()):
         ids = [t for t in row[2:] if t >= 0]
-        results[row[0]] = PairScore(pairs[row[0]].x, pairs[row[0]].y, decoded(frozen.tokenizer, ids).split("\n")[0],
-                                    bool(row[1]), pair_loss, int(pair_tokens))
-    return PromptScore(float(loss.sum() / tokens.sum()), float(right.sum()) / len(pairs), len(pairs),
-                       ratio_interval(loss, tokens), mean_interval(right), tuple(results), generated, generation_seconds)
+        results[row[0]] = PairScore(
+            pairs[row[0]].x,
+            pairs[row[0]].y,
+            decoded(frozen.tokenizer, ids).split("\n")[0],
+            bool(row[1]),
+            pair_loss,
+            int(pair_tokens),
+        )
+    return PromptScore(
+        float(loss.sum() / tokens.sum()),
+        float(right.sum()) / len(pairs),
+        len(pairs),
+        ratio_interval(loss, tokens),
+        mean_interval(right),
+        tuple(results),
+        generated,
+        generation_seconds,
+    )
 
 
-def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor, batch_size: int,
-                 processes: Processes = Processes(), rule: AnswerRule = AnswerRule(), judge: bool = True) -> PromptScore:
+def score_prompt(
+    frozen: FrozenModel,
+    encoder: TemplateEncoder,
+    pairs: list[Pair],
+    prompt: torch.Tensor,
+    batch_size: int,
+    processes: Processes = Processes(),
+    rule: AnswerRule = AnswerRule(),
+    judge: bool = True,
+) -> PromptScore:
     """`scoring` run to the end, for callers that need no progress."""
     steps = scoring(frozen, encoder, pairs, prompt, batch_size, processes, rule, judge)
     while True:
@@ -202,13 +259,23 @@ def score_prompt(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair
 class Answer:
     ids: list[int]  # the tokens written greedily after the context (up to the end of the line, at most a limit)
     text: str  # the answer as shown: its first line, stripped
-    written: str = ""  # the first line exactly as decoded (the template's space before it included): what the rule judges
+    written: str = (
+        ""  # the first line exactly as decoded (the template's space before it included): what the rule judges
+    )
     line_ids: list[int] = field(default_factory=list)  # the tokens of that line (the one that ends it included)
 
 
 @torch.inference_mode()
-def greedy_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], prompt: torch.Tensor, batch_size: int,
-                   min_tokens: int = 0, enough: Callable[[int, list[int]], bool] | None = None, limit: int = 0) -> list[Answer]:
+def greedy_answers(
+    frozen: FrozenModel,
+    encoder: TemplateEncoder,
+    xs: list[str],
+    prompt: torch.Tensor,
+    batch_size: int,
+    min_tokens: int = 0,
+    enough: Callable[[int, list[int]], bool] | None = None,
+    limit: int = 0,
+) -> list[Answer]:
     """What the model writes after each context, decoding greedily, until every row has ended its line
     (or the text), and at least `min_tokens` tokens (enough to check a target and the token after it).
     `enough(i, ids)`, if given, says that the tokens `ids` written so far for xs[i] are all that is wanted
@@ -218,9 +285,13 @@ def greedy_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str],
     ends = ends_line(tokenizer).to(frozen.device)
     answers: list[Answer] = []
     for i in range(0, len(xs), batch_size):
-        batch = encoder.collate([encoder.encode(x, "_") for x in xs[i : i + batch_size]], inputs="context").to(frozen.device)
+        batch = encoder.collate([encoder.encode(x, "_") for x in xs[i : i + batch_size]], inputs="context").to(
+            frozen.device
+        )
         attention, positions = batch.attention_mask, batch.position_ids
-        out = frozen.model(**model_inputs(frozen, batch, embed_with_prompt(frozen, batch, prompt)), use_cache=True, logits_to_keep=1)
+        out = frozen.model(
+            **model_inputs(frozen, batch, embed_with_prompt(frozen, batch, prompt)), use_cache=True, logits_to_keep=1
+        )
         generated, ended = [], torch.zeros(len(attention), dtype=torch.bool, device=frozen.device)
         for n in range(max(MAX_ANSWER_TOKENS, min_tokens, limit)):
             token = out.logits[:, -1].argmax(-1)
@@ -233,8 +304,13 @@ def greedy_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str],
                 break
             attention = torch.cat([attention, attention.new_ones((len(token), 1))], dim=1)
             positions = positions[:, -1:] + 1
-            out = frozen.model(input_ids=token[:, None], attention_mask=attention, position_ids=positions, use_cache=True,
-                               **reuse_cache(out))
+            out = frozen.model(
+                input_ids=token[:, None],
+                attention_mask=attention,
+                position_ids=positions,
+                use_cache=True,
+                **reuse_cache(out),
+            )
         for row in torch.stack(generated, 1).tolist():
             ids, written = first_line(tokenizer, row)
             answers.append(Answer(row, written.strip(), written, ids))
@@ -266,15 +342,23 @@ def wrote_target(tokenizer, generated: list[int], target: list[int], rule: Answe
     return rule.is_right(first_line(tokenizer, generated)[1], decoded(tokenizer, target))
 
 
-def predictions(frozen: FrozenModel, encoder: TemplateEncoder, pairs: list[Pair], prompt: torch.Tensor,
-                rule: AnswerRule = AnswerRule()) -> list[Prediction]:
+def predictions(
+    frozen: FrozenModel,
+    encoder: TemplateEncoder,
+    pairs: list[Pair],
+    prompt: torch.Tensor,
+    rule: AnswerRule = AnswerRule(),
+) -> list[Prediction]:
     """Each pair's whole greedy answer, marked right by the rule that scores accuracy."""
     if not pairs:
         return []
     targets = [encoder.encode(p.x, p.y).target for p in pairs]
     answers = greedy_answers(frozen, encoder, [p.x for p in pairs], prompt, len(pairs), max(map(len, targets)) + 2)
     tokenizer = frozen.tokenizer
-    return [Prediction(p.x, p.y, a.text, rule.is_right(a.written, decoded(tokenizer, t))) for p, a, t in zip(pairs, answers, targets)]
+    return [
+        Prediction(p.x, p.y, a.text, rule.is_right(a.written, decoded(tokenizer, t)))
+        for p, a, t in zip(pairs, answers, targets)
+    ]
 
 
 @dataclass(frozen=True)
@@ -292,13 +376,22 @@ def expected_answers(split: Split, x: str) -> tuple[tuple[str, str], ...]:
     return tuple((p.y, side) for side, pairs in sides for p in pairs if p.x == x)
 
 
-def judged_answers(frozen: FrozenModel, encoder: TemplateEncoder, xs: list[str], prompt: torch.Tensor, batch_size: int,
-                   split: Split, rule: AnswerRule = AnswerRule()) -> list[Judged]:
+def judged_answers(
+    frozen: FrozenModel,
+    encoder: TemplateEncoder,
+    xs: list[str],
+    prompt: torch.Tensor,
+    batch_size: int,
+    split: Split,
+    rule: AnswerRule = AnswerRule(),
+) -> list[Judged]:
     """Whole greedy answers for any inputs (`promptgrad predict`, the probe), each marked by the accuracy
     rule where the input is an x of the run's data (right if it is right for any of that x's ys)."""
     expected = [expected_answers(split, x) for x in xs]
     targets = [[decoded(frozen.tokenizer, encoder.encode(x, y).target) for y, _ in ys] for x, ys in zip(xs, expected)]
     longest = max((len(encoder.encode(x, y).target) for x, ys in zip(xs, expected) for y, _ in ys), default=0)
     answers = greedy_answers(frozen, encoder, xs, prompt, batch_size, longest + 2 if longest else 0)
-    return [Judged(a, ys, any(rule.is_right(a.written, t) for t in texts) if ys else None)
-            for a, ys, texts in zip(answers, expected, targets)]
+    return [
+        Judged(a, ys, any(rule.is_right(a.written, t) for t in texts) if ys else None)
+        for a, ys, texts in zip(answers, expected, targets)
+    ]

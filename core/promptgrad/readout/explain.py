@@ -100,7 +100,9 @@ def read_back(frozen: FrozenModel, n: int = 200, seed: int = 0, batch: int = 50)
     hits, misses = 0, []
     for start in range(0, len(chosen), batch):
         ids = chosen[start : start + batch]
-        readings = continue_greedily(frozen, context.embeds(frozen, table[torch.tensor(ids, device=frozen.device)][:, None]))
+        readings = continue_greedily(
+            frozen, context.embeds(frozen, table[torch.tensor(ids, device=frozen.device)][:, None])
+        )
         for token_id, reading in zip(ids, readings):
             word = frozen.tokenizer.decode([token_id]).strip()
             if reading.split(" ")[0] == word:

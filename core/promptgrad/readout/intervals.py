@@ -41,7 +41,9 @@ def count_blocks(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> Iterat
     rows = max(1, MAX_BLOCK // max(1, n))
     for start in range(0, resamples, rows):
         index = torch.randint(n, (min(rows, resamples - start), n), generator=generator)
-        yield torch.zeros(index.shape, dtype=torch.float64).scatter_add_(1, index, torch.ones(index.shape, dtype=torch.float64))
+        yield torch.zeros(index.shape, dtype=torch.float64).scatter_add_(
+            1, index, torch.ones(index.shape, dtype=torch.float64)
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -50,8 +52,9 @@ def one_block(n: int, resamples: int, seed: int) -> torch.Tensor:
     return next(count_blocks(n, resamples, seed))
 
 
-def resampled_means(numerators: torch.Tensor, denominators: torch.Tensor, resamples: int = RESAMPLES,
-                    seed: int = SEED) -> torch.Tensor:
+def resampled_means(
+    numerators: torch.Tensor, denominators: torch.Tensor, resamples: int = RESAMPLES, seed: int = SEED
+) -> torch.Tensor:
     """[resamples] values of sum(numerators[i]) / sum(denominators[i]) over index samples i of n pairs
     drawn with replacement (float64, on the CPU)."""
     numerators, denominators = numerators.double().cpu(), denominators.double().cpu()
@@ -67,8 +70,9 @@ def percentile_interval(values: torch.Tensor, level: float = LEVEL) -> Interval:
     return Interval(low, high)
 
 
-def ratio_interval(numerators: torch.Tensor, denominators: torch.Tensor, level: float = LEVEL,
-                   resamples: int = RESAMPLES) -> Interval:
+def ratio_interval(
+    numerators: torch.Tensor, denominators: torch.Tensor, level: float = LEVEL, resamples: int = RESAMPLES
+) -> Interval:
     """Interval of sum(numerators) / sum(denominators), pairs resampled: the test loss, from each pair's
     summed loss and its number of target tokens."""
     return percentile_interval(resampled_means(numerators, denominators, resamples), level)
@@ -81,6 +85,7 @@ def mean_interval(values: torch.Tensor, level: float = LEVEL, resamples: int = R
 
 
 # ---- how a value and its interval are written, the same everywhere (terminal, eval, the TUI) --------
+
 
 def loss_text(loss: float | None, interval: Interval | None = None, places: int = 3) -> str:
     """'1.967 [1.90, 2.03]'; '–' where there is no loss (the majority answer is not a prompt)."""

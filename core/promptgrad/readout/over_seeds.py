@@ -57,8 +57,9 @@ def t_quantile(level: float, df: int) -> float:
     return (low + high) / 2
 
 
-def mean_interval_over_seeds(values: list[float], level: float = LEVEL,
-                             bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval | None:
+def mean_interval_over_seeds(
+    values: list[float], level: float = LEVEL, bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> Interval | None:
     """The t interval of the mean of `values` (one per seed), cut to `bounds` (an accuracy's mean cannot
     leave [0, 1], nor a difference of two accuracies [-1, 1], though a t interval over few seeds can); None
     for fewer than two values (no spread to go by) or where one is not finite (a diverged run)."""

@@ -92,13 +92,21 @@ def aligned(learned: Sequence[PairResult], baseline: Sequence[PairResult]) -> li
         raise UserError("a paired comparison needs each pair once per prompt; the per-pair results hold a pair twice")
     if set(by_pair) != set(keys):
         missing = len(set(keys) - set(by_pair)) + len(set(by_pair) - set(keys))
-        raise UserError(f"the two prompts were not scored on the same pairs ({missing} pair(s) in one only); "
-                        f"a paired comparison needs the same pairs")
+        raise UserError(
+            f"the two prompts were not scored on the same pairs ({missing} pair(s) in one only); "
+            f"a paired comparison needs the same pairs"
+        )
     return [by_pair[k] for k in keys]
 
 
-def compare(learned: Sequence[PairResult], baseline: Sequence[PairResult], label: str, level: float = LEVEL,
-            resamples: int = RESAMPLES, seed: int = SEED) -> PairedComparison:
+def compare(
+    learned: Sequence[PairResult],
+    baseline: Sequence[PairResult],
+    label: str,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> PairedComparison:
     """The learned prompt against `baseline` (`label` names it), pair by pair; see the module's docstring."""
     if not learned:
         raise UserError("a paired comparison needs at least one pair")
@@ -120,11 +128,21 @@ def compare(learned: Sequence[PairResult], baseline: Sequence[PairResult], label
         draws = resampled_means(loss_l, tokens_l, resamples, seed) - resampled_means(loss_b, tokens_b, resamples, seed)
         loss_difference = float(loss_l.sum() / tokens_l.sum() - loss_b.sum() / tokens_b.sum())
         loss_interval = percentile_interval(draws, level)
-    return PairedComparison(label, n, float((right_l - right_b).mean()), percentile_interval(accuracy_draws, level),
-                            loss_difference, loss_interval, b, c, mcnemar_exact_p(b, c))
+    return PairedComparison(
+        label,
+        n,
+        float((right_l - right_b).mean()),
+        percentile_interval(accuracy_draws, level),
+        loss_difference,
+        loss_interval,
+        b,
+        c,
+        mcnemar_exact_p(b, c),
+    )
 
 
 # ---- pair_scores.jsonl ---------------------------------------------------------------------------------
+
 
 def outcome_of(row: Any) -> PairOutcome:
     """A line's object, checked field by field (TypeError/KeyError when it is not one)."""
@@ -153,8 +171,10 @@ def read_pair_scores(path: Path) -> dict[tuple[str, str], list[PairOutcome]]:
         try:
             outcome = outcome_of(json.loads(line))
         except (ValueError, KeyError, TypeError, RecursionError):
-            raise UserError(f"{path} line {number} is not a per-pair result like {{\"prompt\": \"learned\", \"text\": \"\", "
-                            f"\"x\": \"hot\", \"y\": \"cold\", \"answer\": \"cold\", \"right\": true, \"loss\": 0.4, "
-                            f"\"tokens\": 1}}; the file is damaged") from None
+            raise UserError(
+                f'{path} line {number} is not a per-pair result like {{"prompt": "learned", "text": "", '
+                f'"x": "hot", "y": "cold", "answer": "cold", "right": true, "loss": 0.4, '
+                f'"tokens": 1}}; the file is damaged'
+            ) from None
         out.setdefault((outcome.prompt, outcome.text), []).append(outcome)
     return out

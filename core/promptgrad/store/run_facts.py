@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from promptgrad.errors import UserError
+from promptgrad.events import build
 from promptgrad.files import atomic_write, read_text
 from promptgrad.problem.pairs import Pair
-from promptgrad.events import build
 
 FACTS = "facts.json"
 
@@ -49,12 +49,20 @@ class DataFacts:
     def check_same_as(self, recorded: DataFacts, run: str) -> None:
         if self.sha256 == recorded.sha256:
             return
-        counts = (f"{recorded.n_pairs} pairs then, {self.n_pairs} now" if self.n_pairs != recorded.n_pairs
-                  else f"the same {self.n_pairs} pairs in number, but not the same pairs")
-        moved = f" (recorded as {recorded.source}, read now from {self.source})" if self.source != recorded.source else ""
-        raise UserError(f"the data of run {run} changed since it started{moved}: {counts}; its train/test split would move. "
-                        f"Put the original data back, or start a new run on this data from the run's prompt: "
-                        f"promptgrad train --data {self.source} --init run:{run}", "data")
+        counts = (
+            f"{recorded.n_pairs} pairs then, {self.n_pairs} now"
+            if self.n_pairs != recorded.n_pairs
+            else f"the same {self.n_pairs} pairs in number, but not the same pairs"
+        )
+        moved = (
+            f" (recorded as {recorded.source}, read now from {self.source})" if self.source != recorded.source else ""
+        )
+        raise UserError(
+            f"the data of run {run} changed since it started{moved}: {counts}; its train/test split would move. "
+            f"Put the original data back, or start a new run on this data from the run's prompt: "
+            f"promptgrad train --data {self.source} --init run:{run}",
+            "data",
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,12 @@ class RunFacts:
                 raise ValueError(f"precision {facts.precision!r}")
             return facts
         except FileNotFoundError:
-            raise UserError(f"run folder {folder} has no {FACTS} (what its data and precision were); it was made by an older "
-                            f"promptgrad: start a new run from its prompt with init run:{folder}") from None
+            raise UserError(
+                f"run folder {folder} has no {FACTS} (what its data and precision were); it was made by an older "
+                f"promptgrad: start a new run from its prompt with init run:{folder}"
+            ) from None
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise UserError(f"{path} is damaged (it records the run's precision and its data's source, pair count and hash); "
-                            f"start a new run from the run's prompt with init run:{folder}") from None
+            raise UserError(
+                f"{path} is damaged (it records the run's precision and its data's source, pair count and hash); "
+                f"start a new run from the run's prompt with init run:{folder}"
+            ) from None

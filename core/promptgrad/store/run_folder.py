@@ -46,8 +46,7 @@ from safetensors.torch import save as save_safetensors
 from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.events import Event, event_from_json
-from promptgrad.files import (READ_WRITE, Folder, kind_of, no_space, not_regular, open_regular,
-                              read_bytes, read_text)
+from promptgrad.files import READ_WRITE, Folder, kind_of, no_space, not_regular, open_regular, read_bytes, read_text
 from promptgrad.numbers import DamagedNumber, read_int
 from promptgrad.problem.pairs import Pair, Split
 from promptgrad.store.run_facts import FACTS, RunFacts
@@ -57,7 +56,17 @@ TRACEBACK, LOCK, SPLIT = "traceback.txt", ".lock", "split.jsonl"
 PAIR_SCORES = "pair_scores.jsonl"
 # a folder holding this file is a sweep (experiments/sweep.py writes it): storage lists a sweep's runs without knowing sweeps
 SWEEP_SPEC = "sweep.toml"
-FILES = (CONFIG, METRICS, CHECKPOINT, PROMPT, TRACEBACK, LOCK, FACTS, SPLIT, PAIR_SCORES)  # all that promptgrad reads or writes in a run folder
+FILES = (
+    CONFIG,
+    METRICS,
+    CHECKPOINT,
+    PROMPT,
+    TRACEBACK,
+    LOCK,
+    FACTS,
+    SPLIT,
+    PAIR_SCORES,
+)  # all that promptgrad reads or writes in a run folder
 
 
 def whole_file_lock(kind: int) -> bytes:
@@ -121,9 +130,13 @@ class RunFolder:
         special file planted in place of one is refused at once, before anything reads or writes it."""
         path = Path(path)
         if "\x00" in str(path):
-            raise UserError(f"run folder {str(path)!r} holds a NUL byte (\\x00), which no file name may hold; remove it")
+            raise UserError(
+                f"run folder {str(path)!r} holds a NUL byte (\\x00), which no file name may hold; remove it"
+            )
         if not os.path.lexists(path / CONFIG):
-            raise UserError(f"{path} is not a run folder (it has no {CONFIG}); give a folder under runs/ made by promptgrad train")
+            raise UserError(
+                f"{path} is not a run folder (it has no {CONFIG}); give a folder under runs/ made by promptgrad train"
+            )
         for name in FILES:
             try:
                 mode = os.lstat(path / name).st_mode
@@ -142,13 +155,17 @@ class RunFolder:
         try:
             folder = within.sub(path.name) if within is not None else Folder.at(path, link_ok=False)
         except FileNotFoundError:
-            raise UserError(f"{path} is not a run folder (it does not exist); give a folder made by promptgrad train") from None
+            raise UserError(
+                f"{path} is not a run folder (it does not exist); give a folder made by promptgrad train"
+            ) from None
         run = RunFolder(path, folder)
         try:
             for name in FILES:  # again, through the descriptor: what was checked is what is written
                 folder.check_not_link(name)
             if not folder.exists(CONFIG):
-                raise UserError(f"{path} is not a run folder (it has no {CONFIG}); give a folder made by promptgrad train")
+                raise UserError(
+                    f"{path} is not a run folder (it has no {CONFIG}); give a folder made by promptgrad train"
+                )
             run.lock()
         except BaseException:
             folder.close()
@@ -174,10 +191,17 @@ class RunFolder:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, whole_file_lock(fcntl.F_WRLCK))
         except OSError:
             os.close(fd)
-            raise UserError(f"run folder {self.path} is being written by {lock_holder(lock)}; wait for it to end or stop it "
-                            f"(kill -TERM stops it cleanly), or pick another name", "name") from None
+            raise UserError(
+                f"run folder {self.path} is being written by {lock_holder(lock)}; wait for it to end or stop it "
+                f"(kill -TERM stops it cleanly), or pick another name",
+                "name",
+            ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:120]})".encode(), 0)
+        os.pwrite(
+            fd,
+            f"process {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:120]})".encode(),
+            0,
+        )
         self._lock_fd = fd
 
     def release(self) -> None:
@@ -295,9 +319,11 @@ class RunFolder:
     def save_split(self, split: Split) -> None:
         """Which pairs were trained on, which held out for validation and which tested, one JSON object a
         line ({"x", "y", "side"}), so a score can be reproduced outside promptgrad."""
-        lines = [json.dumps({"x": p.x, "y": p.y, "side": side}, ensure_ascii=False) + "\n"
-                 for side, pairs in (("train", split.train), ("validation", split.validation), ("test", split.test))
-                 for p in pairs]
+        lines = [
+            json.dumps({"x": p.x, "y": p.y, "side": side}, ensure_ascii=False) + "\n"
+            for side, pairs in (("train", split.train), ("validation", split.validation), ("test", split.test))
+            for p in pairs
+        ]
         self.folder.write_atomic(SPLIT, "".join(lines).encode())
 
     def split(self) -> Split | None:
@@ -317,8 +343,10 @@ class RunFolder:
                     raise TypeError
                 sides[row["side"]].append(Pair(row["x"], row["y"]))
             except (ValueError, KeyError, TypeError):
-                raise UserError(f"{self.path / SPLIT} line {number} is not a recorded pair like "
-                                f'{{"x": "hot", "y": "cold", "side": "train"}}; the run\'s record of its split is damaged') from None
+                raise UserError(
+                    f"{self.path / SPLIT} line {number} is not a recorded pair like "
+                    f'{{"x": "hot", "y": "cold", "side": "train"}}; the run\'s record of its split is damaged'
+                ) from None
         return Split(sides["train"], sides["test"], sides["validation"])
 
     # ---- each test pair's result -----------------------------------------------------------------
@@ -472,8 +500,24 @@ def summarize(path: Path) -> RunSummary:
             state = "failed"
     if running:
         state = "running"
-    problem = f"{METRICS} lines {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} are not events (skipped)" if bad else ""
-    return RunSummary(run.path, run.path.name, state, step, total, best, final, config.problem.model, config.learning.mode, modified, problem)
+    problem = (
+        f"{METRICS} lines {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} are not events (skipped)"
+        if bad
+        else ""
+    )
+    return RunSummary(
+        run.path,
+        run.path.name,
+        state,
+        step,
+        total,
+        best,
+        final,
+        config.problem.model,
+        config.learning.mode,
+        modified,
+        problem,
+    )
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
@@ -481,6 +525,7 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     each sweep there (a folder holding sweep.toml: `promptgrad sweep` puts its runs in runs_dir/SWEEP/),
     named SWEEP/RUN, so a sweep's runs can be found, filtered by the sweep's name and reported together.
     A sweep folder that is a link is not entered."""
+
     def holds_a_run(path: Path) -> bool:
         return path.is_dir() and os.path.lexists(path / CONFIG)
 
@@ -501,7 +546,9 @@ def run_folder_holding(path: str | Path) -> Path | None:
     and one of the files only a run writes (a config.toml alone may be a user's own, beside their data)."""
     path = Path(os.path.abspath(path))
     for folder in (path, *path.parents):
-        if os.path.lexists(folder / CONFIG) and any(os.path.lexists(folder / name) for name in (METRICS, FACTS, SPLIT, CHECKPOINT)):
+        if os.path.lexists(folder / CONFIG) and any(
+            os.path.lexists(folder / name) for name in (METRICS, FACTS, SPLIT, CHECKPOINT)
+        ):
             return folder
     return None
 
@@ -519,21 +566,29 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         data = read_bytes(path)
     except FileNotFoundError:
-        raise UserError(f"run folder {path.parent} has no {path.name} to resume from; start a new run instead") from None
+        raise UserError(
+            f"run folder {path.parent} has no {path.name} to resume from; start a new run instead"
+        ) from None
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise UserError(f"{path} holds more than tensors and plain data (a checkpoint promptgrad writes never does), "
-                        f"so it was not loaded; it may have been tampered with") from None
+        raise UserError(
+            f"{path} holds more than tensors and plain data (a checkpoint promptgrad writes never does), "
+            f"so it was not loaded; it may have been tampered with"
+        ) from None
     except Exception as e:  # a truncated or overwritten file fails in many ways inside torch and zipfile
-        raise UserError(f"{path} is damaged and cannot be read ({type(e).__name__}); start a new run, from its prompt "
-                        f"with init run:{path.parent} if prompt.safetensors is intact") from None
+        raise UserError(
+            f"{path} is damaged and cannot be read ({type(e).__name__}); start a new run, from its prompt "
+            f"with init run:{path.parent} if prompt.safetensors is intact"
+        ) from None
     if not isinstance(state, dict) or not isinstance(state.get("step"), int) or "rng" not in state:
         raise UserError(f"{path} is not a promptgrad checkpoint (no step and RNG state in it)")
     try:
         read_int(state["step"], "its step")
     except DamagedNumber as e:
-        raise UserError(f"{path} is damaged: {e}; start a new run, from its prompt with init run:{path.parent}") from None
+        raise UserError(
+            f"{path} is damaged: {e}; start a new run, from its prompt with init run:{path.parent}"
+        ) from None
     return state
 
 
@@ -550,12 +605,16 @@ def load_prompt(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
     try:
         data = read_bytes(path)
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist; the run has not saved a prompt yet (it writes one at each checkpoint)") from None
+        raise UserError(
+            f"{path} does not exist; the run has not saved a prompt yet (it writes one at each checkpoint)"
+        ) from None
     try:
         tensors = load_safetensors(data)
         metadata = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
     except (SafetensorError, ValueError, AttributeError) as e:
-        raise UserError(f"{path} is damaged and cannot be read ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
+        raise UserError(
+            f"{path} is damaged and cannot be read ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})"
+        ) from None
     prompt = tensors.get("prompt")
     if prompt is None or prompt.dim() != 2 or not prompt.is_floating_point():
         raise UserError(f"{path} holds no 2-D float tensor named 'prompt'; it is not a promptgrad prompt")

@@ -44,8 +44,13 @@ class EarlyStopping:
         return self.patience > 0 and self.without_gain >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_loss": self.best_loss, "best_step": self.best_step, "best_prompt": self.best_prompt,
-                "without_gain": self.without_gain, "scored_step": self.scored_step}
+        return {
+            "best_loss": self.best_loss,
+            "best_step": self.best_step,
+            "best_prompt": self.best_prompt,
+            "without_gain": self.without_gain,
+            "scored_step": self.scored_step,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_loss, self.best_step = float(state["best_loss"]), int(state["best_step"])

@@ -44,31 +44,44 @@ from pathlib import Path
 
 import torch
 
-from promptgrad.readout.answer_rule import AnswerRule
-from promptgrad.readout.baselines import no_majority_reason, score_majority
 from promptgrad.config import TrainConfig, check_lr
-from promptgrad.model.distributed import Processes, processes
 from promptgrad.errors import UserError, environment_problem, peer_ended
-from promptgrad.readout.evaluation import PromptScore, predictions, scoring
-from promptgrad.train.early_stopping import EarlyStopping
-from promptgrad.events import (Checkpoint, Evaluation, Event, Extended, Failed, Finished, NearestTokens, Predictions,
-                               Progress, Reading, Started, Step, Validation)
-from promptgrad.readout.explain import read_prompt
+from promptgrad.events import (
+    Checkpoint,
+    Evaluation,
+    Event,
+    Extended,
+    Failed,
+    Finished,
+    NearestTokens,
+    Predictions,
+    Progress,
+    Reading,
+    Started,
+    Step,
+    Validation,
+)
+from promptgrad.integrations.trackers import tracked
 from promptgrad.learners.learner import Learner, NonFinite, SoftLearner, training_step  # noqa: F401 (training_step: the benchmarks' step)
-from promptgrad.readout.nearest_tokens import nearest_tokens
-from promptgrad.problem.pairs import Pair
+from promptgrad.learners.search.hard_learner import HardLearner
+from promptgrad.model.distributed import Processes, processes
+from promptgrad.model.models import model_source
 from promptgrad.model.precision import resolve_device
-from promptgrad.train.probe import Probe
-from promptgrad.store.run_facts import RunFacts
-from promptgrad.store.run_folder import CHECKPOINT, PROMPT, RunFolder, load_checkpoint, prompt_vectors
-from promptgrad.train.schedule import Schedule
-from promptgrad.train.session import Session, open_session
-from promptgrad.signals import uninterrupted
 from promptgrad.model.soft_prompt import SoftPrompt, start_description
 from promptgrad.model.template import Batch, TemplateEncoder
-from promptgrad.integrations.trackers import tracked
-from promptgrad.learners.search.hard_learner import HardLearner
-from promptgrad.model.models import model_source
+from promptgrad.problem.pairs import Pair
+from promptgrad.readout.answer_rule import AnswerRule
+from promptgrad.readout.baselines import no_majority_reason, score_majority
+from promptgrad.readout.evaluation import PromptScore, predictions, scoring
+from promptgrad.readout.explain import read_prompt
+from promptgrad.readout.nearest_tokens import nearest_tokens
+from promptgrad.signals import uninterrupted
+from promptgrad.store.run_facts import RunFacts
+from promptgrad.store.run_folder import CHECKPOINT, PROMPT, RunFolder, load_checkpoint, prompt_vectors
+from promptgrad.train.early_stopping import EarlyStopping
+from promptgrad.train.probe import Probe
+from promptgrad.train.schedule import Schedule
+from promptgrad.train.session import Session, open_session
 
 PROGRESS_SECONDS = 0.5  # Progress events come at most this often (plus the first and the last)
 
@@ -77,8 +90,13 @@ class StopRequested(Exception):
     """The stop signal arrived between the batches of an evaluation."""
 
 
-def train(config: TrainConfig, stop: threading.Event | None = None, resume: str | Path | None = None,
-          probe: Probe | None = None, extend_lr: float | None = None) -> Iterator[Event]:
+def train(
+    config: TrainConfig,
+    stop: threading.Event | None = None,
+    resume: str | Path | None = None,
+    probe: Probe | None = None,
+    extend_lr: float | None = None,
+) -> Iterator[Event]:
     """Run (or resume) training, yielding events. `resume` is a run folder; `config` then holds its saved
     settings with any overrides: more steps, other evaluation or checkpoint intervals, another device.
     `extend_lr`: the added steps of a resumed run get a new peak learning rate (schedule.py's restart),
@@ -107,10 +125,19 @@ def prompt_metadata(config: TrainConfig, facts: RunFacts, step: int) -> dict[str
     """What someone with only prompt.safetensors needs to use it: where the model loads from, the
     template it stands in, the hand-written prompts it was compared with, which data it learned from."""
     problem = config.problem
-    return {"model": problem.model, "model_source": model_source(problem.model), "template": problem.template,
-            "prompt_len": str(problem.prompt_len), "baseline_text": json.dumps(problem.baseline_text), "init": problem.init,
-            "task": problem.task, "data": problem.data, "data_sha256": facts.data.sha256, "step": str(step),
-            "mode": config.learning.mode}
+    return {
+        "model": problem.model,
+        "model_source": model_source(problem.model),
+        "template": problem.template,
+        "prompt_len": str(problem.prompt_len),
+        "baseline_text": json.dumps(problem.baseline_text),
+        "init": problem.init,
+        "task": problem.task,
+        "data": problem.data,
+        "data_sha256": facts.data.sha256,
+        "step": str(step),
+        "mode": config.learning.mode,
+    }
 
 
 def make_learner(session: Session) -> Learner:
@@ -120,10 +147,25 @@ def make_learner(session: Session) -> Learner:
         if session.processes.active:
             raise UserError("hard mode runs in a single process; start it without accelerate launch / torchrun", "mode")
 
-        return HardLearner(frozen, encoder, session.split.train, session.eval_batch_size, generator, init=config.problem.init,
-                           search=config.search, gcg=config.gcg, lr=config.learning.lr)
-    initial = SoftPrompt.initial(config.problem.init, config.problem.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator,
-                                 prompt_vectors)
+        return HardLearner(
+            frozen,
+            encoder,
+            session.split.train,
+            session.eval_batch_size,
+            generator,
+            init=config.problem.init,
+            search=config.search,
+            gcg=config.gcg,
+            lr=config.learning.lr,
+        )
+    initial = SoftPrompt.initial(
+        config.problem.init,
+        config.problem.prompt_len,
+        frozen.embedding.weight,
+        frozen.tokenizer,
+        generator,
+        prompt_vectors,
+    )
     pairs = [encoder.encode(p.x, p.y) for p in session.split.train]
     return SoftLearner(frozen, initial, pairs, config.learning.batch_size, config.learning.lr, session.processes)
 
@@ -154,8 +196,15 @@ class Resumed:
 
 
 class TrainingRun:
-    def __init__(self, config: TrainConfig, stop: threading.Event, resume: str | Path | None, probe: Probe | None = None,
-                 session: Session | None = None, extend_lr: float | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        stop: threading.Event,
+        resume: str | Path | None,
+        probe: Probe | None = None,
+        session: Session | None = None,
+        extend_lr: float | None = None,
+    ):
         """`session`, if given, is a model and data already set up (api.py): the run then writes no folder."""
         self.config, self.stop, self.resume, self.probe, self.session = config, stop, resume, probe, session
         self.extend_lr = extend_lr
@@ -163,7 +212,9 @@ class TrainingRun:
         self.step = 0
         self.best = math.inf  # best test loss of the learned prompt so far
         self.full_baselines: dict[str, list[float]] = {}  # label -> [loss, accuracy, pairs] on the whole test set
-        self.baseline_pairs: dict[str, list[dict]] = {}  # label -> each test pair's result (pair_scores.jsonl), as scored
+        self.baseline_pairs: dict[
+            str, list[dict]
+        ] = {}  # label -> each test pair's result (pair_scores.jsonl), as scored
         self.last_progress = 0.0
         self.last_save = time.monotonic()
         self.finished = False  # resumed from the checkpoint of a run that had reached its end
@@ -183,8 +234,14 @@ class TrainingRun:
         except NonFinite as e:
             bf16 = self.session is not None and self.session.facts.precision == "bf16"
             advice = f"lower lr (it is {self.config.learning.lr:g})" + (" or use precision fp32" if bf16 else "")
-            yield self.emit(Failed(self.step, f"{e}; the prompt was not saved (the last checkpoint is intact); {advice}",
-                                   user_error=True, field="lr"))
+            yield self.emit(
+                Failed(
+                    self.step,
+                    f"{e}; the prompt was not saved (the last checkpoint is intact); {advice}",
+                    user_error=True,
+                    field="lr",
+                )
+            )
         except Exception as e:  # the machine's doing, a peer gone, or a bug: keep the consumer up either way
             yield self.emit(self.failure(e))
         finally:
@@ -198,8 +255,11 @@ class TrainingRun:
             return Failed(self.step, problem, user_error=True)
         if peer_ended(e):
             resume = f"; resume with: promptgrad train --resume {self.run.path}" if self.run is not None else ""
-            return Failed(self.step, f"another process of this run ended, so this one cannot go on (its own output says "
-                                     f"why){resume}", user_error=False)
+            return Failed(
+                self.step,
+                f"another process of this run ended, so this one cannot go on (its own output says why){resume}",
+                user_error=False,
+            )
         text = traceback.format_exc()  # a bug or a runtime failure (out of memory): keep its traceback
         where = ""
         if self.run is not None and self.logging:
@@ -240,9 +300,18 @@ class TrainingRun:
             pass  # the result is measured: a stop now only leaves the last readout out
         yield from self.save(done=True)
         early = self.early
-        yield self.emit(Finished(self.step, False, final.test_loss, final.accuracy, self.prompt_path,
-                                 stopped_early=self.patience_ran_out, best_step=early.best_step if early else None,
-                                 accuracy_rule=self.rule.describe()))
+        yield self.emit(
+            Finished(
+                self.step,
+                False,
+                final.test_loss,
+                final.accuracy,
+                self.prompt_path,
+                stopped_early=self.patience_ran_out,
+                best_step=early.best_step if early else None,
+                accuracy_rule=self.rule.describe(),
+            )
+        )
 
     def set_up(self) -> Iterator[Event]:
         """The folder locked, what a resume goes on from, the model and data, the learner, the schedule."""
@@ -270,10 +339,23 @@ class TrainingRun:
             self.probe.attach(session, self.learner.prompt, lambda: self.step)
         self.start_step = self.step
         facts, split = session.facts, session.split
-        yield self.emit(Started(str(self.run.path) if self.run else "", config.problem.model, str(session.frozen.device),
-                                facts.precision, len(split.train), len(split.test), self.total, self.start_step,
-                                self.steps_per_epoch, facts.precision_reason, facts.data.skipped_rows,
-                                n_validation=len(split.validation), no_majority=no_majority_reason(split.train)))
+        yield self.emit(
+            Started(
+                str(self.run.path) if self.run else "",
+                config.problem.model,
+                str(session.frozen.device),
+                facts.precision,
+                len(split.train),
+                len(split.test),
+                self.total,
+                self.start_step,
+                self.steps_per_epoch,
+                facts.precision_reason,
+                facts.data.skipped_rows,
+                n_validation=len(split.validation),
+                no_majority=no_majority_reason(split.train),
+            )
+        )
         if extended:
             yield self.emit(extended)
 
@@ -281,7 +363,9 @@ class TrainingRun:
         """Lock the folder first (rank 0 only), so a second writer fails at once; on resume, what it holds."""
         self.config = config = self.config.resolved()  # empty settings from the task; the same files from any directory
         if self.extend_lr is not None and not self.resume:
-            raise UserError("extend_lr gives the added steps of a resumed run a new peak; a new run takes lr", "extend_lr")
+            raise UserError(
+                "extend_lr gives the added steps of a resumed run a new peak; a new run takes lr", "extend_lr"
+            )
         if self.session is not None:
             return None  # api.py: a model already loaded, no folder
         group = processes(resolve_device(config.machine.device).type)
@@ -289,7 +373,9 @@ class TrainingRun:
             if self.resume:
                 self.run = RunFolder.open_for_writing(self.resume)
             else:
-                self.run = RunFolder.create(config.machine.runs_dir, config.machine.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+                self.run = RunFolder.create(
+                    config.machine.runs_dir, config.machine.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+                )
         if not self.resume:
             return None
         folder = RunFolder.open(self.resume)
@@ -299,9 +385,14 @@ class TrainingRun:
         config.check_resumable_as(saved, str(folder.path))  # what defines the run comes from its folder
         self.config = config
         checkpoint = load_checkpoint(folder.path / CHECKPOINT)
-        if checkpoint["mode"] != config.learning.mode or (config.learning.mode == "hard" and checkpoint["method"] != config.search.method):
+        if checkpoint["mode"] != config.learning.mode or (
+            config.learning.mode == "hard" and checkpoint["method"] != config.search.method
+        ):
             held = f"hard {checkpoint['method']}" if checkpoint["mode"] == "hard" else "soft"
-            raise UserError(f"run {folder.path} holds a {held} checkpoint; resume it with the mode and method it was started with", "method")
+            raise UserError(
+                f"run {folder.path} holds a {held} checkpoint; resume it with the mode and method it was started with",
+                "method",
+            )
         return Resumed(folder, saved, facts, checkpoint)
 
     def restore(self, resumed: Resumed) -> Extended | None:
@@ -313,25 +404,40 @@ class TrainingRun:
         self.step, self.best = checkpoint["step"], checkpoint["best_test_loss"]
         self.full_baselines = dict(checkpoint["full_baselines"])
         if "untrained " in self.full_baselines:  # a checkpoint from before the start prompt was named: the same prompt
-            self.full_baselines.setdefault(f"untrained {start_description(self.config.problem.init)}",
-                                           self.full_baselines.pop("untrained "))
-        self.baseline_pairs = dict(checkpoint.get("baseline_pairs", {}))  # older checkpoints: none (re-scored at the end)
+            self.full_baselines.setdefault(
+                f"untrained {start_description(self.config.problem.init)}", self.full_baselines.pop("untrained ")
+            )
+        self.baseline_pairs = dict(
+            checkpoint.get("baseline_pairs", {})
+        )  # older checkpoints: none (re-scored at the end)
         self.finished = bool(checkpoint["finished"])
         self.looked_first = bool(checkpoint.get("looked_first", True))  # older checkpoints: taken as scored
         if self.early is not None and "early_stopping" in checkpoint:
             self.early.load_state_dict(checkpoint["early_stopping"])
             if self.finished and self.early.ran_out:
                 early = self.early
-                raise UserError(f"run {self.resume} stopped early at step {self.step}: its validation loss was not lower for "
-                                f"{early.without_gain} scores after step {early.best_step}; to train on, give a stop_patience "
-                                f"above {early.without_gain} (0: never stop early)", "stop_patience")
+                raise UserError(
+                    f"run {self.resume} stopped early at step {self.step}: its validation loss was not lower for "
+                    f"{early.without_gain} scores after step {early.best_step}; to train on, give a stop_patience "
+                    f"above {early.without_gain} (0: never stop early)",
+                    "stop_patience",
+                )
         learning = self.config.learning
-        self.schedule = Schedule.from_state(learning.lr, learning.warmup_steps, learning.schedule, checkpoint["schedule"])
+        self.schedule = Schedule.from_state(
+            learning.lr, learning.warmup_steps, learning.schedule, checkpoint["schedule"]
+        )
         if self.total == self.step and self.finished:
-            raise UserError(f"run {self.resume} finished at step {self.step}; to train on, give more steps than {self.step}", "steps")
+            raise UserError(
+                f"run {self.resume} finished at step {self.step}; to train on, give more steps than {self.step}",
+                "steps",
+            )
         if self.total < self.step:
-            raise UserError(f"run {self.resume} is at step {self.step} already; give at least {self.step} steps", "steps")
-        extended = self.extend(self.schedule.end) if self.total != self.schedule.end or self.extend_lr is not None else None
+            raise UserError(
+                f"run {self.resume} is at step {self.step} already; give at least {self.step} steps", "steps"
+            )
+        extended = (
+            self.extend(self.schedule.end) if self.total != self.schedule.end or self.extend_lr is not None else None
+        )
         if self.run:
             self.run.truncate_metrics(checkpoint["metrics_bytes"])
         return extended
@@ -346,19 +452,26 @@ class TrainingRun:
             if problem := check_lr(self.extend_lr):
                 raise UserError(problem.replace("lr must", "extend_lr must", 1), "extend_lr")
             if not uses_learning_rate(self.config):
-                raise UserError(f"run {where} searches by GCG, which takes no learning rate: leave extend_lr out", "extend_lr")
+                raise UserError(
+                    f"run {where} searches by GCG, which takes no learning rate: leave extend_lr out", "extend_lr"
+                )
             if self.total == previous:
-                raise UserError(f"extend_lr gives added steps a new peak, but run {where} is given none (it ends at step "
-                                f"{previous}): give more steps than {previous} with it, or leave it out to go on as it is",
-                                "extend_lr")
+                raise UserError(
+                    f"extend_lr gives added steps a new peak, but run {where} is given none (it ends at step "
+                    f"{previous}): give more steps than {previous} with it, or leave it out to go on as it is",
+                    "extend_lr",
+                )
             self.schedule = self.schedule.restarted(self.step, self.total, self.extend_lr, learning.warmup_steps)
             last = self.schedule.extensions[-1]
             return Extended(self.step, previous, self.total, last.lr, last.warmup, new_peak=True)
         if self.finished and uses_learning_rate(self.config) and self.schedule.decayed(self.step):
-            raise UserError(f"run {where} finished at step {self.step} with its learning rate decayed to 0 ({learning.schedule} "
-                            f"schedule), so more steps would not change its prompt; either give the added steps a new peak "
-                            f"learning rate (--extend-lr LR, e.g. {learning.lr:g}), or branch: a new run from its prompt "
-                            f"(--init run:{where})", "steps")
+            raise UserError(
+                f"run {where} finished at step {self.step} with its learning rate decayed to 0 ({learning.schedule} "
+                f"schedule), so more steps would not change its prompt; either give the added steps a new peak "
+                f"learning rate (--extend-lr LR, e.g. {learning.lr:g}), or branch: a new run from its prompt "
+                f"(--init run:{where})",
+                "steps",
+            )
         self.schedule = self.schedule.extended(self.step, self.total)
         return Extended(self.step, previous, self.total, self.schedule.at(self.step))
 
@@ -391,8 +504,17 @@ class TrainingRun:
         if score is None:
             return None
         interval = score.accuracy_interval
-        return Evaluation(self.step, "majority", None, score.accuracy, score.n_pairs, self.best if self.best < math.inf else None,
-                          score.answer, accuracy_low=interval.low, accuracy_high=interval.high)
+        return Evaluation(
+            self.step,
+            "majority",
+            None,
+            score.accuracy,
+            score.n_pairs,
+            self.best if self.best < math.inf else None,
+            score.answer,
+            accuracy_low=interval.low,
+            accuracy_high=interval.high,
+        )
 
     def train_steps(self) -> Iterator[Event]:
         """Step until the end or a stop; evaluations, readouts and checkpoints on their intervals."""
@@ -412,7 +534,10 @@ class TrainingRun:
             t0 = time.perf_counter()
             epoch, k = divmod(self.step, self.steps_per_epoch)
             if epoch != batches_epoch:
-                batches, batches_epoch = epoch_batches(learner.pairs, learner.batch_size, self.config.learning.seed, epoch), epoch
+                batches, batches_epoch = (
+                    epoch_batches(learner.pairs, learner.batch_size, self.config.learning.seed, epoch),
+                    epoch,
+                )
             rows = batches[k]
             batch = self.collate(session.encoder, learner.pairs, rows, group, device)
             lr = self.schedule.at(self.step)
@@ -423,8 +548,17 @@ class TrainingRun:
             step_seconds += dt
             examples_per_s = len(rows) / dt if examples_per_s == 0 else 0.9 * examples_per_s + 0.1 * len(rows) / dt
             eta = self.seconds_to_go(step_seconds / (self.step - self.start_step), learner.batch_size)
-            yield self.emit(Step(self.step, self.step / self.steps_per_epoch, loss, lr, examples_per_s,
-                                 time.perf_counter() - started_at, eta))
+            yield self.emit(
+                Step(
+                    self.step,
+                    self.step / self.steps_per_epoch,
+                    loss,
+                    lr,
+                    examples_per_s,
+                    time.perf_counter() - started_at,
+                    eta,
+                )
+            )
             yield from map(self.emit, found)
             if look_first:
                 look_first = False
@@ -435,11 +569,14 @@ class TrainingRun:
                     if self.early:
                         yield from self.validate()
                     if not self.patience_ran_out:  # else the end scores the kept prompt on the whole test set
-                        yield from self.evaluate("learned", learner.prompt(), self.eval_pairs, stoppable=not group.active)
+                        yield from self.evaluate(
+                            "learned", learner.prompt(), self.eval_pairs, stoppable=not group.active
+                        )
                         yield from self.readout()
                 minutes = watch.checkpoint_minutes
-                if ((watch.checkpoint_every and self.step % watch.checkpoint_every == 0)
-                        or (minutes and time.monotonic() - self.last_save >= minutes * 60)):
+                if (watch.checkpoint_every and self.step % watch.checkpoint_every == 0) or (
+                    minutes and time.monotonic() - self.last_save >= minutes * 60
+                ):
                     yield from self.save()
         if self.early and (self.step == self.total or self.patience_ran_out):
             if self.early.scored_step != self.step:
@@ -454,17 +591,37 @@ class TrainingRun:
         """A resumed run whose stop came while this step's prompt was being scored on the validation pairs
         (or before it was) owes that score: without it, it could keep another prompt than an uninterrupted run."""
         early = self.early
-        return (early is not None and 0 < self.step < self.total and bool(eval_every) and self.step % eval_every == 0
-                and early.scored_step != self.step)
+        return (
+            early is not None
+            and 0 < self.step < self.total
+            and bool(eval_every)
+            and self.step % eval_every == 0
+            and early.scored_step != self.step
+        )
 
     def validate(self) -> Iterator[Event]:
         """The learned prompt on the validation pairs (never the test pairs): kept if it is the best so far."""
         early, prompt, group = self.early, self.learner.prompt(), self.session.processes
-        score = yield from self.scored("scoring the learned prompt on the validation pairs", prompt,
-                                       self.session.split.validation, self.session.encoder, stoppable=not group.active)
+        score = yield from self.scored(
+            "scoring the learned prompt on the validation pairs",
+            prompt,
+            self.session.split.validation,
+            self.session.encoder,
+            stoppable=not group.active,
+        )
         early.record(self.step, score.test_loss, prompt)
-        yield self.emit(Validation(self.step, score.test_loss, score.accuracy, score.n_pairs, early.best_loss, early.best_step,
-                                   early.without_gain, early.ran_out))
+        yield self.emit(
+            Validation(
+                self.step,
+                score.test_loss,
+                score.accuracy,
+                score.n_pairs,
+                early.best_loss,
+                early.best_step,
+                early.without_gain,
+                early.ran_out,
+            )
+        )
 
     def keep_best(self) -> None:
         """The best prompt on validation becomes the learner's, so the result is it: what the last look tests,
@@ -509,9 +666,15 @@ class TrainingRun:
                     yield self.emit(Evaluation(self.step, label, loss, accuracy, int(n), None, text, *bounds))
                 else:
                     score = yield from self.evaluate(label, vectors, test, encoder, stoppable, text)
-                    self.full_baselines[key] = [score.test_loss, score.accuracy, score.n_pairs, score.loss_interval.low,
-                                                score.loss_interval.high, score.accuracy_interval.low,
-                                                score.accuracy_interval.high]
+                    self.full_baselines[key] = [
+                        score.test_loss,
+                        score.accuracy,
+                        score.n_pairs,
+                        score.loss_interval.low,
+                        score.loss_interval.high,
+                        score.accuracy_interval.low,
+                        score.accuracy_interval.high,
+                    ]
             if (majority := self.majority(test)) is not None:
                 yield self.emit(majority)
         learned = yield from self.evaluate("learned", self.learner.prompt(), test, stoppable=stoppable)
@@ -530,17 +693,33 @@ class TrainingRun:
             return  # no folder to write to (api.py); under data parallelism the other ranks score alongside rank 0
         for label, text, vectors, encoder in self.baseline_prompts():
             if f"{label} {text}" not in self.baseline_pairs:
-                score = yield from self.scored(f"scoring the {label} prompt's answers", vectors, test, encoder, stoppable)
+                score = yield from self.scored(
+                    f"scoring the {label} prompt's answers", vectors, test, encoder, stoppable
+                )
                 self.keep_pairs(label, text, score)
         if self.run is None:
             return
         majority = score_majority(session.split.train, test, self.rule)
-        rows = [{"prompt": label, "text": text, **pair} for label, text, _, _ in self.baseline_prompts()
-                for pair in self.baseline_pairs[f"{label} {text}"]]
+        rows = [
+            {"prompt": label, "text": text, **pair}
+            for label, text, _, _ in self.baseline_prompts()
+            for pair in self.baseline_pairs[f"{label} {text}"]
+        ]
         rows += [{"prompt": "learned", "text": "", **vars(pair)} for pair in learned.pairs]
         if majority is not None:  # None where no answer repeats (no majority row, Started.no_majority)
-            rows += [{"prompt": "majority", "text": majority.answer, "x": p.x, "y": p.y, "answer": majority.answer,
-                      "right": right, "loss": None, "tokens": 0} for p, right in zip(test, majority.right)]
+            rows += [
+                {
+                    "prompt": "majority",
+                    "text": majority.answer,
+                    "x": p.x,
+                    "y": p.y,
+                    "answer": majority.answer,
+                    "right": right,
+                    "loss": None,
+                    "tokens": 0,
+                }
+                for p, right in zip(test, majority.right)
+            ]
         self.run.save_pair_scores(rows)
 
     def keep_pairs(self, label: str, text: str, score: PromptScore) -> None:
@@ -566,17 +745,38 @@ class TrainingRun:
     def prompt_path(self) -> str:
         return str(self.run.path / PROMPT) if self.run else ""
 
-    def evaluate(self, label: str, vectors: torch.Tensor, pairs: list[Pair], encoder: TemplateEncoder | None = None,
-                 stoppable: bool = True, text: str = "") -> Generator[Event, None, PromptScore]:
+    def evaluate(
+        self,
+        label: str,
+        vectors: torch.Tensor,
+        pairs: list[Pair],
+        encoder: TemplateEncoder | None = None,
+        stoppable: bool = True,
+        text: str = "",
+    ) -> Generator[Event, None, PromptScore]:
         what = f"{label} prompt {text!r}" if text else f"{label} prompt"
-        score = yield from self.scored(f"scoring the {what}", vectors, pairs, encoder or self.session.encoder, stoppable)
+        score = yield from self.scored(
+            f"scoring the {what}", vectors, pairs, encoder or self.session.encoder, stoppable
+        )
         if label == "learned":
             self.best = min(self.best, score.test_loss)
         elif pairs is self.session.split.test:  # the whole test set: its pairs go to pair_scores.jsonl at the end
             self.keep_pairs(label, text, score)
-        yield self.emit(Evaluation(self.step, label, score.test_loss, score.accuracy, score.n_pairs,
-                                   self.best if self.best < math.inf else None, text, score.loss_interval.low,
-                                   score.loss_interval.high, score.accuracy_interval.low, score.accuracy_interval.high))
+        yield self.emit(
+            Evaluation(
+                self.step,
+                label,
+                score.test_loss,
+                score.accuracy,
+                score.n_pairs,
+                self.best if self.best < math.inf else None,
+                text,
+                score.loss_interval.low,
+                score.loss_interval.high,
+                score.accuracy_interval.low,
+                score.accuracy_interval.high,
+            )
+        )
         return score
 
     def readout(self) -> Iterator[Event]:
@@ -592,7 +792,9 @@ class TrainingRun:
         yield self.emit(Predictions(self.step, predictions(frozen, session.encoder, samples, prompt, self.rule)))
         self.check_stop()
         yield Progress(self.step, "reading out the prompt: nearest tokens", 1, parts)
-        yield self.emit(NearestTokens(self.step, nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, watch.nearest_k)))
+        yield self.emit(
+            NearestTokens(self.step, nearest_tokens(prompt, frozen.embedding.weight, frozen.tokenizer, watch.nearest_k))
+        )
         if parts == 3:
             self.check_stop()
             yield Progress(self.step, "reading out the prompt: what the model reads in it", 2, parts)
@@ -613,11 +815,20 @@ class TrainingRun:
         # the checkpoint records the log's length with its own record in it, which is written last: a
         # write cut short (a second ctrl+c is held off until it is done, a kill -9 is not) never leaves
         # a record of a checkpoint that is not there
-        state = {**self.learner.state_dict(), "mode": self.config.learning.mode, "method": self.config.search.method,
-                 "step": self.step, "rng": torch.get_rng_state(), "best_test_loss": self.best,
-                 "schedule": self.schedule.to_state(), "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)),
-                 "finished": done, "full_baselines": self.full_baselines, "looked_first": self.looked_first,
-                 "baseline_pairs": self.baseline_pairs}
+        state = {
+            **self.learner.state_dict(),
+            "mode": self.config.learning.mode,
+            "method": self.config.search.method,
+            "step": self.step,
+            "rng": torch.get_rng_state(),
+            "best_test_loss": self.best,
+            "schedule": self.schedule.to_state(),
+            "metrics_bytes": self.run.metrics_size() + len(self.run.encoded(event)),
+            "finished": done,
+            "full_baselines": self.full_baselines,
+            "looked_first": self.looked_first,
+            "baseline_pairs": self.baseline_pairs,
+        }
         result = self.learner.prompt()
         metadata = {**prompt_metadata(self.config, self.session.facts, self.step), **self.learner.metadata()}
         if self.early:  # the result so far is the best prompt on validation; training goes on from the trained one
@@ -634,7 +845,9 @@ class TrainingRun:
         yield event
 
     @staticmethod
-    def collate(encoder: TemplateEncoder, pairs: list, rows: list[int], group: Processes, device: torch.device) -> Batch:
+    def collate(
+        encoder: TemplateEncoder, pairs: list, rows: list[int], group: Processes, device: torch.device
+    ) -> Batch:
         """This process's share of a batch (possibly no rows, when a short last batch has fewer rows than
         there are processes: that process then takes part in the collectives with nothing to add)."""
         share = group.share(rows)
@@ -643,8 +856,9 @@ class TrainingRun:
             batch = batch.map(lambda t: t[:0])
         return batch.to(device)
 
-    def scored(self, task: str, vectors: torch.Tensor, pairs: list[Pair], encoder: TemplateEncoder,
-               stoppable: bool) -> Generator[Event, None, PromptScore]:
+    def scored(
+        self, task: str, vectors: torch.Tensor, pairs: list[Pair], encoder: TemplateEncoder, stoppable: bool
+    ) -> Generator[Event, None, PromptScore]:
         """A prompt's score on `pairs`, yielding Progress events on the way; a stop between batches
         raises StopRequested (not under data parallelism: the processes must finish the collective)."""
         session = self.session

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from promptgrad.errors import UserError
-from promptgrad.model.template import Template
-from promptgrad.model.template import TemplateEncoder
+from promptgrad.model.template import Template, TemplateEncoder
 from promptgrad.readout.answer_rule import AnswerRule
-from promptgrad.readout.evaluation import greedy_answers
-from promptgrad.readout.evaluation import judged_answers
+from promptgrad.readout.evaluation import greedy_answers, judged_answers
 from promptgrad.store.run_folder import RunFolder
 from promptgrad.train.session import open_run
 
@@ -38,7 +36,9 @@ class ProbeAnswer:
     step: int  # the step whose prompt answered
     others: tuple[tuple[str, str], ...] = ()  # (run name, its answer) for other runs' prompts asked alongside
     expected: tuple[str, ...] = ()  # the ys of the run's data pairs with this x (none: the input is no pair's x)
-    learned_right: bool | None = None  # by the accuracy rule (answer_rule.py) against any of them; None: nothing expected
+    learned_right: bool | None = (
+        None  # by the accuracy rule (answer_rule.py) against any of them; None: nothing expected
+    )
     hand_written_right: bool | None = None
 
 
@@ -59,7 +59,6 @@ class Probe:
         same model whose prompts answer alongside (each in its own template); others are left out."""
         from pathlib import Path
 
-
         session, prompt = open_run(Path(path))
         probe = Probe()
         step = int(RunFolder.open(path).load_prompt()[1].get("step", 0) or 0)
@@ -72,7 +71,9 @@ class Probe:
                 continue
             if config.problem.model != session.config.problem.model or vectors.shape[1] != session.frozen.hidden_size:
                 continue
-            encoder = TemplateEncoder(Template.parse(config.problem.template), session.frozen.tokenizer, vectors.shape[0])
+            encoder = TemplateEncoder(
+                Template.parse(config.problem.template), session.frozen.tokenizer, vectors.shape[0]
+            )
             probe.others.append((Path(other).name, vectors.to(session.frozen.device), encoder))
         return probe
 
@@ -93,6 +94,16 @@ class Probe:
         rule = AnswerRule.of(session.config)  # marked as the run's scoring marks it
         (learned,) = judged_answers(frozen, session.encoder, [x], vectors, 1, session.split, rule)
         (hand,) = judged_answers(frozen, baseline_encoder, [x], baseline, 1, session.split, rule)
-        others = tuple((name, greedy_answers(frozen, encoder, [x], other, 1)[0].text) for name, other, encoder in self.others)
-        return ProbeAnswer(x, learned.answer.text, hand.answer.text, at, others, tuple(dict.fromkeys(y for y, _ in learned.expected)),
-                           learned.right, hand.right)
+        others = tuple(
+            (name, greedy_answers(frozen, encoder, [x], other, 1)[0].text) for name, other, encoder in self.others
+        )
+        return ProbeAnswer(
+            x,
+            learned.answer.text,
+            hand.answer.text,
+            at,
+            others,
+            tuple(dict.fromkeys(y for y, _ in learned.expected)),
+            learned.right,
+            hand.right,
+        )

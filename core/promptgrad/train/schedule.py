@@ -81,10 +81,20 @@ class Schedule:
             return Schedule(self.peak, self.warmup_steps, self.kind, new_end)  # nothing decayed yet
         last = self.extensions[-1] if self.extensions else None
         if last is not None and at_step < last.start + last.warmup:  # a restart still warming up: nothing decayed yet
-            return Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps,
-                            (*self.extensions[:-1], Extension(last.start, new_end, last.lr, last.warmup)))
-        return Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps,
-                        (*self.extensions, Extension(at_step, new_end, self.at(at_step))))
+            return Schedule(
+                self.peak,
+                self.warmup_steps,
+                self.kind,
+                self.total_steps,
+                (*self.extensions[:-1], Extension(last.start, new_end, last.lr, last.warmup)),
+            )
+        return Schedule(
+            self.peak,
+            self.warmup_steps,
+            self.kind,
+            self.total_steps,
+            (*self.extensions, Extension(at_step, new_end, self.at(at_step))),
+        )
 
     def restarted(self, at_step: int, new_end: int, peak: float, warmup_limit: int) -> Schedule:
         """The schedule of a run resumed at `at_step` whose added steps, to `new_end`, get a new `peak`:
@@ -92,8 +102,13 @@ class Schedule:
         steps are then spent near the peak and decaying, not climbing to it), then the run's own kind
         (cosine decay to zero at `new_end`, or constant)."""
         warmup = min(warmup_limit, (new_end - at_step) // 10)
-        return Schedule(self.peak, self.warmup_steps, self.kind, self.total_steps,
-                        (*self.extensions, Extension(at_step, new_end, peak, warmup)))
+        return Schedule(
+            self.peak,
+            self.warmup_steps,
+            self.kind,
+            self.total_steps,
+            (*self.extensions, Extension(at_step, new_end, peak, warmup)),
+        )
 
     def decayed(self, step: int) -> bool:
         """Whether the learning rate has reached zero at `step` (a cosine schedule at its end): more steps
@@ -101,10 +116,20 @@ class Schedule:
         return self.at(step) <= 1e-12 * max([self.peak, *(e.lr for e in self.extensions)])
 
     def to_state(self) -> dict:
-        return {"total_steps": self.total_steps, "extensions": [[e.start, e.end, e.lr, e.warmup] for e in self.extensions]}
+        return {
+            "total_steps": self.total_steps,
+            "extensions": [[e.start, e.end, e.lr, e.warmup] for e in self.extensions],
+        }
 
     @staticmethod
     def from_state(peak: float, warmup_steps: int, kind: str, state: dict) -> Schedule:
-        return Schedule(peak, warmup_steps, kind, int(state["total_steps"]),
-                        tuple(Extension(int(s), int(e), float(lr), int(warmup[0]) if warmup else 0)  # older: no warm-up
-                              for s, e, lr, *warmup in state["extensions"]))
+        return Schedule(
+            peak,
+            warmup_steps,
+            kind,
+            int(state["total_steps"]),
+            tuple(
+                Extension(int(s), int(e), float(lr), int(warmup[0]) if warmup else 0)  # older: no warm-up
+                for s, e, lr, *warmup in state["extensions"]
+            ),
+        )

@@ -12,15 +12,21 @@ from pathlib import Path
 
 import torch
 
-from promptgrad.readout.baselines import demonstrations, k_shot_template
 from promptgrad.config import TrainConfig
-from promptgrad.model.distributed import Processes, processes
 from promptgrad.errors import UserError
+from promptgrad.model.distributed import Processes, processes
 from promptgrad.model.models import FrozenModel, hidden_size, load_model
-from promptgrad.problem.pairs import Pair, Split, load_pairs, split_pairs
-from promptgrad.model.precision import DTYPES, PrecisionChoice, check_recorded_precision, choose_precision, resolve_device
-from promptgrad.store.run_facts import DataFacts, RunFacts
+from promptgrad.model.precision import (
+    DTYPES,
+    PrecisionChoice,
+    check_recorded_precision,
+    choose_precision,
+    resolve_device,
+)
 from promptgrad.model.template import Template, TemplateEncoder
+from promptgrad.problem.pairs import Pair, Split, load_pairs, split_pairs
+from promptgrad.readout.baselines import demonstrations, k_shot_template
+from promptgrad.store.run_facts import DataFacts, RunFacts
 from promptgrad.store.run_folder import RunFolder
 
 
@@ -80,8 +86,14 @@ class Session:
         return max(64, self.config.learning.batch_size * 2)
 
 
-def open_session(config: TrainConfig, recorded: RunFacts | None = None, run: str = "", evaluating: bool = False,
-                 precision: str | None = None, test_data: str | None = None) -> Session:
+def open_session(
+    config: TrainConfig,
+    recorded: RunFacts | None = None,
+    run: str = "",
+    evaluating: bool = False,
+    precision: str | None = None,
+    test_data: str | None = None,
+) -> Session:
     """Data first (a bad file fails before minutes of model loading), then precision, then the model.
     For a new run the precision is decided here; for a run folder (`run`) the data must be what it
     `recorded`, and its recorded precision is used, and must be native here, unless `precision` (eval's
@@ -93,8 +105,10 @@ def open_session(config: TrainConfig, recorded: RunFacts | None = None, run: str
     device = resolve_device(config.machine.device)
     group = processes(device.type)
     if group.active and config.learning.batch_size < group.world_size:
-        raise UserError(f"batch_size {config.learning.batch_size} is smaller than the {group.world_size} processes sharing it",
-                        "batch_size")
+        raise UserError(
+            f"batch_size {config.learning.batch_size} is smaller than the {group.world_size} processes sharing it",
+            "batch_size",
+        )
     device = resolve_device(config.machine.device, group.local_rank)
     pairs = load_pairs(test_data or config.problem.data, config.problem.x_column, config.problem.y_column)
     data = DataFacts.of(test_data or config.problem.data, pairs)
@@ -143,21 +157,30 @@ def check_context_length(session: Session) -> None:
     # the hand-written prompt stands in the prompt's place): measured once, on the first pair
     k_shot, extra = session.k_shot_prompt(), 0
     if k_shot is not None and pairs:
-        extra = len(k_shot[2].encode(pairs[0].x, pairs[0].y).context) - len(encoder.encode(pairs[0].x, pairs[0].y).context)
+        extra = len(k_shot[2].encode(pairs[0].x, pairs[0].y).context) - len(
+            encoder.encode(pairs[0].x, pairs[0].y).context
+        )
     for pair in pairs:
         encoded = encoder.encode(pair.x, pair.y)
         plain = len(encoded.context) + len(encoded.target)
         if (length := plain + max(0, baseline)) > limit:
-            raise UserError(f"the pair {pair.x!r} -> {pair.y!r} makes {length} tokens in the template, more than the "
-                            f"model's context of {limit}; shorten it or leave it out of the data", "data")
+            raise UserError(
+                f"the pair {pair.x!r} -> {pair.y!r} makes {length} tokens in the template, more than the "
+                f"model's context of {limit}; shorten it or leave it out of the data",
+                "data",
+            )
         if (length := plain + extra) > limit:
-            raise UserError(f"the k-shot baseline's context ({k_shot[0]}: its demonstrations, then the pair {pair.x!r} -> "
-                            f"{pair.y!r}) makes {length} tokens, more than the model's context of {limit}; lower k_shot "
-                            f"(0: no k-shot baseline)", "k_shot")
+            raise UserError(
+                f"the k-shot baseline's context ({k_shot[0]}: its demonstrations, then the pair {pair.x!r} -> "
+                f"{pair.y!r}) makes {length} tokens, more than the model's context of {limit}; lower k_shot "
+                f"(0: no k-shot baseline)",
+                "k_shot",
+            )
 
 
-def session_around(config: TrainConfig, frozen: FrozenModel, split: Split, facts: RunFacts,
-                   group: Processes = Processes()) -> Session:
+def session_around(
+    config: TrainConfig, frozen: FrozenModel, split: Split, facts: RunFacts, group: Processes = Processes()
+) -> Session:
     encoder = TemplateEncoder(Template.parse(config.problem.template), frozen.tokenizer, config.problem.prompt_len)
     return Session(config, split, frozen, encoder, facts, group)
 
@@ -168,18 +191,23 @@ def open_run(path: Path, precision: str | None = None, test_data: str | None = N
     run = RunFolder.open(path)
     prompt, metadata = run.load_prompt()
     config = run.config()
-    session = open_session(config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision,
-                           test_data=test_data)
+    session = open_session(
+        config, RunFacts.load(run.path), str(run.path), evaluating=True, precision=precision, test_data=test_data
+    )
     check_prompt_fits(run.path, prompt, config.problem.prompt_len, session.frozen.hidden_size)
     return session, prompt.to(session.frozen.device)
 
 
 def check_prompt_fits(run: Path, prompt, prompt_len: int, hidden: int) -> None:
     if prompt.shape[0] != prompt_len:
-        raise UserError(f"{run}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {prompt_len}")
+        raise UserError(
+            f"{run}/prompt.safetensors has {prompt.shape[0]} positions but the run's config says {prompt_len}"
+        )
     if prompt.shape[1] != hidden:
-        raise UserError(f"{run}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but the run's model takes "
-                        f"{hidden}: the prompt belongs to another model")
+        raise UserError(
+            f"{run}/prompt.safetensors holds vectors of size {prompt.shape[1]}, but the run's model takes "
+            f"{hidden}: the prompt belongs to another model"
+        )
 
 
 def pairs_the_run_saw(path: Path) -> tuple[list[Pair], list[Pair]] | None:
@@ -194,7 +222,9 @@ def pairs_the_run_saw(path: Path) -> tuple[list[Pair], list[Pair]] | None:
             pairs = load_pairs(config.problem.data, config.problem.x_column, config.problem.y_column)
             DataFacts.of(config.problem.data, pairs).check_same_as(RunFacts.load(run.path).data, str(run.path))
             learning = config.learning
-            split = split_pairs(pairs, learning.test_fraction, learning.seed, learning.train_size, learning.val_fraction)
+            split = split_pairs(
+                pairs, learning.test_fraction, learning.seed, learning.train_size, learning.val_fraction
+            )
     except (UserError, OSError):
         return None
     return split.train, split.validation
@@ -207,22 +237,31 @@ def held_out_of(pairs: list[Pair], paths: list[Path], include_seen: bool) -> tup
     for path in paths:
         seen = pairs_the_run_saw(path)
         if seen is None:
-            return pairs, (f"cannot tell which of the {len(pairs)} pairs run {path} trained on (its split.jsonl and its "
-                           f"data cannot be read); all are scored")
+            return pairs, (
+                f"cannot tell which of the {len(pairs)} pairs run {path} trained on (its split.jsonl and its "
+                f"data cannot be read); all are scored"
+            )
         trained |= set(seen[0])
         validation |= set(seen[1])
     validation -= trained
     who = f"run {paths[0]}" if len(paths) == 1 else f"the {len(paths)} runs"
     n_trained = sum(p in trained for p in pairs)
     n_validation = sum(p in validation for p in pairs)
-    said = (f"{n_trained} of the file's {len(pairs)} pairs are training pairs of the run{'s' if len(paths) > 1 else ''}"
-            + (f" and {n_validation} more chose its prompt (validation)" if n_validation else ""))
+    said = (
+        f"{n_trained} of the file's {len(pairs)} pairs are training pairs of the run{'s' if len(paths) > 1 else ''}"
+        + (f" and {n_validation} more chose its prompt (validation)" if n_validation else "")
+    )
     if not n_trained + n_validation:
         return pairs, f"none of the file's {len(pairs)} pairs was seen by {who} in training: all are held out"
     if include_seen:
-        return pairs, said + "; all are scored, as --include-training-pairs asks (scores on seen pairs flatter the prompt)"
+        return (
+            pairs,
+            said + "; all are scored, as --include-training-pairs asks (scores on seen pairs flatter the prompt)",
+        )
     kept = [p for p in pairs if p not in trained and p not in validation]
     if not kept:
-        raise UserError(f"every pair of the file was seen by {who} in training ({said}); nothing held out to score: "
-                        f"give other pairs, or --include-training-pairs to score them anyway")
+        raise UserError(
+            f"every pair of the file was seen by {who} in training ({said}); nothing held out to score: "
+            f"give other pairs, or --include-training-pairs to score them anyway"
+        )
     return kept, said + f"; they are left out, {len(kept)} held-out pairs scored (--include-training-pairs scores all)"

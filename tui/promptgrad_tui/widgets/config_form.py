@@ -23,6 +23,7 @@ from promptgrad.config import TrainConfig
 from promptgrad.errors import UserError
 from promptgrad.model.models import looks_like_path
 
+
 def choices_of(f: dataclasses.Field) -> tuple[str, ...]:
     """A closed set is a Select (true/false for every bool setting); anything else is an Input."""
     return f.metadata["choices"] or (("true", "false") if isinstance(f.default, bool) else ())
@@ -52,8 +53,13 @@ class ConfigField(Vertical):
         with Horizontal(classes="field-row"):
             yield Label(self.field_name, classes="field-name")
             if choices := choices_of(self.declaration):
-                yield Select([(choice, choice) for choice in choices], value=as_text(self.initial), allow_blank=False,
-                             compact=True, id=f"input-{self.field_name}")
+                yield Select(
+                    [(choice, choice) for choice in choices],
+                    value=as_text(self.initial),
+                    allow_blank=False,
+                    compact=True,
+                    id=f"input-{self.field_name}",
+                )
             else:
                 suggester = SuggestFromList(meta["suggestions"]) if meta["suggestions"] else None
                 yield Input(as_text(self.initial), suggester=suggester, compact=True, id=f"input-{self.field_name}")
@@ -86,8 +92,13 @@ def wrapped(value: str, width: int) -> list[str]:
     """A value in lines of `width`, broken at spaces and after '/' (a path stays readable), a word longer than
     a line after a '-', '_' or '.' in it, never elsewhere inside a word; what still does not fit is cut with
     an ellipsis."""
-    tokens = [piece for t in re.split(r"(?<=[ /])", value) if t
-              for piece in ([t] if len(t.rstrip()) <= width else re.split(r"(?<=[-_.])", t)) if piece]
+    tokens = [
+        piece
+        for t in re.split(r"(?<=[ /])", value)
+        if t
+        for piece in ([t] if len(t.rstrip()) <= width else re.split(r"(?<=[-_.])", t))
+        if piece
+    ]
     lines = [""]
     for token in tokens:
         if len(lines[-1]) + len(token.rstrip()) > width and lines[-1]:
@@ -131,7 +142,9 @@ class ConfigForm(VerticalScroll):
     BORDER_TITLE = "Configuration"
     can_focus = False  # its fields take the cursor; the form itself would be a focus stop that shows none
 
-    def __init__(self, config: TrainConfig | None = None, config_class: type[TrainConfig] = TrainConfig, **kwargs) -> None:
+    def __init__(
+        self, config: TrainConfig | None = None, config_class: type[TrainConfig] = TrainConfig, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.config_class = config_class
         self.initial = config or config_class()
@@ -197,8 +210,12 @@ class ConfigForm(VerticalScroll):
         summary = self.query_one(LockedSummary)
         if locked:
             values = self.values()
-            summary.show([(kind.__doc__.strip(), [(f.name, values[f.name]) for f in dataclasses.fields(kind)])
-                          for kind in self.config_class.group_types().values()])
+            summary.show(
+                [
+                    (kind.__doc__.strip(), [(f.name, values[f.name]) for f in dataclasses.fields(kind)])
+                    for kind in self.config_class.group_types().values()
+                ]
+            )
         for child in self.children:
             child.display = locked if child is summary else not locked
         self.scroll_home(animate=False)

@@ -13,10 +13,19 @@ from textual.widgets import Static
 
 # in the order shown; when the terminal is too narrow, keys go from the end of DROP first (f1 Help stays)
 DROP = ("palette", "messages", "next_pane", "pick_task", "probe", "quit", "resume")
-KEYS = [("ctrl+r", "^r", "Start", "start"), ("ctrl+t", "^t", "Stop", "stop"), ("ctrl+g", "^g", "Resume", "resume"),
-        ("ctrl+o", "^o", "Runs", "browse"), ("f3", "f3", "Task", "pick_task"), ("f2", "f2", "Try", "probe"), ("ctrl+n", "^n", "Pane", "next_pane"),
-        ("ctrl+l", "^l", "Log", "messages"), ("f1", "f1", "Help", "help"), ("ctrl+q", "^q", "Quit", "quit"),
-        ("ctrl+p", "^p", "Palette", "palette")]
+KEYS = [
+    ("ctrl+r", "^r", "Start", "start"),
+    ("ctrl+t", "^t", "Stop", "stop"),
+    ("ctrl+g", "^g", "Resume", "resume"),
+    ("ctrl+o", "^o", "Runs", "browse"),
+    ("f3", "f3", "Task", "pick_task"),
+    ("f2", "f2", "Try", "probe"),
+    ("ctrl+n", "^n", "Pane", "next_pane"),
+    ("ctrl+l", "^l", "Log", "messages"),
+    ("f1", "f1", "Help", "help"),
+    ("ctrl+q", "^q", "Quit", "quit"),
+    ("ctrl+p", "^p", "Palette", "palette"),
+]
 
 
 class KeyBar(Static):

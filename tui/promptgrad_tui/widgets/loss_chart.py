@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual import work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
+from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from promptgrad.events import Evaluation, Event, Extended, Started, Step, Validation
@@ -32,13 +32,26 @@ COMPACT_CHART_ROWS = 16  # a chart pane shorter than this gets its legend on one
 MIN_PLOT_ROWS = 5  # a plot shorter than this is not drawn: a line says what it needs
 MAX_POINTS = 600  # more points than this are thinned before plotting; a terminal shows far fewer
 # series: (marker, colour, legend text); markers are ASCII so that LANG=C terminals show them too
-TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (".", "gray", "train"), ("braille", "cyan", "train EMA"), \
-    ("o", "orange", "test (subset)"), ("@", "red", "test (all pairs)"), ("-", "green", "hand-written"), \
-    ("~", "magenta", "untrained")
+TRAIN, EMA, SUBSET, FULL, HAND, UNTRAINED = (
+    (".", "gray", "train"),
+    ("braille", "cyan", "train EMA"),
+    ("o", "orange", "test (subset)"),
+    ("@", "red", "test (all pairs)"),
+    ("-", "green", "hand-written"),
+    ("~", "magenta", "untrained"),
+)
 VALID = ("v", "blue", "validation")
 # the key that switches each series off and on, by its legend text ("compared" stands for the overlays)
-TOGGLES = {"t": "train", "a": "train EMA", "s": "test (subset)", "f": "test (all pairs)", "v": "validation", "h": "hand-written",
-           "u": "untrained", "c": "compared"}
+TOGGLES = {
+    "t": "train",
+    "a": "train EMA",
+    "s": "test (subset)",
+    "f": "test (all pairs)",
+    "v": "validation",
+    "h": "hand-written",
+    "u": "untrained",
+    "c": "compared",
+}
 OVERLAY_MARKERS = ("x", "+", "*", "%", "&")
 RICH = {"gray": "grey50", "orange": "dark_orange", "teal": "dark_cyan"}  # plotext colour names rich spells otherwise
 OVERLAY_COLORS = ("blue", "yellow", "white", "violet", "teal")
@@ -65,7 +78,9 @@ class Curves:
     full_loss: list[float] = field(default_factory=list)
     valid_steps: list[int] = field(default_factory=list)  # the learned prompt on the validation pairs (val_fraction)
     valid_loss: list[float] = field(default_factory=list)
-    hand_written: float | None = None  # the first hand-written prompt's: on the whole test set once measured there, else on the subset
+    hand_written: float | None = (
+        None  # the first hand-written prompt's: on the whole test set once measured there, else on the subset
+    )
     hand_written_text: str | None = None  # which wording that is (a run may compare several; the chart shows the first)
     untrained: float | None = None
     n_test: int = 0  # pairs in the whole test set (from the Started event)
@@ -88,7 +103,11 @@ class Curves:
             self.smoothed.append(raw / (1 - SMOOTHING ** len(self.ema_raw)))
         elif isinstance(event, Evaluation) and event.test_loss is not None:
             whole = event.n_pairs == self.n_test
-            if event.prompt == "hand-written" and self.hand_written_text in (None, event.text) and (self.hand_written is None or whole):
+            if (
+                event.prompt == "hand-written"
+                and self.hand_written_text in (None, event.text)
+                and (self.hand_written is None or whole)
+            ):
                 self.hand_written, self.hand_written_text = event.test_loss, event.text
             elif event.prompt == "untrained" and (self.untrained is None or whole):
                 self.untrained = event.test_loss
@@ -102,8 +121,12 @@ class Curves:
 
     def truncate(self, step: int) -> None:
         """Forget everything after `step`: a resumed run goes on from its checkpoint."""
-        for xs, *ys in ((self.steps, self.train_loss, self.smoothed, self.ema_raw), (self.subset_steps, self.subset_loss),
-                        (self.full_steps, self.full_loss), (self.valid_steps, self.valid_loss)):
+        for xs, *ys in (
+            (self.steps, self.train_loss, self.smoothed, self.ema_raw),
+            (self.subset_steps, self.subset_loss),
+            (self.full_steps, self.full_loss),
+            (self.valid_steps, self.valid_loss),
+        ):
             keep = sum(1 for s in xs if s <= step)
             for series in (xs, *ys):
                 del series[keep:]
@@ -226,36 +249,76 @@ class LossChart(Vertical):
         if compact:
             return self.compact_entries()
         c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
-        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
-                 (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
+        shown = [
+            (TRAIN, c.steps),
+            (EMA, c.steps),
+            (SUBSET, c.subset_steps),
+            (FULL, c.full_steps),
+            (VALID, c.valid_steps),
+            (HAND, c.hand_written is not None),
+            (UNTRAINED, c.untrained is not None),
+        ]
         for (marker, colour, label), present in shown:
             if present:
                 off = label in self.hidden
                 text = f"{label} {c.hand_written_text!r}" if label == "hand-written" and c.hand_written_text else label
-                entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, "dim" if off else RICH.get(colour, colour)),
-                                             (f" {text}", "dim" if off else ""), (f" ({keys[label]}{' off' if off else ''})", "dim")))
+                entries.append(
+                    Text.assemble(
+                        ("━" if marker == "braille" else marker * 2, "dim" if off else RICH.get(colour, colour)),
+                        (f" {text}", "dim" if off else ""),
+                        (f" ({keys[label]}{' off' if off else ''})", "dim"),
+                    )
+                )
         for i, name in enumerate(self.overlays):
             colour, off = OVERLAY_COLORS[i % len(OVERLAY_COLORS)], "compared" in self.hidden
-            entries.append(Text.assemble((OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)] * 2, "dim" if off else RICH.get(colour, colour)),
-                                         (f" {name}", "dim" if off else ""), (" (c off)" if off else "", "dim")))
+            entries.append(
+                Text.assemble(
+                    (OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)] * 2, "dim" if off else RICH.get(colour, colour)),
+                    (f" {name}", "dim" if off else ""),
+                    (" (c off)" if off else "", "dim"),
+                )
+            )
         return entries
 
     def compact_entries(self) -> list[Text]:
         c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
-        shown = [(TRAIN, c.steps), (EMA, c.steps), (SUBSET, c.subset_steps), (FULL, c.full_steps), (VALID, c.valid_steps),
-                 (HAND, c.hand_written is not None), (UNTRAINED, c.untrained is not None)]
+        shown = [
+            (TRAIN, c.steps),
+            (EMA, c.steps),
+            (SUBSET, c.subset_steps),
+            (FULL, c.full_steps),
+            (VALID, c.valid_steps),
+            (HAND, c.hand_written is not None),
+            (UNTRAINED, c.untrained is not None),
+        ]
         for (marker, colour, label), present in shown:
             if present:
                 style = "dim" if label in self.hidden else RICH.get(colour, colour)
                 entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, style), f" {keys[label]}"))
         if self.overlays:
-            entries.append(Text.assemble(*((OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)], "dim" if "compared" in self.hidden
-                                            else RICH.get(OVERLAY_COLORS[i % len(OVERLAY_COLORS)], "")) for i in range(len(self.overlays))), " c"))
+            entries.append(
+                Text.assemble(
+                    *(
+                        (
+                            OVERLAY_MARKERS[i % len(OVERLAY_MARKERS)],
+                            "dim"
+                            if "compared" in self.hidden
+                            else RICH.get(OVERLAY_COLORS[i % len(OVERLAY_COLORS)], ""),
+                        )
+                        for i in range(len(self.overlays))
+                    ),
+                    " c",
+                )
+            )
         return entries + [Text("(keys; f1 names them)", style="dim")] if entries else entries
 
     def legend(self, width: int = 10_000, compact: bool = False) -> Text:
         entries = self.legend_entries(compact)
-        return legend_lines(entries, width) if entries else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
+        return (
+            legend_lines(entries, width)
+            if entries
+            else Text("no data yet: ctrl+r starts a run, ctrl+o opens one", style="dim")
+        )
 
     def series(self, right: int) -> list[tuple[str, list, list, str, str]]:
         """What to plot, as (scatter|plot, xs, ys, marker, colour), copied (the build runs in another thread),
@@ -270,11 +333,22 @@ class LossChart(Vertical):
             if other.steps:  # on its own steps: a shorter run ends where it ended
                 out.append(("plot", *thinned(other.steps, other.smoothed), marker, colour))
             if other.subset_steps or other.full_steps:
-                out.append(("scatter", other.subset_steps + other.full_steps, other.subset_loss + other.full_loss, marker, colour))
-        for (marker, colour, label), xs, ys, kind in ((TRAIN, c.steps, c.train_loss, "scatter"), (EMA, c.steps, c.smoothed, "plot"),
-                                                       (VALID, c.valid_steps, c.valid_loss, "scatter"),
-                                                       (SUBSET, c.subset_steps, c.subset_loss, "scatter"),
-                                                       (FULL, c.full_steps, c.full_loss, "scatter")):
+                out.append(
+                    (
+                        "scatter",
+                        other.subset_steps + other.full_steps,
+                        other.subset_loss + other.full_loss,
+                        marker,
+                        colour,
+                    )
+                )
+        for (marker, colour, label), xs, ys, kind in (
+            (TRAIN, c.steps, c.train_loss, "scatter"),
+            (EMA, c.steps, c.smoothed, "plot"),
+            (VALID, c.valid_steps, c.valid_loss, "scatter"),
+            (SUBSET, c.subset_steps, c.subset_loss, "scatter"),
+            (FULL, c.full_steps, c.full_loss, "scatter"),
+        ):
             if xs and label not in hidden:
                 out.append((kind, *thinned(xs, ys), marker, colour))
         return out
@@ -293,17 +367,39 @@ class LossChart(Vertical):
         if compact and legend.plain.count("\n"):
             legend = legend.split("\n")[0]
         if plot.size.height < MIN_PLOT_ROWS:  # a figure this short is a frame with no room inside: say so instead
-            self.show_built(plot, Text(f"the chart needs {MIN_PLOT_ROWS} rows here, it has {plot.size.height}: a taller "
-                                       f"terminal, or z folds the results strip", style="italic"), tuple(plot.size))
+            self.show_built(
+                plot,
+                Text(
+                    f"the chart needs {MIN_PLOT_ROWS} rows here, it has {plot.size.height}: a taller "
+                    f"terminal, or z folds the results strip",
+                    style="italic",
+                ),
+                tuple(plot.size),
+            )
             return
         if legend != self.shown_legend:  # an update relays the screen out: only when the legend changes
             self.query_one(".legend", Static).update(legend)
             self.shown_legend = legend
         c, others = self.curves, list(self.overlays.values())
-        right = max([self.total_steps, 1, *c.steps[-1:], *c.subset_steps[-1:], *c.full_steps[-1:], *c.valid_steps[-1:],
-                     *(o.steps[-1] for o in others if o.steps)])
-        self.build(plot, self.series(right), right, plot.size.width, plot.size.height,
-                   plot._get_plotext_theme_name(self.app.theme))
+        right = max(
+            [
+                self.total_steps,
+                1,
+                *c.steps[-1:],
+                *c.subset_steps[-1:],
+                *c.full_steps[-1:],
+                *c.valid_steps[-1:],
+                *(o.steps[-1] for o in others if o.steps),
+            ]
+        )
+        self.build(
+            plot,
+            self.series(right),
+            right,
+            plot.size.width,
+            plot.size.height,
+            plot._get_plotext_theme_name(self.app.theme),
+        )
 
     @work(thread=True, exclusive=True, group="chart", exit_on_error=False)
     def build(self, plot: BuiltPlot, series: list, right: int, width: int, height: int, theme: str) -> None:
@@ -314,7 +410,9 @@ class LossChart(Vertical):
             plt.clear_data()
             # plotext caps a figure at the terminal size it saw when it was made: a terminal resized
             # from 80 to 160 columns kept an 80-column chart
-            plt._limit_size(False, False)  # (the figure object has no public name for it; plotext.limitsize sets the same)
+            plt._limit_size(
+                False, False
+            )  # (the figure object has no public name for it; plotext.limitsize sets the same)
             plt.plotsize(width, height)
             plt.theme(theme)
             plt.xlabel("step")

@@ -60,23 +60,37 @@ class NearestTable(DataTable):
             return
         k = max((len(tokens) for tokens in event.positions), default=0)
         # the reading of the same readout only: it arrives just after these neighbours
-        reads = self.reading is not None and self.reading.step == event.step and len(self.reading.positions) == len(event.positions)
+        reads = (
+            self.reading is not None
+            and self.reading.step == event.step
+            and len(self.reading.positions) == len(event.positions)
+        )
         rows = [
-            [Text(str(position)), *([Text(visible(self.reading.positions[position]), style="bold")] if reads else []),
-             *(Text.assemble(visible(t.token), (f" {t.cosine:.2f}", "dim")) for t in tokens)]
+            [
+                Text(str(position)),
+                *([Text(visible(self.reading.positions[position]), style="bold")] if reads else []),
+                *(Text.assemble(visible(t.token), (f" {t.cosine:.2f}", "dim")) for t in tokens),
+            ]
             for position, tokens in enumerate(event.positions)
         ]
         labels = ["pos", *(["reads as"] if reads else []), *(f"#{i + 1}" for i in range(k))]
         if self.front is not None and len(labels) >= 3:  # hard mode: the front, one prompt a row
             for point in self.front.points:
-                rows.append([Text("front", style="dim"), Text(visible(point.text)),
-                             Text(f"{point.train_loss:.3f} · {point.nats_per_token:.1f} nats/tok", style="dim"),
-                             *[Text("")] * (len(labels) - 3)])
+                rows.append(
+                    [
+                        Text("front", style="dim"),
+                        Text(visible(point.text)),
+                        Text(f"{point.train_loss:.3f} · {point.nats_per_token:.1f} nats/tok", style="dim"),
+                        *[Text("")] * (len(labels) - 3),
+                    ]
+                )
         set_table(self, labels, rows)
         needed = sum(column.get_render_width(self) for column in self.columns.values())
         more = " · ←→ more" if needed > self.size.width - 1 else ""  # the table scrolls sideways
         self.border_title = f"Nearest · step {event.step} · cosine{more}"
 
     def show_hard_prompt(self, event: HardPromptFound) -> None:
-        self.border_subtitle = (f"hard prompt {event.text!r} · step {event.step} · held-out {event.train_loss:.3f} · "
-                                f"{event.nats_per_token:.1f} nats/token")
+        self.border_subtitle = (
+            f"hard prompt {event.text!r} · step {event.step} · held-out {event.train_loss:.3f} · "
+            f"{event.nats_per_token:.1f} nats/token"
+        )

@@ -44,11 +44,17 @@ class Layout:
     def of(texts: list[tuple[str, str, str]], width: int) -> Layout:
         # each column costs its width plus 2 of padding, and 1 for a scrollbar
         room = max(3 * 3, width - 2 * 4 - MARK_WIDTH - 1)
-        longest = [max([len(label), *(len(t[i]) for t in texts)]) for label, i in (("input", 0), ("expected", 2), ("answer", 1))]
+        longest = [
+            max([len(label), *(len(t[i]) for t in texts)])
+            for label, i in (("input", 0), ("expected", 2), ("answer", 1))
+        ]
         # the input and expected columns are at least as wide as their longest word (a word is never split
         # over two lines); the answer at least ANSWER_MIN
-        floors = [min(longest[0], max(5, longest_word(t[0] for t in texts))),
-                  min(longest[1], max(5, longest_word(t[2] for t in texts))), min(longest[2], ANSWER_MIN)]
+        floors = [
+            min(longest[0], max(5, longest_word(t[0] for t in texts))),
+            min(longest[1], max(5, longest_word(t[2] for t in texts))),
+            min(longest[2], ANSWER_MIN),
+        ]
         if sum(floors) > room:  # not even that fits (a narrow pane, long single words): the answer keeps its start,
             left = max(10, room - floors[2])  # the input and expected share the rest, a long word folded over lines
             x = max(5, left * floors[0] // (floors[0] + floors[1]))
@@ -110,8 +116,9 @@ class PredictionsTable(DataTable):
         for r, (x, answer, y) in zip(event.rows, texts):
             mark = Text("✓", style="bold green") if r.correct else Text("✗", style="bold red")
             whole = max(-(-len(x) // layout.x), -(-len(y) // layout.expected))  # lines the longer of the two takes
-            self.add_row(mark, Text(x), Text(y), Text(cut(answer, layout.answer), no_wrap=True),
-                         height=1 if whole <= 1 else None)  # None: as many lines as the wrapped text needs
+            self.add_row(
+                mark, Text(x), Text(y), Text(cut(answer, layout.answer), no_wrap=True), height=1 if whole <= 1 else None
+            )  # None: as many lines as the wrapped text needs
         if event.rows:
             self.move_cursor(row=min(max(cursor, 0), len(event.rows) - 1), animate=False)
 
@@ -134,8 +141,10 @@ class ProbeBox(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="try an input (f2), e.g. hot", id="probe-input")
-        yield Static(Text("the learned prompt's answer appears here, beside the hand-written one's", style="dim"),
-                     id="probe-answer")
+        yield Static(
+            Text("the learned prompt's answer appears here, beside the hand-written one's", style="dim"),
+            id="probe-answer",
+        )
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -146,15 +155,24 @@ class ProbeBox(Vertical):
 
     def show(self, answer: ProbeAnswer) -> None:
         others = [part for name, said in answer.others for part in (f" · {name}: ", (said or "?", "bold"))]
-        self.query_one("#probe-answer", Static).update(Text.assemble(
-            (f"{answer.x}", "bold"), " → learned: ", (answer.learned or "?", "bold"),
-            " · hand-written: ", (answer.hand_written or "?", "bold"), *others, (f" · prompt of step {answer.step}", "dim")))
+        self.query_one("#probe-answer", Static).update(
+            Text.assemble(
+                (f"{answer.x}", "bold"),
+                " → learned: ",
+                (answer.learned or "?", "bold"),
+                " · hand-written: ",
+                (answer.hand_written or "?", "bold"),
+                *others,
+                (f" · prompt of step {answer.step}", "dim"),
+            )
+        )
 
     def reset(self) -> None:
         """A new run, or another run opened: the last answer was another prompt's (another task's, maybe)."""
         self.query_one("#probe-input", Input).value = ""
         self.query_one("#probe-answer", Static).update(
-            Text("the learned prompt's answer appears here, beside the hand-written one's", style="dim"))
+            Text("the learned prompt's answer appears here, beside the hand-written one's", style="dim")
+        )
 
     def failed(self, message: str) -> None:
         self.query_one("#probe-answer", Static).update(Text(message, style="italic"))

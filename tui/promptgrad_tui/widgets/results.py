@@ -66,8 +66,13 @@ class ResultsStrip(Static):
         if learned is None:
             return Text("")
         hand = next((e for e in self.final if e.prompt == "hand-written"), None)
-        parts = [Text.assemble(("Result: learned ", "bold"), loss_text(learned.test_loss, interval_of(learned.loss_low, learned.loss_high))),
-                 Text(", " + accuracy_text(learned.accuracy, interval_of(learned.accuracy_low, learned.accuracy_high)))]
+        parts = [
+            Text.assemble(
+                ("Result: learned ", "bold"),
+                loss_text(learned.test_loss, interval_of(learned.loss_low, learned.loss_high)),
+            ),
+            Text(", " + accuracy_text(learned.accuracy, interval_of(learned.accuracy_low, learned.accuracy_high))),
+        ]
         if hand is not None:
             parts.append(Text.assemble(" · ", difference(learned, hand), f" vs {name_of(hand)}"))
         hint = Text(" · z: all rows", style="dim")  # kept: it is how the rest is found
@@ -86,12 +91,21 @@ class ResultsStrip(Static):
         learned = next((e for e in reversed(self.final) if e.prompt == "learned"), None)
         if learned is None:
             return Text("")
-        baselines = sorted((e for e in self.final if e.prompt in BASELINE_ORDER), key=lambda e: BASELINE_ORDER.index(e.prompt))
+        baselines = sorted(
+            (e for e in self.final if e.prompt in BASELINE_ORDER), key=lambda e: BASELINE_ORDER.index(e.prompt)
+        )
         longest = max(len(name_of(e)) for e in [learned, *baselines])
         name_width = max(NAME, min(longest, width - 2 - (LOSS + ACCURACY + LAST + 3)))
         head = f"Result, {learned.n_pairs:,} test pairs"
-        lines = [Text.assemble((fit(head, name_width).ljust(name_width), "bold"), " ", "test loss [95%]".ljust(LOSS), " ",
-                               "accuracy [95%]")]
+        lines = [
+            Text.assemble(
+                (fit(head, name_width).ljust(name_width), "bold"),
+                " ",
+                "test loss [95%]".ljust(LOSS),
+                " ",
+                "accuracy [95%]",
+            )
+        ]
         lines.append(row(learned, Text("f4 copies", style="dim"), name_width))
         for e in baselines:
             if e.prompt in ("hand-written", "k-shot"):

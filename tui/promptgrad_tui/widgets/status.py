@@ -70,7 +70,9 @@ class StatusLine(Static):
     def redraw(self) -> None:
         if self.stale:
             self.stale = False
-            self.update(self.line(max(40, self.size.width or 80)), layout=False)  # one line high: the layout never changes
+            self.update(
+                self.line(max(40, self.size.width or 80)), layout=False
+            )  # one line high: the layout never changes
 
     def line(self, width: int = 80) -> Text:
         """The line, fitted to `width`: less important parts go first, the run's name is shortened last."""
@@ -83,9 +85,14 @@ class StatusLine(Static):
             return Text.assemble(*head, (f" │ {self.run_name}" if self.run_name else "", "bold"), (hint, "dim"))[:width]
         best = "–" if self.best_test_loss is None else f"{self.best_test_loss:.4f}"
         use = self.device_use
-        parts = [f"step {self.step}/{self.total_steps}", f"{self.examples_per_s:.1f} ex/s",
-                 "" if self.ended else f"ETA {duration(self.eta_s)}", f"{self.device}/{self.precision}", f"best test {best}",
-                 use]
+        parts = [
+            f"step {self.step}/{self.total_steps}",
+            f"{self.examples_per_s:.1f} ex/s",
+            "" if self.ended else f"ETA {duration(self.eta_s)}",
+            f"{self.device}/{self.precision}",
+            f"best test {best}",
+            use,
+        ]
         optional = [5, 3, 1, 2]  # dropped in this order when the line is too long: device use, device, speed, ETA
         name = self.run_name
         while True:

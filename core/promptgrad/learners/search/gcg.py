@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from promptgrad.config import GCGSettings
 from promptgrad.learners.search.fluency import nats_per_token
 from promptgrad.learners.search.fluency import one_hot_gradient as fluency_gradient
+from promptgrad.learners.search.projection import Projection, RoundTrip
 from promptgrad.model.models import FrozenModel
 from promptgrad.model.objective import target_logits, target_loss
-from promptgrad.learners.search.projection import Projection, RoundTrip
 from promptgrad.model.template import Batch
 
 # sequences (candidates x pairs) first tried in one forward pass: a GPU takes many more than a CPU needs
@@ -71,8 +71,13 @@ def sample_candidates(ids: list[int], top: torch.Tensor, n: int, generator: torc
     return torch.unique(candidates, dim=0)
 
 
-def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, candidates: torch.Tensor,
-                     rows_per_forward: int | None = None) -> torch.Tensor:
+def candidate_losses(
+    frozen: FrozenModel,
+    batch: Batch,
+    projection: Projection,
+    candidates: torch.Tensor,
+    rows_per_forward: int | None = None,
+) -> torch.Tensor:
     """[C] mean cross-entropy per target token of each candidate prompt [C, P] on the whole batch.
     As many (candidate, pair) rows go into one forward pass as fit: from ROWS_PER_FORWARD for the device,
     halved on running out of GPU memory (nanoGCG does the same with accelerate's find_executable_batch_size,
@@ -94,8 +99,9 @@ def candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, 
 
 
 @torch.inference_mode()
-def _candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection, candidates: torch.Tensor,
-                      rows_per_forward: int) -> torch.Tensor:
+def _candidate_losses(
+    frozen: FrozenModel, batch: Batch, projection: Projection, candidates: torch.Tensor, rows_per_forward: int
+) -> torch.Tensor:
     B = batch.input_ids.shape[0]
     per_forward = max(1, rows_per_forward // B)
     mask = batch.target_mask.flatten()
@@ -105,7 +111,9 @@ def _candidate_losses(frozen: FrozenModel, batch: Batch, projection: Projection,
         repeated = batch.map(lambda t: t.repeat(c, 1))  # candidate-major: c blocks of B rows
         prompts = projection.rows(chunk.flatten()).view(c, len(chunk[0]), -1).repeat_interleave(B, dim=0)
         logits = target_logits(frozen, repeated, prompts).float()
-        per_token = F.cross_entropy(logits.flatten(0, 1), repeated.target_ids.flatten().to(logits.device), reduction="none")
+        per_token = F.cross_entropy(
+            logits.flatten(0, 1), repeated.target_ids.flatten().to(logits.device), reduction="none"
+        )
         per_token = per_token.view(c, -1) * mask.to(logits.device)
         losses.append(per_token.sum(-1) / mask.sum())
     return torch.cat(losses).cpu()  # one copy back, after every chunk
@@ -115,11 +123,25 @@ class GCG:
     """`settings` are the GCG settings of config.py (topk, candidates, rescore, fluency; patience is the
     learner's); `context` the token ids before the prompt, for the fluency term."""
 
-    def __init__(self, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor, round_trip: RoundTrip,
-                 ids: list[int], settings: GCGSettings, generator: torch.Generator, context: list[int] | None = None):
+    def __init__(
+        self,
+        frozen: FrozenModel,
+        projection: Projection,
+        allowed: torch.Tensor,
+        round_trip: RoundTrip,
+        ids: list[int],
+        settings: GCGSettings,
+        generator: torch.Generator,
+        context: list[int] | None = None,
+    ):
         self.frozen, self.projection, self.allowed, self.round_trip = frozen, projection, allowed, round_trip
         self.ids = list(ids)
-        self.topk, self.candidates, self.generator, self.rescore = settings.topk, settings.candidates, generator, settings.rescore
+        self.topk, self.candidates, self.generator, self.rescore = (
+            settings.topk,
+            settings.candidates,
+            generator,
+            settings.rescore,
+        )
         # lambda and the text before the prompt (fluency.py); with lambda 0 nothing of it is computed
         self.fluency, self.context = settings.fluency, context
 

@@ -20,18 +20,18 @@ import torch
 
 from promptgrad.config import GCGSettings, SearchSettings
 from promptgrad.errors import UserError
-from promptgrad.readout.evaluation import score_prompt
 from promptgrad.events import Event, FrontPoint, HardPromptFound, ParetoFront
+from promptgrad.learners.learner import NonFinite
 from promptgrad.learners.search.fluency import context_ids, nats_per_token
 from promptgrad.learners.search.gcg import GCG
-from promptgrad.learners.learner import NonFinite
-from promptgrad.model.models import FrozenModel
-from promptgrad.problem.pairs import Pair
 from promptgrad.learners.search.pez import PEZ
 from promptgrad.learners.search.projection import Projection, RoundTrip, allowed_tokens, decode, token_texts
 from promptgrad.learners.search.relax import Relaxation
+from promptgrad.model.models import FrozenModel
 from promptgrad.model.soft_prompt import SoftPrompt
 from promptgrad.model.template import Batch, TemplateEncoder
+from promptgrad.problem.pairs import Pair
+from promptgrad.readout.evaluation import score_prompt
 from promptgrad.store.run_folder import prompt_vectors
 
 HOLDOUT_PAIRS = 64  # training pairs set aside to choose the best prompt (at most a fifth of them)
@@ -39,13 +39,21 @@ ROUND_TRIP_INPUTS = 3  # inputs in whose contexts a prompt must survive decode -
 REPAIR_TRIES = 200
 
 
-def start_ids(init: str, encoder: TemplateEncoder, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
-              round_trip: RoundTrip, generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+def start_ids(
+    init: str,
+    encoder: TemplateEncoder,
+    frozen: FrozenModel,
+    projection: Projection,
+    allowed: torch.Tensor,
+    round_trip: RoundTrip,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, list[int]]:
     """The initial vectors (`init`, as for a soft prompt) and the tokens they project to, with
     positions re-drawn from the allowed tokens until the prompt survives the round trip (a re-drawn
     position's vector becomes its token's row)."""
-    vectors = SoftPrompt.initial(init, encoder.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator,
-                                 prompt_vectors).vectors
+    vectors = SoftPrompt.initial(
+        init, encoder.prompt_len, frozen.embedding.weight, frozen.tokenizer, generator, prompt_vectors
+    ).vectors
     projected = projection.ids(vectors).tolist()
     ids = list(projected)
     pool = allowed.nonzero().flatten()
@@ -55,13 +63,26 @@ def start_ids(init: str, encoder: TemplateEncoder, frozen: FrozenModel, projecti
             return torch.where(redrawn[:, None], projection.rows(ids).to(vectors.device), vectors).detach(), ids
         position = int(torch.randint(len(ids), (1,), generator=generator))
         ids[position] = int(pool[torch.randint(len(pool), (1,), generator=generator)])
-    raise UserError(f"no prompt of allowed tokens survives decode -> encode in the template {encoder.template.text!r} with this "
-                    f"tokenizer; try another template, or readable_only false", "template")
+    raise UserError(
+        f"no prompt of allowed tokens survives decode -> encode in the template {encoder.template.text!r} with this "
+        f"tokenizer; try another template, or readable_only false",
+        "template",
+    )
 
 
-def make_method(method: str, gcg: GCGSettings, lr: float, frozen: FrozenModel, projection: Projection, allowed: torch.Tensor,
-                round_trip: RoundTrip, vectors: torch.Tensor, ids: list[int], generator: torch.Generator,
-                context: list[int] | None = None):
+def make_method(
+    method: str,
+    gcg: GCGSettings,
+    lr: float,
+    frozen: FrozenModel,
+    projection: Projection,
+    allowed: torch.Tensor,
+    round_trip: RoundTrip,
+    vectors: torch.Tensor,
+    ids: list[int],
+    generator: torch.Generator,
+    context: list[int] | None = None,
+):
     """The method object: `.ids` (its current prompt), `.step(batch, lr)` -> that step's loss of a
     real-token prompt on the batch, and `state_dict()`/`load_state_dict()` for checkpoints. PEZ and relax
     have no settings of their own but the learning rate of their continuous shadow."""
@@ -73,24 +94,43 @@ def make_method(method: str, gcg: GCGSettings, lr: float, frozen: FrozenModel, p
 
 
 def dominates(a: FrontPoint, b: FrontPoint) -> bool:
-    return a.train_loss <= b.train_loss and a.nats_per_token <= b.nats_per_token and (
-        a.train_loss < b.train_loss or a.nats_per_token < b.nats_per_token)
+    return (
+        a.train_loss <= b.train_loss
+        and a.nats_per_token <= b.nats_per_token
+        and (a.train_loss < b.train_loss or a.nats_per_token < b.nats_per_token)
+    )
 
 
 def with_point(front: list[FrontPoint], point: FrontPoint) -> list[FrontPoint] | None:
     """The Pareto front with `point` added, or None if it changes nothing (`point` is dominated or known)."""
     if any(dominates(p, point) or p.ids == point.ids for p in front):
         return None
-    return sorted([p for p in front if not dominates(point, p)] + [point], key=lambda p: (p.train_loss, p.nats_per_token))
+    return sorted(
+        [p for p in front if not dominates(point, p)] + [point], key=lambda p: (p.train_loss, p.nats_per_token)
+    )
 
 
 class HardLearner:
     mode: ClassVar[str] = "hard"
 
-    def __init__(self, frozen: FrozenModel, encoder: TemplateEncoder, train: list[Pair], eval_batch_size: int,
-                 generator: torch.Generator, *, init: str, search: SearchSettings, gcg: GCGSettings, lr: float):
+    def __init__(
+        self,
+        frozen: FrozenModel,
+        encoder: TemplateEncoder,
+        train: list[Pair],
+        eval_batch_size: int,
+        generator: torch.Generator,
+        *,
+        init: str,
+        search: SearchSettings,
+        gcg: GCGSettings,
+        lr: float,
+    ):
         if len(train) < 2:
-            raise UserError(f"hard mode needs at least 2 training pairs (one to search on, one to choose with), got {len(train)}", "data")
+            raise UserError(
+                f"hard mode needs at least 2 training pairs (one to search on, one to choose with), got {len(train)}",
+                "data",
+            )
         self.frozen, self.encoder, self.eval_batch_size = frozen, encoder, eval_batch_size
         self.method_name, self.fluency, self.patience = search.method, gcg.fluency, gcg.patience
         n_holdout = max(1, min(HOLDOUT_PAIRS, len(train) // 5))
@@ -103,8 +143,19 @@ class HardLearner:
         self.context = context_ids(encoder)
         vectors, ids = start_ids(init, encoder, frozen, self.projection, self.allowed, self.round_trip, generator)
         self.start_ids = list(ids)
-        self.method = make_method(search.method, gcg, lr, frozen, self.projection, self.allowed, self.round_trip, vectors, ids,
-                                  generator, self.context)
+        self.method = make_method(
+            search.method,
+            gcg,
+            lr,
+            frozen,
+            self.projection,
+            self.allowed,
+            self.round_trip,
+            vectors,
+            ids,
+            generator,
+            self.context,
+        )
         # held-out task loss and nats/token of every prompt scored, by its ids
         self.held_out: dict[tuple[int, ...], tuple[float, float]] = {}
         self.best_ids, self.best_loss = list(ids), math.inf
@@ -115,8 +166,14 @@ class HardLearner:
         """(held-out task loss, nats/token) of a prompt, each computed once."""
         key = tuple(prompt_ids)
         if key not in self.held_out:
-            loss = score_prompt(self.frozen, self.encoder, self.holdout, self.projection.rows(prompt_ids), self.eval_batch_size,
-                                judge=False).test_loss  # the loss alone: no answers read
+            loss = score_prompt(
+                self.frozen,
+                self.encoder,
+                self.holdout,
+                self.projection.rows(prompt_ids),
+                self.eval_batch_size,
+                judge=False,
+            ).test_loss  # the loss alone: no answers read
             nats = float(nats_per_token(self.frozen, self.context, torch.tensor([prompt_ids]))[0])
             self.held_out[key] = (loss, nats)
         return self.held_out[key]
@@ -133,8 +190,14 @@ class HardLearner:
     def found(self, step: int) -> HardPromptFound:
         tokenizer = self.frozen.tokenizer
         loss, nats = self.scored(self.best_ids)
-        return HardPromptFound(step, list(self.best_ids), token_texts(tokenizer, self.best_ids), decode(tokenizer, self.best_ids),
-                               loss, nats)
+        return HardPromptFound(
+            step,
+            list(self.best_ids),
+            token_texts(tokenizer, self.best_ids),
+            decode(tokenizer, self.best_ids),
+            loss,
+            nats,
+        )
 
     def consider(self, step: int, prompt_ids: list[int]) -> list[Event]:
         """Score a prompt on the held-out pairs; the events it causes: a better best, a changed front."""
@@ -179,16 +242,30 @@ class HardLearner:
 
     def metadata(self) -> dict[str, str]:
         loss, nats = self.scored(self.best_ids)
-        front = [{"ids": p.ids, "text": p.text, "train_loss": p.train_loss, "nats_per_token": p.nats_per_token} for p in self.front]
-        return {"mode": "hard", "method": self.method_name, "hard_prompt_ids": json.dumps(list(self.best_ids)),
-                "hard_prompt_text": decode(self.frozen.tokenizer, self.best_ids), "hard_prompt_nats_per_token": f"{nats:.4f}",
-                "fluency": str(self.fluency), "pareto_front": json.dumps(front)}
+        front = [
+            {"ids": p.ids, "text": p.text, "train_loss": p.train_loss, "nats_per_token": p.nats_per_token}
+            for p in self.front
+        ]
+        return {
+            "mode": "hard",
+            "method": self.method_name,
+            "hard_prompt_ids": json.dumps(list(self.best_ids)),
+            "hard_prompt_text": decode(self.frozen.tokenizer, self.best_ids),
+            "hard_prompt_nats_per_token": f"{nats:.4f}",
+            "fluency": str(self.fluency),
+            "pareto_front": json.dumps(front),
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"method_state": self.method.state_dict(), "best_ids": list(self.best_ids), "best_train_loss": self.best_loss,
-                "since_best": self.since_best, "start_ids": list(self.start_ids),
-                "held_out": [[list(k), loss, nats] for k, (loss, nats) in self.held_out.items()],
-                "front": [[p.ids, p.text, p.train_loss, p.nats_per_token] for p in self.front]}
+        return {
+            "method_state": self.method.state_dict(),
+            "best_ids": list(self.best_ids),
+            "best_train_loss": self.best_loss,
+            "since_best": self.since_best,
+            "start_ids": list(self.start_ids),
+            "held_out": [[list(k), loss, nats] for k, (loss, nats) in self.held_out.items()],
+            "front": [[p.ids, p.text, p.train_loss, p.nats_per_token] for p in self.front],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method_state"])
@@ -196,4 +273,4 @@ class HardLearner:
         self.since_best = int(state["since_best"])
         self.start_ids = list(state["start_ids"])
         self.held_out = {tuple(row[0]): (float(row[1]), float(row[2])) for row in state["held_out"]}
-        self.front = [FrontPoint(list(i), t, float(l), float(n)) for i, t, l, n in state["front"]]
+        self.front = [FrontPoint(list(ids), text, float(loss), float(nats)) for ids, text, loss, nats in state["front"]]

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from promptgrad.learners.search.projection import Projection
 from promptgrad.model.models import FrozenModel
 from promptgrad.model.objective import target_loss
-from promptgrad.learners.search.projection import Projection
 from promptgrad.model.soft_prompt import SoftPrompt
 from promptgrad.model.template import Batch
 

@@ -45,10 +45,12 @@ def allowed_tokens(tokenizer, vocab_size: int, readable_only: bool) -> torch.Ten
         again = tokenizer(texts, add_special_tokens=False)["input_ids"]
         special = set(tokenizer.all_special_ids)
         allowed = torch.zeros(vocab_size, dtype=torch.bool)
-        allowed[:n] = torch.tensor([
-            i not in special and again[i] == [i] and (is_readable(texts[i]) if readable_only else bool(texts[i]))
-            for i in range(n)
-        ])
+        allowed[:n] = torch.tensor(
+            [
+                i not in special and again[i] == [i] and (is_readable(texts[i]) if readable_only else bool(texts[i]))
+                for i in range(n)
+            ]
+        )
         _allowed[key] = allowed
     return _allowed[key]
 

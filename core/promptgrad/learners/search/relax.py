@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from promptgrad.learners.search.projection import Projection
 from promptgrad.model.models import FrozenModel
 from promptgrad.model.objective import target_loss
-from promptgrad.learners.search.projection import Projection
 from promptgrad.model.template import Batch
 
 INIT_LOGIT = 20.0  # the initial token's logit, all others 0: probability 1 - 1e-4 over a 50k vocabulary
