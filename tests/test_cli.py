@@ -170,10 +170,10 @@ def test_a_non_finite_loss_ends_the_run_without_saving_that_prompt(tiny_config, 
 def test_a_hub_id_this_machine_cannot_reach_is_one_clear_line_within_seconds(tiny_config, monkeypatch, capsys):
     import time
 
-    import promptgrad.model.models
+    import promptgrad.hub
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the hub is unreachable
-    monkeypatch.setattr(promptgrad.model.models, "_HUB_REACHABLE", None)
+    monkeypatch.setattr(promptgrad.hub, "_HUB_REACHABLE", None)
     started = time.monotonic()
     assert main(tiny_args(tiny_config, "--model", "smollm2-135")) == 2
     assert time.monotonic() - started < 10

@@ -259,18 +259,18 @@ def test_a_report_is_never_written_into_a_run_folder(finished, tmp_path, capsys)
 def test_an_export_never_follows_a_link_planted_in_the_path_it_makes(finished, tmp_path, monkeypatch, capsys):
     """--out base/made/adapter, base/made not there yet: a link planted there while the model loads (the
     slow part) was followed, and the adapter written into the folder it points to."""
-    import promptgrad.model.models
+    import promptgrad.integrations.export
 
     base, elsewhere = tmp_path / "base", tmp_path / "elsewhere"
     base.mkdir()
     before = plant_victims(elsewhere, "notes.txt")
-    load_model = promptgrad.model.models.load_model
+    load_model = promptgrad.integrations.export.load_model
 
     def load_and_plant(*args, **kwargs):
         (base / "made").symlink_to(elsewhere, target_is_directory=True)
         return load_model(*args, **kwargs)
 
-    monkeypatch.setattr(promptgrad.model.models, "load_model", load_and_plant)
+    monkeypatch.setattr(promptgrad.integrations.export, "load_model", load_and_plant)
     line = one_line_error(
         capsys, main(["export", str(finished), "--out", str(base / "made" / "adapter")]), "symbolic link"
     )

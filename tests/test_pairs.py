@@ -124,7 +124,7 @@ def test_an_unreachable_hub_fails_at_once(monkeypatch, offline):
     import datasets
     from huggingface_hub import constants
 
-    from promptgrad.model import models
+    from promptgrad import hub
 
     with socket.socket() as s:  # a port on which nothing listens: connections are refused
         s.bind(("127.0.0.1", 0))
@@ -134,7 +134,7 @@ def test_an_unreachable_hub_fails_at_once(monkeypatch, offline):
         monkeypatch.delenv(name, raising=False)
     for name, value in offline.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(models, "_HUB_REACHABLE", None)
+    monkeypatch.setattr(hub, "_HUB_REACHABLE", None)
     before = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
     started = time.monotonic()
     with pytest.raises(UserError, match="cannot be reached from here .* not in the local cache") as caught:
