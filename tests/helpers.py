@@ -89,3 +89,34 @@ TINY_PAIRS = [
 def logged(events) -> list:
     """The events a run logs to metrics.jsonl: all but the Progress ones, which are only shown."""
     return [e for e in events if e.logged]
+
+
+def fill_prompt(context: list[int], prompt_ids: list[int]) -> list[int]:
+    """The context with the hand-written prompt's tokens at its prompt positions (marked -1)."""
+    out, j = [], 0
+    for t in context:
+        if t < 0:
+            out.append(prompt_ids[j])
+            j += 1
+        else:
+            out.append(t)
+    return out
+
+
+def teach(model_folder: Path, sequences: list, passes: int) -> None:
+    """Train every weight of the model in `model_folder` on the token sequences (Adam, seeded, in order)
+    until it writes them, and save it there: a tiny model that answers as a test needs it to."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(model_folder)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(passes):
+        for ids in sequences:
+            loss = model(input_ids=ids[None], labels=ids[None]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.save_pretrained(model_folder)

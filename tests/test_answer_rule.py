@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import fill_prompt, teach
 
 from promptgrad.model.models import load_model
 from promptgrad.model.template import Template, TemplateEncoder
@@ -176,8 +177,6 @@ def capitalize_pairs(n: int) -> list[Pair]:
 def taught(tiny_gpt2, tmp_path_factory):
     """The tiny GPT-2, trained (all its weights) until it writes each TAUGHT answer, token for token as
     given, then a newline, after the template filled with the hand-written prompt " capitalize"."""
-    from transformers import GPT2LMHeadModel
-
     folder = tmp_path_factory.mktemp("taught-capitalize")
     shutil.copytree(tiny_gpt2, folder, dirs_exist_ok=True)
     frozen = load_model(str(folder), torch.device("cpu"), torch.float32)
@@ -186,30 +185,12 @@ def taught(tiny_gpt2, tmp_path_factory):
     encoder = TemplateEncoder(Template.parse(TEMPLATE), tokenizer, prompt_len=len(prompt_ids))
     sequences = []
     for x, pieces in TAUGHT.items():
-        context = [prompt_ids[i] if t < 0 else t for i, t in enumerate_prompt(encoder.encode(x, "_").context)]
+        context = fill_prompt(encoder.encode(x, "_").context, prompt_ids)
         answer = [tokenizer(piece, add_special_tokens=False)["input_ids"][0] for piece in pieces.split("|")]
         sequences.append(torch.tensor(context + answer + [NEWLINE]))
-    model = GPT2LMHeadModel.from_pretrained(folder)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    for _ in range(150):
-        for ids in sequences:
-            loss = model(input_ids=ids[None], labels=ids[None]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.save_pretrained(folder)
+    teach(folder, sequences, passes=150)
     frozen = load_model(str(folder), torch.device("cpu"), torch.float32)
     return frozen, encoder, frozen.embedding.weight[prompt_ids].detach()
-
-
-def enumerate_prompt(context: list[int]):
-    """(index among the prompt positions, token) for each context token; -1 marks a prompt position."""
-    k = 0
-    for t in context:
-        yield (k, t)
-        k += t < 0
 
 
 def test_the_taught_model_writes_the_taught_tokens(taught):

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import TINY_PAIRS
+from helpers import TINY_PAIRS, fill_prompt, teach
 
 from promptgrad.cli.main import main
 from promptgrad.errors import UserError
@@ -26,8 +26,6 @@ TAUGHT = {"India": "New Delhi", "Afghanistan": "Afghani (AFN)", "dependent": "dÃ
 def taught(tiny_gpt2, tmp_path_factory):
     """The tiny GPT-2, trained (all its weights) until it writes each taught answer, then a newline, after
     the template filled with the hand-written prompt " capital"."""
-    from transformers import GPT2LMHeadModel
-
     folder = tmp_path_factory.mktemp("taught-gpt2")
     shutil.copytree(tiny_gpt2, folder, dirs_exist_ok=True)
     frozen = load_model(str(folder), torch.device("cpu"), torch.float32)
@@ -38,34 +36,12 @@ def taught(tiny_gpt2, tmp_path_factory):
     sequences = []
     for x, y in TAUGHT.items():
         pair = encoder.encode(x, y)
-        context = _fill(pair.context, prompt_ids)
+        context = fill_prompt(pair.context, prompt_ids)
         sequences.append(torch.tensor(context + pair.target + frozen.tokenizer("\n")["input_ids"]))
-    model = GPT2LMHeadModel.from_pretrained(folder)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    for _ in range(300):
-        for ids in sequences:
-            loss = model(input_ids=ids[None], labels=ids[None]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.save_pretrained(folder)
+    teach(folder, sequences, passes=300)
     frozen = load_model(str(folder), torch.device("cpu"), torch.float32)
     vectors = frozen.embedding.weight[prompt_ids].detach()
     return frozen, encoder, vectors
-
-
-def _fill(context: list[int], prompt_ids: list[int]) -> list[int]:
-    """The context with the hand-written prompt's tokens at its prompt positions (marked -1)."""
-    out, j = [], 0
-    for t in context:
-        if t < 0:
-            out.append(prompt_ids[j])
-            j += 1
-        else:
-            out.append(t)
-    return out
 
 
 def test_the_whole_answer_is_shown_case_and_accents_as_written(taught):
