@@ -177,6 +177,7 @@ IN_PROCESS_RUNS = {
     "test_early_stopping::test_resumed_runs_choose_and_stop_as_an_uninterrupted_one",
     "test_export::test_a_context_peft_cannot_give_is_refused",
     "test_export::test_an_export_whose_generate_differs_is_refused",
+    "test_export::test_a_bf16_run_is_exported_and_checked_in_bf16",
     "test_export::test_an_occupied_destination_is_refused",
     "test_export::test_peft_adapter_gives_promptgrads_logits",
     "test_export::test_peft_generate_writes_what_predict_writes",

@@ -300,3 +300,16 @@ def test_the_base_model_is_named_as_anyone_can_find_it(answering_run, tmp_path):
 
 def card_code_of(card: str) -> str:
     return re.findall(r"```python\n(.*?)```", card.split(CODE_START, 1)[1], re.DOTALL)[0]
+
+
+def test_a_bf16_run_is_exported_and_checked_in_bf16(answering_run, tmp_path):
+    """The precision comes from facts.json (what `auto` became); the prompt's metadata does not hold it, so
+    the card and the generate() check used to take every run as float32."""
+    import json
+
+    run = tmp_path / "bf16-run"
+    shutil.copytree(answering_run, run)
+    facts = json.loads((run / "facts.json").read_text())
+    (run / "facts.json").write_text(json.dumps({**facts, "precision": "bf16"}))
+    card = (export_peft(run, tmp_path / "adapter") / "README.md").read_text()
+    assert "dtype=torch.bfloat16" in card and "dtype=torch.float32" not in card

@@ -37,6 +37,7 @@ from promptgrad.model.models import load_model, public_name
 from promptgrad.model.precision import DTYPES
 from promptgrad.model.template import PROMPT_PLACEHOLDER, Template, TemplateEncoder
 from promptgrad.readout.evaluation import MAX_ANSWER_TOKENS, ends_line, greedy_answers
+from promptgrad.store.run_facts import RunFacts
 from promptgrad.store.run_folder import RunFolder
 
 OUTSIDE = "use prompt.safetensors as docs/outside.md ('Using a learned prompt outside promptgrad') shows"
@@ -100,8 +101,9 @@ def write_adapter(run_dir: Path, out_dir: Path, base: Folder, to_make: list[str]
             f"template it belongs to are unknown; export a prompt written by promptgrad train"
         )
     template, prompt_len = metadata["template"], prompt.shape[0]
-    # the run's precision: promptgrad predict computes in it, so the check below and the card's code do too
-    precision = metadata.get("precision") if metadata.get("precision") in DTYPES else "fp32"
+    # the run's precision as facts.json records what it became (the prompt's metadata does not hold it):
+    # promptgrad predict computes in it, so the check below and the card's code do too
+    precision = RunFacts.load(folder.path).precision
     frozen = load_model(metadata["model"], torch.device("cpu"), DTYPES[precision])
     encoder = TemplateEncoder(Template.parse(template), frozen.tokenizer, prompt_len)
     if encoder.bos:
