@@ -120,3 +120,12 @@ def teach(model_folder: Path, sequences: list, passes: int) -> None:
             loss.backward()
             optimizer.step()
     model.save_pretrained(model_folder)
+
+
+def finished_run(config) -> Path:
+    """Train `config` to its end in this process; its run folder."""
+    from promptgrad.train.loop import train  # here: the loop brings torch, and most helpers need none
+
+    events = list(train(config))
+    assert isinstance(events[-1], Finished), events[-1]
+    return Path(config.machine.runs_dir) / config.machine.name

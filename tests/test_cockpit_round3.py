@@ -8,23 +8,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from helpers import finished_events, wait_for
+from helpers import finished_events, finished_run, wait_for
 from textual.widgets import DataTable, Input
 
-from promptgrad.config import TrainConfig
-from promptgrad.events import Finished, Prediction, Predictions, Started, Step
-from promptgrad.train.loop import train
+from promptgrad.events import Prediction, Predictions, Started, Step
 from promptgrad_tui.app import PromptgradApp
 from promptgrad_tui.browser import RunBrowser
 from promptgrad_tui.dialogs import ConfirmScreen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the machine is shared
-
-
-def finished_run(config: TrainConfig) -> Path:
-    events = list(train(config))
-    assert isinstance(events[-1], Finished), events[-1]
-    return Path(config.machine.runs_dir) / config.machine.name
 
 
 # ---- 3. the first keys after launch are pane keys, never typed into the form ---------------------------

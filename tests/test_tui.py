@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import wait_for
+from helpers import finished_run, wait_for
 from textual.widgets import DataTable, Input, Tabs
 
 from promptgrad.config import TrainConfig
@@ -30,12 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: the mac
 
 def notifications(app) -> list:
     return list(app._notifications)
-
-
-def finished_run(config: TrainConfig) -> Path:
-    events = list(train(config))
-    assert isinstance(events[-1], Finished), events[-1]
-    return Path(config.machine.runs_dir) / config.machine.name
 
 
 # ---- the core stays free of the UI --------------------------------------------------------------

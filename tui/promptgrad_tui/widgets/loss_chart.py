@@ -249,26 +249,16 @@ class LossChart(Vertical):
         if compact:
             return self.compact_entries()
         c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
-        shown = [
-            (TRAIN, c.steps),
-            (EMA, c.steps),
-            (SUBSET, c.subset_steps),
-            (FULL, c.full_steps),
-            (VALID, c.valid_steps),
-            (HAND, c.hand_written is not None),
-            (UNTRAINED, c.untrained is not None),
-        ]
-        for (marker, colour, label), present in shown:
-            if present:
-                off = label in self.hidden
-                text = f"{label} {c.hand_written_text!r}" if label == "hand-written" and c.hand_written_text else label
-                entries.append(
-                    Text.assemble(
-                        ("━" if marker == "braille" else marker * 2, "dim" if off else RICH.get(colour, colour)),
-                        (f" {text}", "dim" if off else ""),
-                        (f" ({keys[label]}{' off' if off else ''})", "dim"),
-                    )
+        for marker, colour, label in self.present_series():
+            off = label in self.hidden
+            text = f"{label} {c.hand_written_text!r}" if label == "hand-written" and c.hand_written_text else label
+            entries.append(
+                Text.assemble(
+                    ("━" if marker == "braille" else marker * 2, "dim" if off else RICH.get(colour, colour)),
+                    (f" {text}", "dim" if off else ""),
+                    (f" ({keys[label]}{' off' if off else ''})", "dim"),
                 )
+            )
         for i, name in enumerate(self.overlays):
             colour, off = OVERLAY_COLORS[i % len(OVERLAY_COLORS)], "compared" in self.hidden
             entries.append(
@@ -280,8 +270,9 @@ class LossChart(Vertical):
             )
         return entries
 
-    def compact_entries(self) -> list[Text]:
-        c, keys, entries = self.curves, {label: key for key, label in TOGGLES.items()}, []
+    def present_series(self) -> list[tuple[str, str, str]]:
+        """(marker, colour, label) of each series that has something to draw, in the legend's order."""
+        c = self.curves
         shown = [
             (TRAIN, c.steps),
             (EMA, c.steps),
@@ -291,10 +282,13 @@ class LossChart(Vertical):
             (HAND, c.hand_written is not None),
             (UNTRAINED, c.untrained is not None),
         ]
-        for (marker, colour, label), present in shown:
-            if present:
-                style = "dim" if label in self.hidden else RICH.get(colour, colour)
-                entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, style), f" {keys[label]}"))
+        return [series for series, present in shown if present]
+
+    def compact_entries(self) -> list[Text]:
+        keys, entries = {label: key for key, label in TOGGLES.items()}, []
+        for marker, colour, label in self.present_series():
+            style = "dim" if label in self.hidden else RICH.get(colour, colour)
+            entries.append(Text.assemble(("━" if marker == "braille" else marker * 2, style), f" {keys[label]}"))
         if self.overlays:
             entries.append(
                 Text.assemble(
